@@ -1,0 +1,20 @@
+import { Type } from 'typebox';
+import { SharedConfig, loadConfig } from '@makam/shared';
+
+/** The API's settings (environment variables), with defaults. */
+export const ApiConfigProperties = {
+  ...SharedConfig,
+  /** Address to listen on. */
+  MAKAM_API_HOST: Type.String({ default: '127.0.0.1' }),
+  /** Port to listen on; 0 picks a free one. */
+  MAKAM_API_PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535 }),
+  /** The largest dataset upload, in bytes. */
+  MAKAM_MAX_DATASET_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 1024 }),
+  /** The resource class a job goes to when its request names none. */
+  MAKAM_DEFAULT_CLASS: Type.String({ default: 'cpu' }),
+  /** Attempts per job, the first included; retries are for worker faults only. */
+  MAKAM_JOB_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20 }),
+};
+
+export type ApiConfig = ReturnType<typeof loadApiConfig>;
+export const loadApiConfig = (env: NodeJS.ProcessEnv = process.env) => loadConfig(ApiConfigProperties, env);

@@ -1,0 +1,37 @@
+// Domain services the routes use, built once per app: Redis, the record stores, the blob store
+// and one BullMQ queue per resource class.
+import fp from 'fastify-plugin';
+import type { Queue } from 'bullmq';
+import { BlobStore, DatasetStore, JobStore, createQueues, createRedis, redisKeys, resourceClasses, type Redis, type RedisKeys, type TrainJobData } from '@makam/shared';
+import type { ApiConfig } from '../config.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: ApiConfig;
+    redis: Redis;
+    keys: RedisKeys;
+    jobs: JobStore;
+    datasets: DatasetStore;
+    blobs: BlobStore;
+    queues: Map<string, Queue<TrainJobData>>;
+  }
+}
+
+export default fp<{ config: ApiConfig }>(async (app, { config }) => {
+  const redis = createRedis(config.REDIS_URL);
+  redis.on('error', (err) => app.log.warn({ err: err.message }, 'redis connection error'));
+  const keys = redisKeys(config.MAKAM_REDIS_PREFIX);
+  const classes = resourceClasses(config);
+  const queues = createQueues(classes, createRedis(config.REDIS_URL, { blocking: false }), config.MAKAM_QUEUE_PREFIX);
+  app.decorate('config', config);
+  app.decorate('redis', redis);
+  app.decorate('keys', keys);
+  app.decorate('jobs', new JobStore(redis, keys));
+  app.decorate('datasets', new DatasetStore(redis, keys));
+  app.decorate('blobs', new BlobStore(config.MAKAM_STORE_DIR));
+  app.decorate('queues', queues);
+  app.addHook('onClose', async () => {
+    await Promise.all([...queues.values()].map((q) => q.close()));
+    redis.disconnect();
+  });
+});

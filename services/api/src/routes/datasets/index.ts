@@ -1,0 +1,61 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { Readable } from 'node:stream';
+import { newDatasetId, type DatasetRecord } from '@makam/shared';
+import { ApiError, notFound } from '../../errors.ts';
+import { ingestDataset, type DatasetFormat } from '../../datasets/ingest.ts';
+import { errorResponses } from '../../schemas/common.ts';
+import { Dataset, DatasetIdParams, DatasetUploadQuery } from '../../schemas/datasets.ts';
+
+const CONTENT_TYPES: Record<string, DatasetFormat> = {
+  'application/jsonl': 'jsonl',
+  'application/x-ndjson': 'jsonl',
+  'application/x-jsonlines': 'jsonl',
+  'application/json-lines': 'jsonl',
+  'text/csv': 'csv',
+};
+
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  // Uploads reach the handler as a stream; ingest enforces the size limit while reading.
+  app.addContentTypeParser(Object.keys(CONTENT_TYPES), (_req, payload, done) => done(null, payload));
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+
+  app.post(
+    '/',
+    {
+      bodyLimit: app.config.MAKAM_MAX_DATASET_BYTES,
+      schema: {
+        summary: 'Upload a dataset (JSON lines or CSV with columns text and label, UTF-8)',
+        querystring: DatasetUploadQuery,
+        response: { 201: Dataset, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const mediaType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      const format = request.query.format ?? CONTENT_TYPES[mediaType];
+      if (!format) {
+        throw new ApiError(415, 'unsupported_media_type', `send the dataset as application/jsonl or text/csv (got '${mediaType || 'none'}'), or add ?format=jsonl|csv`, 'Content-Type');
+      }
+      const body = request.body as Readable;
+      const result = await ingestDataset(body, format, app.blobs, app.config.MAKAM_MAX_DATASET_BYTES);
+      const record: DatasetRecord = {
+        id: newDatasetId(),
+        object: 'dataset',
+        name: request.query.name ?? null,
+        format,
+        ...result,
+        created_at: new Date().toISOString(),
+      };
+      await app.datasets.create(record);
+      request.log.info({ datasetId: record.id, rows: record.rows, labels: record.labels.length }, 'dataset stored');
+      return reply.code(201).send(record);
+    },
+  );
+
+  app.get('/:id', { schema: { summary: 'Get a dataset', params: DatasetIdParams, response: { 200: Dataset, ...errorResponses } } }, async (request) => {
+    const record = await app.datasets.get(request.params.id);
+    if (!record) throw notFound('dataset', request.params.id);
+    return record;
+  });
+};
+
+export default routes;

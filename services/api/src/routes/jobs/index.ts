@@ -1,0 +1,153 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Value } from 'typebox/value';
+import { isTerminal, newJobId, trainJobOptions, type JobRecord } from '@makam/shared';
+import { ApiError, notFound } from '../../errors.ts';
+import { errorResponses } from '../../schemas/common.ts';
+import { CreateJobBody, EventList, EventsQuery, Hyperparameters, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries } from '../../schemas/jobs.ts';
+
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  const loadJob = async (id: string): Promise<JobRecord> => {
+    const job = await app.jobs.get(id);
+    if (!job) throw notFound('job', id);
+    return job;
+  };
+
+  app.post(
+    '/',
+    { schema: { summary: 'Submit a fine-tuning job', body: CreateJobBody, response: { 202: Job, ...errorResponses } } },
+    async (request, reply) => {
+      const body = request.body;
+      if (Boolean(body.model.name) === Boolean(body.model.config)) {
+        throw new ApiError(400, 'invalid_request', "give exactly one of 'model.name' (a Hugging Face id or worker path) and 'model.config' (an architecture to train from scratch)", 'model');
+      }
+      if (body.model.tokenizer && !body.model.config) {
+        throw new ApiError(400, 'invalid_request', "'model.tokenizer' trains a tokenizer for a 'model.config' model; a named model brings its own", 'model.tokenizer');
+      }
+      const resourceClass = body.resource_class ?? app.config.MAKAM_DEFAULT_CLASS;
+      const queue = app.queues.get(resourceClass);
+      if (!queue) {
+        throw new ApiError(400, 'invalid_request', `unknown resource_class '${resourceClass}'; configured classes: ${[...app.queues.keys()].join(', ')}`, 'resource_class');
+      }
+      for (const param of ['dataset', 'validation_dataset'] as const) {
+        const id = body[param];
+        if (id && !(await app.datasets.get(id))) throw new ApiError(400, 'dataset_not_found', `no dataset with id ${id}; upload it with POST /v1/datasets first`, param);
+      }
+      if (body.validation_dataset) {
+        const [train, validation] = await Promise.all([app.datasets.get(body.dataset), app.datasets.get(body.validation_dataset)]);
+        const unseen = validation!.labels.filter((l) => !train!.labels.includes(l));
+        if (unseen.length > 0) {
+          throw new ApiError(400, 'label_not_in_training', `validation labels missing from the training dataset: ${unseen.join(', ')}`, 'validation_dataset');
+        }
+      }
+      const now = new Date().toISOString();
+      const job: JobRecord = {
+        id: newJobId(),
+        object: 'job',
+        kind: 'finetune',
+        status: 'queued',
+        model: body.model,
+        dataset: body.dataset,
+        validation_dataset: body.validation_dataset ?? null,
+        hyperparameters: Value.Default(Hyperparameters, structuredClone(body.hyperparameters ?? {})) as Record<string, unknown>,
+        resource_class: resourceClass,
+        progress: null,
+        metrics: null,
+        result: null,
+        artifact: null,
+        error: null,
+        attempts: 0,
+        worker: null,
+        cancel_requested: false,
+        created_at: now,
+        started_at: null,
+        finished_at: null,
+        updated_at: now,
+      };
+      await app.jobs.create(job);
+      try {
+        await queue.add('train', { jobId: job.id }, trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS));
+      } catch (err) {
+        await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() });
+        throw err;
+      }
+      request.log.info({ jobId: job.id, resourceClass }, 'job queued');
+      return reply.code(202).send(job);
+    },
+  );
+
+  app.get('/', { schema: { summary: 'List jobs, newest first', querystring: ListJobsQuery, response: { 200: JobList, ...errorResponses } } }, async (request) => {
+    const page = await app.jobs.list(request.query.limit, request.query.after);
+    return { object: 'list' as const, ...page };
+  });
+
+  app.get('/:id', { schema: { summary: 'Get a job', params: JobIdParams, response: { 200: Job, ...errorResponses } } }, async (request) => loadJob(request.params.id));
+
+  app.get(
+    '/:id/metrics',
+    { schema: { summary: "The job's metric series (its latest attempt)", params: JobIdParams, response: { 200: MetricSeries, ...errorResponses } } },
+    async (request) => {
+      await loadJob(request.params.id);
+      return { object: 'list' as const, data: await app.jobs.metrics(request.params.id) };
+    },
+  );
+
+  app.get(
+    '/:id/events',
+    { schema: { summary: "The job's event log, oldest first, paged by cursor", params: JobIdParams, querystring: EventsQuery, response: { 200: EventList, ...errorResponses } } },
+    async (request) => {
+      await loadJob(request.params.id);
+      const page = await app.jobs.events(request.params.id, request.query.after, request.query.limit);
+      return { object: 'list' as const, data: page.data.map((e) => ({ id: e.id, created_at: e.created_at, type: e.data.type, data: e.data })), next_cursor: page.next_cursor };
+    },
+  );
+
+  app.post(
+    '/:id/cancel',
+    { schema: { summary: 'Cancel a job: a queued one at once, a running one within seconds', params: JobIdParams, response: { 200: Job, ...errorResponses } } },
+    async (request) => {
+      const id = request.params.id;
+      const job = await loadJob(id);
+      if (job.status === 'cancelled' || job.status === 'cancelling') return job;
+      if (isTerminal(job.status)) throw new ApiError(409, 'job_finished', `the job has already ${job.status}; only queued and running jobs can be cancelled`, 'id');
+      const now = new Date().toISOString();
+      // A queued job is cancelled here; the dispatcher skips a job whose record is not queued.
+      const queued = await app.jobs.transition(id, 'cancelled', { cancel_requested: true, finished_at: now, error: null }, 'cancelled while queued');
+      if (queued.ok) {
+        await app.queues.get(job.resource_class)?.remove(id).catch(() => 0);
+        return loadJob(id);
+      }
+      // A running job: the dispatcher holding it hears this (and polls the record as a fallback).
+      const running = await app.jobs.transition(id, 'cancelling', { cancel_requested: true }, 'cancel requested');
+      if (running.ok) await app.redis.publish(app.keys.cancelChannel, id);
+      return loadJob(id);
+    },
+  );
+
+  app.get(
+    '/:id/artifacts/model',
+    {
+      schema: {
+        summary: "Download the job's model as a .tar.gz (sha256 in the X-Makam-Sha256 header)",
+        params: JobIdParams,
+        response: { 200: { type: 'string', format: 'binary' } as never, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const job = await loadJob(request.params.id);
+      if (job.status !== 'succeeded' || !job.artifact) {
+        throw new ApiError(409, 'artifact_not_ready', `the job is ${job.status}; its model can be downloaded once it has succeeded`, 'id');
+      }
+      const file = app.blobs.artifactPath(job.id);
+      if (!(await app.blobs.exists(file))) throw new ApiError(404, 'artifact_missing', 'the model file is missing from the artifact store', 'id');
+      return reply
+        .header('content-type', 'application/gzip')
+        .header('content-length', String(job.artifact.size_bytes))
+        .header('content-disposition', `attachment; filename="${job.id}-model.tar.gz"`)
+        .header('x-makam-sha256', job.artifact.sha256)
+        .header('repr-digest', `sha-256=:${Buffer.from(job.artifact.sha256, 'hex').toString('base64')}:`)
+        .send(app.blobs.read(file));
+    },
+  );
+};
+
+export default routes;

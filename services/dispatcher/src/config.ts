@@ -1,0 +1,18 @@
+import { Type } from 'typebox';
+import { SharedConfig, loadConfig } from '@makam/shared';
+
+/** A dispatcher's settings (environment variables), with defaults. */
+export const DispatcherConfigProperties = {
+  ...SharedConfig,
+  /** The resource class whose queue this dispatcher takes jobs from. */
+  MAKAM_CLASS: Type.String({ default: 'cpu', pattern: '^[a-z0-9-]+$' }),
+  /** The gRPC addresses (host:port) of the Python workers it drives, comma-separated; one job each at a time. */
+  MAKAM_WORKERS: Type.String({ default: '127.0.0.1:50051', pattern: '^[^,\\s]+(,[^,\\s]+)*$' }),
+  /** How often a running job's record is checked for a cancel, besides the pub/sub message. */
+  MAKAM_CANCEL_POLL_MS: Type.Integer({ default: 1000, minimum: 100 }),
+  /** How long a job may wait to reconnect to a worker that stopped answering before it is retried. */
+  MAKAM_WORKER_RECONNECT_MS: Type.Integer({ default: 60_000, minimum: 1000 }),
+};
+
+export type DispatcherConfig = ReturnType<typeof loadDispatcherConfig>;
+export const loadDispatcherConfig = (env: NodeJS.ProcessEnv = process.env) => loadConfig(DispatcherConfigProperties, env);

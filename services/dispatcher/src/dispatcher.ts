@@ -1,0 +1,132 @@
+// A dispatcher serves one resource class: a BullMQ Worker takes jobs from the class's queue, one
+// per Python worker in its pool, and a RunDriver follows each. Cancels arrive by Redis pub/sub
+// (BullMQ's own cancel only reaches the Worker that holds a job), with a poll of the job record
+// as a fallback for messages lost while the connection was down.
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { BlobStore, DatasetStore, JobStore, createRedis, isTerminal, queueName, redisKeys, type Logger, type Redis, type TrainJobData } from '@makam/shared';
+import type { DispatcherConfig } from './config.ts';
+import { RetryableRunError, RunDriver, type RunOutcome } from './run-driver.ts';
+import { WorkerPool } from './worker-pool.ts';
+
+export class Dispatcher {
+  private readonly config: DispatcherConfig;
+  private readonly log: Logger;
+  private readonly redis: Redis;
+  private readonly subscriber: Redis;
+  private readonly jobs: JobStore;
+  private readonly datasets: DatasetStore;
+  private readonly blobs: BlobStore;
+  private readonly pool: WorkerPool;
+  private readonly drivers = new Map<string, RunDriver>();
+  private worker: Worker<TrainJobData, RunOutcome> | null = null;
+  private poller: NodeJS.Timeout | null = null;
+
+  constructor(config: DispatcherConfig, log: Logger) {
+    this.config = config;
+    this.log = log.child({ resourceClass: config.MAKAM_CLASS });
+    this.redis = createRedis(config.REDIS_URL);
+    this.subscriber = createRedis(config.REDIS_URL, { blocking: true });
+    const keys = redisKeys(config.MAKAM_REDIS_PREFIX);
+    this.jobs = new JobStore(this.redis, keys);
+    this.datasets = new DatasetStore(this.redis, keys);
+    this.blobs = new BlobStore(config.MAKAM_STORE_DIR);
+    this.pool = new WorkerPool(config.MAKAM_WORKERS.split(','));
+    this.subscriber.on('message', (_channel, jobId: string) => void this.cancel(jobId));
+    this.keys = keys;
+  }
+
+  private readonly keys: ReturnType<typeof redisKeys>;
+
+  async start(): Promise<void> {
+    await this.subscriber.subscribe(this.keys.cancelChannel);
+    this.worker = new Worker<TrainJobData, RunOutcome>(queueName(this.config.MAKAM_CLASS), (job) => this.process(job), {
+      connection: createRedis(this.config.REDIS_URL, { blocking: true }),
+      prefix: this.config.MAKAM_QUEUE_PREFIX,
+      concurrency: this.pool.size,
+      // A restarted dispatcher re-attaches to runs in progress, so a stall is not a failure.
+      maxStalledCount: 10,
+      lockDuration: 30_000,
+    });
+    this.worker.on('error', (err) => this.log.error({ err: err.message }, 'queue worker error'));
+    this.worker.on('failed', (job, err) => this.log.warn({ jobId: job?.id, err: err.message, attemptsMade: job?.attemptsMade }, 'attempt failed'));
+    this.poller = setInterval(() => void this.pollCancels(), this.config.MAKAM_CANCEL_POLL_MS);
+    this.log.info({ workers: this.config.MAKAM_WORKERS }, 'dispatcher started');
+  }
+
+  private async pollCancels(): Promise<void> {
+    for (const jobId of this.drivers.keys()) {
+      try {
+        if ((await this.jobs.status(jobId)) === 'cancelling') await this.cancel(jobId);
+      } catch (err) {
+        this.log.warn({ jobId, err: (err as Error).message }, 'cancel poll failed');
+      }
+    }
+  }
+
+  private async cancel(jobId: string): Promise<void> {
+    const driver = this.drivers.get(jobId);
+    if (!driver) return;
+    try {
+      await driver.cancel();
+    } catch (err) {
+      this.log.warn({ jobId, err: (err as Error).message }, 'cancel did not reach the worker; will retry');
+    }
+  }
+
+  private async process(job: Job<TrainJobData, RunOutcome>): Promise<RunOutcome> {
+    const jobId = job.data.jobId;
+    const log = this.log.child({ jobId });
+    const record = await this.jobs.get(jobId);
+    if (!record) throw new UnrecoverableError(`no job record for ${jobId}`);
+    if (isTerminal(record.status)) return 'skipped';
+    const attempt = job.attemptsMade + 1;
+    const finalAttempt = attempt >= (job.opts.attempts ?? 1);
+    // A record already running means its dispatcher died: re-attach to the run on that worker.
+    const reattach = (record.status === 'running' || record.status === 'cancelling') && record.worker !== null && this.pool.has(record.worker);
+    const { address, client } = this.pool.acquire(reattach ? record.worker : null);
+    const driver = new RunDriver({ jobs: this.jobs, datasets: this.datasets, blobs: this.blobs, log, reconnectMs: this.config.MAKAM_WORKER_RECONNECT_MS }, jobId, address, client);
+    this.drivers.set(jobId, driver);
+    try {
+      if (!reattach) {
+        const moved = await this.jobs.transition(jobId, 'running', { attempts: attempt, worker: address, started_at: record.started_at ?? new Date().toISOString(), error: null }, `running on ${address} (attempt ${attempt})`);
+        if (!moved.ok) {
+          log.info({ status: moved.from }, 'job is no longer queued; skipping');
+          return 'skipped';
+        }
+      }
+      if (record.status === 'cancelling') void this.cancel(jobId);
+      return await driver.run(record, attempt, reattach);
+    } catch (err) {
+      if ((err as Error).message === 'detached') throw err;
+      const now = new Date().toISOString();
+      if (err instanceof UnrecoverableError) {
+        const [code, ...rest] = err.message.split(': ');
+        await this.jobs.transition(jobId, 'failed', { error: { code: code!, message: rest.join(': ') || err.message }, finished_at: now });
+        log.warn({ err: err.message }, 'job failed');
+        throw err;
+      }
+      const code = err instanceof RetryableRunError ? err.code : 'dispatch_error';
+      const message = (err as Error).message;
+      if (finalAttempt) {
+        await this.jobs.transition(jobId, 'failed', { error: { code, message: `${message} (after ${attempt} attempts)` }, finished_at: now });
+      } else {
+        await this.jobs.transition(jobId, 'queued', { error: { code, message } }, `attempt ${attempt} failed (${code}); retrying`);
+      }
+      log.warn({ err: message, attempt, finalAttempt }, 'attempt failed');
+      throw err;
+    } finally {
+      this.drivers.delete(jobId);
+      this.pool.release(address);
+    }
+  }
+
+  /** Stops taking jobs and leaves runs in progress to a dispatcher that re-attaches. */
+  async close(): Promise<void> {
+    if (this.poller) clearInterval(this.poller);
+    for (const driver of this.drivers.values()) driver.detach();
+    await this.worker?.close(true);
+    this.pool.close();
+    this.subscriber.disconnect();
+    this.redis.disconnect();
+  }
+}

@@ -1,0 +1,22 @@
+// A dispatcher process for one resource class (MAKAM_CLASS) and its workers (MAKAM_WORKERS).
+import { createLogger } from '@makam/shared';
+import { loadDispatcherConfig } from './config.ts';
+import { Dispatcher } from './dispatcher.ts';
+
+const config = loadDispatcherConfig();
+const logger = createLogger('makam-dispatcher', config.MAKAM_LOG_LEVEL);
+const dispatcher = new Dispatcher(config, logger);
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    logger.info({ signal }, 'closing; runs in progress stay on their workers');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    dispatcher.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  });
+}
+
+await dispatcher.start();

@@ -1,0 +1,226 @@
+// Drives one job on one Python worker: makes sure the worker has the data, starts the run (or
+// re-attaches to the run already there), relays its events into Redis exactly once, pulls the
+// finished model into the artifact store, and records how the job ended. Everything here waits on
+// I/O, so BullMQ keeps renewing the job's lock while a run takes hours.
+import { createReadStream } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { UnrecoverableError } from 'bullmq';
+import { isGrpcError, type BlobStore, type DatasetStore, type JobEvent, type JobRecord, type JobStore, type Logger, type WorkerClient } from '@makam/shared';
+import { RunState, type WatchRunResponse } from '@makam/shared/gen/makam/worker/v1/worker_pb.js';
+
+const UNARY_MS = 30_000;
+const TRANSFER_MS = 30 * 60_000;
+const WATCH_MS = 30 * 24 * 3600_000;
+const CHUNK = 1024 * 1024;
+
+export interface RunContext {
+  jobs: JobStore;
+  datasets: DatasetStore;
+  blobs: BlobStore;
+  log: Logger;
+  reconnectMs: number;
+}
+
+/** Outcome of a run as the dispatcher hands it to BullMQ. */
+export type RunOutcome = 'succeeded' | 'cancelled' | 'skipped';
+
+/** A failure that another attempt may cure (a worker crash or a lost worker). */
+export class RetryableRunError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export class RunDriver {
+  private readonly ctx: RunContext;
+  private readonly jobId: string;
+  private readonly address: string;
+  private readonly client: WorkerClient;
+  private readonly log: Logger;
+  private readonly abort = new AbortController();
+  private cancelSent = false;
+
+  constructor(ctx: RunContext, jobId: string, address: string, client: WorkerClient) {
+    this.ctx = ctx;
+    this.jobId = jobId;
+    this.address = address;
+    this.client = client;
+    this.log = ctx.log.child({ jobId, worker: address });
+  }
+
+  /** Asks the worker to stop the run; the watch then sees its CANCELLED event. Idempotent. */
+  async cancel(): Promise<void> {
+    if (this.cancelSent) return;
+    this.cancelSent = true;
+    this.log.info('cancelling run on worker');
+    try {
+      await this.client.cancelRun({ runId: this.jobId }, { timeoutMs: UNARY_MS });
+    } catch (err) {
+      if (!isGrpcError(err, GrpcStatus.NOT_FOUND)) {
+        this.cancelSent = false;
+        throw err;
+      }
+    }
+  }
+
+  /** Stops watching without touching the run (the dispatcher is shutting down). */
+  detach(): void {
+    this.abort.abort();
+  }
+
+  /** Starts or re-attaches, then follows the run to its end. */
+  async run(record: JobRecord, attempt: number, reattach: boolean): Promise<RunOutcome> {
+    let state: RunState | undefined;
+    if (reattach) {
+      try {
+        state = (await this.client.getRun({ runId: this.jobId }, { timeoutMs: UNARY_MS })).state;
+        this.log.info({ state: RunState[state] }, 're-attaching to run in progress');
+      } catch (err) {
+        if (!isGrpcError(err, GrpcStatus.NOT_FOUND)) throw err;
+      }
+    }
+    if (state === undefined) await this.start(record, attempt);
+    return this.follow(attempt);
+  }
+
+  private async start(record: JobRecord, attempt: number): Promise<void> {
+    const train = await this.ctx.datasets.get(record.dataset);
+    const validation = record.validation_dataset ? await this.ctx.datasets.get(record.validation_dataset) : null;
+    if (!train || (record.validation_dataset && !validation)) {
+      throw new UnrecoverableError('dataset_missing: the job\'s dataset record is gone');
+    }
+    for (const ds of [train, validation]) if (ds) await this.ensureDataset(ds.sha256);
+    await this.ctx.jobs.resetWorkerSeq(this.jobId);
+    const request = {
+      runId: this.jobId,
+      model: { family: record.model.family, name: record.model.name ?? '', config: record.model.config as never, tokenizer: record.model.tokenizer as never },
+      trainDatasetSha256: train.sha256,
+      validationDatasetSha256: validation?.sha256 ?? '',
+      hyperparameters: record.hyperparameters as never,
+    };
+    let started = await this.client.startRun(request, { timeoutMs: UNARY_MS });
+    if (!started.created && started.state !== RunState.RUNNING) {
+      // A finished run of an earlier attempt: this attempt trains anew.
+      await this.client.deleteRun({ runId: this.jobId }, { timeoutMs: UNARY_MS });
+      started = await this.client.startRun(request, { timeoutMs: UNARY_MS });
+    }
+    this.log.info({ attempt, created: started.created }, 'run started');
+  }
+
+  private async ensureDataset(sha256: string): Promise<void> {
+    const { present } = await this.client.hasDataset({ sha256 }, { timeoutMs: UNARY_MS });
+    if (present) return;
+    const path = this.ctx.blobs.datasetPath(sha256);
+    const sizeBytes = BigInt(await this.ctx.blobs.size(path));
+    async function* parts() {
+      yield { part: { case: 'header' as const, value: { sha256, sizeBytes } } };
+      for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) yield { part: { case: 'chunk' as const, value: chunk as Buffer } };
+    }
+    await this.client.uploadDataset(parts(), { timeoutMs: TRANSFER_MS, signal: this.abort.signal });
+    this.log.info({ sha256 }, 'dataset uploaded to worker');
+  }
+
+  /** Relays events until the run's final event; reconnects while the worker comes back in time. */
+  private async follow(attempt: number): Promise<RunOutcome> {
+    let lostSince: number | null = null;
+    for (;;) {
+      const after = await this.ctx.jobs.workerSeq(this.jobId);
+      try {
+        for await (const event of this.client.watchRun({ runId: this.jobId, afterSeq: BigInt(after) }, { timeoutMs: WATCH_MS, signal: this.abort.signal })) {
+          lostSince = null;
+          const outcome = await this.relay(event, attempt);
+          if (outcome) return outcome;
+        }
+        throw new RetryableRunError('watch_ended', 'the worker ended the event stream before the run finished');
+      } catch (err) {
+        if (this.abort.signal.aborted) throw new Error('detached');
+        if (isGrpcError(err, GrpcStatus.NOT_FOUND)) throw new RetryableRunError('run_lost', 'the worker no longer knows the run (restarted with a new state directory?)');
+        if (!isGrpcError(err, GrpcStatus.UNAVAILABLE, GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.INTERNAL, GrpcStatus.UNKNOWN, GrpcStatus.CANCELLED) && !(err instanceof RetryableRunError)) throw err;
+        lostSince ??= Date.now();
+        if (Date.now() - lostSince > this.ctx.reconnectMs) {
+          throw new RetryableRunError('worker_unreachable', `lost the worker at ${this.address}: ${(err as Error).message}`);
+        }
+        this.log.warn({ err: (err as Error).message }, 'event stream broke; reconnecting');
+        await sleep(1000, undefined, { signal: this.abort.signal }).catch(() => {});
+      }
+    }
+  }
+
+  /** Stores one event; on the final event, finishes the job and returns its outcome. */
+  private async relay(ev: WatchRunResponse, attempt: number): Promise<RunOutcome | null> {
+    const seq = Number(ev.seq);
+    const e = ev.event;
+    switch (e.case) {
+      case 'started': {
+        const v = e.value;
+        const event: JobEvent = { type: 'started', attempt, worker: this.address, pid: v.pid, device: v.device, train_examples: v.trainExamples, validation_examples: v.validationExamples, total_steps: v.totalSteps, labels: v.labels };
+        await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, event, { progress: { epoch: 0, step: 0, total_steps: v.totalSteps } });
+        return null;
+      }
+      case 'progress': {
+        const v = e.value;
+        const progress = { epoch: v.epoch, step: v.step, total_steps: v.totalSteps };
+        await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'progress', attempt, ...progress, train_loss: v.trainLoss, learning_rate: v.learningRate }, { progress });
+        return null;
+      }
+      case 'metrics': {
+        const v = e.value;
+        const point = { epoch: v.epoch, step: v.step, train_loss: v.trainLoss, validation_loss: v.validationLoss, accuracy: v.accuracy, weighted_f1: v.weightedF1, macro_f1: v.macroF1 };
+        await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'metrics', attempt, ...point }, { metrics: point });
+        return null;
+      }
+      case 'log':
+        await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', attempt, level: e.value.level, message: e.value.message });
+        return null;
+      case 'finished':
+        return this.finish(seq, e.value.state, e.value.errorCode, e.value.errorMessage, e.value.retryable, (e.value.finalMetrics ?? null) as Record<string, unknown> | null);
+      default:
+        return null;
+    }
+  }
+
+  private async finish(seq: number, state: RunState, code: string, message: string, retryable: boolean, finalMetrics: Record<string, unknown> | null): Promise<RunOutcome> {
+    const now = new Date().toISOString();
+    if (state === RunState.SUCCEEDED) {
+      const artifact = await this.fetchArtifact();
+      await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', level: 'info', message: `model stored (${artifact.size_bytes} bytes, sha256 ${artifact.sha256})` });
+      await this.ctx.jobs.transition(this.jobId, 'succeeded', { result: finalMetrics, artifact, finished_at: now, error: null });
+      await this.client.deleteRun({ runId: this.jobId }, { timeoutMs: UNARY_MS }).catch(() => undefined);
+      this.log.info({ artifact }, 'job succeeded');
+      return 'succeeded';
+    }
+    await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', level: state === RunState.CANCELLED ? 'info' : 'error', message: `run ended: ${RunState[state]}${code ? ` (${code}: ${message})` : ''}` });
+    if (state === RunState.CANCELLED) {
+      await this.ctx.jobs.transition(this.jobId, 'cancelled', { finished_at: now });
+      this.log.info('job cancelled');
+      return 'cancelled';
+    }
+    if (retryable) throw new RetryableRunError(code || 'worker_crashed', message || 'the training process died');
+    throw new UnrecoverableError(`${code || 'training_failed'}: ${message}`);
+  }
+
+  /** Pulls the model into the artifact store and checks its sha256 against the worker's. */
+  private async fetchArtifact(): Promise<{ sha256: string; size_bytes: number }> {
+    let header: { sha256: string; size: number } | null = null;
+    const client = this.client;
+    const jobId = this.jobId;
+    const signal = this.abort.signal;
+    async function* bytes() {
+      for await (const msg of client.fetchArtifact({ runId: jobId }, { timeoutMs: TRANSFER_MS, signal })) {
+        if (msg.part.case === 'header') header = { sha256: msg.part.value.sha256, size: Number(msg.part.value.sizeBytes) };
+        else if (msg.part.case === 'chunk') yield msg.part.value;
+      }
+    }
+    const written = await this.ctx.blobs.writeTemp(bytes());
+    const h = header as { sha256: string; size: number } | null;
+    if (!h || h.sha256 !== written.sha256 || h.size !== written.size) {
+      await this.ctx.blobs.remove(written.tempPath);
+      throw new RetryableRunError('artifact_corrupt', `artifact sha256 mismatch: worker said ${h?.sha256}, received ${written.sha256}`);
+    }
+    await this.ctx.blobs.commit(written.tempPath, this.ctx.blobs.artifactPath(this.jobId));
+    return { sha256: written.sha256, size_bytes: written.size };
+  }
+}

@@ -1,0 +1,36 @@
+// Configuration comes from environment variables, validated once at boot against a JSON schema
+// with defaults; a bad value stops the process with a message naming the variable.
+import envSchema from 'env-schema';
+import { Type, type Static, type TObject, type TProperties } from 'typebox';
+
+/** Settings every makam process reads. */
+export const SharedConfig = {
+  /** Redis for queues, job records and event streams. */
+  REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379', description: 'Redis URL (redis:// or rediss://)' }),
+  /** Key prefix of makam's records and streams in Redis. */
+  MAKAM_REDIS_PREFIX: Type.String({ default: 'makam', pattern: '^[a-z0-9_-]+$' }),
+  /** Key prefix of the BullMQ queues. */
+  MAKAM_QUEUE_PREFIX: Type.String({ default: 'makam-q', pattern: '^[a-z0-9_-]+$' }),
+  /** Where datasets and model artifacts are stored (a directory shared by API and dispatchers). */
+  MAKAM_STORE_DIR: Type.String({ default: './var/store' }),
+  /** The resource classes, smallest first; one queue each. */
+  MAKAM_RESOURCE_CLASSES: Type.String({ default: 'cpu,gpu-4g,gpu-32g', pattern: '^[a-z0-9-]+(,[a-z0-9-]+)*$' }),
+  /** pino log level. */
+  MAKAM_LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+};
+
+/** Reads and validates `properties` from `env`, applying defaults. */
+export function loadConfig<P extends TProperties>(properties: P, env: NodeJS.ProcessEnv = process.env): Static<TObject<P>> {
+  return envSchema<Static<TObject<P>>>({
+    schema: Type.Object(properties) as unknown as object,
+    data: env,
+    dotenv: false,
+  });
+}
+
+export function resourceClasses(config: { MAKAM_RESOURCE_CLASSES: string }): string[] {
+  return config.MAKAM_RESOURCE_CLASSES.split(',');
+}

@@ -1,0 +1,241 @@
+// Job records, their event log and metric series in Redis. A record is a hash (one field per
+// attribute, JSON-encoded except `status`), so status changes can be checked and applied by one
+// Lua script; events and metrics are streams whose ids are the cursors clients page with.
+import type { Redis } from 'ioredis';
+import type { RedisKeys } from './keys.ts';
+import { sourcesOf, type JobStatus } from './job-state.ts';
+
+/** A model as the job request names it. */
+export interface ModelRequest {
+  family: string;
+  name?: string;
+  config?: Record<string, unknown>;
+  tokenizer?: Record<string, unknown>;
+}
+
+export interface Progress {
+  epoch: number;
+  step: number;
+  total_steps: number;
+}
+
+/** One evaluation on the validation split. */
+export interface MetricPoint {
+  epoch: number;
+  step: number;
+  train_loss: number;
+  validation_loss: number;
+  accuracy: number;
+  weighted_f1: number;
+  macro_f1: number;
+}
+
+export interface JobError {
+  code: string;
+  message: string;
+}
+
+export interface JobRecord {
+  id: string;
+  object: 'job';
+  kind: 'finetune';
+  status: JobStatus;
+  model: ModelRequest;
+  dataset: string;
+  validation_dataset: string | null;
+  hyperparameters: Record<string, unknown>;
+  resource_class: string;
+  progress: Progress | null;
+  /** The latest validation metrics. */
+  metrics: MetricPoint | null;
+  /** The final metrics.json summary of a succeeded job. */
+  result: Record<string, unknown> | null;
+  artifact: { sha256: string; size_bytes: number } | null;
+  error: JobError | null;
+  attempts: number;
+  worker: string | null;
+  cancel_requested: boolean;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  updated_at: string;
+}
+
+/** What the event log holds; `type` says which. */
+export type JobEvent =
+  | { type: 'status'; status: JobStatus; message?: string; attempt?: number }
+  | { type: 'started'; attempt: number; worker: string; pid: number; device: string; train_examples: number; validation_examples: number; total_steps: number; labels: string[] }
+  | ({ type: 'progress'; attempt: number; learning_rate: number; train_loss: number } & Progress)
+  | ({ type: 'metrics'; attempt: number } & MetricPoint)
+  | { type: 'log'; level: string; message: string; attempt?: number };
+
+export interface StoredEvent {
+  id: string;
+  created_at: string;
+  data: JobEvent;
+}
+
+const PLAIN_FIELDS = new Set(['status']);
+
+function encode(fields: Partial<JobRecord>): string[] {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined) continue;
+    out.push(k, PLAIN_FIELDS.has(k) ? String(v) : JSON.stringify(v));
+  }
+  return out;
+}
+
+function decode(hash: Record<string, string>): JobRecord {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(hash)) {
+    if (k === 'worker_seq') continue;
+    out[k] = PLAIN_FIELDS.has(k) ? v : JSON.parse(v);
+  }
+  return out as unknown as JobRecord;
+}
+
+// Moves a job to ARGV[2] only from one of the statuses in ARGV[1], setting the other fields.
+const TRANSITION = `
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, ''} end
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == cur then
+    redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
+    return {1, cur}
+  end
+end
+return {0, cur}`;
+
+// Appends a worker event unless its sequence number was already stored (a re-attached watcher
+// resends from the cursor it knew), so the log has no duplicates.
+const APPEND_WORKER_EVENT = `
+local last = tonumber(redis.call('HGET', KEYS[1], 'worker_seq') or '0')
+if tonumber(ARGV[1]) <= last then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[2])
+if ARGV[3] ~= '' then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'm', ARGV[3]) end
+redis.call('HSET', KEYS[1], 'worker_seq', ARGV[1], unpack(ARGV, 7))
+return 1`;
+
+const EVENTS_MAXLEN = 20_000;
+const METRICS_MAXLEN = 100_000;
+
+export class JobStore {
+  private readonly redis: Redis;
+  private readonly keys: RedisKeys;
+
+  constructor(redis: Redis, keys: RedisKeys) {
+    this.redis = redis;
+    this.keys = keys;
+  }
+
+  async create(record: JobRecord): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.keys.job(record.id), ...encode(record), 'worker_seq', '0')
+      .zadd(this.keys.jobs, 0, record.id)
+      .xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', JSON.stringify({ type: 'status', status: record.status } satisfies JobEvent))
+      .exec();
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    const hash = await this.redis.hgetall(this.keys.job(id));
+    return Object.keys(hash).length === 0 ? null : decode(hash);
+  }
+
+  async status(id: string): Promise<JobStatus | null> {
+    return (await this.redis.hget(this.keys.job(id), 'status')) as JobStatus | null;
+  }
+
+  /** Newest first; `after` is the last id of the previous page. */
+  async list(limit: number, after?: string): Promise<{ data: JobRecord[]; next_cursor: string | null }> {
+    const ids = await this.redis.zrange(this.keys.jobs, after ? `(${after}` : '+', '-', 'BYLEX', 'REV', 'LIMIT', 0, limit + 1);
+    const page = ids.slice(0, limit);
+    const records = await Promise.all(page.map((id) => this.get(id)));
+    const data = records.filter((r): r is JobRecord => r !== null);
+    return { data, next_cursor: ids.length > limit ? (page.at(-1) ?? null) : null };
+  }
+
+  /**
+   * Moves the job to `to` if the status machine allows it from the current status, setting
+   * `fields` and logging a status event in the same step. Returns the status it came from.
+   */
+  async transition(id: string, to: JobStatus, fields: Partial<JobRecord> = {}, message?: string): Promise<{ ok: boolean; from: JobStatus | null }> {
+    const [ok, from] = (await this.redis.eval(
+      TRANSITION,
+      1,
+      this.keys.job(id),
+      sourcesOf(to).join(','),
+      to,
+      ...encode({ ...fields, updated_at: new Date().toISOString() }),
+    )) as [number, string];
+    if (ok === 1) {
+      const event: JobEvent = { type: 'status', status: to, ...(message ? { message } : {}), ...(fields.attempts ? { attempt: fields.attempts } : {}) };
+      await this.appendEvent(id, event);
+    }
+    return { ok: ok === 1, from: (from || null) as JobStatus | null };
+  }
+
+  /** Sets fields that carry no status change (progress, worker, flags). */
+  async update(id: string, fields: Partial<JobRecord>): Promise<void> {
+    await this.redis.hset(this.keys.job(id), ...encode({ ...fields, updated_at: new Date().toISOString() }));
+  }
+
+  async appendEvent(id: string, event: JobEvent): Promise<void> {
+    await this.redis.xadd(this.keys.jobEvents(id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', JSON.stringify(event));
+  }
+
+  /** The worker sequence number already stored for the current attempt. */
+  async workerSeq(id: string): Promise<number> {
+    return Number((await this.redis.hget(this.keys.job(id), 'worker_seq')) ?? 0);
+  }
+
+  /** A new attempt starts a new run whose sequence numbers start again at 1. */
+  async resetWorkerSeq(id: string): Promise<void> {
+    await this.redis.hset(this.keys.job(id), 'worker_seq', '0');
+  }
+
+  /**
+   * Stores one worker event at most once: the event, its metric point, and the record fields it
+   * updates (progress, latest metrics) in one atomic step. Returns false for a duplicate.
+   */
+  async appendWorkerEvent(id: string, seq: number, event: JobEvent, fields: Partial<JobRecord> = {}): Promise<boolean> {
+    const metric = event.type === 'metrics' ? JSON.stringify(event) : '';
+    const added = await this.redis.eval(
+      APPEND_WORKER_EVENT,
+      3,
+      this.keys.job(id),
+      this.keys.jobEvents(id),
+      this.keys.jobMetrics(id),
+      String(seq),
+      JSON.stringify(event),
+      metric,
+      '',
+      EVENTS_MAXLEN,
+      METRICS_MAXLEN,
+      ...encode({ ...fields, updated_at: new Date().toISOString() }),
+    );
+    return added === 1;
+  }
+
+  /** Events after the cursor `after` (a stream id), oldest first. */
+  async events(id: string, after: string | undefined, limit: number): Promise<{ data: StoredEvent[]; next_cursor: string | null }> {
+    const entries = await this.redis.xrange(this.keys.jobEvents(id), after ? `(${after}` : '-', '+', 'COUNT', limit);
+    const data = entries.map(([streamId, fields]) => ({
+      id: streamId,
+      created_at: new Date(Number(streamId.split('-')[0])).toISOString(),
+      data: JSON.parse(fields[1]!) as JobEvent,
+    }));
+    return { data, next_cursor: data.at(-1)?.id ?? after ?? null };
+  }
+
+  /** The metric series of the job's latest attempt, in order. */
+  async metrics(id: string): Promise<Array<MetricPoint & { attempt: number }>> {
+    const entries = await this.redis.xrange(this.keys.jobMetrics(id), '-', '+');
+    const points = entries.map(([, fields]) => JSON.parse(fields[1]!) as MetricPoint & { attempt: number; type?: string });
+    const latest = Math.max(0, ...points.map((p) => p.attempt));
+    return points
+      .filter((p) => p.attempt === latest)
+      .map(({ type: _type, ...p }) => p);
+  }
+}

@@ -1,0 +1,13 @@
+/** Every Redis key makam owns (BullMQ's keys live under their own prefix). */
+export function redisKeys(prefix: string) {
+  return {
+    dataset: (id: string) => `${prefix}:dataset:${id}`,
+    datasets: `${prefix}:datasets`,
+    job: (id: string) => `${prefix}:job:${id}`,
+    jobs: `${prefix}:jobs`,
+    jobEvents: (id: string) => `${prefix}:job:${id}:events`,
+    jobMetrics: (id: string) => `${prefix}:job:${id}:metrics`,
+    cancelChannel: `${prefix}:cancel`,
+  };
+}
+export type RedisKeys = ReturnType<typeof redisKeys>;

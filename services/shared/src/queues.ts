@@ -1,0 +1,23 @@
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+
+/** The payload of a training job on a class's queue: the job record in Redis holds the rest. */
+export interface TrainJobData {
+  jobId: string;
+}
+
+export const queueName = (resourceClass: string): string => `train-${resourceClass}`;
+
+/** Retries with backoff are for worker faults; bad jobs end with UnrecoverableError. */
+export function trainJobOptions(jobId: string, attempts: number): JobsOptions {
+  return {
+    jobId,
+    attempts,
+    backoff: { type: 'exponential', delay: 2_000 },
+    removeOnComplete: { age: 7 * 24 * 3600 },
+    removeOnFail: { age: 30 * 24 * 3600 },
+  };
+}
+
+export function createQueues(classes: string[], connection: ConnectionOptions, prefix: string): Map<string, Queue<TrainJobData>> {
+  return new Map(classes.map((c) => [c, new Queue<TrainJobData>(queueName(c), { connection, prefix })]));
+}
