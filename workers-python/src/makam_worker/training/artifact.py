@@ -1,0 +1,69 @@
+"""Writes the finished model directory and packs it as model.tar.gz with its sha256."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from makam_worker.layout import RunPaths, sha256_file
+
+
+def write_model_dir(
+    model_dir: Path, model: Any, tokenizer: Any, label_names: list[str], metrics: dict[str, Any], card: str
+) -> None:
+    """save_pretrained output (safetensors, config.json with id2label), the tokenizer, labels.json,
+    metrics.json and a README.md model card, all at the top of `model_dir`."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    (model_dir / "labels.json").write_text(json.dumps(label_names, ensure_ascii=False, indent=2) + "\n")
+    (model_dir / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
+    (model_dir / "README.md").write_text(card)
+
+
+def pack(paths: RunPaths) -> str:
+    """Packs model/ with its files at the archive root (`tar xzf model.tar.gz -C dir`, then
+    from_pretrained(dir)); returns the sha256 hex, also written to model.tar.gz.sha256."""
+    tmp = paths.archive.with_name(paths.archive.name + ".tmp")
+    # Level 1: weights barely compress, and level 9 costs minutes on a full-size model.
+    with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
+        for file in sorted(p for p in paths.model.rglob("*") if p.is_file()):
+            tar.add(file, arcname=file.relative_to(paths.model).as_posix())
+    digest = sha256_file(tmp)
+    os.replace(tmp, paths.archive)
+    sha_tmp = paths.archive_sha256.with_name(paths.archive_sha256.name + ".tmp")
+    sha_tmp.write_text(digest + "\n")
+    os.replace(sha_tmp, paths.archive_sha256)
+    return digest
+
+
+def model_card(model_spec: dict[str, Any], label_names: list[str], summary: dict[str, Any], hp: dict[str, Any]) -> str:
+    source = model_spec.get("name") or f"untrained {model_spec.get('config', {}).get('model_type', '?')} from a config"
+    lines = [
+        "# Text classifier trained by makam",
+        "",
+        f"- Family: {model_spec.get('family')}",
+        f"- Base model: {source}",
+        f"- Labels ({len(label_names)}): {', '.join(label_names)}",
+        "",
+        "## Validation metrics",
+        "",
+        *(f"- {key}: {value:.4f}" if isinstance(value, float) else f"- {key}: {value}" for key, value in summary.items()),
+        "",
+        "## Hyperparameters",
+        "",
+        *(f"- {key}: {value}" for key, value in hp.items()),
+        "",
+        "## Loading",
+        "",
+        "```python",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        'model = AutoModelForSequenceClassification.from_pretrained("path/to/dir")',
+        'tokenizer = AutoTokenizer.from_pretrained("path/to/dir")',
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

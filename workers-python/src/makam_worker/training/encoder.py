@@ -1,0 +1,163 @@
+"""The `encoder` family: BERT-like models through AutoModelForSequenceClassification.
+
+A model comes either from `model.name` (a Hugging Face id or local path, read from HF_HOME's cache,
+offline when HF_HUB_OFFLINE=1) or from `model.config` (an untrained architecture), in which case a
+WordPiece tokenizer is trained on the training split only, so validation text never shapes it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertTokenizerFast,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from makam_worker.training.errors import TrainingError
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TOKENIZER_DEFAULTS: dict[str, int] = {"vocab_size": 2000, "min_frequency": 0}
+
+
+def build_encoder(model_spec: dict[str, Any], label_names: list[str], train_texts: list[str]) -> tuple[
+    PreTrainedModel, PreTrainedTokenizerBase
+]:
+    """The model, with a classification head for `label_names` in id order, and its tokenizer."""
+    id2label = dict(enumerate(label_names))
+    label2id = {name: i for i, name in id2label.items()}
+    if model_spec.get("name"):
+        return _from_pretrained(model_spec["name"], id2label, label2id)
+    if model_spec.get("config"):
+        tokenizer = train_wordpiece(train_texts, _tokenizer_settings(model_spec.get("tokenizer") or {}))
+        return _from_config(dict(model_spec["config"]), tokenizer, id2label, label2id), tokenizer
+    raise TrainingError("invalid_model", "the model needs a name (id or local path) or a config", retryable=False)
+
+
+def _from_pretrained(name: str, id2label: dict[int, str], label2id: dict[str, int]) -> tuple[
+    PreTrainedModel, PreTrainedTokenizerBase
+]:
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name,
+            num_labels=len(id2label),
+            id2label=id2label,
+            label2id=label2id,
+            ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a fresh head
+        )
+    except (OSError, HFValidationError) as e:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0")
+        raise TrainingError(
+            "model_not_found",
+            f"model {name!r} was not found as a local path or in the Hugging Face cache "
+            f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}, HF_HUB_OFFLINE={offline}): "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
+            retryable=False,
+        ) from None
+    return model, tokenizer
+
+
+def _from_config(
+    config: dict[str, Any], tokenizer: PreTrainedTokenizerBase, id2label: dict[int, str], label2id: dict[str, int]
+) -> PreTrainedModel:
+    model_type = config.pop("model_type", None)
+    if not isinstance(model_type, str) or not model_type:
+        raise TrainingError("invalid_model_config", "model.config needs a 'model_type', such as 'bert'")
+    try:
+        defaults = AutoConfig.for_model(model_type)
+    except ValueError:
+        raise TrainingError("invalid_model_config", f"unknown model_type {model_type!r}; try 'bert'") from None
+    fields = {key: _like_default(getattr(defaults, key, None), value) for key, value in config.items()}
+    # The trained tokenizer fixes the vocabulary and padding, whatever the config said.
+    fields.update(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id=label2id,
+    )
+    try:
+        built = AutoConfig.for_model(model_type, **fields)
+        model = AutoModelForSequenceClassification.from_config(built)
+    except (ValueError, TypeError) as e:
+        raise TrainingError("invalid_model_config", f"model.config is not a valid {model_type} config: {e}") from None
+    limit = getattr(built, "max_position_embeddings", None)
+    if isinstance(limit, int):
+        tokenizer.model_max_length = limit
+    return model
+
+
+def _like_default(default: Any, value: Any) -> Any:
+    """protobuf Struct numbers are floats: 32.0 becomes 32 where the config expects an int."""
+    if isinstance(value, float) and value.is_integer() and (isinstance(default, int) or default is None):
+        return int(value)
+    return value
+
+
+def _tokenizer_settings(settings: dict[str, Any]) -> dict[str, int]:
+    unknown = sorted(set(settings) - set(TOKENIZER_DEFAULTS))
+    if unknown:
+        raise TrainingError(
+            "invalid_model_config",
+            f"unknown tokenizer setting {unknown[0]!r}; use {', '.join(sorted(TOKENIZER_DEFAULTS))}",
+        )
+    merged = {**TOKENIZER_DEFAULTS, **settings}
+    for key, value in merged.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
+            raise TrainingError("invalid_model_config", f"tokenizer.{key} must be a whole number >= 0 (got {value!r})")
+        merged[key] = int(value)
+    if merged["vocab_size"] < 100:
+        raise TrainingError("invalid_model_config", f"tokenizer.vocab_size must be at least 100 (got {merged['vocab_size']})")
+    return merged
+
+
+def train_wordpiece(texts: list[str], settings: dict[str, int]) -> PreTrainedTokenizerBase:
+    """A cased WordPiece tokenizer with BERT's special tokens, loadable with AutoTokenizer.
+
+    The same texts always give the same vocabulary: see `_continuation_tokens`.
+    """
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    # Cased and accent-keeping: Turkish letters such as ı/İ and ş/ç carry meaning.
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=settings["vocab_size"],
+        min_frequency=settings["min_frequency"],
+        special_tokens=SPECIAL_TOKENS + _continuation_tokens(tok, texts),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+
+    # Rebuild from the learnt vocabulary so that only BERT's tokens are special.
+    vocab = tok.get_vocab(with_added_tokens=False)
+    final = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    final.normalizer, final.pre_tokenizer = tok.normalizer, tok.pre_tokenizer
+    final.add_special_tokens(SPECIAL_TOKENS)
+    cls_id, sep_id = final.token_to_id("[CLS]"), final.token_to_id("[SEP]")
+    final.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    final.decoder = decoders.WordPiece(prefix="##")
+    return BertTokenizerFast(tokenizer_object=final, do_lower_case=False)
+
+
+def _continuation_tokens(tok: Tokenizer, texts: list[str]) -> list[str]:
+    """Every "##c" the trainer will need, sorted. The trainer gives these ids in hash-map order,
+    and merge ties are broken by id, so without fixing them first the vocabulary changes from run
+    to run; passed ahead of training, they take fixed ids and the merges become reproducible."""
+    chars: set[str] = set()
+    for text in texts:
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)):
+            chars.update(word[1:])
+    return [f"##{c}" for c in sorted(chars)]
