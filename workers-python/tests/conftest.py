@@ -15,6 +15,8 @@ from typing import Any
 # Set before anything imports huggingface_hub (it reads these at import); training children inherit them.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["MAKAM_WORKER_DEVICE"] = "cpu"
+# Tiny models train faster on one thread, and several training children share the test machine's cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 KEYWORDS = {
     "aşk": ["kalbim seni özledi", "sevgilim gözlerin", "aşkın ateşi yakar", "yarim gitti",

@@ -1,0 +1,59 @@
+"""What this worker can train on: device, memory, families and library versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
+from makam.worker.v1 import worker_pb2
+from makam_worker import __version__
+
+FAMILIES = ("encoder",)
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _system_memory() -> tuple[int, int]:
+    """(total, available) bytes; available from /proc/meminfo where there is one."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    available = total
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    return total, available
+
+
+def capabilities(worker_id: str, active_runs: int) -> worker_pb2.GetCapabilitiesResponse:
+    import torch  # imported on first use: the server starts fast and only this call needs it
+
+    response = worker_pb2.GetCapabilitiesResponse(
+        worker_id=worker_id,
+        families=list(FAMILIES),
+        versions={
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": _version("transformers"),
+            "makam_worker": __version__,
+        },
+        active_runs=active_runs,
+    )
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        response.device = "cuda"
+        response.gpu_name = torch.cuda.get_device_name()
+    else:
+        total, free = _system_memory()
+        response.device = "cpu"
+    response.memory_total_bytes, response.memory_free_bytes = total, free
+    return response

@@ -1,0 +1,135 @@
+"""One training child process, watched by a thread that records how it ended.
+
+Only the child writes events while it lives. When it exits without a `finished` event, this
+thread writes one: CANCELLED after a cancel, FAILED/worker_stopped after a server stop, and
+FAILED/worker_crashed otherwise (a crash, an OOM kill, a SIGKILL).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from makam_worker import logs
+from makam_worker.events import EventLog, find_finished, read_events
+from makam_worker.layout import RunPaths
+
+logger = logging.getLogger("makam_worker.process")
+
+ADOPTED_POLL_S = 0.2
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with code {returncode}"
+
+
+def process_alive(pid: int, run_dir: Path) -> bool:
+    """True while `pid` is a live (not zombie) training process of this run dir."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else: the cmdline check below decides
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():
+        return True  # no /proc on this system: os.kill said it exists
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    # The pid may have been reused by an unrelated process after a reboot or a long outage.
+    return state != "Z" and str(run_dir).encode() in cmdline
+
+
+class RunProcess:
+    """A child spawned by this server (`popen`), or one adopted after a server restart (pid only)."""
+
+    def __init__(self, paths: RunPaths, pid: int, popen: subprocess.Popen[bytes] | None) -> None:
+        self.paths, self.pid, self.popen = paths, pid, popen
+        self.log = logs.for_run(logger, paths.dir.name)
+        self.exited = threading.Event()  # the process is gone (reaped, for our own children)
+        self.done = threading.Event()  # ...and its `finished` event is on disk
+        self._stop_reason: str | None = None
+        self._lock = threading.Lock()
+        threading.Thread(target=self._watch, name=f"watch-{paths.dir.name}", daemon=True).start()
+
+    @classmethod
+    def spawn(cls, paths: RunPaths) -> RunProcess:
+        with paths.train_log.open("ab") as log_file:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "makam_worker.training.run", str(paths.dir)],
+                start_new_session=True,  # its own process group: a cancel kills it and nothing else
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        paths.pid.write_text(f"{popen.pid}\n")
+        return cls(paths, popen.pid, popen)
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.is_set()
+
+    def terminate(self, reason: str, grace_s: float) -> None:
+        """SIGTERM to the process group, SIGKILL after `grace_s`; returns once the exit is recorded."""
+        with self._lock:
+            self._stop_reason = self._stop_reason or reason
+        self._signal(signal.SIGTERM)
+        if not self.done.wait(grace_s):
+            self.log.warning("training process %d ignored SIGTERM for %.1fs; sending SIGKILL", self.pid, grace_s)
+            self._signal(signal.SIGKILL)
+            if not self.done.wait(30):
+                self.log.error("training process %d did not exit after SIGKILL", self.pid)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.exited.is_set():
+            return  # never signal a reaped pid: it may belong to someone else now
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _watch(self) -> None:
+        if self.popen is not None:
+            detail = describe_exit(self.popen.wait())
+        else:
+            while process_alive(self.pid, self.paths.dir):
+                time.sleep(ADOPTED_POLL_S)
+            detail = "exited (adopted after a worker restart; exit status unknown)"
+        self.exited.set()
+        try:
+            self._record_end(detail)
+        finally:
+            self.done.set()
+
+    def _record_end(self, detail: str) -> None:
+        if find_finished(read_events(self.paths.events)) is not None:
+            self.log.info("training process %d %s", self.pid, detail)
+            return
+        with self._lock:
+            reason = self._stop_reason
+        events = EventLog(self.paths.events)
+        if reason == "cancel":
+            events.append("finished", state="CANCELLED", error_code="cancelled",
+                          error_message="the run was cancelled", retryable=False)
+        elif reason == "shutdown":
+            events.append("finished", state="FAILED", error_code="worker_stopped",
+                          error_message="the worker stopped while the run was in progress", retryable=True)
+        else:
+            events.append("finished", state="FAILED", error_code="worker_crashed",
+                          error_message=f"the training process {detail} before finishing", retryable=True)
+        self.log.info("training process %d %s; recorded %s", self.pid, detail, reason or "a crash")

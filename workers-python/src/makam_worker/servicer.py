@@ -1,0 +1,166 @@
+"""WorkerService: the gRPC face of the dataset store and the run manager."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+
+from makam.worker.v1 import worker_pb2, worker_pb2_grpc
+from makam_worker import logs
+from makam_worker.capabilities import FAMILIES, capabilities
+from makam_worker.convert import event_to_proto, spec_from_request, state_to_proto
+from makam_worker.datasets import DatasetStore, check_sha256
+from makam_worker.errors import FailedPrecondition, InvalidArgument, NotFound, WorkerError
+from makam_worker.events import EventTail
+from makam_worker.runs import RunManager, check_run_id
+from makam_worker.training.config import Hyperparameters
+
+logger = logging.getLogger("makam_worker.servicer")
+
+WATCH_POLL_S = 0.1
+ARTIFACT_CHUNK = 1 << 20
+
+
+@contextmanager
+def _status(context: grpc.ServicerContext) -> Iterator[None]:
+    """Turns a WorkerError into its gRPC status; anything else stays an INTERNAL error with a log line."""
+    try:
+        yield
+    except WorkerError as e:
+        context.abort(e.status, str(e))
+
+
+def _client_gone(context: grpc.ServicerContext) -> threading.Event:
+    """Set when the client cancels or disconnects: a sync handler thread is not stopped for us."""
+    gone = threading.Event()
+    context.add_callback(gone.set)
+    return gone
+
+
+class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
+    def __init__(self, state_dir: Path, *, cancel_grace_s: float = 5.0, worker_id: str = "") -> None:
+        self.worker_id = worker_id
+        self.datasets = DatasetStore(state_dir)
+        self.runs = RunManager(state_dir, cancel_grace_s=cancel_grace_s)
+
+    def GetCapabilities(self, request, context):
+        return capabilities(self.worker_id, self.runs.active_runs())
+
+    def HasDataset(self, request, context):
+        with _status(context):
+            return worker_pb2.HasDatasetResponse(present=self.datasets.has(request.sha256))
+
+    def UploadDataset(self, request_iterator, context):
+        with _status(context):
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("part") != "header":
+                raise InvalidArgument("the first UploadDataset message must be the header")
+            header = first.header
+            check_sha256(header.sha256, "header.sha256")
+
+            def chunks() -> Iterator[bytes]:
+                for message in request_iterator:
+                    if message.WhichOneof("part") != "chunk":
+                        raise InvalidArgument("only the first UploadDataset message may be a header")
+                    yield message.chunk
+
+            size = self.datasets.receive(header.sha256, header.size_bytes, chunks())
+            logger.info("dataset %s stored: %d bytes", header.sha256, size)
+            return worker_pb2.UploadDatasetResponse(sha256=header.sha256, size_bytes=size)
+
+    def StartRun(self, request, context):
+        with _status(context):
+            check_run_id(request.run_id)
+            if self.runs.exists(request.run_id):  # idempotent: the run as it is, whatever this request says
+                status = self.runs.status(request.run_id)
+                return worker_pb2.StartRunResponse(
+                    state=state_to_proto(status.state), created=False, last_seq=status.last_seq
+                )
+            spec = self._spec(request)
+            status, created = self.runs.start(request.run_id, spec)
+            return worker_pb2.StartRunResponse(state=state_to_proto(status.state), created=created,
+                                               last_seq=status.last_seq)
+
+    def _spec(self, request: worker_pb2.StartRunRequest) -> dict:
+        model = request.model
+        if model.family not in FAMILIES:
+            raise InvalidArgument(f"unknown model family {model.family!r}; this worker trains {', '.join(FAMILIES)}")
+        if bool(model.name) == model.HasField("config"):
+            raise InvalidArgument("model needs exactly one of name (an id or local path) or config")
+        check_sha256(request.train_dataset_sha256, "train_dataset_sha256")
+        train = self.datasets.path(request.train_dataset_sha256)
+        if not train.is_file():
+            raise FailedPrecondition(f"training dataset {request.train_dataset_sha256} is not on this worker; upload it first")
+        validation = None
+        if request.validation_dataset_sha256:
+            check_sha256(request.validation_dataset_sha256, "validation_dataset_sha256")
+            validation = self.datasets.path(request.validation_dataset_sha256)
+            if not validation.is_file():
+                raise FailedPrecondition(
+                    f"validation dataset {request.validation_dataset_sha256} is not on this worker; upload it first"
+                )
+        spec = spec_from_request(request, str(train), str(validation) if validation else None)
+        try:
+            Hyperparameters.from_dict(spec["hyperparameters"])
+        except ValueError as e:
+            raise InvalidArgument(f"hyperparameters: {e}") from None
+        return spec
+
+    def GetRun(self, request, context):
+        with _status(context):
+            status = self.runs.status(request.run_id)
+            return worker_pb2.GetRunResponse(state=state_to_proto(status.state), last_seq=status.last_seq,
+                                             pid=status.pid)
+
+    def WatchRun(self, request, context):
+        with _status(context):
+            paths = self.runs.paths(request.run_id)
+            gone = _client_gone(context)
+            tail = EventTail(paths.events, request.after_seq)
+            while True:
+                for event in tail.poll():
+                    yield event_to_proto(event)
+                if tail.finished_seen:
+                    return  # the finished event is sent (or was before after_seq): the stream ends
+                if gone.is_set() or not context.is_active():
+                    return
+                if not paths.dir.exists():
+                    raise NotFound(f"run {request.run_id!r} was deleted")
+                gone.wait(WATCH_POLL_S)
+
+    def CancelRun(self, request, context):
+        with _status(context):
+            state = self.runs.cancel(request.run_id)
+            logs.for_run(logger, request.run_id).info("cancel done: %s", state)
+            return worker_pb2.CancelRunResponse(state=state_to_proto(state))
+
+    def FetchArtifact(self, request, context):
+        with _status(context):
+            paths = self.runs.paths(request.run_id)
+            state = self.runs.status(request.run_id).state
+            if state != "SUCCEEDED":
+                raise FailedPrecondition(f"run {request.run_id!r} is {state}; only a succeeded run has an artifact")
+            try:
+                sha256 = paths.archive_sha256.read_text().strip()
+                f = paths.archive.open("rb")
+            except FileNotFoundError:
+                raise NotFound(f"run {request.run_id!r} has no artifact (deleted?)") from None
+            with f:
+                size = f.seek(0, 2)
+                f.seek(0)
+                yield worker_pb2.FetchArtifactResponse(
+                    header=worker_pb2.ArtifactHeader(size_bytes=size, sha256=sha256)
+                )
+                while chunk := f.read(ARTIFACT_CHUNK):
+                    if not context.is_active():
+                        return
+                    yield worker_pb2.FetchArtifactResponse(chunk=chunk)
+
+    def DeleteRun(self, request, context):
+        with _status(context):
+            return worker_pb2.DeleteRunResponse(deleted=self.runs.delete(request.run_id))

@@ -1,0 +1,292 @@
+"""The worker through a real gRPC channel: a server on port 0, training in real child processes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import tarfile
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from conftest import DATASET, DATASET_SHA256, LABELS, LONG, QUICK, TINY_BERT, TOKENIZER
+from makam.worker.v1 import worker_pb2 as pb
+from makam.worker.v1 import worker_pb2_grpc
+from makam_worker.server import create_server
+
+DEADLINE = 60  # seconds: every call has one, so a hung server fails a test instead of the suite
+S = pb.RunState
+
+
+def child_pids(run_dir: Path) -> list[int]:
+    """Live training processes of this run dir, found through /proc."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if b"makam_worker.training.run" in cmdline and str(run_dir).encode() in cmdline and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def start_request(run_id: str, hyperparameters: dict, **overrides) -> pb.StartRunRequest:
+    request = pb.StartRunRequest(run_id=run_id, train_dataset_sha256=DATASET_SHA256)
+    request.model.family = "encoder"
+    request.model.config.update(TINY_BERT)
+    request.model.tokenizer.update(TOKENIZER)
+    request.hyperparameters.update(hyperparameters)
+    for key, value in overrides.items():
+        setattr(request, key, value)
+    return request
+
+
+def upload(stub, data: bytes, sha256: str, size: int | None = None, chunk: int = 1000, timeout: float = DEADLINE):
+    def messages():
+        yield pb.UploadDatasetRequest(header=pb.DatasetHeader(sha256=sha256, size_bytes=len(data) if size is None else size))
+        for i in range(0, len(data), chunk):
+            yield pb.UploadDatasetRequest(chunk=data[i : i + chunk])
+
+    return stub.UploadDataset(messages(), timeout=timeout)
+
+
+def watch(stub, run_id: str, after_seq: int = 0) -> list[pb.WatchRunResponse]:
+    return list(stub.WatchRun(pb.WatchRunRequest(run_id=run_id, after_seq=after_seq), timeout=DEADLINE))
+
+
+def wait_for(stub, run_id: str, kind: str) -> pb.WatchRunResponse:
+    call = stub.WatchRun(pb.WatchRunRequest(run_id=run_id), timeout=DEADLINE)
+    try:
+        for event in call:
+            if event.WhichOneof("event") == kind:
+                return event
+    finally:
+        call.cancel()
+    raise AssertionError(f"run {run_id} ended without a {kind} event")
+
+
+def code_of(call, *args, **kwargs) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as info:
+        result = call(*args, timeout=DEADLINE, **kwargs)
+        if hasattr(result, "__iter__") and not hasattr(result, "ListFields"):
+            list(result)
+    return info.value.code()
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("state")
+    server, port = create_server("127.0.0.1:0", state_dir, cancel_grace_s=3.0)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    upload(stub, DATASET, DATASET_SHA256)
+    yield stub, state_dir
+    for run_dir in (state_dir / "runs").iterdir():  # no child outlives the tests
+        if not run_dir.name.startswith("."):
+            stub.CancelRun(pb.CancelRunRequest(run_id=run_dir.name), timeout=DEADLINE)
+    channel.close()
+    server.stop(0).wait()
+
+
+@pytest.fixture(scope="module")
+def long_runs(worker):
+    """Two runs that would take minutes, started together so their imports overlap."""
+    stub, state_dir = worker
+    for run_id in ("long-cancel", "long-kill"):
+        assert stub.StartRun(start_request(run_id, LONG), timeout=DEADLINE).created
+    return {run_id: wait_for(stub, run_id, "started").started.pid for run_id in ("long-cancel", "long-kill")}
+
+
+@pytest.fixture(scope="module")
+def finished_run(worker):
+    """A quick run to success, started twice at once; returns its events and what the repeat said."""
+    stub, state_dir = worker
+    first = stub.StartRun(start_request("quick", QUICK), timeout=DEADLINE)
+    second = stub.StartRun(start_request("quick", {"epochs": 99}), timeout=DEADLINE)
+    processes = child_pids(state_dir / "runs" / "quick")
+    events = watch(stub, "quick")
+    return {"first": first, "second": second, "processes": processes, "events": events}
+
+
+def test_capabilities(worker):
+    stub, _ = worker
+    caps = stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=DEADLINE)
+    assert caps.device in {"cpu", "cuda"} and "encoder" in caps.families
+    assert caps.memory_total_bytes >= caps.memory_free_bytes > 0
+    assert {"python", "torch", "transformers", "makam_worker"} <= set(caps.versions)
+    assert caps.worker_id.endswith(":" + caps.worker_id.rsplit(":", 1)[1])
+
+
+def test_upload_with_a_wrong_sha256_or_size_is_refused_and_nothing_stored(worker):
+    stub, state_dir = worker
+    data = '{"text": "başka", "label": "x"}\n'.encode()
+    wrong = hashlib.sha256(b"other bytes").hexdigest()
+    assert code_of(upload, stub, data, wrong) == grpc.StatusCode.INVALID_ARGUMENT
+    right = hashlib.sha256(data).hexdigest()
+    assert code_of(upload, stub, data, right, size=len(data) + 1) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(upload, stub, data, "NOT-A-SHA") == grpc.StatusCode.INVALID_ARGUMENT
+    stored = {p.name for p in (state_dir / "datasets").iterdir()}
+    assert stored == {f"{DATASET_SHA256}.jsonl"}
+    assert not stub.HasDataset(pb.HasDatasetRequest(sha256=right), timeout=DEADLINE).present
+
+
+def test_has_dataset_after_upload(worker):
+    stub, state_dir = worker
+    assert stub.HasDataset(pb.HasDatasetRequest(sha256=DATASET_SHA256), timeout=DEADLINE).present
+    assert (state_dir / "datasets" / f"{DATASET_SHA256}.jsonl").read_bytes() == DATASET
+
+
+def test_start_run_twice_returns_the_run_and_spawns_one_process(finished_run):
+    assert finished_run["first"].created and finished_run["first"].state == S.RUN_STATE_RUNNING
+    assert not finished_run["second"].created
+    assert len(finished_run["processes"]) == 1
+    started = [e for e in finished_run["events"] if e.WhichOneof("event") == "started"]
+    assert len(started) == 1 and started[0].started.pid == finished_run["processes"][0]
+
+
+def test_watch_streams_every_event_then_ends_with_success(finished_run):
+    events = finished_run["events"]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[0].WhichOneof("event") == "started" and list(events[0].started.labels) == LABELS
+    kinds = {e.WhichOneof("event") for e in events}
+    assert {"started", "progress", "metrics", "finished"} <= kinds
+    finished = events[-1].finished
+    assert events[-1].WhichOneof("event") == "finished" and finished.state == S.RUN_STATE_SUCCEEDED
+    metrics = json_format.MessageToDict(finished.final_metrics)
+    assert 0 <= metrics["accuracy"] <= 1 and "majority_baseline_accuracy" in metrics
+
+
+def test_watch_after_a_cursor_sends_exactly_the_rest(worker, finished_run):
+    stub, _ = worker
+    events = finished_run["events"]
+    k = len(events) // 2
+    rest = watch(stub, "quick", after_seq=k)
+    assert [e.SerializeToString() for e in rest] == [e.SerializeToString() for e in events[k:]]
+    assert watch(stub, "quick", after_seq=len(events)) == []  # past the end of a finished run: ends at once
+
+
+def test_get_run_of_a_finished_run(worker, finished_run):
+    stub, _ = worker
+    run = stub.GetRun(pb.GetRunRequest(run_id="quick"), timeout=DEADLINE)
+    assert (run.state, run.last_seq) == (S.RUN_STATE_SUCCEEDED, len(finished_run["events"]))
+    for _ in range(100):  # the child may still be exiting just after its last event
+        if stub.GetRun(pb.GetRunRequest(run_id="quick"), timeout=DEADLINE).pid == 0:
+            break
+        time.sleep(0.1)
+    assert stub.GetRun(pb.GetRunRequest(run_id="quick"), timeout=DEADLINE).pid == 0
+    again = stub.StartRun(start_request("quick", QUICK), timeout=DEADLINE)
+    assert (again.created, again.state, again.last_seq) == (False, S.RUN_STATE_SUCCEEDED, run.last_seq)
+
+
+def test_fetch_artifact_bytes_match_both_hashes(worker, finished_run):
+    stub, state_dir = worker
+    parts = list(stub.FetchArtifact(pb.FetchArtifactRequest(run_id="quick"), timeout=DEADLINE))
+    header, chunks = parts[0].header, [p.chunk for p in parts[1:]]
+    assert parts[0].WhichOneof("part") == "header" and all(p.WhichOneof("part") == "chunk" for p in parts[1:])
+    data = b"".join(chunks)
+    assert len(data) == header.size_bytes
+    assert hashlib.sha256(data).hexdigest() == header.sha256
+    assert (state_dir / "runs" / "quick" / "model.tar.gz.sha256").read_text().strip() == header.sha256
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert {"config.json", "model.safetensors", "labels.json", "metrics.json"} <= set(tar.getnames())
+
+
+def test_cancel_stops_the_process_within_seconds(worker, long_runs):
+    stub, state_dir = worker
+    pid = long_runs["long-cancel"]
+    assert stub.GetRun(pb.GetRunRequest(run_id="long-cancel"), timeout=DEADLINE).pid == pid
+    assert code_of(stub.DeleteRun, pb.DeleteRunRequest(run_id="long-cancel")) == grpc.StatusCode.FAILED_PRECONDITION
+    assert code_of(stub.FetchArtifact, pb.FetchArtifactRequest(run_id="long-cancel")) == grpc.StatusCode.FAILED_PRECONDITION
+
+    began = time.monotonic()
+    state = stub.CancelRun(pb.CancelRunRequest(run_id="long-cancel"), timeout=DEADLINE).state
+    assert state == S.RUN_STATE_CANCELLED and time.monotonic() - began < 5
+    assert pid_gone(pid) and child_pids(state_dir / "runs" / "long-cancel") == []
+    assert stub.GetRun(pb.GetRunRequest(run_id="long-cancel"), timeout=DEADLINE).pid == 0
+
+    events = watch(stub, "long-cancel")
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    finished = events[-1].finished
+    assert (finished.state, finished.error_code, finished.retryable) == (S.RUN_STATE_CANCELLED, "cancelled", False)
+    again = stub.CancelRun(pb.CancelRunRequest(run_id="long-cancel"), timeout=DEADLINE)
+    assert again.state == S.RUN_STATE_CANCELLED and len(watch(stub, "long-cancel")) == len(events)
+
+    assert stub.DeleteRun(pb.DeleteRunRequest(run_id="long-cancel"), timeout=DEADLINE).deleted
+    assert not (state_dir / "runs" / "long-cancel").exists()
+    assert code_of(stub.GetRun, pb.GetRunRequest(run_id="long-cancel")) == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_killed_child_is_recorded_as_a_retryable_crash(worker, long_runs):
+    stub, _ = worker
+    os.kill(long_runs["long-kill"], signal.SIGKILL)
+    finished = watch(stub, "long-kill")[-1].finished
+    assert (finished.state, finished.error_code, finished.retryable) == (S.RUN_STATE_FAILED, "worker_crashed", True)
+    assert "SIGKILL" in finished.error_message
+    assert code_of(stub.FetchArtifact, pb.FetchArtifactRequest(run_id="long-kill")) == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize("run_id", ["../etc", "a/b", "", "x" * 129, "run.1"])
+def test_invalid_run_ids_are_refused_before_touching_a_path(worker, run_id):
+    stub, _ = worker
+    assert code_of(stub.StartRun, start_request(run_id, QUICK)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(stub.GetRun, pb.GetRunRequest(run_id=run_id)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(stub.DeleteRun, pb.DeleteRunRequest(run_id=run_id)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_unknown_runs_are_not_found(worker):
+    stub, _ = worker
+    assert code_of(stub.GetRun, pb.GetRunRequest(run_id="nope")) == grpc.StatusCode.NOT_FOUND
+    assert code_of(stub.WatchRun, pb.WatchRunRequest(run_id="nope")) == grpc.StatusCode.NOT_FOUND
+    assert code_of(stub.CancelRun, pb.CancelRunRequest(run_id="nope")) == grpc.StatusCode.NOT_FOUND
+    assert code_of(stub.FetchArtifact, pb.FetchArtifactRequest(run_id="nope")) == grpc.StatusCode.NOT_FOUND
+    assert not stub.DeleteRun(pb.DeleteRunRequest(run_id="nope"), timeout=DEADLINE).deleted
+
+
+def test_start_run_refusals(worker):
+    stub, state_dir = worker
+    missing = start_request("no-data", QUICK, train_dataset_sha256="0" * 64)
+    assert code_of(stub.StartRun, missing) == grpc.StatusCode.FAILED_PRECONDITION
+    family = start_request("bad-family", QUICK)
+    family.model.family = "rnn"
+    assert code_of(stub.StartRun, family) == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as info:
+        stub.StartRun(start_request("bad-hp", {"epochs": 2.5}), timeout=DEADLINE)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "epochs" in info.value.details()
+    assert not any((state_dir / "runs" / name).exists() for name in ("no-data", "bad-family", "bad-hp"))
+
+
+def test_a_restarted_server_records_orphaned_runs_as_crashed(tmp_path):
+    run_dir = tmp_path / "runs" / "orphan"
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.json").write_text("{}")
+    (run_dir / "events.jsonl").write_text('{"seq":1,"time_unix_ms":1,"type":"started","pid":1}\n')
+    (run_dir / "pid").write_text("999999999\n")  # no such process
+    server, port = create_server("127.0.0.1:0", tmp_path)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = worker_pb2_grpc.WorkerServiceStub(channel)
+            events = watch(stub, "orphan")
+            assert [e.seq for e in events] == [1, 2]
+            finished = events[-1].finished
+            assert (finished.state, finished.error_code, finished.retryable) == (S.RUN_STATE_FAILED, "worker_crashed", True)
+    finally:
+        server.stop(0).wait()
