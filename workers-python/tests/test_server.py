@@ -14,10 +14,10 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from conftest import DATASET, DATASET_SHA256, LABELS, LONG, QUICK, TINY_BERT, TOKENIZER
+from conftest import DATASET, DATASET_SHA256, EXAMPLES, LABELS, LONG, QUICK, TINY_BERT, TOKENIZER
 from makam.worker.v1 import worker_pb2 as pb
 from makam.worker.v1 import worker_pb2_grpc
-from makam_worker.server import create_server
+from makam_worker.server import MAX_RPC_THREADS, create_server
 
 DEADLINE = 60  # seconds: every call has one, so a hung server fails a test instead of the suite
 S = pb.RunState
@@ -207,6 +207,22 @@ def test_fetch_artifact_bytes_match_both_hashes(worker, finished_run):
     assert (state_dir / "runs" / "quick" / "model.tar.gz.sha256").read_text().strip() == header.sha256
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert {"config.json", "model.safetensors", "labels.json", "metrics.json"} <= set(tar.getnames())
+
+
+def test_the_child_log_never_carries_dataset_text(worker, finished_run):
+    _, state_dir = worker
+    log = (state_dir / "runs" / "quick" / "train.log").read_text()
+    assert "run_id=quick" in log
+    assert not any(e["text"] in log for e in EXAMPLES)
+
+
+def test_watchers_that_go_away_free_their_threads(worker, long_runs):
+    stub, _ = worker
+    for _ in range(MAX_RPC_THREADS + 8):  # a handler stuck after its client left would starve the pool
+        call = stub.WatchRun(pb.WatchRunRequest(run_id="long-kill"), timeout=10)
+        assert next(call).WhichOneof("event") == "started"
+        call.cancel()
+    assert stub.GetRun(pb.GetRunRequest(run_id="long-kill"), timeout=10).state == S.RUN_STATE_RUNNING
 
 
 def test_cancel_stops_the_process_within_seconds(worker, long_runs):

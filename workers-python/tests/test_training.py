@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import EXAMPLES, LABELS, LEARNS, model_spec, read_events, write_run_dir
+from conftest import EXAMPLES, LABELS, LEARNS, jsonl, model_spec, read_events, write_run_dir
 from makam_worker.training.run import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
 
 
@@ -72,6 +72,15 @@ def test_same_seed_gives_the_same_metrics(trained, tmp_path):
     assert execute(again) == EXIT_OK
     history = lambda d: json.loads((d / "model" / "metrics.json").read_text())["history"]  # noqa: E731
     assert history(again) == history(trained)
+
+
+def test_fine_tunes_from_a_local_path_with_a_new_label_set(trained, tmp_path):
+    two_labels = [e for e in EXAMPLES if e["label"] != "şehir"]
+    spec = {"family": "encoder", "name": str(trained / "model"), "config": None, "tokenizer": None}
+    run_dir = write_run_dir(tmp_path, "from-path", {**LEARNS, "epochs": 2}, model=spec, dataset=jsonl(two_labels))
+    assert execute(run_dir) == EXIT_OK
+    config = json.loads((run_dir / "model" / "config.json").read_text())
+    assert config["id2label"] == {"0": "aşk", "1": "doğa"}  # the 3-label head was replaced
 
 
 def test_bad_dataset_fails_with_a_stable_code_and_no_retry(tmp_path):

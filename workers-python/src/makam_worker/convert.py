@@ -13,7 +13,7 @@ _ENVELOPE = ("seq", "time_unix_ms", "type")
 
 
 def state_to_proto(state: str) -> worker_pb2.RunState.ValueType:
-    """"SUCCEEDED" → RUN_STATE_SUCCEEDED; the JSON files keep the short names."""
+    """Maps "SUCCEEDED" to RUN_STATE_SUCCEEDED; the JSON files keep the short names."""
     return worker_pb2.RunState.Value(f"RUN_STATE_{state}")
 
 
