@@ -11,7 +11,6 @@ import jobRoutes from './routes/jobs/index.ts';
 export async function buildApp(config: ApiConfig, logger?: Logger): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger | undefined,
-    disableRequestLogging: false,
     bodyLimit: 1024 * 1024,
     ajv: {
       // Unknown fields are refused, not silently dropped; defaults are filled in.

@@ -88,7 +88,7 @@ export class Dispatcher {
     this.drivers.set(jobId, driver);
     try {
       if (!reattach) {
-        const moved = await this.jobs.transition(jobId, 'running', { attempts: attempt, worker: address, started_at: record.started_at ?? new Date().toISOString(), error: null }, `running on ${address} (attempt ${attempt})`);
+        const moved = await this.jobs.transition(jobId, 'running', { attempts: attempt, worker: address, started_at: record.started_at ?? new Date().toISOString(), error: null }, `running on ${address} (attempt ${attempt})`, ['queued']);
         if (!moved.ok) {
           log.info({ status: moved.from }, 'job is no longer queued; skipping');
           return 'skipped';
@@ -107,6 +107,8 @@ export class Dispatcher {
       }
       const code = err instanceof RetryableRunError ? err.code : 'dispatch_error';
       const message = (err as Error).message;
+      // A run lost while it was being cancelled is cancelled, not retried.
+      if ((await this.jobs.transition(jobId, 'cancelled', { finished_at: now }, `cancelled (${code})`, ['cancelling'])).ok) return 'cancelled';
       if (finalAttempt) {
         await this.jobs.transition(jobId, 'failed', { error: { code, message: `${message} (after ${attempt} attempts)` }, finished_at: now });
       } else {

@@ -57,7 +57,7 @@ export class BlobStore {
   }
 
   /** Writes `source` to a temporary file, returning its path, size and sha256. */
-  async writeTemp(source: Readable | AsyncIterable<Uint8Array>): Promise<{ tempPath: string; size: number; sha256: string }> {
+  async writeTemp(source: Readable | AsyncIterable<Uint8Array>, ...checks: Transform[]): Promise<{ tempPath: string; size: number; sha256: string }> {
     const tempPath = await this.tempPath();
     const hash = createHash('sha256');
     let size = 0;
@@ -69,7 +69,7 @@ export class BlobStore {
       },
     });
     try {
-      await pipeline(source, tap, createWriteStream(tempPath));
+      await pipeline([source, ...checks, tap, createWriteStream(tempPath)] as NodeJS.ReadWriteStream[]);
     } catch (err) {
       await rm(tempPath, { force: true });
       throw err;

@@ -160,12 +160,20 @@ export class JobStore {
    * Moves the job to `to` if the status machine allows it from the current status, setting
    * `fields` and logging a status event in the same step. Returns the status it came from.
    */
-  async transition(id: string, to: JobStatus, fields: Partial<JobRecord> = {}, message?: string): Promise<{ ok: boolean; from: JobStatus | null }> {
-    const [ok, from] = (await this.redis.eval(
+  async transition(
+    id: string,
+    to: JobStatus,
+    fields: Partial<JobRecord> = {},
+    message?: string,
+    /** Narrows the statuses the job may come from (never widens the machine's). */
+    onlyFrom?: JobStatus[],
+  ): Promise<{ ok: boolean; from: JobStatus | null }> {
+    const from = sourcesOf(to).filter((s) => !onlyFrom || onlyFrom.includes(s));
+    const [ok, was] = (await this.redis.eval(
       TRANSITION,
       1,
       this.keys.job(id),
-      sourcesOf(to).join(','),
+      from.join(','),
       to,
       ...encode({ ...fields, updated_at: new Date().toISOString() }),
     )) as [number, string];
@@ -173,7 +181,7 @@ export class JobStore {
       const event: JobEvent = { type: 'status', status: to, ...(message ? { message } : {}), ...(fields.attempts ? { attempt: fields.attempts } : {}) };
       await this.appendEvent(id, event);
     }
-    return { ok: ok === 1, from: (from || null) as JobStatus | null };
+    return { ok: ok === 1, from: (was || null) as JobStatus | null };
   }
 
   /** Sets fields that carry no status change (progress, worker, flags). */

@@ -20,17 +20,25 @@ export interface IngestResult {
 
 const MAX_LABELS = 1000;
 
-/** Counts bytes and stops the upload with 413 once `limit` is passed (nothing is kept). */
+/**
+ * Counts bytes; past `limit` it keeps reading but discards, and fails at the end with 413, so the
+ * client gets an answer instead of a reset connection and nothing past the limit is stored.
+ */
 function byteLimit(limit: number): Transform {
   let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       seen += chunk.length;
-      if (seen > limit) cb(new ApiError(413, 'dataset_too_large', `the dataset is larger than the limit of ${limit} bytes`, 'body'));
-      else cb(null, chunk);
+      cb(null, seen > limit ? undefined : chunk);
+    },
+    flush(cb) {
+      cb(seen > limit ? tooLarge(limit) : null);
     },
   });
 }
+
+export const tooLarge = (limit: number): ApiError =>
+  new ApiError(413, 'dataset_too_large', `the dataset is larger than the limit of ${limit} bytes; split it or ask for a higher MAKAM_MAX_DATASET_BYTES`, 'body');
 
 /** Refuses bytes that are not UTF-8, naming the line where they are. */
 function utf8Check(): Transform {
@@ -115,7 +123,7 @@ function normalize(row: unknown, line: number): { text: string; label: string } 
 /** Validates and stores an upload; returns what the dataset record needs. */
 export async function ingestDataset(body: Readable, format: DatasetFormat, store: BlobStore, maxBytes: number): Promise<IngestResult> {
   // First the raw bytes, size-limited and checked as UTF-8, to a temporary file.
-  const raw = await store.writeTemp(body.pipe(byteLimit(maxBytes)).pipe(utf8Check()));
+  const raw = await store.writeTemp(body, byteLimit(maxBytes), utf8Check());
   const normalizedPath = await store.tempPath();
   try {
     const out = createWriteStream(normalizedPath);

@@ -22,7 +22,9 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   redis.on('error', (err) => app.log.warn({ err: err.message }, 'redis connection error'));
   const keys = redisKeys(config.MAKAM_REDIS_PREFIX);
   const classes = resourceClasses(config);
-  const queues = createQueues(classes, createRedis(config.REDIS_URL, { blocking: false }), config.MAKAM_QUEUE_PREFIX);
+  const queueConnection = createRedis(config.REDIS_URL);
+  queueConnection.on('error', () => {}); // reported through `redis` above
+  const queues = createQueues(classes, queueConnection, config.MAKAM_QUEUE_PREFIX);
   app.decorate('config', config);
   app.decorate('redis', redis);
   app.decorate('keys', keys);
@@ -32,6 +34,7 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   app.decorate('queues', queues);
   app.addHook('onClose', async () => {
     await Promise.all([...queues.values()].map((q) => q.close()));
+    queueConnection.disconnect();
     redis.disconnect();
   });
 });

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
 import { newDatasetId, type DatasetRecord } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
-import { ingestDataset, type DatasetFormat } from '../../datasets/ingest.ts';
+import { ingestDataset, tooLarge, type DatasetFormat } from '../../datasets/ingest.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { Dataset, DatasetIdParams, DatasetUploadQuery } from '../../schemas/datasets.ts';
 
@@ -17,7 +17,8 @@ const CONTENT_TYPES: Record<string, DatasetFormat> = {
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   // Uploads reach the handler as a stream; ingest enforces the size limit while reading.
   app.addContentTypeParser(Object.keys(CONTENT_TYPES), (_req, payload, done) => done(null, payload));
-  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+  // Any other type reaches the handler too, which refuses it with a message that says what to send.
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
   app.post(
     '/',
@@ -34,6 +35,11 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const format = request.query.format ?? CONTENT_TYPES[mediaType];
       if (!format) {
         throw new ApiError(415, 'unsupported_media_type', `send the dataset as application/jsonl or text/csv (got '${mediaType || 'none'}'), or add ?format=jsonl|csv`, 'Content-Type');
+      }
+      const declared = Number(request.headers['content-length'] ?? 0);
+      if (declared > app.config.MAKAM_MAX_DATASET_BYTES) {
+        reply.header('connection', 'close');
+        throw tooLarge(app.config.MAKAM_MAX_DATASET_BYTES);
       }
       const body = request.body as Readable;
       const result = await ingestDataset(body, format, app.blobs, app.config.MAKAM_MAX_DATASET_BYTES);

@@ -111,13 +111,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       if (isTerminal(job.status)) throw new ApiError(409, 'job_finished', `the job has already ${job.status}; only queued and running jobs can be cancelled`, 'id');
       const now = new Date().toISOString();
       // A queued job is cancelled here; the dispatcher skips a job whose record is not queued.
-      const queued = await app.jobs.transition(id, 'cancelled', { cancel_requested: true, finished_at: now, error: null }, 'cancelled while queued');
+      const queued = await app.jobs.transition(id, 'cancelled', { cancel_requested: true, finished_at: now, error: null }, 'cancelled while queued', ['queued']);
       if (queued.ok) {
         await app.queues.get(job.resource_class)?.remove(id).catch(() => 0);
         return loadJob(id);
       }
       // A running job: the dispatcher holding it hears this (and polls the record as a fallback).
-      const running = await app.jobs.transition(id, 'cancelling', { cancel_requested: true }, 'cancel requested');
+      const running = await app.jobs.transition(id, 'cancelling', { cancel_requested: true }, 'cancel requested', ['running']);
       if (running.ok) await app.redis.publish(app.keys.cancelChannel, id);
       return loadJob(id);
     },

@@ -1,0 +1,71 @@
+// The job store's Lua scripts against a real Redis.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { JobStore, createRedis, newJobId, redisKeys, type JobRecord, type Redis } from '@makam/shared';
+import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
+
+let server: TestRedis;
+let redis: Redis;
+let store: JobStore;
+
+before(async () => {
+  server = await startRedis();
+  redis = createRedis(server.url);
+  store = new JobStore(redis, redisKeys(uniquePrefix()));
+});
+after(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+const record = (): JobRecord => {
+  const now = new Date().toISOString();
+  return {
+    id: newJobId(), object: 'job', kind: 'finetune', status: 'queued', model: { family: 'encoder', name: 'x' }, dataset: 'ds_x', validation_dataset: null,
+    hyperparameters: {}, resource_class: 'cpu', progress: null, metrics: null, result: null, artifact: null, error: null, attempts: 0, worker: null,
+    cancel_requested: false, created_at: now, started_at: null, finished_at: null, updated_at: now,
+  };
+};
+
+test('transitions follow the status machine and log a status event', async () => {
+  const job = record();
+  await store.create(job);
+  assert.deepEqual(await store.transition(job.id, 'succeeded'), { ok: false, from: 'queued' });
+  assert.deepEqual(await store.transition(job.id, 'running', { worker: 'w:1' }), { ok: true, from: 'queued' });
+  assert.deepEqual(await store.transition(job.id, 'succeeded', { finished_at: 'now' }), { ok: true, from: 'running' });
+  // A late cancel or retry cannot revive a finished job.
+  assert.equal((await store.transition(job.id, 'queued')).ok, false);
+  assert.equal((await store.transition(job.id, 'cancelled')).ok, false);
+  const got = await store.get(job.id);
+  assert.equal(got?.status, 'succeeded');
+  assert.equal(got?.worker, 'w:1');
+  const events = await store.events(job.id, undefined, 10);
+  assert.deepEqual(events.data.map((e) => e.data.type === 'status' && e.data.status), ['queued', 'running', 'succeeded']);
+});
+
+test('worker events are stored once each, even when a re-attached watcher resends them', async () => {
+  const job = record();
+  await store.create(job);
+  const metric = (seq: number) => ({ type: 'metrics' as const, attempt: 1, epoch: seq, step: seq * 10, train_loss: 1, validation_loss: 1, accuracy: 0.5, weighted_f1: 0.5, macro_f1: 0.5 });
+  assert.equal(await store.appendWorkerEvent(job.id, 1, metric(1), { metrics: metric(1) }), true);
+  assert.equal(await store.appendWorkerEvent(job.id, 2, metric(2), { metrics: metric(2) }), true);
+  assert.equal(await store.appendWorkerEvent(job.id, 2, metric(2)), false, 'a resent event is a duplicate');
+  assert.equal(await store.appendWorkerEvent(job.id, 1, metric(1)), false);
+  assert.equal(await store.workerSeq(job.id), 2);
+  const series = await store.metrics(job.id);
+  assert.deepEqual(series.map((p) => p.step), [10, 20]);
+  assert.equal((await store.get(job.id))?.metrics?.epoch, 2);
+});
+
+test('event pages resume after their cursor', async () => {
+  const job = record();
+  await store.create(job);
+  for (let i = 1; i <= 5; i++) await store.appendEvent(job.id, { type: 'log', level: 'info', message: `line ${i}` });
+  const first = await store.events(job.id, undefined, 3);
+  const second = await store.events(job.id, first.next_cursor!, 3);
+  const messages = [...first.data, ...second.data].map((e) => (e.data.type === 'log' ? e.data.message : e.data.type));
+  assert.deepEqual(messages, ['status', 'line 1', 'line 2', 'line 3', 'line 4', 'line 5']);
+  const empty = await store.events(job.id, second.next_cursor!, 3);
+  assert.deepEqual(empty.data, []);
+  assert.equal(empty.next_cursor, second.next_cursor, 'an empty page keeps the cursor');
+});

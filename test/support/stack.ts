@@ -1,0 +1,115 @@
+// Starts the real processes of makam for end-to-end tests: a Python worker (gRPC), the API and a
+// dispatcher, each on its own free port, all pointed at one Redis with a prefix of the test's own.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { connectWorker } from '@makam/shared';
+import { freePort } from './ports.ts';
+import { uniquePrefix } from './redis.ts';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const PYTHON = path.join(ROOT, 'workers-python/.venv/bin/python');
+
+export interface Proc {
+  name: string;
+  child: ChildProcess;
+  output: () => string;
+}
+
+function start(name: string, cmd: string, args: string[], env: Record<string, string>): Proc {
+  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (b: Buffer) => {
+    out = (out + b.toString()).slice(-200_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  return { name, child, output: () => out };
+}
+
+async function stop(proc: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  const exited = new Promise((r) => proc.child.once('exit', r));
+  proc.child.kill(signal);
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export interface Stack {
+  apiUrl: string;
+  workerAddress: string;
+  storeDir: string;
+  procs: Proc[];
+  api(pathname: string, init?: RequestInit): Promise<Response>;
+  json<T = any>(pathname: string, init?: RequestInit): Promise<{ status: number; body: T }>;
+  stop(): Promise<void>;
+  logs(): string;
+}
+
+async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs: number, procs: Proc[]): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const p of procs) {
+      if (p.child.exitCode !== null) throw new Error(`${p.name} exited (${p.child.exitCode}) while waiting for ${what}:\n${p.output()}`);
+    }
+    if (await fn().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+export async function startStack(redisUrl: string): Promise<Stack> {
+  const prefix = uniquePrefix();
+  const dir = await mkdtemp(path.join(tmpdir(), 'makam-e2e-'));
+  const storeDir = path.join(dir, 'store');
+  const [workerPort, apiPort] = [await freePort(), await freePort()];
+  const workerAddress = `127.0.0.1:${workerPort}`;
+  const common = { REDIS_URL: redisUrl, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info' };
+  const procs: Proc[] = [];
+  const worker = start('worker', PYTHON, ['-m', 'makam_worker', '--listen', workerAddress, '--state-dir', path.join(dir, 'worker')], { PYTHONUNBUFFERED: '1' });
+  procs.push(worker);
+  const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort) });
+  procs.push(api);
+  const dispatcher = start('dispatcher', process.execPath, ['services/dispatcher/src/main.ts'], { ...common, MAKAM_CLASS: 'cpu', MAKAM_WORKERS: workerAddress, MAKAM_CANCEL_POLL_MS: '500' });
+  procs.push(dispatcher);
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const client = connectWorker(workerAddress);
+  try {
+    await waitFor('the API', async () => (await fetch(`${apiUrl}/readyz`)).ok, 30_000, procs);
+    await waitFor('the worker', async () => Boolean(await client.getCapabilities({}, { timeoutMs: 1000 })), 60_000, procs);
+  } finally {
+    client.close();
+  }
+  const stack: Stack = {
+    apiUrl,
+    workerAddress,
+    storeDir,
+    procs,
+    api: (pathname, init) => fetch(`${apiUrl}${pathname}`, init),
+    json: async <T = any>(pathname: string, init?: RequestInit) => {
+      const res = await fetch(`${apiUrl}${pathname}`, init);
+      return { status: res.status, body: (await res.json()) as T };
+    },
+    logs: () => procs.map((p) => `--- ${p.name}\n${p.output().slice(-20_000)}`).join('\n'),
+    stop: async () => {
+      await Promise.all(procs.map((p) => stop(p)));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return stack;
+}
+
+/** Polls `fn` until it returns a value, failing with `what` after `timeoutMs`. */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs: number, intervalMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
