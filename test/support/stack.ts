@@ -48,6 +48,8 @@ export interface Stack {
   json<T = any>(pathname: string, init?: RequestInit): Promise<{ status: number; body: T }>;
   stop(): Promise<void>;
   logs(): string;
+  /** Runs `fn`, printing the processes' logs if it throws. */
+  withLogs<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs: number, procs: Proc[]): Promise<void> {
@@ -95,6 +97,14 @@ export async function startStack(redisUrl: string): Promise<Stack> {
       return { status: res.status, body: (await res.json()) as T };
     },
     logs: () => procs.map((p) => `--- ${p.name}\n${p.output().slice(-20_000)}`).join('\n'),
+    withLogs: async (fn) => {
+      try {
+        return await fn();
+      } catch (err) {
+        console.error(stack.logs());
+        throw err;
+      }
+    },
     stop: async () => {
       await Promise.all(procs.map((p) => stop(p)));
       await rm(dir, { recursive: true, force: true });
