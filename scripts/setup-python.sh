@@ -18,7 +18,7 @@ export PIP_INDEX_URL=${PIP_INDEX_URL:-file:///opt/pypi/simple}
 export PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL:-file:///opt/pypi-more/simple}
 export PIP_FIND_LINKS=${PIP_FIND_LINKS:-/opt/wheels}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$venv/bin/pip" install -q -r "$lock"
+"$venv/bin/pip" install -q -r "$lock" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 "$venv/bin/pip" install -q --no-deps -e workers-python
 echo "$want" > "$stamp"
 echo "python env ready ($venv)"

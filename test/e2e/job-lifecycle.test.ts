@@ -109,3 +109,22 @@ print(json.dumps({"labels": json.load(open(d + "/labels.json")), "pred": [model.
   assert.deepEqual(out.labels, ['arabesk', 'pop', 'rock', 'türkü']);
   for (const p of out.pred) assert.ok(out.labels.includes(p), `prediction ${p} is a label name`);
 }));
+
+test('a job whose model cannot be found fails once, with the worker\'s error code, and is not retried', { timeout: 120_000 }, () => stack.withLogs(async () => {
+  const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
+  const { body: submitted } = await stack.json('/v1/jobs', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ kind: 'finetune', model: { family: 'encoder', name: '/nonexistent/berturk' }, dataset: upload.body.id, hyperparameters: { epochs: 1 } }),
+  });
+  const job = await eventually('the job to fail', async () => {
+    const { body } = await stack.json(`/v1/jobs/${submitted.id}`);
+    return ['succeeded', 'failed', 'cancelled'].includes(body.status) ? body : null;
+  }, 90_000);
+  assert.equal(job.status, 'failed');
+  assert.equal(job.error.code, 'model_not_found', JSON.stringify(job.error));
+  assert.match(job.error.message, /nonexistent/);
+  assert.equal(job.attempts, 1, 'bad input is not retried');
+  const art = await stack.api(`/v1/jobs/${submitted.id}/artifacts/model`);
+  assert.equal(art.status, 409);
+}));

@@ -101,11 +101,17 @@ export class RunDriver {
       validationDatasetSha256: validation?.sha256 ?? '',
       hyperparameters: record.hyperparameters as never,
     };
-    let started = await this.client.startRun(request, { timeoutMs: UNARY_MS });
+    const startRun = () =>
+      this.client.startRun(request, { timeoutMs: UNARY_MS }).catch((err: unknown) => {
+        // The worker refuses what no retry can fix: a bad model spec or hyperparameters.
+        if (isGrpcError(err, GrpcStatus.INVALID_ARGUMENT)) throw new UnrecoverableError(`invalid_job: ${err.details}`);
+        throw err;
+      });
+    let started = await startRun();
     if (!started.created && started.state !== RunState.RUNNING) {
       // A finished run of an earlier attempt: this attempt trains anew.
       await this.client.deleteRun({ runId: this.jobId }, { timeoutMs: UNARY_MS });
-      started = await this.client.startRun(request, { timeoutMs: UNARY_MS });
+      started = await startRun();
     }
     this.log.info({ attempt, created: started.created }, 'run started');
   }
