@@ -85,3 +85,14 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line]
 
 
+
+
+def extract(archive, dest) -> None:
+    """Unpacks a model archive; the "data" filter where this Python has it (3.11.4+, 3.12+)."""
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:
+            tar.extractall(dest)

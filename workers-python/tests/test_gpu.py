@@ -1,12 +1,10 @@
 """Training on CUDA, run where a GPU is present (`-m gpu`); skipped elsewhere."""
 
-import tarfile
-
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from conftest import LABELS, LEARNS, read_events, write_run_dir
+from conftest import LABELS, LEARNS, extract, read_events, write_run_dir
 from makam_worker.training.run import EXIT_OK, execute
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -19,8 +17,7 @@ def test_trains_on_cuda_when_present_and_the_artifact_loads_on_cpu(tmp_path, mon
     events = read_events(run_dir)
     assert events[0]["device"].startswith("cuda:")
     assert events[-1]["state"] == "SUCCEEDED" and events[-1]["final_metrics"]["accuracy"] > 0.6
-    with tarfile.open(run_dir / "model.tar.gz") as tar:
-        tar.extractall(tmp_path / "unpacked", filter="data")
+    extract(run_dir / "model.tar.gz", tmp_path / "unpacked")
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "unpacked")
     assert model.device.type == "cpu" and list(model.config.id2label.values()) == LABELS
 

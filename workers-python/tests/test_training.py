@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import EXAMPLES, LABELS, LEARNS, jsonl, model_spec, read_events, write_run_dir
+from conftest import EXAMPLES, LABELS, LEARNS, extract, jsonl, model_spec, read_events, write_run_dir
 from makam_worker.training.run import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
 
 
@@ -38,7 +38,7 @@ def test_artifact_unpacks_and_loads_with_from_pretrained(trained, tmp_path):
     assert (trained / "model.tar.gz.sha256").read_text().strip() == hashlib.sha256(archive.read_bytes()).hexdigest()
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-        tar.extractall(tmp_path, filter="data")
+    extract(archive, tmp_path)
     assert {"config.json", "model.safetensors", "tokenizer.json", "labels.json", "metrics.json", "README.md"} <= names
     assert json.loads((tmp_path / "labels.json").read_text()) == LABELS
 
