@@ -128,3 +128,31 @@ test('a job whose model cannot be found fails once, with the worker\'s error cod
   const art = await stack.api(`/v1/jobs/${submitted.id}/artifacts/model`);
   assert.equal(art.status, 409);
 }));
+
+test('a training process killed mid-run is retried as a new attempt and the job still succeeds', { timeout: 240_000 }, () => stack.withLogs(async () => {
+  const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
+  const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
+  request.dataset = upload.body.id;
+  request.hyperparameters.epochs = 8;
+  const { body: submitted } = await stack.json('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+  const pid = await eventually('the first attempt to train', async () => {
+    const { body } = await stack.json(`/v1/jobs/${submitted.id}/events?limit=1000`);
+    const started = body.data.find((e: { type: string }) => e.type === 'started');
+    return started && body.data.some((e: { type: string }) => e.type === 'metrics') ? (started.data.pid as number) : null;
+  }, 120_000, 100);
+  process.kill(pid, 'SIGKILL'); // as the OOM killer would
+  const job = await eventually('the job to finish', async () => {
+    const { body } = await stack.json(`/v1/jobs/${submitted.id}`);
+    return ['succeeded', 'failed', 'cancelled'].includes(body.status) ? body : null;
+  }, 180_000);
+  assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
+  assert.equal(job.attempts, 2);
+  const { body: events } = await stack.json(`/v1/jobs/${submitted.id}/events?limit=1000`);
+  const statuses = events.data.filter((e: { type: string }) => e.type === 'status').map((e: { data: { status: string } }) => e.data.status);
+  assert.deepEqual(statuses, ['queued', 'running', 'queued', 'running', 'succeeded']);
+  const retried = events.data.find((e: { type: string; data: { status?: string } }) => e.type === 'status' && e.data.status === 'queued' && e !== events.data[0]);
+  assert.match(retried.data.message, /worker_crashed/, 'the retry names the fault');
+  // The metric series is the successful attempt's, one point per epoch.
+  const { body: metrics } = await stack.json(`/v1/jobs/${submitted.id}/metrics`);
+  assert.deepEqual(metrics.data.map((p: { epoch: number; attempt: number }) => [p.epoch, p.attempt]), [1, 2, 3, 4, 5, 6, 7, 8].map((e) => [e, 2]));
+}));

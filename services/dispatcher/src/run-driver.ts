@@ -42,6 +42,8 @@ export class RunDriver {
   private readonly log: Logger;
   private readonly abort = new AbortController();
   private cancelSent = false;
+  /** Set once the run's final event arrived: what follows is the outcome, not a stream fault. */
+  private finished = false;
 
   constructor(ctx: RunContext, jobId: string, address: string, client: WorkerClient) {
     this.ctx = ctx;
@@ -142,6 +144,7 @@ export class RunDriver {
         }
         throw new RetryableRunError('watch_ended', 'the worker ended the event stream before the run finished');
       } catch (err) {
+        if (this.finished) throw err;
         if (this.abort.signal.aborted) throw new Error('detached');
         if (isGrpcError(err, GrpcStatus.NOT_FOUND)) throw new RetryableRunError('run_lost', 'the worker no longer knows the run (restarted with a new state directory?)');
         if (!isGrpcError(err, GrpcStatus.UNAVAILABLE, GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.INTERNAL, GrpcStatus.UNKNOWN, GrpcStatus.CANCELLED) && !(err instanceof RetryableRunError)) throw err;
@@ -182,6 +185,7 @@ export class RunDriver {
         await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', attempt, level: e.value.level, message: e.value.message });
         return null;
       case 'finished':
+        this.finished = true;
         return this.finish(seq, e.value.state, e.value.errorCode, e.value.errorMessage, e.value.retryable, (e.value.finalMetrics ?? null) as Record<string, unknown> | null);
       default:
         return null;
