@@ -299,11 +299,18 @@ export declare type StartRunRequest = Message<"makam.worker.v1.StartRunRequest">
   validationDatasetSha256: string;
 
   /**
-   * The hyperparameters, as validated by the API (numbers, strings, booleans).
+   * The hyperparameters, as validated by the API (numbers, strings, booleans, lists, objects).
    *
    * @generated from field: google.protobuf.Struct hyperparameters = 5;
    */
   hyperparameters?: JsonObject | undefined;
+
+  /**
+   * The sha256 of the test dataset; empty to carve one when hyperparameters ask (test_fraction), else none.
+   *
+   * @generated from field: string test_dataset_sha256 = 6;
+   */
+  testDatasetSha256: string;
 };
 
 /**
@@ -546,6 +553,13 @@ export declare type RunStarted = Message<"makam.worker.v1.RunStarted"> & {
    * @generated from field: repeated string labels = 6;
    */
   labels: string[];
+
+  /**
+   * Test examples after the split (0 when the run has no test split).
+   *
+   * @generated from field: uint32 test_examples = 7;
+   */
+  testExamples: number;
 };
 
 /**
