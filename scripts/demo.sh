@@ -26,6 +26,8 @@ if [[ -z ${REDIS_URL:-} ]]; then
   export REDIS_URL=redis://127.0.0.1:$redis_port
 fi
 export MAKAM_STORE_DIR=${MAKAM_STORE_DIR:-$demo/store}
+# A laptop has one class, so every job is placed on its CPU worker.
+export MAKAM_RESOURCE_CLASSES=${MAKAM_RESOURCE_CLASSES:-cpu}
 
 workers-python/.venv/bin/python -m makam_worker --listen "$worker_addr" --state-dir "$demo/worker" >"$demo/logs/worker.log" 2>&1 &
 pids+=($!)

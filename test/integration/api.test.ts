@@ -81,15 +81,20 @@ describe('datasets', () => {
 });
 
 describe('jobs', () => {
-  test('submit answers 202 queued with every default filled in and a BullMQ job under the same id', async () => {
+  test('submit answers 202 queued with every default of the family filled in and a BullMQ job under the same id', async () => {
     const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob({ hyperparameters: { epochs: 2 } }) });
     assert.equal(res.statusCode, 202, res.body);
     const job = res.json();
     assert.match(job.id, /^job_/);
     assert.equal(job.status, 'queued');
-    assert.equal(job.resource_class, 'cpu');
-    assert.deepEqual(job.hyperparameters, { epochs: 2, batch_size: 16, learning_rate: 5e-5, max_length: 128, seed: 42, warmup_ratio: 0.1, weight_decay: 0.01, max_grad_norm: 1, validation_fraction: 0.1 });
-    const queued = await app.queues.get('cpu')!.getJob(job.id);
+    assert.equal(job.hyperparameters.epochs, 2);
+    assert.equal(job.hyperparameters.batch_size, 16);
+    assert.equal(job.hyperparameters.learning_rate, 5e-5);
+    assert.equal(job.hyperparameters.lowercase, 'none');
+    assert.equal(job.hyperparameters.lora_r, undefined, 'no decoder-only defaults on an encoder job');
+    assert.equal(job.resource_class, 'gpu-4g', 'a tiny model goes to the smallest GPU class');
+    assert.ok(job.estimate.total_bytes > 0 && job.estimate.total_bytes < 4 * 1024 ** 3);
+    const queued = await app.queues.get('gpu-4g')!.getJob(job.id);
     assert.ok(queued, 'the BullMQ job id is the makam job id');
     assert.deepEqual(queued.data, { jobId: job.id });
     const got = await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}` });
@@ -98,10 +103,53 @@ describe('jobs', () => {
     assert.deepEqual(events.json().data.map((e: { type: string; data: { status: string } }) => [e.type, e.data.status]), [['status', 'queued']]);
   });
 
+  test('jobs go to the smallest class that fits, or are refused with what would fit', async () => {
+    const submit = (model: object, hyperparameters: object = {}, extra: object = {}) =>
+      app.inject({ method: 'POST', url: '/v1/jobs', payload: { kind: 'finetune', model, dataset: datasetId, hyperparameters, ...extra } });
+    const bert = await submit({ family: 'encoder', name: 'dbmdz/bert-base-turkish-cased' });
+    assert.equal(bert.json().resource_class, 'gpu-4g', bert.body);
+    const llama = await submit({ family: 'decoder', name: 'meta-llama/Llama-3.1-8B' }, { batch_size: 4 });
+    assert.equal(llama.json().resource_class, 'gpu-32g', llama.body);
+    const tfidf = await submit({ family: 'tfidf' });
+    assert.equal(tfidf.json().resource_class, 'cpu', tfidf.body);
+    const scratch = await submit({ family: 'scratch' }, { layers: 2 });
+    assert.equal(scratch.statusCode, 202, scratch.body);
+    assert.equal(scratch.json().hyperparameters.lowercase, 'turkish');
+
+    const tooBig = await submit({ family: 'decoder', name: 'meta-llama/Llama-3.1-8B' }, { batch_size: 32 });
+    assert.equal(tooBig.statusCode, 400);
+    assert.equal(tooBig.json().error.code, 'does_not_fit');
+    assert.match(tooBig.json().error.message, /gpu-32g, has 32\.0 GiB/);
+    assert.match(tooBig.json().error.message, /load_in_4bit|lower batch_size to \d+/);
+    const wrongClass = await submit({ family: 'decoder', name: 'meta-llama/Llama-3.1-8B' }, { batch_size: 4 }, { resource_class: 'gpu-4g' });
+    assert.equal(wrongClass.statusCode, 400);
+    assert.equal(wrongClass.json().error.param, 'resource_class');
+    assert.match(wrongClass.json().error.message, /it fits gpu-32g/);
+  });
+
+  test('hyperparameters of another family, and inconsistent ones, are refused by name', async () => {
+    const cases: Array<[object, object, string, RegExp]> = [
+      [{ family: 'encoder', name: 'x' }, { lora_r: 8 }, 'hyperparameters.lora_r', /applies to decoder, not to family 'encoder'/],
+      [{ family: 'tfidf' }, { epochs: 3 }, 'hyperparameters.epochs', /applies to encoder, decoder, scratch/],
+      [{ family: 'scratch' }, { d_model: 100, heads: 8 }, 'hyperparameters.heads', /must divide d_model/],
+      [{ family: 'scratch', name: 'x' }, {}, 'model.name', /architecture and tokenizer are hyperparameters/],
+      [{ family: 'encoder', name: 'x' }, { focal_alpha: { pop: 1 } }, 'hyperparameters.focal_alpha', /set loss to 'focal'/],
+      [{ family: 'encoder', name: 'x' }, { loss: 'focal', focal_alpha: { jazz: 1 } }, 'hyperparameters.focal_alpha', /jazz/],
+      [{ family: 'encoder', name: 'x' }, { class_weights: 'sometimes' }, 'hyperparameters.class_weights', /./],
+      [{ family: 'tfidf' }, { char_ngram_min: 6, char_ngram_max: 3 }, 'hyperparameters.char_ngram_min', /must not exceed/],
+    ];
+    for (const [model, hyperparameters, param, message] of cases) {
+      const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { kind: 'finetune', model, dataset: datasetId, hyperparameters } });
+      assert.equal(res.statusCode, 400, `${param}: ${res.body}`);
+      assert.equal(res.json().error.param, param, res.body);
+      assert.match(res.json().error.message, message, res.body);
+    }
+  });
+
   test('bad requests get a 400 naming the field and what is accepted', async () => {
     const cases: Array<[unknown, string, RegExp]> = [
       [tinyJob({ hyperparameters: { epochs: 0 } }), 'hyperparameters.epochs', />= 1/],
-      [tinyJob({ hyperparameters: { epoch: 3 } }), 'hyperparameters.epoch', /accepted fields: epochs, batch_size/],
+      [tinyJob({ hyperparameters: { epoch: 3 } }), 'hyperparameters.epoch', /accepted fields: .*epochs, batch_size/],
       [tinyJob({ hyperparameters: { max_length: 4096 } }), 'hyperparameters.max_length', /<= 512/],
       [{ ...tinyJob(), kind: 'pretrain' }, 'kind', /finetune/],
       [{ kind: 'finetune', model: { family: 'encoder', name: 'x' } }, 'dataset', /required/],
@@ -109,6 +157,7 @@ describe('jobs', () => {
       [tinyJob({ model: { family: 'encoder', name: 'a', config: { model_type: 'bert' } } }), 'model', /exactly one/],
       [tinyJob({ dataset: 'ds_01m8g9p25765rnqh0yh6mpy6az' }), 'dataset', /POST \/v1\/datasets/],
       [tinyJob({ resource_class: 'gpu-9000g' }), 'resource_class', /cpu, gpu-4g, gpu-32g/],
+      [tinyJob({ hyperparameters: { truncation: 'middle' } }), 'hyperparameters.truncation', /./],
       [tinyJob({ surprise: true }), 'surprise', /unknown field/],
     ];
     for (const [payload, param, message] of cases) {
@@ -143,7 +192,7 @@ describe('jobs', () => {
     assert.equal(res.statusCode, 200, res.body);
     assert.equal(res.json().status, 'cancelled');
     assert.ok(res.json().finished_at);
-    assert.equal(await app.queues.get('cpu')!.getJob(job.id), undefined);
+    assert.equal(await app.queues.get(job.resource_class)!.getJob(job.id), undefined);
     const again = await app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
     assert.equal(again.json().status, 'cancelled', 'cancelling twice is harmless');
   });

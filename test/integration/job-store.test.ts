@@ -21,8 +21,8 @@ after(async () => {
 const record = (): JobRecord => {
   const now = new Date().toISOString();
   return {
-    id: newJobId(), object: 'job', kind: 'finetune', status: 'queued', model: { family: 'encoder', name: 'x' }, dataset: 'ds_x', validation_dataset: null,
-    hyperparameters: {}, resource_class: 'cpu', progress: null, metrics: null, result: null, artifact: null, error: null, attempts: 0, worker: null,
+    id: newJobId(), object: 'job', kind: 'finetune', status: 'queued', model: { family: 'encoder', name: 'x' }, dataset: 'ds_x', validation_dataset: null, test_dataset: null,
+    hyperparameters: {}, resource_class: 'cpu', estimate: null, progress: null, metrics: null, result: null, artifact: null, error: null, attempts: 0, worker: null,
     cancel_requested: false, created_at: now, started_at: null, finished_at: null, updated_at: now,
   };
 };

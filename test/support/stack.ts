@@ -70,7 +70,7 @@ export async function startStack(redisUrl: string): Promise<Stack> {
   const storeDir = path.join(dir, 'store');
   const [workerPort, apiPort] = [await freePort(), await freePort()];
   const workerAddress = `127.0.0.1:${workerPort}`;
-  const common = { REDIS_URL: redisUrl, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info' };
+  const common = { REDIS_URL: redisUrl, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info', MAKAM_RESOURCE_CLASSES: 'cpu' };
   const procs: Proc[] = [];
   const worker = start('worker', PYTHON, ['-m', 'makam_worker', '--listen', workerAddress, '--state-dir', path.join(dir, 'worker')], { PYTHONUNBUFFERED: '1' });
   procs.push(worker);

@@ -10,8 +10,6 @@ export const ApiConfigProperties = {
   MAKAM_API_PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535 }),
   /** The largest dataset upload, in bytes. */
   MAKAM_MAX_DATASET_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 1024 }),
-  /** The resource class a job goes to when its request names none. */
-  MAKAM_DEFAULT_CLASS: Type.String({ default: 'cpu' }),
   /** Attempts per job, the first included; retries are for worker faults only. */
   MAKAM_JOB_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20 }),
 };

@@ -89,18 +89,22 @@ export class RunDriver {
   }
 
   private async start(record: JobRecord, attempt: number): Promise<void> {
-    const train = await this.ctx.datasets.get(record.dataset);
-    const validation = record.validation_dataset ? await this.ctx.datasets.get(record.validation_dataset) : null;
-    if (!train || (record.validation_dataset && !validation)) {
-      throw new UnrecoverableError('dataset_missing: the job\'s dataset record is gone');
-    }
-    for (const ds of [train, validation]) if (ds) await this.ensureDataset(ds.sha256);
+    const load = async (id: string | null) => {
+      if (!id) return null;
+      const ds = await this.ctx.datasets.get(id);
+      if (!ds) throw new UnrecoverableError(`dataset_missing: the job's dataset ${id} is gone`);
+      return ds;
+    };
+    const [train, validation, test] = [await load(record.dataset), await load(record.validation_dataset), await load(record.test_dataset ?? null)];
+    await this.checkCapacity(record);
+    for (const ds of [train, validation, test]) if (ds) await this.ensureDataset(ds.sha256);
     await this.ctx.jobs.resetWorkerSeq(this.jobId);
     const request = {
       runId: this.jobId,
       model: { family: record.model.family, name: record.model.name ?? '', config: record.model.config as never, tokenizer: record.model.tokenizer as never },
-      trainDatasetSha256: train.sha256,
+      trainDatasetSha256: train!.sha256,
       validationDatasetSha256: validation?.sha256 ?? '',
+      testDatasetSha256: test?.sha256 ?? '',
       hyperparameters: record.hyperparameters as never,
     };
     const startRun = () =>
@@ -116,6 +120,20 @@ export class RunDriver {
       started = await startRun();
     }
     this.log.info({ attempt, created: started.created }, 'run started');
+  }
+
+  /** A worker is never handed a job larger than its memory (as it reports it). */
+  private async checkCapacity(record: JobRecord): Promise<void> {
+    const caps = await this.client.getCapabilities({}, { timeoutMs: UNARY_MS });
+    if (!caps.families.includes(record.model.family)) {
+      throw new UnrecoverableError(`family_unsupported: the worker at ${this.address} trains ${caps.families.join(', ')}, not ${record.model.family}`);
+    }
+    const need = record.estimate?.total_bytes ?? 0;
+    const have = Number(caps.memoryTotalBytes);
+    if (need > have) {
+      const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
+      throw new UnrecoverableError(`worker_too_small: the job needs about ${gib(need)} but the worker at ${this.address} (${caps.gpuName || caps.device}) has ${gib(have)}; submit it to a larger resource_class`);
+    }
   }
 
   private async ensureDataset(sha256: string): Promise<void> {

@@ -2,6 +2,7 @@
 // with defaults; a bad value stops the process with a message naming the variable.
 import envSchema from 'env-schema';
 import { Type, type Static, type TObject, type TProperties } from 'typebox';
+import { parseResourceClasses, type ResourceClass } from './placement/resource-classes.ts';
 
 /** Settings every makam process reads. */
 export const SharedConfig = {
@@ -13,13 +14,10 @@ export const SharedConfig = {
   MAKAM_QUEUE_PREFIX: Type.String({ default: 'makam-q', pattern: '^[a-z0-9_-]+$' }),
   /** Where datasets and model artifacts are stored (a directory shared by API and dispatchers). */
   MAKAM_STORE_DIR: Type.String({ default: './var/store' }),
-  /** The resource classes, smallest first; one queue each. */
-  MAKAM_RESOURCE_CLASSES: Type.String({ default: 'cpu,gpu-4g,gpu-32g', pattern: '^[a-z0-9-]+(,[a-z0-9-]+)*$' }),
+  /** The resource classes, one queue each: name=device:memory (cpu, gpu-4g and gpu-32g know their defaults). */
+  MAKAM_RESOURCE_CLASSES: Type.String({ default: 'cpu,gpu-4g,gpu-32g', pattern: '^[a-z0-9-]+(=(cpu|cuda):[0-9.]+(B|KiB|MiB|GiB|TiB))?(,[a-z0-9-]+(=(cpu|cuda):[0-9.]+(B|KiB|MiB|GiB|TiB))?)*$' }),
   /** pino log level. */
-  MAKAM_LOG_LEVEL: Type.Union(
-    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-    { default: 'info' },
-  ),
+  MAKAM_LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
 };
 
 /** Reads and validates `properties` from `env`, applying defaults. */
@@ -31,6 +29,6 @@ export function loadConfig<P extends TProperties>(properties: P, env: NodeJS.Pro
   });
 }
 
-export function resourceClasses(config: { MAKAM_RESOURCE_CLASSES: string }): string[] {
-  return config.MAKAM_RESOURCE_CLASSES.split(',');
+export function resourceClasses(config: { MAKAM_RESOURCE_CLASSES: string }): ResourceClass[] {
+  return parseResourceClasses(config.MAKAM_RESOURCE_CLASSES);
 }

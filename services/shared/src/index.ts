@@ -10,3 +10,7 @@ export * from './blob-store.ts';
 export * from './queues.ts';
 export * from './grpc/adapter.ts';
 export * from './grpc/worker-client.ts';
+export * from './placement/hyperparameters.ts';
+export * from './placement/model-shapes.ts';
+export * from './placement/memory-estimate.ts';
+export * from './placement/resource-classes.ts';

@@ -4,6 +4,7 @@
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys.ts';
 import { sourcesOf, type JobStatus } from './job-state.ts';
+import type { MemoryEstimate } from './placement/memory-estimate.ts';
 
 /** A model as the job request names it. */
 export interface ModelRequest {
@@ -43,8 +44,11 @@ export interface JobRecord {
   model: ModelRequest;
   dataset: string;
   validation_dataset: string | null;
+  test_dataset: string | null;
   hyperparameters: Record<string, unknown>;
   resource_class: string;
+  /** The training memory estimate that placed the job. */
+  estimate: MemoryEstimate | null;
   progress: Progress | null;
   /** The latest validation metrics. */
   metrics: MetricPoint | null;

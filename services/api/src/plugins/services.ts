@@ -2,7 +2,7 @@
 // and one BullMQ queue per resource class.
 import fp from 'fastify-plugin';
 import type { Queue } from 'bullmq';
-import { BlobStore, DatasetStore, JobStore, createQueues, createRedis, redisKeys, resourceClasses, type Redis, type RedisKeys, type TrainJobData } from '@makam/shared';
+import { BlobStore, DatasetStore, JobStore, createQueues, createRedis, redisKeys, resourceClasses, type Redis, type RedisKeys, type ResourceClass, type TrainJobData } from '@makam/shared';
 import type { ApiConfig } from '../config.ts';
 
 declare module 'fastify' {
@@ -14,6 +14,7 @@ declare module 'fastify' {
     datasets: DatasetStore;
     blobs: BlobStore;
     queues: Map<string, Queue<TrainJobData>>;
+    resourceClasses: ResourceClass[];
   }
 }
 
@@ -24,7 +25,7 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   const classes = resourceClasses(config);
   const queueConnection = createRedis(config.REDIS_URL);
   queueConnection.on('error', () => {}); // reported through `redis` above
-  const queues = createQueues(classes, queueConnection, config.MAKAM_QUEUE_PREFIX);
+  const queues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX);
   app.decorate('config', config);
   app.decorate('redis', redis);
   app.decorate('keys', keys);
@@ -32,6 +33,7 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   app.decorate('datasets', new DatasetStore(redis, keys));
   app.decorate('blobs', new BlobStore(config.MAKAM_STORE_DIR));
   app.decorate('queues', queues);
+  app.decorate('resourceClasses', classes);
   app.addHook('onClose', async () => {
     await Promise.all([...queues.values()].map((q) => q.close()));
     queueConnection.disconnect();

@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Value } from 'typebox/value';
-import { isTerminal, newJobId, trainJobOptions, type JobRecord } from '@makam/shared';
+import { PlacementError, defaultsFor, isTerminal, misapplied, newJobId, place, trainJobOptions, type DatasetRecord, type JobRecord } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
-import { CreateJobBody, EventList, EventsQuery, Hyperparameters, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries } from '../../schemas/jobs.ts';
+import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries } from '../../schemas/jobs.ts';
+import { checkHyperparameters } from '../../jobs/check-hyperparameters.ts';
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const loadJob = async (id: string): Promise<JobRecord> => {
@@ -17,28 +17,55 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     { schema: { summary: 'Submit a fine-tuning job', body: CreateJobBody, response: { 202: Job, ...errorResponses } } },
     async (request, reply) => {
       const body = request.body;
-      if (Boolean(body.model.name) === Boolean(body.model.config)) {
-        throw new ApiError(400, 'invalid_request', "give exactly one of 'model.name' (a Hugging Face id or worker path) and 'model.config' (an architecture to train from scratch)", 'model');
+      const family = body.model.family;
+      const { name, config, tokenizer } = body.model;
+      if (family === 'encoder' || family === 'decoder') {
+        if (Boolean(name) === Boolean(config)) {
+          throw new ApiError(400, 'invalid_request', "give exactly one of 'model.name' (a Hugging Face id or worker path) and 'model.config' (an architecture to train from scratch)", 'model');
+        }
+        if (tokenizer && !config) throw new ApiError(400, 'invalid_request', "'model.tokenizer' trains a tokenizer for a 'model.config' model; a named model brings its own", 'model.tokenizer');
+      } else if (name || config || tokenizer) {
+        const field = name ? 'name' : config ? 'config' : 'tokenizer';
+        throw new ApiError(400, 'invalid_request', `family '${family}' takes no 'model.${field}': its ${family === 'scratch' ? 'architecture and tokenizer are hyperparameters (layers, heads, d_model, ff_dim, vocab_size, ...)' : 'features are hyperparameters (word_ngram_max, char_ngram_min, ...)'}`, `model.${field}`);
       }
-      if (body.model.tokenizer && !body.model.config) {
-        throw new ApiError(400, 'invalid_request', "'model.tokenizer' trains a tokenizer for a 'model.config' model; a named model brings its own", 'model.tokenizer');
+      const given = (body.hyperparameters ?? {}) as Record<string, unknown>;
+      const wrong = misapplied(given, family);
+      if (wrong) {
+        throw new ApiError(400, 'invalid_request', `hyperparameter '${wrong.name}' applies to ${wrong.families.join(', ')}, not to family '${family}'`, `hyperparameters.${wrong.name}`);
       }
-      const resourceClass = body.resource_class ?? app.config.MAKAM_DEFAULT_CLASS;
-      const queue = app.queues.get(resourceClass);
-      if (!queue) {
-        throw new ApiError(400, 'invalid_request', `unknown resource_class '${resourceClass}'; configured classes: ${[...app.queues.keys()].join(', ')}`, 'resource_class');
-      }
-      for (const param of ['dataset', 'validation_dataset'] as const) {
+      const hyperparameters = { ...defaultsFor(family), ...given };
+      checkHyperparameters(family, hyperparameters);
+
+      const datasets: Record<string, DatasetRecord> = {};
+      for (const param of ['dataset', 'validation_dataset', 'test_dataset'] as const) {
         const id = body[param];
-        if (id && !(await app.datasets.get(id))) throw new ApiError(400, 'dataset_not_found', `no dataset with id ${id}; upload it with POST /v1/datasets first`, param);
+        if (!id) continue;
+        const ds = await app.datasets.get(id);
+        if (!ds) throw new ApiError(400, 'dataset_not_found', `no dataset with id ${id}; upload it with POST /v1/datasets first`, param);
+        datasets[param] = ds;
       }
-      if (body.validation_dataset) {
-        const [train, validation] = await Promise.all([app.datasets.get(body.dataset), app.datasets.get(body.validation_dataset)]);
-        const unseen = validation!.labels.filter((l) => !train!.labels.includes(l));
-        if (unseen.length > 0) {
-          throw new ApiError(400, 'label_not_in_training', `validation labels missing from the training dataset: ${unseen.join(', ')}`, 'validation_dataset');
+      const train = datasets.dataset!;
+      for (const param of ['validation_dataset', 'test_dataset'] as const) {
+        const unseen = datasets[param]?.labels.filter((l) => !train.labels.includes(l)) ?? [];
+        if (unseen.length > 0) throw new ApiError(400, 'label_not_in_training', `${param} labels missing from the training dataset: ${unseen.join(', ')}`, param);
+      }
+      for (const param of ['focal_alpha', 'class_weights'] as const) {
+        const weights = hyperparameters[param];
+        if (weights && typeof weights === 'object') {
+          const unknown = Object.keys(weights).filter((l) => !train.labels.includes(l));
+          if (unknown.length) throw new ApiError(400, 'invalid_request', `${param} names labels the dataset does not have: ${unknown.join(', ')}; its labels: ${train.labels.join(', ')}`, `hyperparameters.${param}`);
         }
       }
+
+      let placement;
+      try {
+        placement = place({ family, model: body.model, hyperparameters, labels: train.labels.length, rows: train.rows, datasetBytes: train.size_bytes }, app.resourceClasses, body.resource_class);
+      } catch (err) {
+        if (err instanceof PlacementError) throw new ApiError(400, 'does_not_fit', err.message, body.resource_class ? 'resource_class' : 'hyperparameters');
+        throw err;
+      }
+      const resourceClass = placement.resource_class;
+      const queue = app.queues.get(resourceClass)!;
       const now = new Date().toISOString();
       const job: JobRecord = {
         id: newJobId(),
@@ -48,8 +75,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         model: body.model,
         dataset: body.dataset,
         validation_dataset: body.validation_dataset ?? null,
-        hyperparameters: Value.Default(Hyperparameters, structuredClone(body.hyperparameters ?? {})) as Record<string, unknown>,
+        test_dataset: body.test_dataset ?? null,
+        hyperparameters,
         resource_class: resourceClass,
+        estimate: placement.estimate,
         progress: null,
         metrics: null,
         result: null,

@@ -1,0 +1,93 @@
+// Resource classes and how a job is placed on one: the smallest class that fits its estimate.
+import type { Family } from './hyperparameters.ts';
+import { estimateMemory, type EstimateInput, type MemoryEstimate } from './memory-estimate.ts';
+
+export interface ResourceClass {
+  name: string;
+  device: 'cpu' | 'cuda';
+  memory_bytes: number;
+}
+
+const UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
+
+/** Parses `cpu=cpu:16GiB,gpu-4g=cuda:4GiB,...`; a bare name (`cpu`) takes the defaults below. */
+export function parseResourceClasses(spec: string): ResourceClass[] {
+  const defaults: Record<string, Omit<ResourceClass, 'name'>> = {
+    cpu: { device: 'cpu', memory_bytes: 16 * UNITS.GiB! },
+    'gpu-4g': { device: 'cuda', memory_bytes: 4 * UNITS.GiB! },
+    'gpu-32g': { device: 'cuda', memory_bytes: 32 * UNITS.GiB! },
+  };
+  return spec.split(',').map((entry) => {
+    const [name, rest] = entry.split('=') as [string, string | undefined];
+    if (!rest) {
+      const d = defaults[name];
+      if (!d) throw new Error(`resource class '${name}' needs a device and memory: ${name}=cuda:24GiB`);
+      return { name, ...d };
+    }
+    const m = /^(cpu|cuda):(\d+(?:\.\d+)?)(B|KiB|MiB|GiB|TiB)$/.exec(rest);
+    if (!m) throw new Error(`resource class '${entry}' must look like name=cuda:24GiB or name=cpu:16GiB`);
+    return { name, device: m[1] as 'cpu' | 'cuda', memory_bytes: Math.floor(Number(m[2]) * UNITS[m[3]!]!) };
+  });
+}
+
+export interface Placement {
+  resource_class: string;
+  estimate: MemoryEstimate;
+}
+
+const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
+
+/** Why a job fits nowhere, with what would make it fit. */
+export class PlacementError extends Error {}
+
+function suggestions(input: Omit<EstimateInput, 'cuda'>, largest: ResourceClass): string[] {
+  const hp = input.hyperparameters;
+  const fits = (changes: Record<string, unknown>) => estimateMemory({ ...input, hyperparameters: { ...hp, ...changes }, cuda: largest.device === 'cuda' }).total_bytes <= largest.memory_bytes;
+  const out: string[] = [];
+  if (input.family === 'decoder' && hp.load_in_4bit !== true && fits({ load_in_4bit: true })) out.push('set load_in_4bit (QLoRA)');
+  if (hp.gradient_checkpointing !== true && input.family !== 'scratch' && fits({ gradient_checkpointing: true })) out.push('enable gradient_checkpointing');
+  for (let b = Math.floor(Number(hp.batch_size) / 2); b >= 1; b = Math.floor(b / 2)) {
+    if (fits({ batch_size: b })) {
+      out.push(`lower batch_size to ${b} (raise gradient_accumulation_steps to keep the effective batch)`);
+      break;
+    }
+  }
+  if ((hp.precision ?? 'auto') === 'fp32' && fits({ precision: 'bf16' })) out.push('train in bf16');
+  return out;
+}
+
+/**
+ * Places a job: on `requested` if it fits there, else (none requested) on the smallest class
+ * that fits, GPU classes before CPU ones for the neural families; TF-IDF prefers CPU classes.
+ */
+export function place(input: Omit<EstimateInput, 'cuda'>, classes: ResourceClass[], requested?: string): Placement {
+  const estimateOn = (c: ResourceClass) => estimateMemory({ ...input, cuda: c.device === 'cuda' });
+  if (requested) {
+    const c = classes.find((x) => x.name === requested);
+    if (!c) throw new PlacementError(`unknown resource_class '${requested}'; configured classes: ${classes.map((x) => x.name).join(', ')}`);
+    const estimate = estimateOn(c);
+    if (estimate.total_bytes > c.memory_bytes) {
+      const other = classes.filter((x) => x !== c && estimateOn(x).total_bytes <= x.memory_bytes).map((x) => x.name);
+      throw new PlacementError(
+        `the job needs about ${gib(estimate.total_bytes)} (${estimate.basis}) but ${c.name} has ${gib(c.memory_bytes)}${other.length ? `; it fits ${other.join(', ')}` : ''}${suggestFor(input, c)}`,
+      );
+    }
+    return { resource_class: c.name, estimate };
+  }
+  const preferred = (c: ResourceClass) => (input.family === 'tfidf' ? c.device === 'cpu' : c.device === 'cuda');
+  const ordered = [...classes].sort((x, y) => Number(preferred(y)) - Number(preferred(x)) || x.memory_bytes - y.memory_bytes);
+  for (const c of ordered) {
+    const estimate = estimateOn(c);
+    if (estimate.total_bytes <= c.memory_bytes) return { resource_class: c.name, estimate };
+  }
+  const largest = ordered.filter(preferred).at(-1) ?? ordered.at(-1)!;
+  const estimate = estimateOn(largest);
+  throw new PlacementError(`the job needs about ${gib(estimate.total_bytes)} (${estimate.basis}); the largest class, ${largest.name}, has ${gib(largest.memory_bytes)}${suggestFor(input, largest)}`);
+}
+
+function suggestFor(input: Omit<EstimateInput, 'cuda'>, c: ResourceClass): string {
+  const s = suggestions(input, c);
+  return s.length ? `; to fit ${c.name}: ${s.join(', or ')}` : '';
+}
+
+export type { Family };
