@@ -9,12 +9,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connectWorker } from '@makam/shared';
 
 const { values: args } = parseArgs({
-  options: { api: { type: 'string' }, worker: { type: 'string' }, data: { type: 'string' }, job: { type: 'string' }, out: { type: 'string' } },
+  options: { api: { type: 'string' }, 'api-key': { type: 'string' }, worker: { type: 'string' }, data: { type: 'string' }, job: { type: 'string' }, out: { type: 'string' } },
 });
 const api = args.api!;
 
+const auth = { authorization: `Bearer ${args['api-key']}` };
+
 async function call<T = any>(pathname: string, init?: RequestInit): Promise<T> {
-  const res = await fetch(`${api}${pathname}`, init);
+  const res = await fetch(`${api}${pathname}`, { ...init, headers: { ...auth, ...(init?.headers as Record<string, string> | undefined) } });
   const body = await res.json();
   if (!res.ok) throw new Error(`${init?.method ?? 'GET'} ${pathname}: ${res.status} ${JSON.stringify(body)}`);
   return body as T;
@@ -77,7 +79,7 @@ for (const k of ['accuracy', 'weighted_f1', 'macro_f1', 'validation_loss']) cons
 const baseline = (job.result as Record<string, unknown> | null)?.majority_baseline_accuracy;
 if (typeof baseline === 'number') console.log(`  ${'majority baseline'.padEnd(16)} ${fmt(baseline)}`);
 
-const res = await fetch(`${api}/v1/jobs/${job.id}/artifacts/model`);
+const res = await fetch(`${api}/v1/jobs/${job.id}/artifacts/model`, { headers: auth });
 const bytes = Buffer.from(await res.arrayBuffer());
 const sha = createHash('sha256').update(bytes).digest('hex');
 if (sha !== res.headers.get('x-makam-sha256')) throw new Error('downloaded model does not match its sha256');

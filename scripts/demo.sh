@@ -37,7 +37,10 @@ MAKAM_CLASS=cpu MAKAM_WORKERS=$worker_addr node services/dispatcher/src/main.ts 
 pids+=($!)
 echo "stack: API http://127.0.0.1:$api_port, worker $worker_addr, Redis $REDIS_URL (logs in var/demo/logs)"
 
-node scripts/demo-client.ts --api "http://127.0.0.1:$api_port" --worker "$worker_addr" \
+# A tenant and its API key for the demo, made straight in Redis by the operator's command.
+api_key=${MAKAM_API_KEY:-$(node services/api/src/admin.ts keys create --tenant demo --name demo | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).key))')}
+echo "API key for tenant demo: $api_key"
+node scripts/demo-client.ts --api "http://127.0.0.1:$api_port" --api-key "$api_key" --worker "$worker_addr" \
   --data examples/data/lyrics-sample.jsonl --job examples/jobs/finetune-tiny-bert.json --out "$demo"
 
 if $keep; then

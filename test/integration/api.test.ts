@@ -4,16 +4,20 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions } from 'fastify';
 import { buildApp } from '../../services/api/src/app.ts';
 import { loadApiConfig } from '../../services/api/src/config.ts';
 import { ROOT } from '../support/stack.ts';
+import { createKey } from '../support/keys.ts';
 import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
 
 let redis: TestRedis;
 let app: FastifyInstance;
 let datasetId: string;
 let prefix: string;
+let key: string;
+/** inject with the test tenant's API key. */
+const call = (opts: InjectOptions) => app.inject({ ...opts, headers: { authorization: `Bearer ${key}`, ...opts.headers } });
 
 before(async () => {
   redis = await startRedis();
@@ -26,7 +30,8 @@ before(async () => {
     MAKAM_MAX_DATASET_BYTES: '100000',
   });
   app = await buildApp(config);
-  const res = await app.inject({ method: 'POST', url: '/v1/datasets?name=sample', headers: { 'content-type': 'application/jsonl' }, payload: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
+  key = await createKey(redis.url, prefix, 'acme');
+  const res = await call({ method: 'POST', url: '/v1/datasets?name=sample', headers: { 'content-type': 'application/jsonl' }, payload: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
   assert.equal(res.statusCode, 201, res.body);
   datasetId = res.json().id;
 });
@@ -46,35 +51,35 @@ const tinyJob = (extra: Record<string, unknown> = {}) => ({
 describe('datasets', () => {
   test('upload answers 201 with id, rows, labels and counts; GET returns the same', async () => {
     const csv = await readFile(path.join(ROOT, 'examples/data/lyrics-sample.csv'));
-    const res = await app.inject({ method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'text/csv' }, payload: csv });
+    const res = await call({ method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'text/csv' }, payload: csv });
     assert.equal(res.statusCode, 201, res.body);
     const ds = res.json();
     assert.match(ds.id, /^ds_/);
     assert.equal(ds.rows, 240);
     assert.deepEqual(ds.labels, ['arabesk', 'pop', 'rock', 'türkü']);
     assert.deepEqual(ds.label_counts, { arabesk: 90, pop: 60, rock: 50, türkü: 40 });
-    const got = await app.inject({ method: 'GET', url: `/v1/datasets/${ds.id}` });
+    const got = await call({ method: 'GET', url: `/v1/datasets/${ds.id}` });
     assert.deepEqual(got.json(), ds);
   });
 
   test('an unknown content type is refused with 415 naming the accepted ones', async () => {
-    const res = await app.inject({ method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'application/xml' }, payload: '<x/>' });
+    const res = await call({ method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'application/xml' }, payload: '<x/>' });
     assert.equal(res.statusCode, 415);
     assert.match(res.json().error.message, /application\/jsonl or text\/csv/);
   });
 
   test('an upload over the size limit is refused with 413', async () => {
     const big = '{"text":"uzun bir satır","label":"a"}\n'.repeat(5000);
-    const res = await app.inject({ method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'application/jsonl' }, payload: big });
+    const res = await call({ method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'application/jsonl' }, payload: big });
     assert.equal(res.statusCode, 413);
     assert.equal(res.json().error.code, 'dataset_too_large');
   });
 
   test('a missing or malformed id answers 404 / 400 in the error shape', async () => {
-    const missing = await app.inject({ method: 'GET', url: '/v1/datasets/ds_01m8g9p25765rnqh0yh6mpy6az' });
+    const missing = await call({ method: 'GET', url: '/v1/datasets/ds_01m8g9p25765rnqh0yh6mpy6az' });
     assert.equal(missing.statusCode, 404);
     assert.equal(missing.json().error.code, 'not_found');
-    const bad = await app.inject({ method: 'GET', url: '/v1/datasets/..%2F..%2Fetc' });
+    const bad = await call({ method: 'GET', url: '/v1/datasets/..%2F..%2Fetc' });
     assert.equal(bad.statusCode, 400);
     assert.equal(bad.json().error.param, 'params.id');
   });
@@ -82,7 +87,7 @@ describe('datasets', () => {
 
 describe('jobs', () => {
   test('submit answers 202 queued with every default of the family filled in and a BullMQ job under the same id', async () => {
-    const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob({ hyperparameters: { epochs: 2 } }) });
+    const res = await call({ method: 'POST', url: '/v1/jobs', payload: tinyJob({ hyperparameters: { epochs: 2 } }) });
     assert.equal(res.statusCode, 202, res.body);
     const job = res.json();
     assert.match(job.id, /^job_/);
@@ -97,15 +102,15 @@ describe('jobs', () => {
     const queued = await app.queues.get('gpu-4g')!.getJob(job.id);
     assert.ok(queued, 'the BullMQ job id is the makam job id');
     assert.deepEqual(queued.data, { jobId: job.id });
-    const got = await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}` });
+    const got = await call({ method: 'GET', url: `/v1/jobs/${job.id}` });
     assert.equal(got.json().status, 'queued');
-    const events = await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/events` });
+    const events = await call({ method: 'GET', url: `/v1/jobs/${job.id}/events` });
     assert.deepEqual(events.json().data.map((e: { type: string; data: { status: string } }) => [e.type, e.data.status]), [['status', 'queued']]);
   });
 
   test('jobs go to the smallest class that fits, or are refused with what would fit', async () => {
     const submit = (model: object, hyperparameters: object = {}, extra: object = {}) =>
-      app.inject({ method: 'POST', url: '/v1/jobs', payload: { kind: 'finetune', model, dataset: datasetId, hyperparameters, ...extra } });
+      call({ method: 'POST', url: '/v1/jobs', payload: { kind: 'finetune', model, dataset: datasetId, hyperparameters, ...extra } });
     const bert = await submit({ family: 'encoder', name: 'dbmdz/bert-base-turkish-cased' });
     assert.equal(bert.json().resource_class, 'gpu-4g', bert.body);
     const llama = await submit({ family: 'decoder', name: 'meta-llama/Llama-3.1-8B' }, { batch_size: 4 });
@@ -139,7 +144,7 @@ describe('jobs', () => {
       [{ family: 'tfidf' }, { char_ngram_min: 6, char_ngram_max: 3 }, 'hyperparameters.char_ngram_min', /must not exceed/],
     ];
     for (const [model, hyperparameters, param, message] of cases) {
-      const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { kind: 'finetune', model, dataset: datasetId, hyperparameters } });
+      const res = await call({ method: 'POST', url: '/v1/jobs', payload: { kind: 'finetune', model, dataset: datasetId, hyperparameters } });
       assert.equal(res.statusCode, 400, `${param}: ${res.body}`);
       assert.equal(res.json().error.param, param, res.body);
       assert.match(res.json().error.message, message, res.body);
@@ -161,7 +166,7 @@ describe('jobs', () => {
       [tinyJob({ surprise: true }), 'surprise', /unknown field/],
     ];
     for (const [payload, param, message] of cases) {
-      const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: payload as object });
+      const res = await call({ method: 'POST', url: '/v1/jobs', payload: payload as object });
       assert.equal(res.statusCode, 400, `${param}: ${res.body}`);
       const { error } = res.json();
       assert.equal(error.param, param, res.body);
@@ -171,11 +176,11 @@ describe('jobs', () => {
 
   test('list is newest first and cursor-paged without repeats', async () => {
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob() })).json().id);
+    for (let i = 0; i < 5; i++) ids.push((await call({ method: 'POST', url: '/v1/jobs', payload: tinyJob() })).json().id);
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const res: Awaited<ReturnType<typeof app.inject>> = await app.inject({ method: 'GET', url: `/v1/jobs?limit=2${cursor ? `&after=${cursor}` : ''}` });
+      const res: Awaited<ReturnType<typeof app.inject>> = await call({ method: 'GET', url: `/v1/jobs?limit=2${cursor ? `&after=${cursor}` : ''}` });
       assert.equal(res.statusCode, 200, res.body);
       const page = res.json();
       assert.ok(page.data.length <= 2);
@@ -187,23 +192,23 @@ describe('jobs', () => {
   });
 
   test('cancelling a queued job cancels it at once and removes it from the queue', async () => {
-    const job = (await app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob() })).json();
-    const res = await app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    const job = (await call({ method: 'POST', url: '/v1/jobs', payload: tinyJob() })).json();
+    const res = await call({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
     assert.equal(res.statusCode, 200, res.body);
     assert.equal(res.json().status, 'cancelled');
     assert.ok(res.json().finished_at);
     assert.equal(await app.queues.get(job.resource_class)!.getJob(job.id), undefined);
-    const again = await app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    const again = await call({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
     assert.equal(again.json().status, 'cancelled', 'cancelling twice is harmless');
   });
 
   test('a running job moves to cancelling and the dispatcher is told over pub/sub', async () => {
-    const job = (await app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob() })).json();
+    const job = (await call({ method: 'POST', url: '/v1/jobs', payload: tinyJob() })).json();
     await app.jobs.transition(job.id, 'running', { worker: 'w:1', attempts: 1 });
     const sub = app.redis.duplicate();
     const heard = new Promise<string>((resolve) => sub.on('message', (_c, m) => resolve(m)));
     await sub.subscribe(app.keys.cancelChannel);
-    const res = await app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    const res = await call({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
     sub.on('error', () => {});
     try {
       assert.equal(res.json().status, 'cancelling');
@@ -214,8 +219,8 @@ describe('jobs', () => {
   });
 
   test('the model of a job that has not succeeded cannot be downloaded (409)', async () => {
-    const job = (await app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob() })).json();
-    const res = await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/artifacts/model` });
+    const job = (await call({ method: 'POST', url: '/v1/jobs', payload: tinyJob() })).json();
+    const res = await call({ method: 'GET', url: `/v1/jobs/${job.id}/artifacts/model` });
     assert.equal(res.statusCode, 409);
     assert.equal(res.json().error.code, 'artifact_not_ready');
   });

@@ -7,11 +7,13 @@ import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
 let server: TestRedis;
 let redis: Redis;
 let store: JobStore;
+let keys: ReturnType<typeof redisKeys>;
 
 before(async () => {
   server = await startRedis();
   redis = createRedis(server.url);
-  store = new JobStore(redis, redisKeys(uniquePrefix()));
+  keys = redisKeys(uniquePrefix());
+  store = new JobStore(redis, keys);
 });
 after(async () => {
   redis.disconnect();
@@ -21,7 +23,7 @@ after(async () => {
 const record = (): JobRecord => {
   const now = new Date().toISOString();
   return {
-    id: newJobId(), object: 'job', kind: 'finetune', status: 'queued', model: { family: 'encoder', name: 'x' }, dataset: 'ds_x', validation_dataset: null, test_dataset: null,
+    id: newJobId(), object: 'job', tenant: 't1', kind: 'finetune', status: 'queued', model: { family: 'encoder', name: 'x' }, dataset: 'ds_x', validation_dataset: null, test_dataset: null,
     hyperparameters: {}, resource_class: 'cpu', estimate: null, progress: null, metrics: null, result: null, artifact: null, error: null, attempts: 0, worker: null,
     cancel_requested: false, created_at: now, started_at: null, finished_at: null, updated_at: now,
   };
@@ -55,6 +57,17 @@ test('worker events are stored once each, even when a re-attached watcher resend
   const series = await store.metrics(job.id);
   assert.deepEqual(series.map((p) => p.step), [10, 20]);
   assert.equal((await store.get(job.id))?.metrics?.epoch, 2);
+});
+
+test('a job leaves its tenant\'s active set when it ends, and only then', async () => {
+  const job = record();
+  await store.create(job);
+  const active = () => redis.smembers(keys.tenantActive('t1'));
+  assert.ok((await active()).includes(job.id));
+  await store.transition(job.id, 'running');
+  assert.ok((await active()).includes(job.id));
+  await store.transition(job.id, 'failed');
+  assert.ok(!(await active()).includes(job.id));
 });
 
 test('event pages resume after their cursor', async () => {

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { connectWorker } from '@makam/shared';
 import { freePort } from './ports.ts';
+import { createKey } from './keys.ts';
 import { uniquePrefix } from './redis.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -41,6 +42,10 @@ async function stop(proc: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<voi
 
 export interface Stack {
   apiUrl: string;
+  /** An API key of the tenant `e2e`; api() and json() send it. */
+  apiKey: string;
+  redisUrl: string;
+  prefix: string;
   workerAddress: string;
   storeDir: string;
   procs: Proc[];
@@ -86,14 +91,19 @@ export async function startStack(redisUrl: string): Promise<Stack> {
   } finally {
     client.close();
   }
+  const apiKey = await createKey(redisUrl, prefix, 'e2e');
+  const withKey = (init?: RequestInit): RequestInit => ({ ...init, headers: { authorization: `Bearer ${apiKey}`, ...(init?.headers as Record<string, string> | undefined) } });
   const stack: Stack = {
     apiUrl,
+    apiKey,
+    redisUrl,
+    prefix,
     workerAddress,
     storeDir,
     procs,
-    api: (pathname, init) => fetch(`${apiUrl}${pathname}`, init),
+    api: (pathname, init) => fetch(`${apiUrl}${pathname}`, withKey(init)),
     json: async <T = any>(pathname: string, init?: RequestInit) => {
-      const res = await fetch(`${apiUrl}${pathname}`, init);
+      const res = await fetch(`${apiUrl}${pathname}`, withKey(init));
       return { status: res.status, body: (await res.json()) as T };
     },
     logs: () => procs.map((p) => `--- ${p.name}\n${p.output().slice(-20_000)}`).join('\n'),

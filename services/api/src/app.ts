@@ -3,8 +3,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '@makam/shared';
 import type { ApiConfig } from './config.ts';
-import { registerErrorHandler } from './errors.ts';
+import { ApiError, registerErrorHandler } from './errors.ts';
+import rateLimit from '@fastify/rate-limit';
+import underPressure from '@fastify/under-pressure';
+import auth from './plugins/auth.ts';
 import services from './plugins/services.ts';
+import adminRoutes from './routes/admin/index.ts';
 import datasetRoutes from './routes/datasets/index.ts';
 import jobRoutes from './routes/jobs/index.ts';
 
@@ -19,6 +23,27 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   }).withTypeProvider<TypeBoxTypeProvider>();
   registerErrorHandler(app);
   await app.register(services, { config });
+  // Overload answers 503 early instead of letting latency climb until the process falls over.
+  await app.register(underPressure, {
+    maxEventLoopDelay: 2000,
+    retryAfter: 5,
+    pressureHandler: (_req, reply, type, value) => {
+      reply.code(503).header('retry-after', '5').send({ error: { code: 'overloaded', message: `the server is overloaded (${type} ${value}); retry in a few seconds`, param: null } });
+    },
+  });
+  await app.register(auth);
+  await app.register(rateLimit, {
+    global: true,
+    hook: 'preHandler',
+    max: config.MAKAM_RATE_LIMIT_PER_MINUTE,
+    timeWindow: 60_000,
+    redis: app.redis,
+    nameSpace: `${config.MAKAM_REDIS_PREFIX}:ratelimit:`,
+    keyGenerator: (request) => request.apiKeyId ?? request.ip,
+    allowList: (request) => !request.url.startsWith('/v1/'),
+    errorResponseBuilder: (_req, context) =>
+      new ApiError(429, 'rate_limited', `more than ${context.max} requests a minute with this API key; retry in ${Math.ceil(context.ttl / 1000)} s`, null) as never,
+  });
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {
     try {
@@ -30,5 +55,6 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   });
   await app.register(datasetRoutes, { prefix: '/v1/datasets' });
   await app.register(jobRoutes, { prefix: '/v1/jobs' });
+  await app.register(adminRoutes, { prefix: '/v1/admin' });
   return app as unknown as FastifyInstance;
 }

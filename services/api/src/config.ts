@@ -10,6 +10,14 @@ export const ApiConfigProperties = {
   MAKAM_API_PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535 }),
   /** The largest dataset upload, in bytes. */
   MAKAM_MAX_DATASET_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 1024 }),
+  /** The operator's key for /v1/admin (key management); unset turns admin routes off. */
+  MAKAM_ADMIN_KEY: Type.Optional(Type.String({ minLength: 16 })),
+  /** Requests per minute per API key. */
+  MAKAM_RATE_LIMIT_PER_MINUTE: Type.Integer({ default: 600, minimum: 1 }),
+  /** Queued and running jobs a tenant may have at once. */
+  MAKAM_TENANT_MAX_ACTIVE_JOBS: Type.Integer({ default: 20, minimum: 1 }),
+  /** Dataset bytes a tenant may store. */
+  MAKAM_TENANT_MAX_STORED_BYTES: Type.Integer({ default: 10 * 1024 ** 3, minimum: 1024 }),
   /** Attempts per job, the first included; retries are for worker faults only. */
   MAKAM_JOB_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20 }),
 };

@@ -5,6 +5,8 @@ import type { RedisKeys } from './keys.ts';
 export interface DatasetRecord {
   id: string;
   object: 'dataset';
+  /** The tenant that owns the dataset; other tenants see it as missing. */
+  tenant: string;
   name: string | null;
   format: 'jsonl' | 'csv';
   sha256: string;

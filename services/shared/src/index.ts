@@ -14,3 +14,6 @@ export * from './placement/hyperparameters.ts';
 export * from './placement/model-shapes.ts';
 export * from './placement/memory-estimate.ts';
 export * from './placement/resource-classes.ts';
+export * from './tenancy/api-keys.ts';
+export * from './tenancy/idempotency.ts';
+export * from './tenancy/quotas.ts';

@@ -3,7 +3,7 @@
 // Lua script; events and metrics are streams whose ids are the cursors clients page with.
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys.ts';
-import { sourcesOf, type JobStatus } from './job-state.ts';
+import { isTerminal, sourcesOf, type JobStatus } from './job-state.ts';
 import type { MemoryEstimate } from './placement/memory-estimate.ts';
 
 /** A model as the job request names it. */
@@ -39,6 +39,8 @@ export interface JobError {
 export interface JobRecord {
   id: string;
   object: 'job';
+  /** The tenant that owns the job; other tenants see it as missing. */
+  tenant: string;
   kind: 'finetune';
   status: JobStatus;
   model: ModelRequest;
@@ -79,7 +81,7 @@ export interface StoredEvent {
   data: JobEvent;
 }
 
-const PLAIN_FIELDS = new Set(['status']);
+const PLAIN_FIELDS = new Set(['status', 'tenant']);
 
 function encode(fields: Partial<JobRecord>): string[] {
   const out: string[] = [];
@@ -99,13 +101,19 @@ function decode(hash: Record<string, string>): JobRecord {
   return out as unknown as JobRecord;
 }
 
-// Moves a job to ARGV[2] only from one of the statuses in ARGV[1], setting the other fields.
+// Moves a job to ARGV[2] only from one of the statuses in ARGV[1], setting the fields from
+// ARGV[6] on. A job that ends (ARGV[3] = 1) leaves its tenant's set of active jobs
+// (ARGV[4] .. tenant .. ':active'; ARGV[5] is the job id).
 const TRANSITION = `
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == cur then
-    redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
+    redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 6))
+    if ARGV[3] == '1' then
+      local tenant = redis.call('HGET', KEYS[1], 'tenant') or ''
+      redis.call('SREM', ARGV[4] .. tenant .. ':active', ARGV[5])
+    end
     return {1, cur}
   end
 end
@@ -138,6 +146,8 @@ export class JobStore {
       .multi()
       .hset(this.keys.job(record.id), ...encode(record), 'worker_seq', '0')
       .zadd(this.keys.jobs, 0, record.id)
+      .zadd(this.keys.tenantJobs(record.tenant), 0, record.id)
+      .sadd(this.keys.tenantActive(record.tenant), record.id)
       .xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', JSON.stringify({ type: 'status', status: record.status } satisfies JobEvent))
       .exec();
   }
@@ -151,9 +161,9 @@ export class JobStore {
     return (await this.redis.hget(this.keys.job(id), 'status')) as JobStatus | null;
   }
 
-  /** Newest first; `after` is the last id of the previous page. */
-  async list(limit: number, after?: string): Promise<{ data: JobRecord[]; next_cursor: string | null }> {
-    const ids = await this.redis.zrange(this.keys.jobs, after ? `(${after}` : '+', '-', 'BYLEX', 'REV', 'LIMIT', 0, limit + 1);
+  /** A tenant's jobs, newest first; `after` is the last id of the previous page. */
+  async list(tenant: string, limit: number, after?: string): Promise<{ data: JobRecord[]; next_cursor: string | null }> {
+    const ids = await this.redis.zrange(this.keys.tenantJobs(tenant), after ? `(${after}` : '+', '-', 'BYLEX', 'REV', 'LIMIT', 0, limit + 1);
     const page = ids.slice(0, limit);
     const records = await Promise.all(page.map((id) => this.get(id)));
     const data = records.filter((r): r is JobRecord => r !== null);
@@ -179,6 +189,9 @@ export class JobStore {
       this.keys.job(id),
       from.join(','),
       to,
+      isTerminal(to) ? '1' : '0',
+      this.keys.tenantActivePrefix,
+      id,
       ...encode({ ...fields, updated_at: new Date().toISOString() }),
     )) as [number, string];
     if (ok === 1) {

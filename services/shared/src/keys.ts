@@ -8,6 +8,9 @@ export function redisKeys(prefix: string) {
     jobEvents: (id: string) => `${prefix}:job:${id}:events`,
     jobMetrics: (id: string) => `${prefix}:job:${id}:metrics`,
     cancelChannel: `${prefix}:cancel`,
+    tenantJobs: (tenant: string) => `${prefix}:tenant:${tenant}:jobs`,
+    tenantActive: (tenant: string) => `${prefix}:tenant:${tenant}:active`,
+    tenantActivePrefix: `${prefix}:tenant:`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

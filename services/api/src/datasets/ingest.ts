@@ -120,36 +120,60 @@ function normalize(row: unknown, line: number): { text: string; label: string } 
   return { text: r.text.normalize('NFC'), label: label.trim().normalize('NFC') };
 }
 
-/** Validates and stores an upload; returns what the dataset record needs. */
-export async function ingestDataset(body: Readable, format: DatasetFormat, store: BlobStore, maxBytes: number): Promise<IngestResult> {
-  // First the raw bytes, size-limited and checked as UTF-8, to a temporary file.
-  const raw = await store.writeTemp(body, byteLimit(maxBytes), utf8Check());
+/** Receives the raw upload into a temporary file: size-limited, checked as UTF-8, hashed. */
+export async function receiveRaw(body: Readable, store: BlobStore, maxBytes: number): Promise<{ tempPath: string; size: number; sha256: string }> {
+  return store.writeTemp(body, byteLimit(maxBytes), utf8Check());
+}
+
+/**
+ * Parses and validates a received upload and stores the normalized dataset under its sha256.
+ * `beforeCommit` may refuse (a quota) after validation and before anything is stored.
+ */
+export async function ingestRaw(rawPath: string, format: DatasetFormat, store: BlobStore, beforeCommit?: (result: IngestResult) => Promise<void>): Promise<IngestResult> {
   const normalizedPath = await store.tempPath();
   try {
     const out = createWriteStream(normalizedPath);
     const counts = new Map<string, number>();
     let rows = 0;
-    const source = createReadStream(raw.tempPath);
-    for await (const { row, line } of format === 'csv' ? csvRows(source) : jsonlRows(source)) {
-      const { text, label } = normalize(row, line);
-      counts.set(label, (counts.get(label) ?? 0) + 1);
-      if (counts.size > MAX_LABELS) throw new ApiError(400, 'too_many_labels', `the dataset has more than ${MAX_LABELS} labels`, 'label');
-      rows++;
-      if (!out.write(JSON.stringify({ text, label }) + '\n')) await once(out, 'drain');
+    const source = createReadStream(rawPath);
+    try {
+      for await (const { row, line } of format === 'csv' ? csvRows(source) : jsonlRows(source)) {
+        const { text, label } = normalize(row, line);
+        counts.set(label, (counts.get(label) ?? 0) + 1);
+        if (counts.size > MAX_LABELS) throw new ApiError(400, 'too_many_labels', `the dataset has more than ${MAX_LABELS} labels`, 'label');
+        rows++;
+        if (!out.write(JSON.stringify({ text, label }) + '\n')) await once(out, 'drain');
+      }
+    } finally {
+      out.end();
+      await once(out, 'close');
     }
-    out.end();
-    await once(out, 'finish');
     if (rows === 0) throw new ApiError(400, 'empty_dataset', 'the dataset has no rows; send JSON lines or CSV rows with "text" and "label"', 'body');
     if (counts.size < 2) throw new ApiError(400, 'too_few_labels', `the dataset has only one label (${[...counts.keys()][0]}); a classifier needs at least two`, 'label');
     const stored = await store.writeTemp(createReadStream(normalizedPath));
-    await store.remove(normalizedPath);
+    const labels = [...counts.keys()].sort();
+    const result = { sha256: stored.sha256, size_bytes: stored.size, rows, labels, label_counts: Object.fromEntries(labels.map((l) => [l, counts.get(l)!])) };
+    try {
+      await beforeCommit?.(result);
+    } catch (err) {
+      await store.remove(stored.tempPath);
+      throw err;
+    }
     const finalPath = store.datasetPath(stored.sha256);
     if (await store.exists(finalPath)) await store.remove(stored.tempPath);
     else await store.commit(stored.tempPath, finalPath);
-    const labels = [...counts.keys()].sort();
-    return { sha256: stored.sha256, size_bytes: stored.size, rows, labels, label_counts: Object.fromEntries(labels.map((l) => [l, counts.get(l)!])) };
+    return result;
+  } finally {
+    await store.remove(normalizedPath);
+  }
+}
+
+/** Validates and stores an upload; returns what the dataset record needs. */
+export async function ingestDataset(body: Readable, format: DatasetFormat, store: BlobStore, maxBytes: number): Promise<IngestResult> {
+  const raw = await receiveRaw(body, store, maxBytes);
+  try {
+    return await ingestRaw(raw.tempPath, format, store);
   } finally {
     await store.remove(raw.tempPath);
-    await store.remove(normalizedPath);
   }
 }

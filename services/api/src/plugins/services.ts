@@ -2,7 +2,7 @@
 // and one BullMQ queue per resource class.
 import fp from 'fastify-plugin';
 import type { Queue } from 'bullmq';
-import { BlobStore, DatasetStore, JobStore, createQueues, createRedis, redisKeys, resourceClasses, type Redis, type RedisKeys, type ResourceClass, type TrainJobData } from '@makam/shared';
+import { BlobStore, DatasetStore, IdempotencyStore, JobStore, TenantQuotas, createQueues, createRedis, redisKeys, resourceClasses, type Redis, type RedisKeys, type ResourceClass, type TrainJobData } from '@makam/shared';
 import type { ApiConfig } from '../config.ts';
 
 declare module 'fastify' {
@@ -15,6 +15,8 @@ declare module 'fastify' {
     blobs: BlobStore;
     queues: Map<string, Queue<TrainJobData>>;
     resourceClasses: ResourceClass[];
+    idempotency: IdempotencyStore;
+    quotas: TenantQuotas;
   }
 }
 
@@ -34,6 +36,8 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   app.decorate('blobs', new BlobStore(config.MAKAM_STORE_DIR));
   app.decorate('queues', queues);
   app.decorate('resourceClasses', classes);
+  app.decorate('idempotency', new IdempotencyStore(redis, config.MAKAM_REDIS_PREFIX));
+  app.decorate('quotas', new TenantQuotas(redis, config.MAKAM_REDIS_PREFIX));
   app.addHook('onClose', async () => {
     await Promise.all([...queues.values()].map((q) => q.close()));
     queueConnection.disconnect();

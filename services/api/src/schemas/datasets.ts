@@ -19,6 +19,7 @@ export const Dataset = Type.Object(
   {
     id: Type.String(),
     object: Type.Literal('dataset'),
+    tenant: Type.String(),
     name: Nullable(Type.String()),
     format: Type.Union([Type.Literal('jsonl'), Type.Literal('csv')]),
     sha256: Type.String(),

@@ -140,6 +140,7 @@ export const Job = Type.Object(
   {
     id: Type.String(),
     object: Type.Literal('job'),
+    tenant: Type.String(),
     kind: Type.Literal('finetune'),
     status: Type.Enum([...JOB_STATUSES]),
     model: Type.Unknown(),

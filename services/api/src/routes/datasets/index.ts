@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
 import { newDatasetId, type DatasetRecord } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
-import { ingestDataset, tooLarge, type DatasetFormat } from '../../datasets/ingest.ts';
+import { ingestRaw, receiveRaw, tooLarge, type DatasetFormat } from '../../datasets/ingest.ts';
+import { idempotencyKey, withIdempotency } from '../../idempotency.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { Dataset, DatasetIdParams, DatasetUploadQuery } from '../../schemas/datasets.ts';
 
@@ -42,24 +43,42 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         throw tooLarge(app.config.MAKAM_MAX_DATASET_BYTES);
       }
       const body = request.body as Readable;
-      const result = await ingestDataset(body, format, app.blobs, app.config.MAKAM_MAX_DATASET_BYTES);
-      const record: DatasetRecord = {
-        id: newDatasetId(),
-        object: 'dataset',
-        name: request.query.name ?? null,
-        format,
-        ...result,
-        created_at: new Date().toISOString(),
-      };
-      await app.datasets.create(record);
-      request.log.info({ datasetId: record.id, rows: record.rows, labels: record.labels.length }, 'dataset stored');
-      return reply.code(201).send(record);
+      const raw = await receiveRaw(body, app.blobs, app.config.MAKAM_MAX_DATASET_BYTES);
+      try {
+        const fingerprint = `${raw.sha256}:${format}:${request.query.name ?? ''}`;
+        const answer = await withIdempotency(app, request.tenant, 'datasets', idempotencyKey(request), fingerprint, async () => {
+          const result = await ingestRaw(raw.tempPath, format, app.blobs, async (r) => {
+            const limit = app.config.MAKAM_TENANT_MAX_STORED_BYTES;
+            const used = await app.quotas.storedBytes(request.tenant);
+            if (used + r.size_bytes > limit) {
+              throw new ApiError(403, 'storage_quota_exceeded', `the tenant stores ${used} of its ${limit} dataset bytes; this dataset (${r.size_bytes} bytes) would pass the limit`, 'body');
+            }
+          });
+          const record: DatasetRecord = {
+            id: newDatasetId(),
+            object: 'dataset',
+            tenant: request.tenant,
+            name: request.query.name ?? null,
+            format,
+            ...result,
+            created_at: new Date().toISOString(),
+          };
+          await app.datasets.create(record);
+          await app.quotas.addBytes(request.tenant, record.size_bytes);
+          request.log.info({ datasetId: record.id, rows: record.rows, labels: record.labels.length }, 'dataset stored');
+          return { status: 201, body: record };
+        });
+        return reply.code(answer.status).send(answer.body as never);
+      } finally {
+        await app.blobs.remove(raw.tempPath);
+      }
     },
   );
 
   app.get('/:id', { schema: { summary: 'Get a dataset', params: DatasetIdParams, response: { 200: Dataset, ...errorResponses } } }, async (request) => {
     const record = await app.datasets.get(request.params.id);
-    if (!record) throw notFound('dataset', request.params.id);
+    // Another tenant's dataset answers exactly as a missing one does.
+    if (!record || record.tenant !== request.tenant) throw notFound('dataset', request.params.id);
     return record;
   });
 };

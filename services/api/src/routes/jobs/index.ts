@@ -1,14 +1,17 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { PlacementError, defaultsFor, isTerminal, misapplied, newJobId, place, trainJobOptions, type DatasetRecord, type JobRecord } from '@makam/shared';
+import type { FastifyRequest } from 'fastify';
+import { idempotencyKey, withIdempotency } from '../../idempotency.ts';
+import { PlacementError, defaultsFor, fingerprintOf, isTerminal, misapplied, newJobId, place, trainJobOptions, type DatasetRecord, type JobRecord } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries } from '../../schemas/jobs.ts';
 import { checkHyperparameters } from '../../jobs/check-hyperparameters.ts';
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const loadJob = async (id: string): Promise<JobRecord> => {
+  // Another tenant's job answers exactly as a missing one does.
+  const loadJob = async (request: FastifyRequest, id: string): Promise<JobRecord> => {
     const job = await app.jobs.get(id);
-    if (!job) throw notFound('job', id);
+    if (!job || job.tenant !== request.tenant) throw notFound('job', id);
     return job;
   };
 
@@ -41,7 +44,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         const id = body[param];
         if (!id) continue;
         const ds = await app.datasets.get(id);
-        if (!ds) throw new ApiError(400, 'dataset_not_found', `no dataset with id ${id}; upload it with POST /v1/datasets first`, param);
+        if (!ds || ds.tenant !== request.tenant) throw new ApiError(400, 'dataset_not_found', `no dataset with id ${id}; upload it with POST /v1/datasets first`, param);
         datasets[param] = ds;
       }
       const train = datasets.dataset!;
@@ -66,56 +69,65 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       }
       const resourceClass = placement.resource_class;
       const queue = app.queues.get(resourceClass)!;
-      const now = new Date().toISOString();
-      const job: JobRecord = {
-        id: newJobId(),
-        object: 'job',
-        kind: 'finetune',
-        status: 'queued',
-        model: body.model,
-        dataset: body.dataset,
-        validation_dataset: body.validation_dataset ?? null,
-        test_dataset: body.test_dataset ?? null,
-        hyperparameters,
-        resource_class: resourceClass,
-        estimate: placement.estimate,
-        progress: null,
-        metrics: null,
-        result: null,
-        artifact: null,
-        error: null,
-        attempts: 0,
-        worker: null,
-        cancel_requested: false,
-        created_at: now,
-        started_at: null,
-        finished_at: null,
-        updated_at: now,
-      };
-      await app.jobs.create(job);
-      try {
-        await queue.add('train', { jobId: job.id }, trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS));
-      } catch (err) {
-        await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() });
-        throw err;
-      }
-      request.log.info({ jobId: job.id, resourceClass }, 'job queued');
-      return reply.code(202).send(job);
+      const answer = await withIdempotency(app, request.tenant, 'jobs', idempotencyKey(request), fingerprintOf(body), async () => {
+        const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
+        const active = await app.quotas.activeJobs(request.tenant);
+        if (active >= limit) {
+          throw new ApiError(429, 'too_many_active_jobs', `the tenant has ${active} queued or running jobs, its limit is ${limit}; wait for one to finish or cancel one`, null);
+        }
+        const now = new Date().toISOString();
+        const job: JobRecord = {
+          id: newJobId(),
+          object: 'job',
+          tenant: request.tenant,
+          kind: 'finetune',
+          status: 'queued',
+          model: body.model,
+          dataset: body.dataset,
+          validation_dataset: body.validation_dataset ?? null,
+          test_dataset: body.test_dataset ?? null,
+          hyperparameters,
+          resource_class: resourceClass,
+          estimate: placement.estimate,
+          progress: null,
+          metrics: null,
+          result: null,
+          artifact: null,
+          error: null,
+          attempts: 0,
+          worker: null,
+          cancel_requested: false,
+          created_at: now,
+          started_at: null,
+          finished_at: null,
+          updated_at: now,
+        };
+        await app.jobs.create(job);
+        try {
+          await queue.add('train', { jobId: job.id }, trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS));
+        } catch (err) {
+          await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() });
+          throw err;
+        }
+        request.log.info({ jobId: job.id, resourceClass }, 'job queued');
+        return { status: 202, body: job };
+      });
+      return reply.code(answer.status).send(answer.body as never);
     },
   );
 
   app.get('/', { schema: { summary: 'List jobs, newest first', querystring: ListJobsQuery, response: { 200: JobList, ...errorResponses } } }, async (request) => {
-    const page = await app.jobs.list(request.query.limit, request.query.after);
+    const page = await app.jobs.list(request.tenant, request.query.limit, request.query.after);
     return { object: 'list' as const, ...page };
   });
 
-  app.get('/:id', { schema: { summary: 'Get a job', params: JobIdParams, response: { 200: Job, ...errorResponses } } }, async (request) => loadJob(request.params.id));
+  app.get('/:id', { schema: { summary: 'Get a job', params: JobIdParams, response: { 200: Job, ...errorResponses } } }, async (request) => loadJob(request, request.params.id));
 
   app.get(
     '/:id/metrics',
     { schema: { summary: "The job's metric series (its latest attempt)", params: JobIdParams, response: { 200: MetricSeries, ...errorResponses } } },
     async (request) => {
-      await loadJob(request.params.id);
+      await loadJob(request, request.params.id);
       return { object: 'list' as const, data: await app.jobs.metrics(request.params.id) };
     },
   );
@@ -124,7 +136,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     '/:id/events',
     { schema: { summary: "The job's event log, oldest first, paged by cursor", params: JobIdParams, querystring: EventsQuery, response: { 200: EventList, ...errorResponses } } },
     async (request) => {
-      await loadJob(request.params.id);
+      await loadJob(request, request.params.id);
       const page = await app.jobs.events(request.params.id, request.query.after, request.query.limit);
       return { object: 'list' as const, data: page.data.map((e) => ({ id: e.id, created_at: e.created_at, type: e.data.type, data: e.data })), next_cursor: page.next_cursor };
     },
@@ -135,7 +147,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     { schema: { summary: 'Cancel a job: a queued one at once, a running one within seconds', params: JobIdParams, response: { 200: Job, ...errorResponses } } },
     async (request) => {
       const id = request.params.id;
-      const job = await loadJob(id);
+      const job = await loadJob(request, id);
       if (job.status === 'cancelled' || job.status === 'cancelling') return job;
       if (isTerminal(job.status)) throw new ApiError(409, 'job_finished', `the job has already ${job.status}; only queued and running jobs can be cancelled`, 'id');
       const now = new Date().toISOString();
@@ -143,12 +155,12 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const queued = await app.jobs.transition(id, 'cancelled', { cancel_requested: true, finished_at: now, error: null }, 'cancelled while queued', ['queued']);
       if (queued.ok) {
         await app.queues.get(job.resource_class)?.remove(id).catch(() => 0);
-        return loadJob(id);
+        return loadJob(request, id);
       }
       // A running job: the dispatcher holding it hears this (and polls the record as a fallback).
       const running = await app.jobs.transition(id, 'cancelling', { cancel_requested: true }, 'cancel requested', ['running']);
       if (running.ok) await app.redis.publish(app.keys.cancelChannel, id);
-      return loadJob(id);
+      return loadJob(request, id);
     },
   );
 
@@ -162,7 +174,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const job = await loadJob(request.params.id);
+      const job = await loadJob(request, request.params.id);
       if (job.status !== 'succeeded' || !job.artifact) {
         throw new ApiError(409, 'artifact_not_ready', `the job is ${job.status}; its model can be downloaded once it has succeeded`, 'id');
       }
