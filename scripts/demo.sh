@@ -24,6 +24,7 @@ if [[ -z ${REDIS_URL:-} ]]; then
     --save '' >"$demo/logs/redis.log" 2>&1 &
   pids+=($!)
   export REDIS_URL=redis://127.0.0.1:$redis_port
+  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 export MAKAM_STORE_DIR=${MAKAM_STORE_DIR:-$demo/store}
 # A laptop has one class, so every job is placed on its CPU worker.
