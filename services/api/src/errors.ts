@@ -70,6 +70,11 @@ export function registerErrorHandler(app: FastifyInstance): void {
       const code = (err as FastifyError).code?.replace(/^FST_ERR_/, '').toLowerCase() ?? 'invalid_request';
       return reply.code(status).send({ error: { code, message: err.message, param: null } });
     }
+    const name = (err as Error).name ?? '';
+    if (name === 'MaxRetriesPerRequestError' || /Connection is closed|ECONNREFUSED|Stream isn't writeable/.test(err.message)) {
+      request.log.warn({ err: err.message }, 'redis unavailable');
+      return reply.code(503).header('retry-after', '5').send({ error: { code: 'store_unavailable', message: 'the job store is unavailable; retry in a few seconds', param: null } });
+    }
     request.log.error({ err }, 'request failed');
     // Redis away or another dependency down: say so without internals.
     return reply.code(503 === status ? 503 : 500).send({ error: { code: 'internal_error', message: 'the server could not complete the request; try again', param: null } });

@@ -10,6 +10,8 @@ export const DispatcherConfigProperties = {
   MAKAM_WORKERS: Type.String({ default: '127.0.0.1:50051', pattern: '^[^,\\s]+(,[^,\\s]+)*$' }),
   /** How often a running job's record is checked for a cancel, besides the pub/sub message. */
   MAKAM_CANCEL_POLL_MS: Type.Integer({ default: 1000, minimum: 100 }),
+  /** BullMQ's job lock: a dispatcher that dies is noticed after one to two of these, and its job re-attached. */
+  MAKAM_LOCK_MS: Type.Integer({ default: 30_000, minimum: 1000 }),
   /** How long a job may wait to reconnect to a worker that stopped answering before it is retried. */
   MAKAM_WORKER_RECONNECT_MS: Type.Integer({ default: 60_000, minimum: 1000 }),
 };
