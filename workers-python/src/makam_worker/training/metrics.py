@@ -1,5 +1,5 @@
-"""Validation metrics: accuracy and F1 beside the majority-class baseline (accuracy alone misleads
-on imbalanced data)."""
+"""Evaluation metrics: accuracy and F1 beside the majority-class baseline (accuracy alone misleads
+on imbalanced data), per-class figures and a confusion matrix with label names."""
 
 from __future__ import annotations
 
@@ -27,12 +27,37 @@ def classification_metrics(references: list[int], predictions: list[int], label_
             }
             for i, name in enumerate(label_names)
         },
-        # Rows are true labels, columns predicted labels, both in label id order.
-        "confusion_matrix": confusion_matrix(references, predictions, labels=ids).tolist(),
+        # Rows are true labels, columns predicted labels, both in the order of `labels`.
+        "confusion_matrix": {
+            "labels": list(label_names),
+            "matrix": confusion_matrix(references, predictions, labels=ids).tolist(),
+        },
     }
 
 
-def majority_baseline_accuracy(train_labels: list[int], validation_labels: list[int]) -> float:
+def majority_label(train_labels: list[int]) -> int:
+    """The most common training label; ties go to the lowest id, so the choice is stable."""
+    counts = Counter(train_labels)
+    return min(counts, key=lambda label: (-counts[label], label))
+
+
+def majority_baseline_accuracy(train_labels: list[int], evaluation_labels: list[int]) -> float:
     """Accuracy of always predicting the most common training label."""
-    majority = Counter(train_labels).most_common(1)[0][0]
-    return sum(1 for label in validation_labels if label == majority) / len(validation_labels)
+    majority = majority_label(train_labels)
+    return sum(1 for label in evaluation_labels if label == majority) / len(evaluation_labels)
+
+
+def evaluation_report(
+    split: str, references: list[int], predictions: list[int], label_names: list[str], train_labels: list[int],
+    loss: float | None = None,
+) -> dict[str, Any]:
+    """The final evaluation of one split: every metric, the baseline and the majority label."""
+    report = classification_metrics(references, predictions, label_names)
+    return {
+        "split": split,
+        "examples": len(references),
+        "loss": loss,
+        **report,
+        "majority_label": label_names[majority_label(train_labels)],
+        "majority_baseline_accuracy": majority_baseline_accuracy(train_labels, references),
+    }
