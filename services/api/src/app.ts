@@ -9,6 +9,16 @@ import underPressure from '@fastify/under-pressure';
 import auth from './plugins/auth.ts';
 import services from './plugins/services.ts';
 import adminRoutes from './routes/admin/index.ts';
+import dashboard from './plugins/dashboard.ts';
+import liveEvents from './plugins/live-events.ts';
+import metrics from './plugins/metrics.ts';
+import openapi from './plugins/openapi.ts';
+import queueBoard from './plugins/queue-board.ts';
+import webhooks from './plugins/webhooks.ts';
+import artifactFileRoutes from './routes/artifact-files/index.ts';
+import eventStreamRoutes from './routes/events-stream/index.ts';
+import webhookRoutes from './routes/webhooks/index.ts';
+import workerRoutes from './routes/workers/index.ts';
 import datasetRoutes from './routes/datasets/index.ts';
 import jobRoutes from './routes/jobs/index.ts';
 
@@ -23,6 +33,9 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   }).withTypeProvider<TypeBoxTypeProvider>();
   registerErrorHandler(app);
   await app.register(services, { config });
+  // Before every route, so each is documented and timed.
+  await app.register(openapi);
+  await app.register(metrics);
   // Overload answers 503 early instead of letting latency climb until the process falls over.
   await app.register(underPressure, {
     maxEventLoopDelay: 2000,
@@ -56,5 +69,15 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   await app.register(datasetRoutes, { prefix: '/v1/datasets' });
   await app.register(jobRoutes, { prefix: '/v1/jobs' });
   await app.register(adminRoutes, { prefix: '/v1/admin' });
+  // Live events (GET /v1/jobs/:id/events with Accept: text/event-stream), model files, webhooks,
+  // workers; the queue board and the dashboard.
+  await app.register(liveEvents);
+  await app.register(eventStreamRoutes, { prefix: '/v1/jobs' });
+  await app.register(artifactFileRoutes, { prefix: '/v1/jobs' });
+  await app.register(webhooks);
+  await app.register(webhookRoutes, { prefix: '/v1/webhooks' });
+  await app.register(workerRoutes, { prefix: '/v1/workers' });
+  await app.register(queueBoard);
+  await app.register(dashboard);
   return app as unknown as FastifyInstance;
 }

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { SharedConfig, loadConfig } from '@makam/shared';
+import { OpsConfigProperties } from './ops-config.ts';
 
 /** The API's settings (environment variables), with defaults. */
 export const ApiConfigProperties = {
@@ -20,6 +21,7 @@ export const ApiConfigProperties = {
   MAKAM_TENANT_MAX_STORED_BYTES: Type.Integer({ default: 10 * 1024 ** 3, minimum: 1024 }),
   /** Attempts per job, the first included; retries are for worker faults only. */
   MAKAM_JOB_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20 }),
+  ...OpsConfigProperties,
 };
 
 export type ApiConfig = ReturnType<typeof loadApiConfig>;

@@ -6,6 +6,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { BlobStore, DatasetStore, JobStore, createRedis, isTerminal, queueName, redisKeys, type Logger, type Redis, type TrainJobData } from '@makam/shared';
 import type { DispatcherConfig } from './config.ts';
 import { RetryableRunError, RunDriver, type RunOutcome } from './run-driver.ts';
+import { DispatcherTelemetry } from './telemetry.ts';
 import { WorkerPool } from './worker-pool.ts';
 
 export class Dispatcher {
@@ -20,11 +21,13 @@ export class Dispatcher {
   private readonly drivers = new Map<string, RunDriver>();
   private worker: Worker<TrainJobData, RunOutcome> | null = null;
   private poller: NodeJS.Timeout | null = null;
+  private readonly telemetry: DispatcherTelemetry;
 
   constructor(config: DispatcherConfig, log: Logger) {
     this.config = config;
     this.log = log.child({ resourceClass: config.MAKAM_CLASS });
-    this.redis = createRedis(config.REDIS_URL);
+    // Writes wait for Redis to come back rather than fail: an outage pauses the relay, loses nothing.
+    this.redis = createRedis(config.REDIS_URL, { blocking: true });
     this.subscriber = createRedis(config.REDIS_URL, { blocking: true });
     const keys = redisKeys(config.MAKAM_REDIS_PREFIX);
     this.jobs = new JobStore(this.redis, keys);
@@ -33,6 +36,7 @@ export class Dispatcher {
     this.pool = new WorkerPool(config.MAKAM_WORKERS.split(','));
     this.subscriber.on('message', (_channel, jobId: string) => void this.cancel(jobId));
     this.keys = keys;
+    this.telemetry = new DispatcherTelemetry(config, this.log);
   }
 
   private readonly keys: ReturnType<typeof redisKeys>;
@@ -45,11 +49,13 @@ export class Dispatcher {
       concurrency: this.pool.size,
       // A restarted dispatcher re-attaches to runs in progress, so a stall is not a failure.
       maxStalledCount: 10,
-      lockDuration: 30_000,
+      lockDuration: this.config.MAKAM_LOCK_MS,
+      stalledInterval: this.config.MAKAM_LOCK_MS,
     });
     this.worker.on('error', (err) => this.log.error({ err: err.message }, 'queue worker error'));
     this.worker.on('failed', (job, err) => this.log.warn({ jobId: job?.id, err: err.message, attemptsMade: job?.attemptsMade }, 'attempt failed'));
     this.poller = setInterval(() => void this.pollCancels(), this.config.MAKAM_CANCEL_POLL_MS);
+    this.telemetry.start();
     this.log.info({ workers: this.config.MAKAM_WORKERS }, 'dispatcher started');
   }
 
@@ -84,7 +90,7 @@ export class Dispatcher {
     // A record already running means its dispatcher died: re-attach to the run on that worker.
     const reattach = (record.status === 'running' || record.status === 'cancelling') && record.worker !== null && this.pool.has(record.worker);
     const { address, client } = this.pool.acquire(reattach ? record.worker : null);
-    const driver = new RunDriver({ jobs: this.jobs, datasets: this.datasets, blobs: this.blobs, log, reconnectMs: this.config.MAKAM_WORKER_RECONNECT_MS }, jobId, address, client);
+    const driver = new RunDriver({ jobs: this.jobs, datasets: this.datasets, blobs: this.blobs, log, reconnectMs: this.config.MAKAM_WORKER_RECONNECT_MS }, jobId, address, this.telemetry.measure(client));
     this.drivers.set(jobId, driver);
     try {
       if (!reattach) {
@@ -125,6 +131,7 @@ export class Dispatcher {
   /** Stops taking jobs and leaves runs in progress to a dispatcher that re-attaches. */
   async close(): Promise<void> {
     if (this.poller) clearInterval(this.poller);
+    await this.telemetry.close();
     for (const driver of this.drivers.values()) driver.detach();
     await this.worker?.close(true);
     this.pool.close();

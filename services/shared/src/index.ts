@@ -8,6 +8,8 @@ export * from './job-store.ts';
 export * from './dataset-store.ts';
 export * from './blob-store.ts';
 export * from './queues.ts';
+export * from './telemetry.ts';
+export * from './webhooks.ts';
 export * from './grpc/adapter.ts';
 export * from './grpc/worker-client.ts';
 export * from './placement/hyperparameters.ts';

@@ -131,6 +131,7 @@ return 1`;
 
 const EVENTS_MAXLEN = 20_000;
 const METRICS_MAXLEN = 100_000;
+const FINISHED_MAXLEN = 100_000;
 
 export class JobStore {
   private readonly redis: Redis;
@@ -197,6 +198,9 @@ export class JobStore {
     if (ok === 1) {
       const event: JobEvent = { type: 'status', status: to, ...(message ? { message } : {}), ...(fields.attempts ? { attempt: fields.attempts } : {}) };
       await this.appendEvent(id, event);
+      // Every status change passes here, from the API and the dispatchers alike: the one place
+      // to announce a job's end (webhook deliveries are made from this stream).
+      if (isTerminal(to)) await this.redis.xadd(this.keys.jobsFinished, 'MAXLEN', '~', FINISHED_MAXLEN, '*', 'job', id, 'status', to);
     }
     return { ok: ok === 1, from: (was || null) as JobStatus | null };
   }

@@ -8,6 +8,8 @@ export function redisKeys(prefix: string) {
     jobEvents: (id: string) => `${prefix}:job:${id}:events`,
     jobMetrics: (id: string) => `${prefix}:job:${id}:metrics`,
     cancelChannel: `${prefix}:cancel`,
+    /** Every job that reaches a terminal status, once (webhooks follow it). */
+    jobsFinished: `${prefix}:jobs:finished`,
     tenantJobs: (tenant: string) => `${prefix}:tenant:${tenant}:jobs`,
     tenantActive: (tenant: string) => `${prefix}:tenant:${tenant}:active`,
     tenantActivePrefix: `${prefix}:tenant:`,

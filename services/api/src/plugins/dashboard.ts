@@ -1,0 +1,30 @@
+// The web dashboard: prebuilt static files (services/dashboard/dist, committed, so serving it
+// needs no build step) at /dashboard/, and / sends browsers there. The page calls the same /v1
+// API as everyone else, with the API key its user enters.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import fp from 'fastify-plugin';
+import fastifyStatic from '@fastify/static';
+
+export const DASHBOARD_DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../dashboard/dist');
+
+export default fp(
+  async (app) => {
+    if (!existsSync(path.join(DASHBOARD_DIST, 'index.html'))) {
+      app.log.warn({ dir: DASHBOARD_DIST }, 'dashboard not built; run npm run build -w @makam/dashboard');
+      return;
+    }
+    await app.register(fastifyStatic, {
+      root: DASHBOARD_DIST,
+      prefix: '/dashboard/',
+      decorateReply: false,
+      // Names are stable (no content hashes): revalidate so a new release shows at once.
+      cacheControl: false,
+      setHeaders: (res) => void res.header('cache-control', 'no-cache'),
+    });
+    app.get('/', { schema: { hide: true } }, async (_request, reply) => reply.redirect('/dashboard/'));
+    app.get('/dashboard', { schema: { hide: true } }, async (_request, reply) => reply.redirect('/dashboard/'));
+  },
+  { name: 'dashboard' },
+);

@@ -1,0 +1,50 @@
+// GET /v1/jobs/:id/artifacts/model/files/:name: one small file of a finished job's model archive
+// (the model card, metrics.json with per-class scores and the confusion matrix, labels.json,
+// config.json), read from the archive without unpacking it. The dashboard shows these.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { JOB_ID_PATTERN } from '@makam/shared';
+import { readTarMember } from '../../artifacts/tar-member.ts';
+import { ApiError, notFound } from '../../errors.ts';
+import { errorResponses } from '../../schemas/common.ts';
+
+/** The files that can be read this way, with their content types. */
+export const ARTIFACT_FILES: Record<string, string> = {
+  'README.md': 'text/markdown; charset=utf-8',
+  'metrics.json': 'application/json; charset=utf-8',
+  'labels.json': 'application/json; charset=utf-8',
+  'config.json': 'application/json; charset=utf-8',
+};
+const MAX_BYTES = 8 * 1024 * 1024;
+
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/:id/artifacts/model/files/:name',
+    {
+      schema: {
+        summary: "One small file of the job's model archive: README.md (the model card), metrics.json, labels.json or config.json",
+        params: Type.Object(
+          {
+            id: Type.String({ pattern: JOB_ID_PATTERN, description: 'A job id (job_...)' }),
+            name: Type.Union(Object.keys(ARTIFACT_FILES).map((n) => Type.Literal(n)) as never, { description: 'The file' }),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: { type: 'string', description: 'The file as stored in the archive' } as never, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const { id, name } = request.params as { id: string; name: string };
+      const job = await app.jobs.get(id);
+      if (!job || job.tenant !== request.tenant) throw notFound('job', id);
+      if (job.status !== 'succeeded' || !job.artifact) throw new ApiError(409, 'artifact_not_ready', `the job is ${job.status}; its model files can be read once it has succeeded`, 'id');
+      const file = app.blobs.artifactPath(job.id);
+      if (!(await app.blobs.exists(file))) throw new ApiError(404, 'artifact_missing', 'the model file is missing from the artifact store', 'id');
+      const bytes = await readTarMember(file, name, MAX_BYTES);
+      if (!bytes) throw new ApiError(404, 'file_not_in_artifact', `the model archive has no ${name}`, 'name');
+      return reply.header('content-type', ARTIFACT_FILES[name]!).header('cache-control', 'private, max-age=3600').send(bytes);
+    },
+  );
+};
+
+export default routes;
