@@ -61,3 +61,33 @@ export async function startRedis(): Promise<TestRedis> {
 
 /** A prefix no other test shares, so tests never see each other's keys or queues. */
 export const uniquePrefix = (): string => `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+
+export interface OwnRedis extends TestRedis {
+  /** Kills the server (SIGKILL, as a crash) and starts it again on the same port and AOF file. */
+  crashAndRestart(downMs: number): Promise<void>;
+}
+
+/** A redis-server of the test's own with AOF (fsync on every write), to crash and restart. */
+export async function startOwnRedis(dir: string): Promise<OwnRedis> {
+  const port = await freePort();
+  const url = `redis://127.0.0.1:${port}`;
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--maxmemory-policy', 'noeviction'];
+  let child: ChildProcess = spawn('redis-server', args, { stdio: 'ignore' });
+  await ping(url, 10_000);
+  const stop = async (signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill(signal);
+    await exited;
+  };
+  return {
+    url,
+    stop: () => stop('SIGTERM'),
+    crashAndRestart: async (downMs) => {
+      await stop('SIGKILL');
+      await sleep(downMs);
+      child = spawn('redis-server', args, { stdio: 'ignore' });
+      await ping(url, 10_000);
+    },
+  };
+}

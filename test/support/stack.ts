@@ -53,6 +53,10 @@ export interface Stack {
   json<T = any>(pathname: string, init?: RequestInit): Promise<{ status: number; body: T }>;
   stop(): Promise<void>;
   logs(): string;
+  /** Kills the named process (the last started of that name) with `signal`. */
+  kill(name: string, signal: NodeJS.Signals): Promise<void>;
+  /** Starts another dispatcher like the first. */
+  startDispatcher(): Proc;
   /** Runs `fn`, printing the processes' logs if it throws. */
   withLogs<T>(fn: () => Promise<T>): Promise<T>;
 }
@@ -69,7 +73,12 @@ async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs: numb
   }
 }
 
-export async function startStack(redisUrl: string): Promise<Stack> {
+export interface StackOptions {
+  /** Extra environment for the dispatcher (e.g. a short MAKAM_LOCK_MS for takeover tests). */
+  dispatcherEnv?: Record<string, string>;
+}
+
+export async function startStack(redisUrl: string, options: StackOptions = {}): Promise<Stack> {
   const prefix = uniquePrefix();
   const dir = await mkdtemp(path.join(tmpdir(), 'makam-e2e-'));
   const storeDir = path.join(dir, 'store');
@@ -81,8 +90,9 @@ export async function startStack(redisUrl: string): Promise<Stack> {
   procs.push(worker);
   const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort) });
   procs.push(api);
-  const dispatcher = start('dispatcher', process.execPath, ['services/dispatcher/src/main.ts'], { ...common, MAKAM_CLASS: 'cpu', MAKAM_WORKERS: workerAddress, MAKAM_CANCEL_POLL_MS: '500' });
-  procs.push(dispatcher);
+  const dispatcherEnv = { ...common, MAKAM_CLASS: 'cpu', MAKAM_WORKERS: workerAddress, MAKAM_CANCEL_POLL_MS: '500', ...options.dispatcherEnv };
+  const startDispatcher = () => start('dispatcher', process.execPath, ['services/dispatcher/src/main.ts'], dispatcherEnv);
+  procs.push(startDispatcher());
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   const client = connectWorker(workerAddress);
   try {
@@ -105,6 +115,18 @@ export async function startStack(redisUrl: string): Promise<Stack> {
     json: async <T = any>(pathname: string, init?: RequestInit) => {
       const res = await fetch(`${apiUrl}${pathname}`, withKey(init));
       return { status: res.status, body: (await res.json()) as T };
+    },
+    kill: async (name, signal) => {
+      const proc = procs.filter((p) => p.name === name).at(-1);
+      if (!proc) throw new Error(`no process ${name}`);
+      const exited = new Promise((r) => proc.child.once('exit', r));
+      proc.child.kill(signal);
+      await exited;
+    },
+    startDispatcher: () => {
+      const proc = startDispatcher();
+      procs.push(proc);
+      return proc;
     },
     logs: () => procs.map((p) => `--- ${p.name}\n${p.output().slice(-20_000)}`).join('\n'),
     withLogs: async (fn) => {
