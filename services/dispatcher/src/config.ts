@@ -10,6 +10,15 @@ export const DispatcherConfigProperties = {
   MAKAM_WORKERS: Type.String({ default: '127.0.0.1:50051', pattern: '^[^,\\s]+(,[^,\\s]+)*$' }),
   /** How often a running job's record is checked for a cancel, besides the pub/sub message. */
   MAKAM_CANCEL_POLL_MS: Type.Integer({ default: 1000, minimum: 100 }),
+  /** PEM CA of the workers' certificates; set, the dispatcher speaks TLS to its workers. */
+  MAKAM_GRPC_TLS_CA: Type.Optional(Type.String({ minLength: 1 })),
+  /** PEM client certificate and key for mutual TLS. */
+  MAKAM_GRPC_TLS_CERT: Type.Optional(Type.String({ minLength: 1 })),
+  MAKAM_GRPC_TLS_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  /** The name to check the workers' certificates against, when it is not the address's host. */
+  MAKAM_GRPC_TLS_SERVER_NAME: Type.Optional(Type.String({ minLength: 1 })),
+  /** HTTP/2 keepalive ping interval to workers; a worker that misses a ping for 10 s is lost. */
+  MAKAM_GRPC_KEEPALIVE_MS: Type.Integer({ default: 15_000, minimum: 1000 }),
   /** BullMQ's job lock: a dispatcher that dies is noticed after one to two of these, and its job re-attached. */
   MAKAM_LOCK_MS: Type.Integer({ default: 30_000, minimum: 1000 }),
   /** How long a job may wait to reconnect to a worker that stopped answering before it is retried. */

@@ -33,7 +33,11 @@ export class Dispatcher {
     this.jobs = new JobStore(this.redis, keys);
     this.datasets = new DatasetStore(this.redis, keys);
     this.blobs = new BlobStore(config.MAKAM_STORE_DIR);
-    this.pool = new WorkerPool(config.MAKAM_WORKERS.split(','));
+    this.pool = new WorkerPool(
+      config.MAKAM_WORKERS.split(','),
+      { ca: config.MAKAM_GRPC_TLS_CA, cert: config.MAKAM_GRPC_TLS_CERT, key: config.MAKAM_GRPC_TLS_KEY, serverName: config.MAKAM_GRPC_TLS_SERVER_NAME },
+      config.MAKAM_GRPC_KEEPALIVE_MS,
+    );
     this.subscriber.on('message', (_channel, jobId: string) => void this.cancel(jobId));
     this.keys = keys;
     this.telemetry = new DispatcherTelemetry(config, this.log);

@@ -1,12 +1,13 @@
-import { connectWorker, type WorkerClient } from '@makam/shared';
+import { connectWorker, workerCredentials, type WorkerClient, type WorkerTls } from '@makam/shared';
 
 /** The Python workers one dispatcher drives, each running one job at a time. */
 export class WorkerPool {
   private readonly clients = new Map<string, WorkerClient>();
   private readonly busy = new Set<string>();
 
-  constructor(addresses: string[]) {
-    for (const address of addresses) this.clients.set(address, connectWorker(address));
+  constructor(addresses: string[], tls: WorkerTls = {}, keepaliveMs?: number) {
+    const credentials = workerCredentials(tls);
+    for (const address of addresses) this.clients.set(address, connectWorker(address, credentials, { keepaliveMs, serverName: tls.serverName }));
   }
 
   get size(): number {

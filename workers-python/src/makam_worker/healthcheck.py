@@ -14,6 +14,7 @@ import sys
 import grpc
 
 from makam.worker.v1 import worker_pb2, worker_pb2_grpc
+from makam_worker.tls import client_credentials
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -31,7 +32,11 @@ def default_address(listen: str | None = None) -> str:
 def check(address: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[bool, str]:
     """(healthy, what to print): one GetCapabilities call with a deadline."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        ca = os.environ.get("MAKAM_GRPC_TLS_CA")
+        # With TLS on the worker, probe it as a dispatcher would: the same CA and client pair.
+        channel = (grpc.secure_channel(address, client_credentials(ca, os.environ.get("MAKAM_GRPC_TLS_CERT"), os.environ.get("MAKAM_GRPC_TLS_KEY")))
+                   if ca else grpc.insecure_channel(address))
+        with channel:
             stub = worker_pb2_grpc.WorkerServiceStub(channel)
             response = stub.GetCapabilities(worker_pb2.GetCapabilitiesRequest(), timeout=timeout_s)
     except grpc.RpcError as err:

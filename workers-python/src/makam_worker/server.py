@@ -20,6 +20,7 @@ import grpc
 from makam.worker.v1 import worker_pb2_grpc
 from makam_worker import __version__, logs
 from makam_worker.servicer import WorkerServicer
+from makam_worker.tls import TlsFiles
 
 logger = logging.getLogger("makam_worker.server")
 
@@ -30,7 +31,7 @@ MAX_RPC_THREADS = 32
 
 
 def build_server(
-    address: str, state_dir: Path, *, cancel_grace_s: float = 5.0, worker_id: str = ""
+    address: str, state_dir: Path, *, cancel_grace_s: float = 5.0, worker_id: str = "", tls: TlsFiles | None = None
 ) -> tuple[grpc.Server, int, WorkerServicer]:
     state_dir.mkdir(parents=True, exist_ok=True)
     server = grpc.server(
@@ -38,11 +39,15 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Dispatchers ping to notice a hung or cut-off worker; allow their pings, even between calls.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+            ("grpc.http2.max_ping_strikes", 0),
         ],
     )
     servicer = WorkerServicer(state_dir, cancel_grace_s=cancel_grace_s)
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port(address)
+    port = server.add_secure_port(address, tls.server_credentials()) if tls else server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not listen on {address}")
     servicer.worker_id = worker_id or f"{socket.gethostname()}:{port}"
@@ -61,6 +66,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="host:port to listen on (env MAKAM_WORKER_LISTEN; default 127.0.0.1:50051)")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("MAKAM_WORKER_STATE_DIR", "./var/worker")),
                         help="datasets and runs live here (env MAKAM_WORKER_STATE_DIR; default ./var/worker)")
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate for TLS (env MAKAM_WORKER_TLS_CERT)")
+    parser.add_argument("--tls-key", default=None, help="PEM private key for TLS (env MAKAM_WORKER_TLS_KEY)")
+    parser.add_argument("--tls-client-ca", default=None,
+                        help="PEM CA of the dispatchers' client certificates; set, clients must present one (mTLS) "
+                             "(env MAKAM_WORKER_TLS_CLIENT_CA)")
     parser.add_argument("--worker-id", default=os.environ.get("MAKAM_WORKER_ID", ""),
                         help="the id in GetCapabilities (env MAKAM_WORKER_ID; default host:port)")
     return parser.parse_args(argv)
@@ -69,13 +79,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logs.configure()
-    server, port, servicer = build_server(args.listen, args.state_dir.resolve(), worker_id=args.worker_id)
+    tls = TlsFiles.from_env(args.tls_cert, args.tls_key, args.tls_client_ca)
+    server, port, servicer = build_server(args.listen, args.state_dir.resolve(), worker_id=args.worker_id, tls=tls)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stopping.set())
     server.start()
-    logger.info("makam-worker %s listening on %s (port %d) as %s, state dir %s",
-                __version__, args.listen, port, servicer.worker_id, args.state_dir.resolve())
+    logger.info("makam-worker %s listening on %s (port %d, %s) as %s, state dir %s",
+                __version__, args.listen, port, ("mTLS" if tls.client_ca else "TLS") if tls else "plaintext",
+                servicer.worker_id, args.state_dir.resolve())
     while not stopping.wait(1.0):
         pass
     logger.info("stopping: ending %d run(s) in progress", servicer.runs.active_runs())
