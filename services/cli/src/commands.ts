@@ -1,0 +1,324 @@
+// What each `makam` command does. Results go to stdout (one JSON document with --json, or NDJSON
+// events for `jobs watch --json`); progress and messages go to stderr.
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { parse as parseYaml } from 'yaml';
+import { ApiClient, CliError, EXIT } from './api.ts';
+import { ProgressLine, bar, formatBytes, formatDuration } from './progress.ts';
+import { jobEvents } from './sse.ts';
+
+export interface Globals {
+  api: string;
+  apiKey?: string;
+  json?: boolean;
+}
+
+type Json = Record<string, any>;
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+
+const out = (value: unknown) => process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
+const note = (message: string) => process.stderr.write(`${message}\n`);
+const client = (g: Globals) => new ApiClient({ api: g.api, apiKey: g.apiKey });
+const fmt = (n: unknown, digits = 3) => (typeof n === 'number' ? n.toFixed(digits) : '-');
+
+// ---------------------------------------------------------------- datasets
+
+export async function datasetsUpload(g: Globals, file: string, opts: { name?: string; format?: string }): Promise<number> {
+  let size: number;
+  try {
+    size = (await stat(file)).size;
+  } catch {
+    throw new CliError(EXIT.usage, `no such file: ${file}`);
+  }
+  const format = opts.format ?? (file.toLowerCase().endsWith('.csv') ? 'csv' : 'jsonl');
+  if (!['csv', 'jsonl'].includes(format)) throw new CliError(EXIT.usage, `--format must be jsonl or csv, not ${format}`);
+  const query = opts.name ? `?name=${encodeURIComponent(opts.name)}` : '';
+  const ds = await client(g).json<Json>(`/v1/datasets${query}`, {
+    method: 'POST',
+    headers: { 'content-type': format === 'csv' ? 'text/csv' : 'application/jsonl', 'content-length': String(size) },
+    body: Readable.toWeb(createReadStream(file)) as never,
+    duplex: 'half',
+  });
+  if (g.json) out(ds);
+  else out(`${ds.id}  ${ds.rows} rows, ${ds.labels?.length ?? 0} labels: ${(ds.labels ?? []).join(', ')}`);
+  return EXIT.ok;
+}
+
+export async function datasetsGet(g: Globals, id: string): Promise<number> {
+  out(await client(g).json<Json>(`/v1/datasets/${encodeURIComponent(id)}`));
+  return EXIT.ok;
+}
+
+// ---------------------------------------------------------------- jobs
+
+export interface SubmitOptions {
+  file?: string;
+  dataset?: string;
+  validationDataset?: string;
+  testDataset?: string;
+  family?: string;
+  model?: string;
+  epochs?: string;
+  learningRate?: string;
+  batchSize?: string;
+  set?: string[];
+  resourceClass?: string;
+  idempotencyKey?: string;
+  watch?: boolean;
+}
+
+/** A value from the command line: JSON when it parses (numbers, booleans, objects), else a string. */
+function value(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+function number(flag: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isFinite(n)) throw new CliError(EXIT.usage, `${flag} must be a number, not ${raw}`);
+  return n;
+}
+
+/** The job request: the file (JSON or YAML) if given, then the flags on top. */
+export async function buildJobRequest(opts: SubmitOptions): Promise<Json> {
+  let body: Json = {};
+  if (opts.file) {
+    let text: string;
+    try {
+      text = await readFile(opts.file, 'utf8');
+    } catch {
+      throw new CliError(EXIT.usage, `no such file: ${opts.file}`);
+    }
+    try {
+      body = parseYaml(text) as Json; // YAML is a superset of JSON
+    } catch (err) {
+      throw new CliError(EXIT.usage, `${opts.file} is neither JSON nor YAML: ${(err as Error).message}`);
+    }
+    if (!body || typeof body !== 'object' || Array.isArray(body)) throw new CliError(EXIT.usage, `${opts.file} must hold one job object`);
+  }
+  body.kind ??= 'finetune';
+  if (opts.dataset) body.dataset = opts.dataset;
+  if (opts.validationDataset) body.validation_dataset = opts.validationDataset;
+  if (opts.testDataset) body.test_dataset = opts.testDataset;
+  if (opts.resourceClass) body.resource_class = opts.resourceClass;
+  if (opts.family || opts.model) {
+    body.model = { ...(body.model ?? {}) };
+    if (opts.family) body.model.family = opts.family;
+    if (opts.model) body.model.name = opts.model;
+  }
+  const hp: Json = { ...(body.hyperparameters ?? {}) };
+  if (opts.epochs) hp.epochs = number('--epochs', opts.epochs);
+  if (opts.learningRate) hp.learning_rate = number('--learning-rate', opts.learningRate);
+  if (opts.batchSize) hp.batch_size = number('--batch-size', opts.batchSize);
+  for (const pair of opts.set ?? []) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new CliError(EXIT.usage, `--set takes name=value, not ${pair}`);
+    hp[pair.slice(0, eq)] = value(pair.slice(eq + 1));
+  }
+  if (Object.keys(hp).length) body.hyperparameters = hp;
+  if (!body.dataset) throw new CliError(EXIT.usage, 'a job needs a dataset: --dataset ds_... or "dataset" in the file');
+  if (!body.model?.family) throw new CliError(EXIT.usage, 'a job needs a model family: --family encoder (or model.family in the file)');
+  return body;
+}
+
+export async function jobsSubmit(g: Globals, opts: SubmitOptions): Promise<number> {
+  const body = await buildJobRequest(opts);
+  const job = await client(g).json<Json>('/v1/jobs', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(opts.idempotencyKey ? { 'idempotency-key': opts.idempotencyKey } : {}) },
+    body: JSON.stringify(body),
+  });
+  if (!opts.watch) {
+    if (g.json) out(job);
+    else out(`${job.id}  ${job.status} on ${job.resource_class}`);
+    return EXIT.ok;
+  }
+  if (!g.json) note(`${job.id}  ${job.status} on ${job.resource_class}`);
+  return jobsWatch(g, job.id);
+}
+
+export async function jobsList(g: Globals, opts: { limit: string; all?: boolean }): Promise<number> {
+  const limit = number('--limit', opts.limit);
+  const jobs: Json[] = [];
+  let after: string | null = null;
+  do {
+    const page: Json = await client(g).json<Json>(`/v1/jobs?limit=${Math.min(100, limit)}${after ? `&after=${after}` : ''}`);
+    jobs.push(...page.data);
+    after = opts.all ? page.next_cursor : null;
+  } while (after);
+  if (g.json) {
+    out({ object: 'list', data: jobs });
+    return EXIT.ok;
+  }
+  if (jobs.length === 0) {
+    out('no jobs');
+    return EXIT.ok;
+  }
+  const rows = jobs.map((j) => {
+    const metric = (j.hyperparameters?.metric_for_best_model as string | undefined) ?? 'macro_f1';
+    const best = j.result?.[metric] ?? j.result?.summary?.[metric] ?? j.metrics?.[metric];
+    const progress = j.progress ? `${j.progress.step}/${j.progress.total_steps}` : '-';
+    return [j.id, j.status, j.model?.family ?? '-', j.model?.name ?? (j.model?.config ? `(${j.model.config.model_type} config)` : '-'), j.dataset, progress, typeof best === 'number' ? `${metric} ${fmt(best)}` : '-', j.created_at?.slice(0, 19).replace('T', ' ') ?? ''];
+  });
+  const header = ['ID', 'STATUS', 'FAMILY', 'MODEL', 'DATASET', 'STEPS', 'BEST', 'CREATED'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  for (const r of [header, ...rows]) out(r.map((c, i) => String(c).padEnd(widths[i]!)).join('  ').trimEnd());
+  return EXIT.ok;
+}
+
+export async function jobsGet(g: Globals, id: string): Promise<number> {
+  out(await client(g).json<Json>(`/v1/jobs/${encodeURIComponent(id)}`));
+  return EXIT.ok;
+}
+
+export async function jobsCancel(g: Globals, id: string): Promise<number> {
+  const job = await client(g).json<Json>(`/v1/jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+  if (g.json) out(job);
+  else out(`${job.id}  ${job.status}`);
+  return EXIT.ok;
+}
+
+/** Follows a job's events to its end: a progress bar (or NDJSON with --json); exit 0 only for success. */
+export async function jobsWatch(g: Globals, id: string): Promise<number> {
+  const api = client(g);
+  const job = await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}`);
+  const epochs = Number(job.hyperparameters?.epochs ?? 0) || null;
+  const line = new ProgressLine();
+  let status: string = job.status;
+  let epoch = 0;
+  let step = 0;
+  let total = 0;
+  let attempt = 0;
+  let loss: number | null = null;
+  let latest: Json | null = null;
+  let rate: { t0: number; s0: number } | null = null;
+
+  const render = (important: boolean) => {
+    const fraction = total ? step / total : 0;
+    const eta = rate && step > rate.s0 ? ((Date.now() - rate.t0) / 1000 / (step - rate.s0)) * (total - step) : NaN;
+    const parts = [
+      `epoch ${epoch}${epochs ? `/${epochs}` : ''}`,
+      bar(fraction),
+      `step ${step}/${total || '?'}`,
+      `${Math.floor(fraction * 100)}%`,
+      `ETA ${formatDuration(eta)}`,
+    ];
+    if (loss !== null) parts.push(`loss ${fmt(loss)}`);
+    if (latest) parts.push(`val_loss ${fmt(latest.validation_loss)} acc ${fmt(latest.accuracy)} macro_f1 ${fmt(latest.macro_f1)}`);
+    line.update(parts.join('  '), important);
+  };
+
+  for await (const msg of jobEvents(api, id)) {
+    if (msg.event === 'end') {
+      status = (JSON.parse(msg.data) as { status: string }).status;
+      break;
+    }
+    const e = JSON.parse(msg.data) as { id: string; created_at?: string; type: string; data: Json };
+    if (g.json) {
+      out(JSON.stringify(e));
+      if (e.type === 'status') status = e.data.status;
+      continue;
+    }
+    const d = e.data;
+    switch (e.type) {
+      case 'status':
+        status = d.status;
+        line.log(`${e.created_at?.slice(11, 19) ?? ''} ${d.status}${d.message ? `: ${d.message}` : ''}`);
+        break;
+      case 'started':
+        if (d.attempt !== attempt) {
+          attempt = d.attempt;
+          rate = null;
+          latest = null;
+          loss = null;
+        }
+        total = d.total_steps;
+        line.log(`training on ${d.device} (${d.worker}): ${d.train_examples} training, ${d.validation_examples} validation examples, ${d.total_steps} steps; labels ${(d.labels ?? []).join(', ')}`);
+        break;
+      case 'progress':
+        epoch = d.epoch;
+        step = d.step;
+        total = d.total_steps;
+        loss = d.train_loss;
+        rate ??= { t0: Date.now(), s0: step };
+        render(false);
+        break;
+      case 'metrics':
+        latest = d;
+        epoch = d.epoch;
+        step = d.step;
+        render(true);
+        break;
+      case 'log':
+        if (d.level === 'error' || d.level === 'warning') line.log(`${d.level}: ${d.message}`);
+        break;
+    }
+  }
+  if (!TERMINAL.has(status)) status = (await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}`)).status;
+  line.done();
+  if (!g.json) {
+    const final = await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}`);
+    const m = final.result?.summary ?? final.result ?? final.metrics;
+    if (final.status === 'succeeded' && m) out(`${final.id}  succeeded: accuracy ${fmt(m.accuracy)}, macro_f1 ${fmt(m.macro_f1)}, weighted_f1 ${fmt(m.weighted_f1)}`);
+    else if (final.error) out(`${final.id}  ${final.status}: ${final.error.message} (${final.error.code})`);
+    else out(`${final.id}  ${final.status}`);
+    status = final.status;
+  }
+  return status === 'succeeded' ? EXIT.ok : EXIT.jobFailed;
+}
+
+/** Downloads the model archive with a progress bar, checking its sha256 against X-Makam-Sha256. */
+export async function jobsDownload(g: Globals, id: string, opts: { output?: string; extract?: string }): Promise<number> {
+  const api = client(g);
+  const res = await api.check(await api.request(`/v1/jobs/${encodeURIComponent(id)}/artifacts/model`));
+  const expected = res.headers.get('x-makam-sha256');
+  const size = Number(res.headers.get('content-length') ?? 0);
+  const file = path.resolve(opts.output ?? `${id}-model.tar.gz`);
+  const part = `${file}.part`;
+  await mkdir(path.dirname(file), { recursive: true });
+  const hash = createHash('sha256');
+  const sink = createWriteStream(part);
+  const line = new ProgressLine(process.stderr, 2000);
+  const started = Date.now();
+  let received = 0;
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      hash.update(chunk);
+      received += chunk.length;
+      if (!sink.write(chunk)) await new Promise<void>((r) => sink.once('drain', () => r()));
+      if (!g.json) {
+        const speed = received / Math.max(0.001, (Date.now() - started) / 1000);
+        line.update(`${bar(size ? received / size : 0)}  ${formatBytes(received)}${size ? ` / ${formatBytes(size)}` : ''}  ${formatBytes(speed)}/s  ETA ${formatDuration(size ? (size - received) / speed : NaN)}`);
+      }
+    }
+    await new Promise<void>((resolve, reject) => sink.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    sink.destroy();
+    await rm(part, { force: true });
+    throw new CliError(EXIT.server, `the download broke off: ${(err as Error).message}`);
+  }
+  line.done();
+  const sha256 = hash.digest('hex');
+  if (!expected || sha256 !== expected.toLowerCase() || (size && received !== size)) {
+    await rm(part, { force: true });
+    throw new CliError(EXIT.server, `checksum mismatch: the server said sha256 ${expected ?? '(none)'} and ${size} bytes, received ${sha256} and ${received} bytes; nothing was kept`);
+  }
+  await rename(part, file);
+  let extracted: string | null = null;
+  if (opts.extract) {
+    extracted = path.resolve(opts.extract);
+    await mkdir(extracted, { recursive: true });
+    const tar = spawnSync('tar', ['xzf', file, '-C', extracted], { encoding: 'utf8' });
+    if (tar.status !== 0) throw new CliError(EXIT.server, `tar could not unpack ${file}: ${tar.stderr.trim()}`);
+  }
+  if (g.json) out({ file, bytes: received, sha256, verified: true, extracted_to: extracted });
+  else out(`${file}  ${formatBytes(received)}, sha256 ${sha256} verified${extracted ? `; unpacked into ${extracted}` : ''}`);
+  return EXIT.ok;
+}
