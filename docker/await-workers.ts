@@ -5,10 +5,12 @@
 // yet (a container still booting, a pod scaled up from zero) fails its attempt. Starting the
 // dispatcher only once its workers answer avoids that. MAKAM_AWAIT_WORKERS_S bounds the wait
 // (default 600; 0 skips it); past it the process exits 1 and its supervisor starts it again.
+// It speaks to the workers as the dispatcher does: TLS from MAKAM_GRPC_TLS_CA, _CERT, _KEY and
+// _SERVER_NAME when they are set.
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
-import { connectWorker } from '@makam/shared';
+import { connectWorker, workerCredentials, type WorkerTls } from '@makam/shared';
 
 export interface AwaitOptions {
   /** Give up after this many milliseconds. */
@@ -18,16 +20,19 @@ export interface AwaitOptions {
   /** Deadline of one GetCapabilities call (the worker's first one imports torch). */
   callTimeoutMs?: number;
   log?: (line: string) => void;
+  /** TLS to the workers, as the dispatcher speaks it (MAKAM_GRPC_TLS_*); plaintext without a CA. */
+  tls?: WorkerTls;
 }
 
 /** Resolves once each address answers GetCapabilities; rejects naming those that never did. */
 export async function awaitWorkers(addresses: string[], options: AwaitOptions): Promise<void> {
-  const { timeoutMs, intervalMs = 1000, callTimeoutMs = 20_000, log = () => {} } = options;
+  const { timeoutMs, intervalMs = 1000, callTimeoutMs = 20_000, log = () => {}, tls = {} } = options;
+  const credentials = workerCredentials(tls);
   const deadline = Date.now() + timeoutMs;
   const waiting = new Set(addresses);
   while (waiting.size > 0) {
     for (const address of [...waiting]) {
-      const client = connectWorker(address);
+      const client = connectWorker(address, credentials, { serverName: tls.serverName });
       try {
         const caps = await client.getCapabilities({}, { timeoutMs: Math.max(1, Math.min(callTimeoutMs, deadline - Date.now())) });
         log(`worker ${address} answers: ${caps.workerId} on ${caps.gpuName || caps.device}`);
@@ -60,7 +65,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === import.meta.filename) {
   if (seconds > 0) {
     log(`waiting up to ${seconds} s for ${addresses.join(', ')}`);
     try {
-      await awaitWorkers(addresses, { timeoutMs: seconds * 1000, log });
+      const env = process.env;
+      const tls = { ca: env.MAKAM_GRPC_TLS_CA, cert: env.MAKAM_GRPC_TLS_CERT, key: env.MAKAM_GRPC_TLS_KEY, serverName: env.MAKAM_GRPC_TLS_SERVER_NAME };
+      await awaitWorkers(addresses, { timeoutMs: seconds * 1000, log, tls });
     } catch (err) {
       log((err as Error).message);
       process.exit(1);
