@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { dockerfileStages, parseYaml, read, rel, ROOT, type Obj } from './helpers.ts';
 
@@ -229,6 +230,34 @@ test('every build names a Dockerfile, target and build args that exist', () => {
   }
 });
 
+const MTLS: Obj = parseYaml(read('docker/compose.mtls.yml'));
+
+test('docker/compose.mtls.yml: valid, and it puts every worker and dispatcher on mutual TLS with the files grpc-certs.sh makes', () => {
+  const validate = schemaValidator();
+  assert.ok(validate(interpolate(MTLS, {})), JSON.stringify(validate.errors, null, 2));
+  assert.deepEqual(Object.keys(MTLS.services).sort(), [...workers, ...dispatchers].sort(), 'every worker and dispatcher, nothing else');
+  const made = /echo "made .*: (.*)"/.exec(read('docker/grpc-certs.sh'))![1]!.split(' ');
+  const files = (e: Record<string, string>) => Object.entries(e).filter(([k]) => /TLS_(CERT|KEY|CA|CLIENT_CA)$/.test(k)).map(([, v]) => v);
+  for (const [name, svc] of Object.entries(MTLS.services) as [string, Obj][]) {
+    assert.deepEqual(svc.volumes, ['${MAKAM_TLS_DIR:-./var/tls}:/etc/makam/tls:ro'], name);
+    for (const file of files(svc.environment)) {
+      assert.ok(file.startsWith('/etc/makam/tls/') && made.includes(path.basename(file)), `${name}: ${file} is one of grpc-certs.sh's files`);
+    }
+    if (workers.includes(name)) {
+      assert.deepEqual(Object.keys(svc.environment).filter((k) => k.startsWith('MAKAM_WORKER_TLS_')).sort(), ['MAKAM_WORKER_TLS_CERT', 'MAKAM_WORKER_TLS_CLIENT_CA', 'MAKAM_WORKER_TLS_KEY']);
+      // the health check inside the worker's container is a client too
+      assert.equal(svc.environment.MAKAM_GRPC_TLS_CERT, svc.environment.MAKAM_WORKER_TLS_CERT);
+      assert.equal(svc.environment.MAKAM_GRPC_TLS_CA, svc.environment.MAKAM_WORKER_TLS_CLIENT_CA);
+    } else {
+      assert.equal(svc.environment.MAKAM_GRPC_TLS_SERVER_NAME, 'makam-worker');
+      assert.match(svc.environment.MAKAM_GRPC_TLS_CERT, /dispatcher\.crt$/);
+    }
+  }
+  assert.match(read('docker/grpc-certs.sh'), /DNS:makam-worker,DNS:localhost,IP:127\.0\.0\.1/);
+  assert.match(read('docker/compose.env.example'), /^#COMPOSE_FILE=docker-compose\.yml:docker\/compose\.mtls\.yml$/m);
+  assert.match(read('docker/compose.env.example'), /MAKAM_TLS_DIR/);
+});
+
 test('docker-compose config accepts the file (Debian docker-compose 1.29, when installed)', (t) => {
   const probe = spawnSync('docker-compose', ['version', '--short'], { encoding: 'utf8' });
   if (probe.status !== 0) {
@@ -236,17 +265,22 @@ test('docker-compose config accepts the file (Debian docker-compose 1.29, when i
     return;
   }
   const run = (vars: Record<string, string>) =>
-    spawnSync('docker-compose', ['--project-directory', ROOT, '-f', rel('docker-compose.yml'), 'config'], {
+    spawnSync('docker-compose', ['--project-directory', ROOT, ...(vars.COMPOSE_FILE ? [] : ['-f', rel('docker-compose.yml')]), 'config'], {
       encoding: 'utf8',
       cwd: rel('test/deploy'), // not the root: no .env of the developer's is read
       env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...vars },
     });
-  const r = run({ ...EXAMPLE_ENV, ...SECRETS, COMPOSE_PROFILES: 'gpu,cpu' });
-  assert.equal(r.status, 0, r.stderr);
-  const resolved = parseYaml(r.stdout);
-  assert.equal(resolved.services.api.environment.REDIS_URL, `redis://:${SECRETS.MAKAM_REDIS_PASSWORD}@redis:6379`);
-  assert.deepEqual(resolved.services['worker-bert'].deploy.resources.reservations.devices[0].device_ids, ['0']);
-  assert.deepEqual(Object.keys(resolved.services).sort(), Object.keys(services).sort());
+  // the file with the mTLS override on top, as COMPOSE_FILE in .env puts it
+  const both = run({ ...EXAMPLE_ENV, ...SECRETS, COMPOSE_FILE: `${rel('docker-compose.yml')}:${rel('docker/compose.mtls.yml')}` });
+  assert.equal(both.status, 0, both.stderr);
+  const merged = parseYaml(both.stdout).services;
+  assert.equal(merged.api.environment.REDIS_URL, `redis://:${SECRETS.MAKAM_REDIS_PASSWORD}@redis:6379`);
+  assert.deepEqual(merged['worker-bert'].deploy.resources.reservations.devices[0].device_ids, ['0']);
+  assert.deepEqual(Object.keys(merged).sort(), Object.keys(services).sort());
+  assert.equal(merged['worker-llama'].environment.MAKAM_WORKER_TLS_CLIENT_CA, '/etc/makam/tls/ca.crt');
+  assert.equal(merged['worker-llama'].environment.MAKAM_WORKER_DEVICE, 'cuda', 'the override adds to the environment, replaces nothing');
+  assert.ok(merged['dispatcher-cpu'].volumes.some((v: string) => v.endsWith(':/etc/makam/tls:ro')));
+  assert.ok(merged['dispatcher-cpu'].volumes.some((v: string) => v.startsWith('artifacts:')));
   const missing = run({ ...EXAMPLE_ENV, MAKAM_ADMIN_KEY: SECRETS.MAKAM_ADMIN_KEY, MAKAM_REDIS_PASSWORD: '' });
   assert.notEqual(missing.status, 0, 'an empty Redis password is refused');
   assert.match(missing.stderr, /MAKAM_REDIS_PASSWORD/);

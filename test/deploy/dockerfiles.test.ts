@@ -5,13 +5,10 @@
 // inside the build context that .dockerignore leaves.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
 import { validate, ValidationSeverity } from 'dockerfile-utils';
 import { awaitWorkers } from '../../docker/await-workers.ts';
-import { freePort } from '../support/ports.ts';
 import { dockerfileStages, dockerignore, effective, hasFlag, jsonCommand, read, rel, stageChain, trackedFiles, type Stage } from './helpers.ts';
 
 const SERVICES = 'docker/services.Dockerfile';
@@ -161,29 +158,9 @@ test('the stages each target builds on exist', () => {
   }
 });
 
+// (test/deploy/grpc-tls.test.ts runs it against a real worker)
 test('await-workers gives up on a worker that never answers, within its deadline', async () => {
   const started = Date.now();
-  await assert.rejects(awaitWorkers(['127.0.0.1:9'], { timeoutMs: 1500, intervalMs: 200, callTimeoutMs: 500 }), /127\.0\.0\.1:9/);
-  assert.ok(Date.now() - started < 5000);
-});
-
-test('await-workers returns once a real worker answers GetCapabilities', async (t) => {
-  const python = rel('workers-python/.venv/bin/python');
-  if (!existsSync(python)) {
-    t.skip('no workers-python/.venv (scripts/setup-python.sh makes it)');
-    return;
-  }
-  const port = await freePort();
-  const state = mkdtempSync(path.join(tmpdir(), 'makam-await-'));
-  const child = spawn(python, ['-m', 'makam_worker', '--listen', `127.0.0.1:${port}`, '--state-dir', state], { stdio: 'ignore' });
-  try {
-    const lines: string[] = [];
-    await awaitWorkers([`127.0.0.1:${port}`], { timeoutMs: 60_000, intervalMs: 200, log: (l) => lines.push(l) });
-    assert.match(lines.join('\n'), new RegExp(`worker 127\\.0\\.0\\.1:${port} answers`));
-  } finally {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-    rmSync(state, { recursive: true, force: true });
-  }
+  await assert.rejects(awaitWorkers(['127.0.0.1:9'], { timeoutMs: 600, intervalMs: 100, callTimeoutMs: 300 }), /127\.0\.0\.1:9/);
+  assert.ok(Date.now() - started < 3000);
 });

@@ -17,7 +17,7 @@ test('docs/deploy.md covers compose, the overlays, pre-loading weights and sizin
   for (const heading of ['## One GPU box: Docker Compose', '## Pre-loading model weights', '## A cluster: Kustomize overlays', '## Sizing: which model on which pool']) {
     assert.ok(DOCS.includes(heading), heading);
   }
-  for (const word of ['COMPOSE_PROFILES', 'MAKAM_AWAIT_WORKERS_S', 'makam-q:train-<class>:wait', '/etc/makam/tls', 'issue 5', 'hf download', 'HF_HUB_OFFLINE']) {
+  for (const word of ['COMPOSE_PROFILES', 'MAKAM_AWAIT_WORKERS_S', 'makam-q:train-<class>:wait', '/etc/makam/tls', 'MAKAM_GRPC_TLS_SERVER_NAME', 'docker/compose.mtls.yml', 'hf download', 'HF_HUB_OFFLINE']) {
     assert.ok(DOCS.includes(word), word);
   }
   for (const dir of ['gpu-4g', 'gpu-32g', 'all-pools']) assert.ok(DOCS.includes(`deploy/overlays/${dir}`), dir);

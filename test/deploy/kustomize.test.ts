@@ -234,7 +234,7 @@ for (const dir of ['deploy/base', ...OVERLAYS.map((o) => `deploy/overlays/${o}`)
           assert.ok(pod.tolerations.some((t: Obj) => t.key === 'makam/pool' && t.value === pool));
         });
 
-        test('the worker: gRPC port, health module in its probes, HF cache, state dir, mTLS secret mounted', () => {
+        test('the worker: gRPC port, health module in its probes, HF cache, state dir', () => {
           const worker = container(w, 'worker');
           assert.equal(envValue(worker, 'MAKAM_WORKER_LISTEN'), '0.0.0.0:50051');
           assert.equal(worker.ports.find((p: Obj) => p.name === 'grpc').containerPort, 50051);
@@ -250,14 +250,34 @@ for (const dir of ['deploy/base', ...OVERLAYS.map((o) => `deploy/overlays/${o}`)
           assert.equal(mount(worker, 'state').mountPath, envValue(worker, 'MAKAM_WORKER_STATE_DIR'));
           const volume = (name: string) => pod.volumes.find((v: Obj) => v.name === name);
           assert.equal(volume('hf-cache').persistentVolumeClaim.claimName, 'makam-hf-cache');
-          // mTLS material for the gRPC channel at the documented path (the services read it once issue 5 wires mTLS)
-          assert.equal(mount(worker, 'grpc-tls').mountPath, '/etc/makam/tls');
-          assert.equal(mount(worker, 'grpc-tls').readOnly, true);
-          assert.equal(volume('grpc-tls').secret.secretName, 'makam-grpc-worker-tls');
+        });
+
+        test('mutual TLS on the gRPC channel: each side\'s Secret mounted at /etc/makam/tls and named in its settings', () => {
+          const worker = container(w, 'worker');
           const dispatcher = container(w, 'dispatcher');
-          assert.equal(mount(dispatcher, 'grpc-client-tls').mountPath, '/etc/makam/tls');
-          assert.equal(volume('grpc-client-tls').secret.secretName, 'makam-grpc-dispatcher-tls');
-          assert.match(read('docs/deploy.md'), /\/etc\/makam\/tls/);
+          const mount = (c: Obj, name: string) => c.volumeMounts.find((m: Obj) => m.name === name);
+          const volume = (name: string) => pod.volumes.find((v: Obj) => v.name === name);
+          for (const [c, name, secret] of [[worker, 'grpc-tls', 'makam-grpc-worker-tls'], [dispatcher, 'grpc-client-tls', 'makam-grpc-dispatcher-tls']] as const) {
+            assert.equal(mount(c, name).mountPath, '/etc/makam/tls');
+            assert.equal(mount(c, name).readOnly, true);
+            assert.equal(volume(name).secret.secretName, secret);
+            assert.notEqual(volume(name).secret.optional, true, `${secret} is required: no plaintext by accident`);
+            // files of a kubernetes.io/tls Secret with its CA (as cert-manager writes them)
+            for (const e of c.env.filter((x: Obj) => /_TLS_(CERT|KEY|CA|CLIENT_CA)$/.test(x.name))) {
+              assert.match(e.value, /^\/etc\/makam\/tls\/(ca\.crt|tls\.crt|tls\.key)$/, `${c.name}: ${e.name}`);
+            }
+          }
+          assert.equal(envValue(worker, 'MAKAM_WORKER_TLS_CERT'), '/etc/makam/tls/tls.crt');
+          assert.equal(envValue(worker, 'MAKAM_WORKER_TLS_KEY'), '/etc/makam/tls/tls.key');
+          assert.equal(envValue(worker, 'MAKAM_WORKER_TLS_CLIENT_CA'), '/etc/makam/tls/ca.crt', 'clients must present a certificate');
+          // the worker's exec probes are clients of the worker: they present the worker's own pair
+          assert.equal(envValue(worker, 'MAKAM_GRPC_TLS_CA'), '/etc/makam/tls/ca.crt');
+          assert.equal(envValue(worker, 'MAKAM_GRPC_TLS_CERT'), '/etc/makam/tls/tls.crt');
+          assert.equal(envValue(dispatcher, 'MAKAM_GRPC_TLS_CA'), '/etc/makam/tls/ca.crt');
+          assert.equal(envValue(dispatcher, 'MAKAM_GRPC_TLS_CERT'), '/etc/makam/tls/tls.crt');
+          assert.equal(envValue(dispatcher, 'MAKAM_GRPC_TLS_KEY'), '/etc/makam/tls/tls.key');
+          // the dispatcher dials its pod's IP, which no certificate names: it checks the name makam-worker
+          assert.equal(envValue(dispatcher, 'MAKAM_GRPC_TLS_SERVER_NAME'), 'makam-worker');
         });
 
         test('its dispatcher serves the class and drives the worker beside it, once that answers', () => {
