@@ -129,9 +129,12 @@ def finished_run(worker):
 def test_capabilities(worker):
     stub, _ = worker
     caps = stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=DEADLINE)
-    assert caps.device in {"cpu", "cuda"} and "encoder" in caps.families
+    assert caps.device in {"cpu", "cuda"} and list(caps.families) == ["encoder", "decoder", "scratch", "tfidf"]
     assert caps.memory_total_bytes >= caps.memory_free_bytes > 0
-    assert {"python", "torch", "transformers", "makam_worker"} <= set(caps.versions)
+    assert {"python", "torch", "transformers", "peft", "sentencepiece", "scikit-learn", "makam_worker"} <= set(caps.versions)
+    from makam_worker.training.decoder import bitsandbytes_available
+
+    assert ("bitsandbytes" in caps.versions) == bitsandbytes_available()
     assert caps.worker_id.endswith(":" + caps.worker_id.rsplit(":", 1)[1])
 
 
@@ -287,6 +290,44 @@ def test_start_run_refusals(worker):
         stub.StartRun(start_request("bad-hp", {"epochs": 2.5}), timeout=DEADLINE)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "epochs" in info.value.details()
     assert not any((state_dir / "runs" / name).exists() for name in ("no-data", "bad-family", "bad-hp"))
+
+
+def test_start_run_refusals_of_the_families(worker):
+    stub, state_dir = worker
+    misapplied = start_request("misapplied", {"lora_r": 8})
+    with pytest.raises(grpc.RpcError) as info:
+        stub.StartRun(misapplied, timeout=DEADLINE)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'lora_r' applies to the decoder family, not encoder" in info.value.details()
+    scratch = start_request("scratch-with-config", {})
+    scratch.model.family = "scratch"  # it still carries the BERT config: scratch takes none
+    assert code_of(stub.StartRun, scratch) == grpc.StatusCode.INVALID_ARGUMENT
+    no_test = start_request("no-test", QUICK, test_dataset_sha256="1" * 64)
+    assert code_of(stub.StartRun, no_test) == grpc.StatusCode.FAILED_PRECONDITION
+    assert not any((state_dir / "runs" / name).exists() for name in ("misapplied", "scratch-with-config", "no-test"))
+
+
+def test_a_tfidf_run_with_a_test_dataset_reports_the_test_split(worker):
+    stub, _ = worker
+    from conftest import jsonl
+
+    test = jsonl([{"text": e["text"] + " yine", "label": e["label"]} for e in EXAMPLES[::4]])
+    test_sha256 = hashlib.sha256(test).hexdigest()
+    upload(stub, test, test_sha256)
+    request = pb.StartRunRequest(run_id="tfidf", train_dataset_sha256=DATASET_SHA256, test_dataset_sha256=test_sha256)
+    request.model.family = "tfidf"
+    request.hyperparameters.update({"validation_fraction": 0.25, "seed": 3})
+    assert stub.StartRun(request, timeout=DEADLINE).created
+    events = watch(stub, "tfidf")
+    started, finished = events[0].started, events[-1].finished
+    assert (started.train_examples, started.validation_examples, started.test_examples) == (54, 18, 18)
+    assert finished.state == S.RUN_STATE_SUCCEEDED, finished.error_message
+    metrics = json_format.MessageToDict(finished.final_metrics)
+    assert metrics["evaluated_on"] == "test" and metrics["test"]["examples"] == 18
+    assert metrics["test"]["confusion_matrix"]["labels"] == LABELS and metrics["accuracy"] > 0.6
+    parts = list(stub.FetchArtifact(pb.FetchArtifactRequest(run_id="tfidf"), timeout=DEADLINE))
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.chunk for p in parts[1:]))) as tar:
+        assert {"model.joblib", "labels.json", "metrics.json", "README.md", "textprep.py"} <= set(tar.getnames())
 
 
 def test_a_restarted_server_records_orphaned_runs_as_crashed(tmp_path):

@@ -30,7 +30,11 @@ def test_events_tell_the_whole_run_in_order(trained):
     progress = [e for e in events if e["type"] == "progress"]
     assert progress[-1]["step"] == started["total_steps"] and progress[-1]["learning_rate"] == 0.0
     assert finished["type"] == "finished" and finished["state"] == "SUCCEEDED"
-    assert finished["final_metrics"]["accuracy"] == metrics[-1]["accuracy"]
+    summary = finished["final_metrics"]
+    # No test split: the best epoch's weights are evaluated again on validation, and say so.
+    assert summary["evaluated_on"] == "validation" and started["test_examples"] == 0
+    best = metrics[summary["best_epoch"] - 1]
+    assert summary["accuracy"] == best["accuracy"] and summary["macro_f1"] == max(m["macro_f1"] for m in metrics)
 
 
 def test_artifact_unpacks_and_loads_with_from_pretrained(trained, tmp_path):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import importlib.util
 from importlib.metadata import PackageNotFoundError, version
 
 from makam.worker.v1 import worker_pb2
 from makam_worker import __version__
 
-FAMILIES = ("encoder",)
+FAMILIES = ("encoder", "decoder", "scratch", "tfidf")
+MODEL_FREE = ("scratch", "tfidf")  # families that take no model.name or model.config
 
 
 def _version(package: str) -> str:
@@ -44,10 +46,15 @@ def capabilities(worker_id: str, active_runs: int) -> worker_pb2.GetCapabilities
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": _version("transformers"),
+            "peft": _version("peft"),
+            "sentencepiece": _version("sentencepiece"),
+            "scikit-learn": _version("scikit-learn"),
             "makam_worker": __version__,
         },
         active_runs=active_runs,
     )
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        response.versions["bitsandbytes"] = _version("bitsandbytes")
     if torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
         response.device = "cuda"

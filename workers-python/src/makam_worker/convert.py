@@ -36,7 +36,9 @@ def struct_to_dict(message: Any, field: str) -> dict[str, Any] | None:
     return json_format.MessageToDict(getattr(message, field))
 
 
-def spec_from_request(request: worker_pb2.StartRunRequest, train_path: str, validation_path: str | None) -> dict:
+def spec_from_request(
+    request: worker_pb2.StartRunRequest, train_path: str, validation_path: str | None, test_path: str | None = None
+) -> dict:
     """spec.json: the StartRun request as JSON, with the datasets as paths on this worker."""
     return {
         "run_id": request.run_id,
@@ -48,5 +50,6 @@ def spec_from_request(request: worker_pb2.StartRunRequest, train_path: str, vali
         },
         "train_dataset": train_path,
         "validation_dataset": validation_path,
+        "test_dataset": test_path,
         "hyperparameters": struct_to_dict(request, "hyperparameters") or {},
     }

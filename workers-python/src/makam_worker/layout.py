@@ -36,6 +36,10 @@ class RunPaths:
         return self.dir / "model"
 
     @property
+    def work(self) -> Path:
+        return self.dir / "work"  # the child's scratch files (a trained tokenizer, a config-built base)
+
+    @property
     def archive(self) -> Path:
         return self.dir / "model.tar.gz"
 

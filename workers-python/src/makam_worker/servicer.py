@@ -12,7 +12,7 @@ import grpc
 
 from makam.worker.v1 import worker_pb2, worker_pb2_grpc
 from makam_worker import logs
-from makam_worker.capabilities import FAMILIES, capabilities
+from makam_worker.capabilities import FAMILIES, MODEL_FREE, capabilities
 from makam_worker.convert import event_to_proto, spec_from_request, state_to_proto
 from makam_worker.datasets import DatasetStore, check_sha256
 from makam_worker.errors import FailedPrecondition, InvalidArgument, NotFound, WorkerError
@@ -90,23 +90,29 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         model = request.model
         if model.family not in FAMILIES:
             raise InvalidArgument(f"unknown model family {model.family!r}; this worker trains {', '.join(FAMILIES)}")
-        if bool(model.name) == model.HasField("config"):
+        has_name, has_config = bool(model.name), model.HasField("config")
+        if model.family in MODEL_FREE:
+            if has_name or has_config:
+                raise InvalidArgument(f"the {model.family} family takes no model name or config; "
+                                      "its shape comes from the hyperparameters")
+        elif has_name == has_config:
             raise InvalidArgument("model needs exactly one of name (an id or local path) or config")
         check_sha256(request.train_dataset_sha256, "train_dataset_sha256")
         train = self.datasets.path(request.train_dataset_sha256)
         if not train.is_file():
             raise FailedPrecondition(f"training dataset {request.train_dataset_sha256} is not on this worker; upload it first")
-        validation = None
-        if request.validation_dataset_sha256:
-            check_sha256(request.validation_dataset_sha256, "validation_dataset_sha256")
-            validation = self.datasets.path(request.validation_dataset_sha256)
-            if not validation.is_file():
-                raise FailedPrecondition(
-                    f"validation dataset {request.validation_dataset_sha256} is not on this worker; upload it first"
-                )
-        spec = spec_from_request(request, str(train), str(validation) if validation else None)
+        optional = {}
+        for name, sha256 in (("validation", request.validation_dataset_sha256), ("test", request.test_dataset_sha256)):
+            if not sha256:
+                continue
+            check_sha256(sha256, f"{name}_dataset_sha256")
+            path = self.datasets.path(sha256)
+            if not path.is_file():
+                raise FailedPrecondition(f"{name} dataset {sha256} is not on this worker; upload it first")
+            optional[name] = str(path)
+        spec = spec_from_request(request, str(train), optional.get("validation"), optional.get("test"))
         try:
-            Hyperparameters.from_dict(spec["hyperparameters"])
+            Hyperparameters.from_dict(spec["hyperparameters"], model.family)
         except ValueError as e:
             raise InvalidArgument(f"hyperparameters: {e}") from None
         return spec

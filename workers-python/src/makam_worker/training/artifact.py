@@ -11,14 +11,9 @@ from typing import Any
 from makam_worker.layout import RunPaths, sha256_file
 
 
-def write_model_dir(
-    model_dir: Path, model: Any, tokenizer: Any, label_names: list[str], metrics: dict[str, Any], card: str
-) -> None:
-    """save_pretrained output (safetensors, config.json with id2label), the tokenizer, labels.json,
-    metrics.json and a README.md model card, all at the top of `model_dir`."""
+def write_files(model_dir: Path, label_names: list[str], metrics: dict[str, Any], card: str) -> None:
+    """labels.json, metrics.json and the README.md model card, beside the model files at the top of `model_dir`."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
     (model_dir / "labels.json").write_text(json.dumps(label_names, ensure_ascii=False, indent=2) + "\n")
     (model_dir / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
     (model_dir / "README.md").write_text(card)
@@ -38,32 +33,3 @@ def pack(paths: RunPaths) -> str:
     sha_tmp.write_text(digest + "\n")
     os.replace(sha_tmp, paths.archive_sha256)
     return digest
-
-
-def model_card(model_spec: dict[str, Any], label_names: list[str], summary: dict[str, Any], hp: dict[str, Any]) -> str:
-    source = model_spec.get("name") or f"untrained {model_spec.get('config', {}).get('model_type', '?')} from a config"
-    lines = [
-        "# Text classifier trained by makam",
-        "",
-        f"- Family: {model_spec.get('family')}",
-        f"- Base model: {source}",
-        f"- Labels ({len(label_names)}): {', '.join(label_names)}",
-        "",
-        "## Validation metrics",
-        "",
-        *(f"- {key}: {value:.4f}" if isinstance(value, float) else f"- {key}: {value}" for key, value in summary.items()),
-        "",
-        "## Hyperparameters",
-        "",
-        *(f"- {key}: {value}" for key, value in hp.items()),
-        "",
-        "## Loading",
-        "",
-        "```python",
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-        'model = AutoModelForSequenceClassification.from_pretrained("path/to/dir")',
-        'tokenizer = AutoTokenizer.from_pretrained("path/to/dir")',
-        "```",
-        "",
-    ]
-    return "\n".join(lines)

@@ -8,6 +8,7 @@ WordPiece tokenizer is trained on the training split only, so validation text ne
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -21,9 +22,48 @@ from transformers import (
 )
 
 from makam_worker.training.errors import TrainingError
+from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TOKENIZER_DEFAULTS: dict[str, int] = {"vocab_size": 2000, "min_frequency": 0}
+
+
+LOADING = """\
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+model = AutoModelForSequenceClassification.from_pretrained(d).eval()
+tokenizer = AutoTokenizer.from_pretrained(d)
+batch = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
+labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]"""
+
+
+def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
+    """The `encoder` family for the training loop; gradient checkpointing when asked."""
+    model, tokenizer = build_encoder(model_spec, ctx.splits.label_names, ctx.splits.train_texts)
+    if ctx.hp.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    model.to(ctx.device)
+    notes = ensure_pad_token(tokenizer, model)
+    max_length = min(ctx.hp.max_length, tokenizer.model_max_length)
+    if max_length < ctx.hp.max_length:
+        notes.append(f"max_length lowered to the model's limit of {max_length}")
+
+    def save(model_dir: Path) -> None:
+        model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+
+    source = model_spec.get("name") or f"untrained {model_spec['config'].get('model_type')} built from a config"
+    return Built(
+        model=model, tokenizer=tokenizer, max_length=max_length, pad_token_id=tokenizer.pad_token_id, save=save,
+        source=source, loading=LOADING.format(max_length=max_length), notes=notes,
+        info={**parameter_counts(model), "vocab_size": len(tokenizer)},
+    )
+
+
+def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
+    try:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    except ValueError as e:
+        raise TrainingError("invalid_hyperparameters", f"gradient_checkpointing: {e}; set it to false") from None
 
 
 def build_encoder(model_spec: dict[str, Any], label_names: list[str], train_texts: list[str]) -> tuple[
@@ -40,19 +80,22 @@ def build_encoder(model_spec: dict[str, Any], label_names: list[str], train_text
     raise TrainingError("invalid_model", "the model needs a name (id or local path) or a config", retryable=False)
 
 
-def _from_pretrained(name: str, id2label: dict[int, str], label2id: dict[str, int]) -> tuple[
-    PreTrainedModel, PreTrainedTokenizerBase
-]:
+def _from_pretrained(
+    name: str, id2label: dict[int, str], label2id: dict[str, int], *, dtype: Any = None,
+    quantization_config: Any = None, tokenizer: bool = True,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
     from huggingface_hub.errors import HFValidationError
 
+    extra = {k: v for k, v in (("dtype", dtype), ("quantization_config", quantization_config)) if v is not None}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        loaded = AutoTokenizer.from_pretrained(name) if tokenizer else None
         model = AutoModelForSequenceClassification.from_pretrained(
             name,
             num_labels=len(id2label),
             id2label=id2label,
             label2id=label2id,
             ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a fresh head
+            **extra,
         )
     except (OSError, HFValidationError) as e:
         offline = os.environ.get("HF_HUB_OFFLINE", "0")
@@ -63,7 +106,7 @@ def _from_pretrained(name: str, id2label: dict[int, str], label2id: dict[str, in
             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
             retryable=False,
         ) from None
-    return model, tokenizer
+    return model, loaded
 
 
 def _from_config(

@@ -32,7 +32,7 @@ def execute(run_dir: Path, should_stop: Callable[[], bool] = lambda: False) -> i
     events = EventLog(paths.events)
     log = logs.for_run(logger, run_dir.name)
     try:
-        from makam_worker.training.trainer import train_run  # torch loads after the SIGTERM handler is set
+        from makam_worker.training.job import train_run  # torch loads after the SIGTERM handler is set
 
         spec = json.loads(paths.spec.read_text())
         summary = train_run(paths, spec, events, should_stop, log)
@@ -59,9 +59,10 @@ def _finish_failed(events: EventLog, code: str, message: str, retryable: bool) -
 
 
 def _is_oom(error: Exception) -> bool:
-    import torch
-
-    return isinstance(error, (torch.OutOfMemoryError, MemoryError))
+    if isinstance(error, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # a tfidf run never imports it
+    return torch is not None and isinstance(error, torch.OutOfMemoryError)
 
 
 def main(argv: list[str] | None = None) -> int:

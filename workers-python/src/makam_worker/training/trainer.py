@@ -1,35 +1,48 @@
-"""One fine-tuning run, in the order of transformers' run_glue_no_trainer.py: seed, data, sorted
-labels, model, loaders, optimizer, schedule, loop with per-epoch evaluation, save, pack."""
+"""The neural families' training, in the order of transformers' run_glue_no_trainer.py: seed, model,
+loaders, optimizer (no decay on biases and norms), schedule, loop with per-epoch validation, best
+checkpoint and early stopping, final evaluation of the best checkpoint on the test split (else
+validation), save, pack. job.py has done the data step before.
+"""
 
 from __future__ import annotations
 
-import inspect
-import logging
 import math
 import os
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup, set_seed
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+    set_seed,
+)
 from transformers.utils import logging as hf_logging
 
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
-from makam_worker.training import artifact
+from makam_worker.training import report
 from makam_worker.training.config import Hyperparameters
-from makam_worker.training.data import Splits, load_splits
-from makam_worker.training.encoder import build_encoder
-from makam_worker.training.errors import Cancelled, TrainingError
-from makam_worker.training.metrics import classification_metrics, majority_baseline_accuracy
+from makam_worker.training.data import Splits
+from makam_worker.training.errors import TrainingError
+from makam_worker.training.family import BuildContext, Built, Log
+from makam_worker.training.job import data_warnings
+from makam_worker.training.losses import ClassificationLoss, balanced_weights, label_weight_vector
+from makam_worker.training.metrics import classification_metrics, evaluation_report
+from makam_worker.training.throughput import Meter
 
 PROGRESS_INTERVAL_S = 1.0
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-
-Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
+NORM_NAMES = ("norm", "ln_", "layernorm")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+SCHEDULES = {
+    "linear": get_linear_schedule_with_warmup,
+    "cosine": get_cosine_schedule_with_warmup,
+    "constant": lambda optimizer, warmup, _total: get_constant_schedule_with_warmup(optimizer, warmup),
+}
 
 
 def pick_device() -> torch.device:
@@ -49,44 +62,242 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
-def parse_hyperparameters(values: dict[str, Any]) -> Hyperparameters:
-    try:
-        return Hyperparameters.from_dict(values)
-    except ValueError as e:
-        raise TrainingError("invalid_hyperparameters", str(e)) from None
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """"auto" is bf16 on CUDA that supports it, else fp32; fp16 needs CUDA (its scaler is CUDA's);
+    bf16 on CPU runs under CPU autocast."""
+    cuda = device.type == "cuda"
+    bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    if requested == "auto":
+        return "bf16" if bf16_ok else "fp32"
+    if requested == "fp16" and not cuda:
+        raise TrainingError("precision_unsupported",
+                            f"precision fp16 needs a CUDA device and this run is on {device.type}; use bf16 or fp32")
+    if requested == "bf16" and cuda and not bf16_ok:
+        raise TrainingError("precision_unsupported", "this GPU does not support bf16; use fp16 or fp32")
+    return requested
 
 
-def encode(tokenizer: Any, texts: list[str], labels: list[int], max_length: int, keys: set[str]) -> list[dict]:
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)
-    # Only the inputs this model's forward takes (DistilBERT, for one, has no token_type_ids).
-    names = [k for k in encoded.keys() if k in keys]
-    return [{**{k: encoded[k][i] for k in names}, "labels": label} for i, label in enumerate(labels)]
+# --- tokens -------------------------------------------------------------------------------------
+
+
+def special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special tokens a tokenizer puts before and after a single text ([CLS] / [SEP], <s> / none)."""
+    sample = "a b"
+    plain = tokenizer(sample, add_special_tokens=False)["input_ids"]
+    full = tokenizer(sample, add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return list(full[:start]), list(full[start + len(plain) :])
+    raise TrainingError("invalid_model", "the tokenizer's special tokens could not be told apart from the text")
+
+
+def truncate(ids: list[int], budget: int, mode: str) -> list[int]:
+    """At most `budget` ids: the first (head), the last (tail), or both (head+tail: 128 of every 510
+    from the head and the rest from the tail, the best split in Sun et al. 2019, "How to Fine-Tune
+    BERT for Text Classification")."""
+    if len(ids) <= budget:
+        return list(ids)
+    if budget <= 0:
+        return []
+    if mode == "head":
+        return list(ids[:budget])
+    if mode == "tail":
+        return list(ids[-budget:])
+    head = round(budget * 128 / 510)
+    tail = budget - head
+    return list(ids[:head]) + (list(ids[-tail:]) if tail else [])
+
+
+class TextEncoder:
+    """Texts to model input ids: tokenized without special tokens, truncated to the budget the
+    special tokens leave, then wrapped in them."""
+
+    def __init__(self, tokenizer: Any, max_length: int, truncation: str) -> None:
+        self.tokenizer = tokenizer
+        self.prefix, self.suffix = special_affixes(tokenizer)
+        self.budget = max_length - len(self.prefix) - len(self.suffix)
+        self.truncation = truncation
+        if self.budget < 1:
+            raise TrainingError("invalid_hyperparameters", f"max_length {max_length} leaves no room for text")
+
+    def __call__(self, texts: list[str], chunk: int = 512) -> tuple[list[list[int]], int]:
+        """The input ids of each text, and how many texts were truncated."""
+        out: list[list[int]] = []
+        truncated = 0
+        for start in range(0, len(texts), chunk):
+            for ids in self.tokenizer(texts[start : start + chunk], add_special_tokens=False)["input_ids"]:
+                truncated += len(ids) > self.budget
+                out.append(self.prefix + truncate(ids, self.budget, self.truncation) + self.suffix)
+        return out, truncated
+
+
+def collate(rows: list[tuple[int, list[int], int]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Dynamic padding: each batch is as long as its longest text, padded on the right."""
+    width = max(len(ids) for _, ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (_, ids, _) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[r, : len(ids)] = 1
+    return {
+        "index": torch.tensor([i for i, _, _ in rows]),
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": torch.tensor([label for _, _, label in rows]),
+    }
+
+
+def loader(ids: list[list[int]], labels: list[int], batch_size: int, pad_token_id: int, *,
+           shuffle: bool, seed: int = 0) -> DataLoader:
+    rows = [(i, x, y) for i, (x, y) in enumerate(zip(ids, labels))]
+    if not shuffle:
+        rows.sort(key=lambda row: len(row[1]))  # less padding; predictions are put back in order
+    return DataLoader(
+        rows, batch_size=batch_size, shuffle=shuffle, collate_fn=lambda b: collate(b, pad_token_id),
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+    )
+
+
+# --- optimisation -------------------------------------------------------------------------------
 
 
 def optimizer_for(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and normalisation weights (any 1-d parameter, or one whose
+    name says norm)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if any(nd in name for nd in NO_DECAY) else decay).append(param)
+        if not param.requires_grad:
+            continue
+        is_norm = any(n in name.lower() for n in NORM_NAMES)
+        (no_decay if param.ndim < 2 or name.endswith(".bias") or is_norm else decay).append(param)
     groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=hp.learning_rate)
 
 
+def scheduler_for(optimizer: torch.optim.Optimizer, hp: Hyperparameters, total_steps: int) -> Any:
+    warmup = hp.warmup_steps if hp.warmup_steps > 0 else math.ceil(hp.warmup_ratio * total_steps)
+    return SCHEDULES[hp.lr_scheduler](optimizer, min(warmup, total_steps), total_steps)
+
+
+def loss_for(hp: Hyperparameters, splits: Splits) -> ClassificationLoss:
+    names = splits.label_names
+    try:
+        alpha = label_weight_vector(hp.label_weights("focal_alpha", names), names)
+        if hp.class_weights == "balanced":
+            weights = balanced_weights(splits.train_labels, len(names))
+        else:
+            weights = label_weight_vector(hp.label_weights("class_weights", names), names)
+    except ValueError as e:
+        raise TrainingError("invalid_hyperparameters", str(e)) from None
+    return ClassificationLoss(
+        len(names), kind=hp.loss, label_smoothing=hp.label_smoothing, focal_gamma=hp.focal_gamma,
+        focal_alpha=alpha, class_weights=weights,
+    )
+
+
+def autocast(device: torch.device, precision: str) -> Any:
+    if precision in AMP_DTYPES:
+        return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[precision])
+    return nullcontext()
+
+
+def windows(batches: Iterable[dict[str, torch.Tensor]], k: int) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """Groups micro-batches k at a time (the last group may be shorter): one group, one optimizer step."""
+    group: list[dict[str, torch.Tensor]] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == k:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def train_step(
+    model: torch.nn.Module,
+    window: list[dict[str, torch.Tensor]],
+    loss_fn: ClassificationLoss,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    max_grad_norm: float = 0.0,
+    scaler: Any = None,
+    scheduler: Any = None,
+) -> float | None:
+    """One optimizer step over the micro-batches of `window`: each micro-batch's loss is divided by
+    the denominator of the whole window, so k micro-batches give the gradient of one batch k times
+    larger. Gradients stay in .grad until the next step (zeroed at its start). Returns the window's
+    loss, or None when its denominator is 0 (every example weighs 0) and no step was taken."""
+    optimizer.zero_grad(set_to_none=True)
+    denominator = sum(float(loss_fn.denominator(b["labels"])) for b in window)
+    if denominator <= 0:
+        return None
+    total = 0.0
+    for batch in window:
+        labels = batch["labels"].to(device)
+        with autocast(device, precision):
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+        numerator, _ = loss_fn.terms(logits, labels)
+        loss = numerator.sum() / denominator
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        total += loss.item()
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return total
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, list[int], list[int]]:
-    """Mean validation loss per example, predictions and references."""
+def evaluate(model: torch.nn.Module, data: DataLoader, device: torch.device, precision: str = "fp32") -> tuple[
+    float, list[int], list[int]
+]:
+    """Mean plain cross-entropy per example (no smoothing or weights, comparable across losses),
+    predictions and references, in the split's order."""
+    was_training = model.training
     model.eval()
-    loss_sum, count, predictions, references = 0.0, 0, [], []
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        out = model(**batch)
-        n = batch["labels"].shape[0]
-        loss_sum += out.loss.item() * n
-        count += n
-        predictions += out.logits.argmax(dim=-1).tolist()
-        references += batch["labels"].tolist()
-    model.train()
-    return loss_sum / count, predictions, references
+    loss_sum, count = 0.0, 0
+    predicted: dict[int, int] = {}
+    reference: dict[int, int] = {}
+    for batch in data:
+        labels = batch["labels"].to(device)
+        with autocast(device, precision):
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+        loss_sum += torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
+        count += labels.numel()
+        for i, p, y in zip(batch["index"].tolist(), logits.argmax(dim=-1).tolist(), labels.tolist()):
+            predicted[i], reference[i] = p, y
+    model.train(was_training)
+    order = sorted(predicted)
+    return loss_sum / count, [predicted[i] for i in order], [reference[i] for i in order]
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable weights (all that training changes), copied to CPU memory."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def restore(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    for name, param in model.named_parameters():
+        if name in weights:
+            param.copy_(weights[name].to(param.device, param.dtype))
+
+
+def improved(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best if metric == "validation_loss" else value > best
 
 
 class ProgressReporter:
@@ -108,106 +319,128 @@ class ProgressReporter:
             self._loss_sum, self._count, self._last = 0.0, 0, now
 
 
-def train_run(paths: RunPaths, spec: dict[str, Any], events: EventLog, should_stop: Callable[[], bool], log: Log) -> dict:
-    """Trains, writes model/, model.tar.gz and its sha256; returns metrics.json's summary."""
+# --- the run ------------------------------------------------------------------------------------
 
-    def check_stop() -> None:
-        if should_stop():
-            raise Cancelled()
 
+def _builder(family: str) -> Callable[[dict[str, Any], BuildContext], Built]:
+    if family == "encoder":
+        from makam_worker.training.encoder import build
+    elif family == "decoder":
+        from makam_worker.training.decoder import build
+    elif family == "scratch":
+        from makam_worker.training.scratch import build
+    else:
+        raise TrainingError("invalid_model", f"unknown model family {family!r}")
+    return build
+
+
+def train_neural(
+    paths: RunPaths, spec: dict[str, Any], hp: Hyperparameters, splits: Splits, events: EventLog,
+    check_stop: Callable[[], None], log: Log,
+) -> dict:
     hf_logging.disable_progress_bar()  # tqdm bars would fill train.log
-    hp = parse_hyperparameters(spec.get("hyperparameters") or {})
+    hf_logging.set_verbosity_error()  # "sequence longer than the model's maximum": we truncate ourselves
     set_seed(hp.seed)
     device = pick_device()
-
-    validation = spec.get("validation_dataset")
-    splits = load_splits(Path(spec["train_dataset"]), Path(validation) if validation else None,
-                         hp.validation_fraction, hp.seed)
-    log.info("data: %d training and %d validation examples, %d labels",
-             len(splits.train_texts), len(splits.validation_texts), len(splits.label_names))
+    precision = resolve_precision(hp.precision, device)
+    loss_fn = loss_for(hp, splits)
+    meter = Meter(device)
+    meter.start()  # peak memory counts from just before the model is built
+    ctx = BuildContext(hp=hp, splits=splits, device=device, precision=precision, work_dir=paths.work, log=log)
+    built = _builder(hp.family)(spec["model"], ctx)
+    model = built.model
     check_stop()
 
-    model, tokenizer = build_encoder(spec["model"], splits.label_names, splits.train_texts)
-    model.to(device)
-    max_length = min(hp.max_length, tokenizer.model_max_length)
-    if max_length < hp.max_length:
-        events.append("log", level="warning", message=f"max_length lowered to the model's limit of {max_length}")
-    check_stop()
-
-    keys = set(inspect.signature(model.forward).parameters)
-    collator = DataCollatorWithPadding(tokenizer)
-    train_loader = DataLoader(
-        encode(tokenizer, splits.train_texts, splits.train_labels, max_length, keys),
-        batch_size=hp.batch_size, shuffle=True, collate_fn=collator,
-        generator=torch.Generator().manual_seed(hp.seed),
-    )
-    val_loader = DataLoader(
-        encode(tokenizer, splits.validation_texts, splits.validation_labels, max_length, keys),
-        batch_size=hp.batch_size, shuffle=False, collate_fn=collator,
-    )
+    text_encoder = TextEncoder(built.tokenizer, built.max_length, hp.truncation)
+    train_ids, train_truncated = text_encoder(splits.train_texts)
+    val_ids, _ = text_encoder(splits.validation_texts)
+    test_ids, _ = text_encoder(splits.test_texts) if splits.has_test else ([], 0)
+    pad = built.pad_token_id
+    train_loader = loader(train_ids, splits.train_labels, hp.batch_size, pad, shuffle=True, seed=hp.seed)
+    val_loader = loader(val_ids, splits.validation_labels, hp.batch_size, pad, shuffle=False)
+    steps_per_epoch = math.ceil(len(train_loader) / hp.gradient_accumulation_steps)
+    total_steps = hp.epochs * steps_per_epoch
     optimizer = optimizer_for(model, hp)
-    total_steps = hp.epochs * len(train_loader)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hp.warmup_ratio * total_steps), total_steps)
+    scheduler = scheduler_for(optimizer, hp, total_steps)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     events.append(
         "started", pid=os.getpid(), device=device_name(device), train_examples=len(splits.train_texts),
-        validation_examples=len(splits.validation_texts), total_steps=total_steps, labels=splits.label_names,
+        validation_examples=len(splits.validation_texts), test_examples=len(splits.test_texts),
+        total_steps=total_steps, labels=splits.label_names,
     )
-    log.info("training on %s: %d steps", device_name(device), total_steps)
+    for note in data_warnings(hp, splits) + built.notes:
+        events.append("log", level="warning", message=note)
+    log.info("training %s on %s in %s: %d steps, %d of %d training texts truncated to %d tokens",
+             hp.family, device_name(device), precision, total_steps, train_truncated, len(train_ids), built.max_length)
 
     reporter = ProgressReporter(events, total_steps)
     history: list[dict[str, Any]] = []
-    details: dict[str, Any] = {}
+    best: dict[str, Any] = {"value": None, "epoch": 0, "weights": None, "row": None}
+    since_best = 0
+    stopped_early = False
     step = 0
     model.train()
     for epoch in range(1, hp.epochs + 1):
-        epoch_loss = 0.0
-        for i, batch in enumerate(train_loader):
+        epoch_loss, epoch_steps = 0.0, 0
+        meter.resume()
+        groups = list(windows(train_loader, hp.gradient_accumulation_steps))
+        for i, window in enumerate(groups):
             check_stop()
-            batch = {k: v.to(device) for k, v in batch.items()}
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(model, window, loss_fn, optimizer, device=device, precision=precision,
+                              max_grad_norm=hp.max_grad_norm, scaler=scaler, scheduler=scheduler)
             step += 1
-            epoch_loss += loss.item()
-            reporter.step(epoch, step, loss.item(), scheduler.get_last_lr()[0], epoch_end=i == len(train_loader) - 1)
+            meter.samples += sum(b["labels"].numel() for b in window)
+            meter.tokens += sum(int(b["attention_mask"].sum()) for b in window)
+            if loss is not None:
+                epoch_loss += loss
+                epoch_steps += 1
+            reporter.step(epoch, step, loss or 0.0, scheduler.get_last_lr()[0], epoch_end=i == len(groups) - 1)
+        meter.pause()
 
-        val_loss, predictions, references = evaluate(model, val_loader, device)
-        details = classification_metrics(references, predictions, splits.label_names)
+        val_loss, predictions, references = evaluate(model, val_loader, device, precision)
+        scores = classification_metrics(references, predictions, splits.label_names)
         row = {
-            "epoch": epoch, "step": step, "train_loss": epoch_loss / len(train_loader), "validation_loss": val_loss,
-            "accuracy": details["accuracy"], "weighted_f1": details["weighted_f1"], "macro_f1": details["macro_f1"],
+            "epoch": epoch, "step": step, "train_loss": epoch_loss / max(epoch_steps, 1), "validation_loss": val_loss,
+            "accuracy": scores["accuracy"], "weighted_f1": scores["weighted_f1"], "macro_f1": scores["macro_f1"],
         }
         history.append(row)
         events.append("metrics", **row)
-        log.info("epoch %d/%d: validation accuracy %.4f, loss %.4f", epoch, hp.epochs, row["accuracy"], val_loss)
-
+        value = row[hp.metric_for_best_model]
+        log.info("epoch %d/%d: validation accuracy %.4f, macro F1 %.4f, loss %.4f",
+                 epoch, hp.epochs, row["accuracy"], row["macro_f1"], val_loss)
+        if improved(hp.metric_for_best_model, value, best["value"]):
+            best = {"value": value, "epoch": epoch, "weights": snapshot(model), "row": row}
+            since_best = 0
+        else:
+            since_best += 1
+            if hp.early_stopping_patience and since_best >= hp.early_stopping_patience:
+                stopped_early = epoch < hp.epochs
+                if stopped_early:
+                    events.append("log", level="info", message=(
+                        f"early stopping after epoch {epoch}: {hp.metric_for_best_model} has not improved for "
+                        f"{since_best} epoch(s); the best epoch is {best['epoch']}"))
+                    break
     check_stop()
-    summary = _summary(history[-1], splits)
-    metrics = {
-        "summary": summary,
-        "history": history,
-        "per_class": details["per_class"],
-        "confusion_matrix": details["confusion_matrix"],
-        "labels": splits.label_names,
-        "label_counts": splits.label_counts(),
-        "majority_baseline_accuracy": summary["majority_baseline_accuracy"],
-        "hyperparameters": hp.to_dict(),
-    }
-    card = artifact.model_card(spec["model"], splits.label_names, summary, hp.to_dict())
-    artifact.write_model_dir(paths.model, model, tokenizer, splits.label_names, metrics, card)
-    digest = artifact.pack(paths)
-    log.info("artifact packed: sha256 %s", digest)
-    return summary
 
+    restore(model, best["weights"])
+    if splits.has_test:
+        test_loader = loader(test_ids, splits.test_labels, hp.batch_size, pad, shuffle=False)
+        split, (eval_loss, predictions, references) = "test", evaluate(model, test_loader, device, precision)
+    else:
+        split, (eval_loss, predictions, references) = "validation", evaluate(model, val_loader, device, precision)
+    final = evaluation_report(split, references, predictions, splits.label_names, splits.train_labels, eval_loss)
+    throughput = meter.report(device_name(device), precision=precision)
+    check_stop()
 
-def _summary(last: dict[str, Any], splits: Splits) -> dict[str, Any]:
-    return {
-        **last,
-        "majority_baseline_accuracy": majority_baseline_accuracy(splits.train_labels, splits.validation_labels),
-        "train_examples": len(splits.train_texts),
-        "validation_examples": len(splits.validation_texts),
-    }
+    if hp.truncation == "tail":  # saved with the tokenizer, so loaders truncate as training did
+        built.tokenizer.truncation_side = "left"
+        built.tokenizer.init_kwargs["truncation_side"] = "left"
+    paths.model.mkdir(parents=True, exist_ok=True)
+    built.save(paths.model)
+    return report.finish(
+        paths, spec, hp, splits, events, log,
+        history=history, best_epoch=best["epoch"], best_row=best["row"], stopped_early=stopped_early,
+        evaluation=final, throughput=throughput, source=built.source, loading=built.loading,
+        model_info={**built.info, "max_length": built.max_length, "train_texts_truncated": train_truncated},
+    )

@@ -1,0 +1,75 @@
+"""One run from spec.json to the packed artifact: hyperparameters for the family, data (prepared,
+split, leaks reported and removed), then the family's training (trainer.py for the neural
+families, tfidf.py for the TF-IDF floor). Importing this module does not import torch, so a tfidf
+run never loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from makam_worker.events import EventLog
+from makam_worker.layout import RunPaths
+from makam_worker.training.config import Hyperparameters
+from makam_worker.training.data import Splits, load_splits
+from makam_worker.training.errors import Cancelled, TrainingError
+from makam_worker.training.textprep import OPTIONS
+
+Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+def parse_hyperparameters(values: dict[str, Any], family: str = "encoder") -> Hyperparameters:
+    try:
+        return Hyperparameters.from_dict(values, family)
+    except ValueError as e:
+        raise TrainingError("invalid_hyperparameters", str(e)) from None
+
+
+def data_warnings(hp: Hyperparameters, splits: Splits) -> list[str]:
+    """Log lines about the data, sent right after the `started` event."""
+    warnings = []
+    leaks = sum(splits.report["leaks"].values())
+    if leaks:
+        what = "removed from" if hp.remove_eval_duplicates else "left in (remove_eval_duplicates is false)"
+        warnings.append(f"{leaks} evaluation text(s) also occur in training (or test in validation): {what} "
+                        "the evaluation splits; see data.leaks in the metrics")
+    emptied = sum(splits.report["emptied_by_preparation"].values())
+    if emptied:
+        warnings.append(f"{emptied} text(s) were empty after preparation and were dropped")
+    return warnings
+
+
+def train_run(paths: RunPaths, spec: dict[str, Any], events: EventLog, should_stop: Callable[[], bool], log: Log) -> dict:
+    """Trains, writes model/, model.tar.gz and its sha256; returns the final metrics."""
+
+    def check_stop() -> None:
+        if should_stop():
+            raise Cancelled()
+
+    model_spec = spec.get("model") or {}
+    family = model_spec.get("family") or "encoder"
+    hp = parse_hyperparameters(spec.get("hyperparameters") or {}, family)
+
+    def optional(key: str) -> Path | None:
+        return Path(spec[key]) if spec.get(key) else None
+
+    splits = load_splits(
+        Path(spec["train_dataset"]), optional("validation_dataset"), hp.validation_fraction, hp.seed,
+        test_path=optional("test_dataset"), test_fraction=hp.test_fraction,
+        prepare={name: getattr(hp, name) for name in OPTIONS}, remove_eval_duplicates=hp.remove_eval_duplicates,
+    )
+    log.info("data: %d training, %d validation and %d test examples, %d labels; leaks %s",
+             len(splits.train_texts), len(splits.validation_texts), len(splits.test_texts),
+             len(splits.label_names), splits.report["leaks"])
+    check_stop()
+
+    if family == "tfidf":
+        from makam_worker.training.tfidf import train_tfidf
+
+        return train_tfidf(paths, spec, hp, splits, events, check_stop, log)
+    from makam_worker.training.trainer import train_neural
+
+    return train_neural(paths, spec, hp, splits, events, check_stop, log)

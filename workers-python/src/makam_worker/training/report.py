@@ -1,0 +1,190 @@
+"""The end of every run: the final metrics (the `finished` event's final_metrics), metrics.json,
+the model card, the preprocessing files, and the packed artifact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from makam_worker.events import EventLog
+from makam_worker.layout import RunPaths
+from makam_worker.training import artifact
+from makam_worker.training.config import Hyperparameters
+from makam_worker.training.data import Splits
+from makam_worker.training.job import Log
+from makam_worker.training.textprep import OPTIONS
+
+TEXTPREP = Path(__file__).with_name("textprep.py")
+PREPARE = """\
+import json, sys
+sys.path.insert(0, d)
+import textprep  # shipped in the artifact: the text preparation the model was trained with
+texts = [textprep.prepare_text(t, **json.load(open(f"{d}/preprocessing.json"))) for t in texts]"""
+
+
+def final_metrics(
+    hp: Hyperparameters, splits: Splits, *, best_epoch: int, epochs_trained: int, stopped_early: bool,
+    best_row: dict[str, Any] | None, evaluation: dict[str, Any], throughput: dict[str, Any],
+) -> dict[str, Any]:
+    """What the API stores as the job's result. accuracy, weighted_f1, macro_f1 and
+    majority_baseline_accuracy are those of the best checkpoint on `evaluated_on`."""
+    return {
+        "family": hp.family,
+        "evaluated_on": evaluation["split"],
+        "accuracy": evaluation["accuracy"],
+        "weighted_f1": evaluation["weighted_f1"],
+        "macro_f1": evaluation["macro_f1"],
+        "majority_baseline_accuracy": evaluation["majority_baseline_accuracy"],
+        "best_epoch": best_epoch,
+        "epochs_trained": epochs_trained,
+        "stopped_early": stopped_early,
+        "metric_for_best_model": hp.metric_for_best_model if hp.family != "tfidf" else None,
+        "train_loss": best_row.get("train_loss") if best_row else None,
+        "validation_loss": best_row.get("validation_loss") if best_row else None,
+        "validation": best_row,
+        "test": evaluation,
+        "throughput": throughput,
+        "data": splits.report,
+        "train_examples": len(splits.train_texts),
+        "validation_examples": len(splits.validation_texts),
+        "test_examples": len(splits.test_texts),
+    }
+
+
+def finish(
+    paths: RunPaths, spec: dict[str, Any], hp: Hyperparameters, splits: Splits, events: EventLog, log: Log, *,
+    history: list[dict[str, Any]], best_epoch: int, best_row: dict[str, Any] | None, stopped_early: bool,
+    evaluation: dict[str, Any], throughput: dict[str, Any], source: str, loading: str, model_info: dict[str, Any],
+) -> dict[str, Any]:
+    """Writes labels.json, metrics.json, preprocessing.json, textprep.py and README.md beside the
+    model files already in paths.model, packs the artifact and returns the final metrics."""
+    summary = final_metrics(
+        hp, splits, best_epoch=best_epoch, epochs_trained=len(history), stopped_early=stopped_early,
+        best_row=best_row, evaluation=evaluation, throughput=throughput,
+    )
+    if evaluation["split"] == "validation":
+        events.append("log", level="warning", message=(
+            "no test split (give a test dataset or test_fraction > 0): the final figures are on the validation "
+            "split that also chose the best epoch, so they are optimistic"))
+    metrics = {
+        "summary": summary,
+        "history": history,
+        "evaluation": evaluation,
+        "per_class": evaluation["per_class"],
+        "confusion_matrix": evaluation["confusion_matrix"],
+        "labels": splits.label_names,
+        "label_counts": splits.label_counts(),
+        "majority_baseline_accuracy": evaluation["majority_baseline_accuracy"],
+        "hyperparameters": hp.to_dict(),
+        "data": splits.report,
+        "throughput": throughput,
+        "model": {"family": hp.family, "source": source, **model_info},
+    }
+    model_dir = paths.model
+    model_dir.mkdir(parents=True, exist_ok=True)
+    preprocessing = {name: getattr(hp, name) for name in OPTIONS}
+    (model_dir / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n")
+    shutil.copyfile(TEXTPREP, model_dir / "textprep.py")
+    card = model_card(spec.get("model") or {}, hp, splits, summary, source, loading)
+    artifact.write_files(model_dir, splits.label_names, metrics, card)
+    digest = artifact.pack(paths)
+    log.info("artifact packed: sha256 %s", digest)
+    return summary
+
+
+def _f(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---" for _ in header) + " |",
+        *("| " + " | ".join(_f(v) for v in row) + " |" for row in rows),
+    ]
+
+
+def model_card(model_spec: dict[str, Any], hp: Hyperparameters, splits: Splits, summary: dict[str, Any],
+               source: str, loading: str) -> str:
+    evaluation = summary["test"]
+    labels = splits.label_names
+    split = summary["evaluated_on"]
+    where = (f"the **{split}** split ({evaluation['examples']} examples), with the best checkpoint"
+             if split == "test" else
+             f"the **validation** split ({evaluation['examples']} examples): no test split was given or carved, "
+             "and this split also chose the best epoch, so the figures are optimistic")
+    counts = splits.label_counts()
+    data = splits.report
+    throughput = summary["throughput"]
+    lines = [
+        "# Text classifier trained by makam",
+        "",
+        f"- Family: {hp.family}",
+        f"- Base model: {source}",
+        f"- Labels ({len(labels)}): {', '.join(labels)}",
+    ]
+    if hp.family != "tfidf":
+        lines.append(
+            f"- Best epoch: {summary['best_epoch']} of {summary['epochs_trained']} trained "
+            f"(by validation {hp.metric_for_best_model}{'; stopped early' if summary['stopped_early'] else ''})"
+        )
+    lines += [
+        "",
+        "## Evaluation",
+        "",
+        f"On {where}.",
+        "",
+        *_table(["metric", "value"], [
+            ["accuracy", evaluation["accuracy"]],
+            ["macro F1", evaluation["macro_f1"]],
+            ["weighted F1", evaluation["weighted_f1"]],
+            [f"majority baseline accuracy (always {evaluation['majority_label']!r})",
+             evaluation["majority_baseline_accuracy"]],
+        ]),
+        "",
+        "### Per class",
+        "",
+        *_table(["label", "precision", "recall", "F1", "support"], [
+            [name, c["precision"], c["recall"], c["f1"], c["support"]] for name, c in evaluation["per_class"].items()
+        ]),
+        "",
+        "### Confusion matrix (rows: true label, columns: predicted)",
+        "",
+        *_table(["true \\ predicted", *labels], [
+            [name, *row] for name, row in zip(labels, evaluation["confusion_matrix"]["matrix"])
+        ]),
+        "",
+        "## Data",
+        "",
+        *_table(["label", *counts], [[name, *(counts[s][name] for s in counts)] for name in labels]),
+        "",
+        f"- Splits: {', '.join(f'{k} {v}' for k, v in data['sources'].items())}",
+        f"- Leaks (evaluation texts also in training): {', '.join(f'{k} {v}' for k, v in data['leaks'].items())}; "
+        f"removed from evaluation: {', '.join(f'{k} {v}' for k, v in data['removed_from_evaluation'].items())}",
+        f"- Text preparation: {', '.join(f'{k}={v}' for k, v in (data.get('preparation') or {}).items())} "
+        "(textprep.py with preprocessing.json; apply it to raw text before predicting"
+        + (", which the shipped tokenizer does itself)" if hp.family == "scratch" else ")"),
+        "",
+        "## Training throughput",
+        "",
+        f"- {throughput['samples_per_second']:.1f} samples/s, {throughput['tokens_per_second']:.0f} tokens/s, "
+        f"{throughput['seconds']:.1f} s on {throughput['device']}; peak memory {throughput['peak_memory_bytes']} bytes "
+        f"({throughput['peak_memory_measure']})",
+        "",
+        "## Hyperparameters",
+        "",
+        *(f"- {key}: {value}" for key, value in hp.to_dict().items()),
+        "",
+        "## Loading",
+        "",
+        "```python",
+        'd = "path/to/unpacked/model"',
+        'texts = ["..."]',
+        *([] if hp.family == "scratch" else [PREPARE]),
+        loading,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""The `scratch` family: the guide's improved from-scratch transformer (modeling_makam_scratch.py),
+with a SentencePiece tokenizer (BPE or unigram) trained on the training split only.
+
+Everything comes from the hyperparameters (no model.name or model.config). The artifact ships the
+modeling file and textprep.py, so it loads with trust_remote_code and no makam installed.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from makam_worker.training.errors import TrainingError
+from makam_worker.training.family import BuildContext, Built, parameter_counts
+from makam_worker.training.modeling_makam_scratch import (
+    MakamScratchConfig,
+    MakamScratchForSequenceClassification,
+    MakamScratchTokenizer,
+)
+from makam_worker.training.textprep import OPTIONS
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+# Learned positions, as BERT; the config also takes "sinusoidal" (not a hyperparameter).
+POSITIONS = "learned"
+
+LOADING = """\
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+model = AutoModelForSequenceClassification.from_pretrained(d, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(d, trust_remote_code=True)  # prepares raw text as in training
+batch = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
+labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]"""
+
+
+def train_sentencepiece(texts: list[str], vocab_size: int, model_type: str) -> bytes:
+    """A SentencePiece model trained on `texts` (one text a sentence), with <pad>=0, <unk>=1, <s>=2,
+    </s>=3. Deterministic: all texts are used, in order. vocab_size is a soft limit on small data."""
+    import sentencepiece as spm
+
+    out = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=out, vocab_size=vocab_size, model_type=model_type,
+            pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+            pad_piece="<pad>", unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>",
+            character_coverage=1.0, input_sentence_size=0, shuffle_input_sentence=False,
+            max_sentence_length=1 << 20, hard_vocab_limit=False, num_threads=1, minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise TrainingError(
+            "invalid_hyperparameters",
+            f"the SentencePiece {model_type} tokenizer could not be trained with vocab_size {vocab_size}: "
+            f"{str(e).strip().splitlines()[-1]}",
+        ) from None
+    return out.getvalue()
+
+
+def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
+    if model_spec.get("name") or model_spec.get("config"):
+        raise TrainingError("invalid_model", "the scratch family takes no model name or config: "
+                            "its shape comes from the hyperparameters (layers, heads, d_model, ff_dim)")
+    hp, labels = ctx.hp, ctx.splits.label_names
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    vocab_file = ctx.work_dir / "tokenizer.model"
+    vocab_file.write_bytes(train_sentencepiece(ctx.splits.train_texts, hp.vocab_size, hp.tokenizer_model))
+    preprocessing = {name: getattr(hp, name) for name in OPTIONS}
+    tokenizer = MakamScratchTokenizer(vocab_file=str(vocab_file), preprocessing=preprocessing,
+                                      model_max_length=hp.max_length)
+    config = MakamScratchConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hp.d_model,
+        num_hidden_layers=hp.layers,
+        num_attention_heads=hp.heads,
+        intermediate_size=hp.ff_dim,
+        hidden_dropout_prob=hp.dropout,
+        max_position_embeddings=hp.max_length,
+        position_embedding_type=POSITIONS,
+        pooling=hp.pooling,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
+    model = MakamScratchForSequenceClassification(config).to(ctx.device)
+
+    def save(model_dir: Path) -> None:
+        # Registered here, so save_pretrained writes auto_map and copies the modeling file and textprep.py.
+        MakamScratchConfig.register_for_auto_class()
+        MakamScratchForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+        MakamScratchTokenizer.register_for_auto_class("AutoTokenizer")
+        model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+
+    return Built(
+        model=model, tokenizer=tokenizer, max_length=hp.max_length, pad_token_id=tokenizer.pad_token_id, save=save,
+        source=f"from scratch: {hp.layers} pre-norm blocks, d_model {hp.d_model}, {hp.heads} heads, "
+               f"ff_dim {hp.ff_dim}, {POSITIONS} positions, {hp.pooling} pooling; "
+               f"SentencePiece {hp.tokenizer_model} vocabulary of {len(tokenizer)}",
+        loading=LOADING.format(max_length=hp.max_length),
+        info={**parameter_counts(model), "vocab_size": len(tokenizer)},
+    )

@@ -1,0 +1,124 @@
+"""The `tfidf` family, the honest floor: word (1..word_ngram_max) and char_wb
+(char_ngram_min..char_ngram_max) TF-IDF features (sublinear tf) and a LinearSVC or
+LogisticRegression, fit on the training split, checked on validation, evaluated on test.
+
+No torch. The artifact is model.joblib, a scikit-learn Pipeline whose predict() returns label names;
+texts go in prepared by the shipped textprep.py (the vectorizers themselves do not lower-case, so
+Turkish casing stays right).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from makam_worker.events import EventLog
+from makam_worker.layout import RunPaths
+from makam_worker.training import report
+from makam_worker.training.config import Hyperparameters
+from makam_worker.training.data import Splits
+from makam_worker.training.job import Log, data_warnings
+from makam_worker.training.metrics import classification_metrics, evaluation_report
+from makam_worker.training.throughput import Meter
+
+LOADING = """\
+import joblib
+pipeline = joblib.load(f"{d}/model.joblib")  # scikit-learn; predict() gives label names
+labels = list(pipeline.predict(texts))"""
+
+
+def pipeline_for(hp: Hyperparameters) -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.svm import LinearSVC
+
+    features = FeatureUnion([
+        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, hp.word_ngram_max), sublinear_tf=True,
+                                 lowercase=False, max_features=hp.max_features, dtype=_float32())),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(hp.char_ngram_min, hp.char_ngram_max),
+                                 sublinear_tf=True, lowercase=False, max_features=hp.max_features, dtype=_float32())),
+    ])
+    if hp.classifier == "logreg":
+        classifier = LogisticRegression(C=hp.C, max_iter=2000, random_state=hp.seed)
+    else:
+        classifier = LinearSVC(C=hp.C, random_state=hp.seed)
+    return Pipeline([("features", features), ("classifier", classifier)])
+
+
+def _float32() -> Any:
+    import numpy as np
+
+    return np.float32
+
+
+def train_tfidf(
+    paths: RunPaths, spec: dict[str, Any], hp: Hyperparameters, splits: Splits, events: EventLog,
+    check_stop: Callable[[], None], log: Log,
+) -> dict:
+    import joblib
+    from sklearn.metrics import log_loss
+
+    model_spec = spec.get("model") or {}
+    if model_spec.get("name") or model_spec.get("config"):
+        from makam_worker.training.errors import TrainingError
+
+        raise TrainingError("invalid_model", "the tfidf family takes no model name or config: "
+                            "its features and classifier come from the hyperparameters")
+    names = splits.label_names
+    events.append(
+        "started", pid=os.getpid(), device="cpu", train_examples=len(splits.train_texts),
+        validation_examples=len(splits.validation_texts), test_examples=len(splits.test_texts),
+        total_steps=1, labels=names,
+    )
+    for note in data_warnings(hp, splits):
+        events.append("log", level="warning", message=note)
+    meter = Meter(None)
+    meter.start()
+    pipeline = pipeline_for(hp)
+    train_y = [names[i] for i in splits.train_labels]
+    started = time.perf_counter()
+    pipeline.fit(splits.train_texts, train_y)
+    meter.seconds = time.perf_counter() - started
+    meter.samples = len(splits.train_texts)
+    meter.tokens = sum(len(t.split()) for t in splits.train_texts)  # words, for tfidf
+    check_stop()
+    events.append("progress", epoch=1, step=1, total_steps=1, train_loss=0.0, learning_rate=0.0)
+
+    def predict(texts: list[str]) -> list[int]:
+        index = {name: i for i, name in enumerate(names)}
+        return [index[p] for p in pipeline.predict(texts)]
+
+    def loss(texts: list[str], labels: list[int]) -> float | None:
+        if hp.classifier != "logreg":
+            return None  # LinearSVC gives no probabilities
+        return float(log_loss([names[i] for i in labels], pipeline.predict_proba(texts), labels=list(pipeline.classes_)))
+
+    val_pred = predict(splits.validation_texts)
+    scores = classification_metrics(splits.validation_labels, val_pred, names)
+    row = {"epoch": 1, "step": 1, "train_loss": None, "validation_loss": loss(splits.validation_texts, splits.validation_labels),
+           "accuracy": scores["accuracy"], "weighted_f1": scores["weighted_f1"], "macro_f1": scores["macro_f1"]}
+    events.append("metrics", **row)
+    log.info("tfidf: validation accuracy %.4f, macro F1 %.4f", row["accuracy"], row["macro_f1"])
+
+    if splits.has_test:
+        split, texts, labels = "test", splits.test_texts, splits.test_labels
+        predictions = predict(texts)
+    else:
+        split, texts, labels, predictions = "validation", splits.validation_texts, splits.validation_labels, val_pred
+    evaluation = evaluation_report(split, labels, predictions, names, splits.train_labels, loss(texts, labels))
+    throughput = meter.report("cpu")
+    check_stop()
+
+    paths.model.mkdir(parents=True, exist_ok=True)
+    joblib.dump(pipeline, paths.model / "model.joblib")
+    vocabulary = sum(len(t.vocabulary_) for _, t in pipeline.named_steps["features"].transformer_list)
+    return report.finish(
+        paths, spec, hp, splits, events, log,
+        history=[row], best_epoch=1, best_row=row, stopped_early=False, evaluation=evaluation,
+        throughput=throughput, source=f"TF-IDF (word 1-{hp.word_ngram_max}, char_wb {hp.char_ngram_min}-"
+                                      f"{hp.char_ngram_max}) + {hp.classifier}",
+        loading=LOADING, model_info={"features": vocabulary},
+    )

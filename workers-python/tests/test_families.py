@@ -1,0 +1,276 @@
+"""Every family trains, evaluates on a test split, exports, and its export reloads the way the
+README says and predicts the same label names the worker evaluated; the same seed gives the same
+metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import EXAMPLES, FRAMES, TINY_BERT, extract, jsonl, read_events, write_run_dir
+from makam_worker.training.run import EXIT_FAILED, EXIT_OK, execute
+
+TINY_LLAMA = {
+    "model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "num_key_value_heads": 1, "intermediate_size": 64, "max_position_embeddings": 128,
+}
+FAMILY_RUNS = {
+    "encoder": ({"family": "encoder", "name": "", "config": dict(TINY_BERT), "tokenizer": {"vocab_size": 300}},
+                {"epochs": 15, "batch_size": 8, "learning_rate": 3e-3}),
+    "decoder": ({"family": "decoder", "name": "", "config": dict(TINY_LLAMA), "tokenizer": {"vocab_size": 400}},
+                {"epochs": 20, "batch_size": 8, "learning_rate": 5e-3, "lora_target_modules": [
+                    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}),
+    "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
+                {"epochs": 10, "batch_size": 8, "learning_rate": 3e-3, "layers": 2, "heads": 2, "d_model": 32,
+                 "ff_dim": 64, "vocab_size": 200}),
+    "tfidf": ({"family": "tfidf", "name": "", "config": None, "tokenizer": None}, {}),
+}
+
+
+def by_frame(index: int) -> list[dict]:
+    return [e for i, e in enumerate(EXAMPLES) if i % len(FRAMES) == index]
+
+
+TRAIN = by_frame(0) + by_frame(1)
+VALIDATION = by_frame(2)
+# Test texts arrive raw, as scraped rows do: the worker prepares them, and so must each loader.
+TEST = [{"text": "\\'" + e["text"] + "\\r\\nAm", "label": e["label"]} for e in by_frame(3)]
+
+
+def run_family(root, family: str, name: str, **extra_hp) -> tuple:
+    model, hp = FAMILY_RUNS[family]
+    hp = {**hp, "seed": 5, "drop_chord_lines": True, **extra_hp}
+    run_dir = write_run_dir(root, name, hp, model=dict(model), dataset=jsonl(TRAIN), validation=jsonl(VALIDATION))
+    spec = json.loads((run_dir / "spec.json").read_text())
+    test_path = root / f"{name}-test.jsonl"
+    test_path.write_bytes(jsonl(TEST))
+    spec["test_dataset"] = str(test_path)
+    (run_dir / "spec.json").write_text(json.dumps(spec))
+    code = execute(run_dir)
+    log = (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else ""
+    return code, run_dir, log
+
+
+@pytest.fixture(scope="module", params=list(FAMILY_RUNS))
+def trained(request, tmp_path_factory):
+    family = request.param
+    code, run_dir, log = run_family(tmp_path_factory.mktemp(family), family, "run")
+    assert code == EXIT_OK, read_events(run_dir)[-1]
+    unpacked = tmp_path_factory.mktemp(f"{family}-unpacked")
+    extract(run_dir / "model.tar.gz", unpacked)
+    return family, run_dir, unpacked
+
+
+def final(run_dir) -> dict:
+    return read_events(run_dir)[-1]["final_metrics"]
+
+
+def test_trains_evaluates_on_the_test_split_and_reports(trained):
+    family, run_dir, _ = trained
+    events = read_events(run_dir)
+    started = events[0]
+    assert started["type"] == "started"
+    assert (started["train_examples"], started["validation_examples"], started["test_examples"]) == (36, 18, 18)
+    summary = final(run_dir)
+    assert summary["evaluated_on"] == "test" and summary["family"] == family
+    assert {"accuracy", "weighted_f1", "macro_f1", "majority_baseline_accuracy", "test", "best_epoch",
+            "evaluated_on", "throughput", "data"} <= set(summary)
+    test = summary["test"]
+    assert test["split"] == "test" and test["examples"] == 18
+    assert summary["accuracy"] == test["accuracy"] and summary["macro_f1"] == test["macro_f1"]
+    assert summary["majority_baseline_accuracy"] == pytest.approx(1 / 3)
+    assert set(test["per_class"]) == {"aşk", "doğa", "şehir"} and test["per_class"]["aşk"]["support"] == 6
+    assert test["confusion_matrix"]["labels"] == ["aşk", "doğa", "şehir"]
+    assert sum(map(sum, test["confusion_matrix"]["matrix"])) == 18
+    # Chance is 1/3. LoRA on a randomly initialised LLaMA learns the validation frame but barely carries
+    # over to the test frame (its keyword comes last): for the decoder, validation shows the learning.
+    assert (summary["validation"]["accuracy"] if family == "decoder" else summary["accuracy"]) > 0.6, summary
+    assert summary["accuracy"] > 1 / 3
+    throughput = summary["throughput"]
+    assert throughput["device"] == "cpu" and throughput["samples"] >= 36 and throughput["seconds"] > 0
+    assert throughput["samples_per_second"] > 0 and throughput["tokens_per_second"] > 0
+    assert throughput["peak_memory_bytes"] >= 0 and throughput["peak_memory_measure"] == "cpu_max_rss_increase"
+    assert summary["data"]["label_counts"]["test"] == {"aşk": 6, "doğa": 6, "şehir": 6}
+
+
+def test_metrics_json_and_model_card_tell_the_whole_story(trained):
+    family, run_dir, unpacked = trained
+    metrics = json.loads((unpacked / "metrics.json").read_text())
+    assert metrics["summary"] == final(run_dir)
+    assert metrics["hyperparameters"]["seed"] == 5 and "leaks" in metrics["data"]
+    card = (unpacked / "README.md").read_text()
+    for needle in ("## Evaluation", "**test** split", "majority baseline", "### Per class", "### Confusion matrix",
+                   "## Data", "## Hyperparameters", "- seed: 5", "## Loading", "| aşk | 12 | 6 | 6 |"):
+        assert needle in card, needle
+    assert json.loads((unpacked / "labels.json").read_text()) == ["aşk", "doğa", "şehir"]
+    assert json.loads((unpacked / "preprocessing.json").read_text())["drop_chord_lines"] is True
+
+
+LOADER = {
+    # The README's loaders, run in a fresh interpreter where makam cannot be imported.
+    "encoder": """
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        model = AutoModelForSequenceClassification.from_pretrained(d).eval()
+        tokenizer = AutoTokenizer.from_pretrained(d)
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]
+    """,
+    "decoder": """
+        import json, os
+        from peft import PeftConfig, PeftModel
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        names = json.load(open(f"{d}/labels.json"))
+        tokenizer = AutoTokenizer.from_pretrained(d)
+        base = f"{d}/base" if os.path.isdir(f"{d}/base") else PeftConfig.from_pretrained(d).base_model_name_or_path
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=len(names), id2label=dict(enumerate(names)),
+            label2id={l: i for i, l in enumerate(names)}, pad_token_id=tokenizer.pad_token_id)
+        model = PeftModel.from_pretrained(model, d).eval()
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        labels = [names[i] for i in model(**batch).logits.argmax(-1).tolist()]
+    """,
+    "scratch": """
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        model = AutoModelForSequenceClassification.from_pretrained(d, trust_remote_code=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(d, trust_remote_code=True)
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+        labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]
+    """,
+    "tfidf": """
+        import joblib
+        pipeline = joblib.load(f"{d}/model.joblib")
+        labels = list(pipeline.predict(texts))
+    """,
+}
+PREPARE = """
+    import json, sys
+    sys.path.insert(0, d)
+    import textprep
+    texts = [textprep.prepare_text(t, **json.load(open(f"{d}/preprocessing.json"))) for t in texts]
+"""
+BLOCK_MAKAM = """
+    import importlib.abc, sys
+    class NoMakam(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in ("makam_worker", "makam"):
+                raise ImportError(f"{name}: makam is not installed here")
+    sys.meta_path.insert(0, NoMakam())
+"""
+
+
+def loader_script(family: str, directory, texts: list[str], loader: str | None = None) -> str:
+    """The README's loader for `family` as a function of its own, returning the predicted labels."""
+    body = "\n".join(textwrap.dedent(part) for part in (
+        f"d = {str(directory)!r}\ntexts = {texts!r}",
+        "" if family == "scratch" else PREPARE,  # the scratch tokenizer prepares raw text itself
+        loader or LOADER[family], "return labels",
+    ))
+    return "def predict():\n" + textwrap.indent(body, "    ") + "\n"
+
+
+def load_and_predict(artifacts: dict[str, tuple[str, object, str | None]], texts: list[str]) -> dict[str, list[str]]:
+    """Runs each loader in one fresh interpreter where makam cannot be imported."""
+    script = textwrap.dedent(BLOCK_MAKAM) + "import json\nout = {}\n"
+    for key, (family, directory, loader) in artifacts.items():
+        script += loader_script(family, directory, texts, loader) + f"out[{key!r}] = predict()\n"
+    script += "print(json.dumps(out))\n"
+    some_dir = next(iter(artifacts.values()))[1]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
+                               "HF_HOME": str(some_dir.parent / "hf-home")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def merged(tmp_path_factory):
+    root = tmp_path_factory.mktemp("merged")
+    code, run_dir, _ = run_family(root, "decoder", "merged", export="merged", gradient_checkpointing=True)
+    assert code == EXIT_OK, read_events(run_dir)[-1]
+    extract(run_dir / "model.tar.gz", root / "unpacked")
+    return run_dir, root / "unpacked"
+
+
+@pytest.fixture(scope="module")
+def reloaded(tmp_path_factory, merged):
+    """Every family's artifact (and the merged decoder) loaded and run on the raw test texts."""
+    artifacts, runs = {}, {}
+    for family in FAMILY_RUNS:
+        code, run_dir, _ = run_family(tmp_path_factory.mktemp(f"{family}-reload"), family, "run")
+        assert code == EXIT_OK, read_events(run_dir)[-1]
+        extract(run_dir / "model.tar.gz", run_dir.parent / "unpacked")
+        artifacts[family], runs[family] = (family, run_dir.parent / "unpacked", None), run_dir
+    artifacts["decoder-merged"], runs["decoder-merged"] = ("decoder", merged[1], LOADER["encoder"]), merged[0]
+    return runs, load_and_predict(artifacts, [e["text"] for e in TEST])
+
+
+@pytest.mark.parametrize("key", [*FAMILY_RUNS, "decoder-merged"])
+def test_the_export_reloads_without_makam_and_predicts_what_was_evaluated(reloaded, key):
+    runs, predictions = reloaded
+    predicted = predictions[key]
+    assert set(predicted) <= {"aşk", "doğa", "şehir"} and len(predicted) == len(TEST)
+    accuracy = sum(p == e["label"] for p, e in zip(predicted, TEST)) / len(TEST)
+    # Merging sums the LoRA product into the base weights: float noise may flip a near tie.
+    assert accuracy == pytest.approx(final(runs[key])["accuracy"], abs=1 / 18 if key == "decoder-merged" else 1e-9)
+
+
+def test_the_same_seed_gives_the_same_metrics(trained, tmp_path):
+    family, run_dir, _ = trained
+    code, again, _ = run_family(tmp_path, family, "again")
+    assert code == EXIT_OK
+
+    def figures(d):
+        metrics = json.loads((d / "model" / "metrics.json").read_text())
+        return metrics["history"], metrics["evaluation"]
+
+    assert figures(again) == figures(run_dir)
+
+
+@pytest.mark.parametrize("trained", ["scratch"], indirect=True)
+def test_scratch_artifact_ships_its_code_and_tokenizer(trained):
+    _, _, unpacked = trained
+    config = json.loads((unpacked / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_makam_scratch.")
+    assert {"modeling_makam_scratch.py", "textprep.py", "tokenizer.model", "tokenizer_config.json"} <= {
+        p.name for p in unpacked.iterdir()}
+
+
+def test_decoder_merged_export_is_a_plain_model(merged):
+    names = {p.name for p in merged[1].iterdir()}
+    assert "adapter_config.json" not in names and "base" not in names and "model.safetensors" in names
+    config = json.loads((merged[1] / "config.json").read_text())
+    assert config["id2label"] == {"0": "aşk", "1": "doğa", "2": "şehir"} and config["pad_token_id"] is not None
+
+
+def test_decoder_4bit_without_bitsandbytes_fails_clearly(tmp_path):
+    from makam_worker.training.decoder import bitsandbytes_available
+
+    if bitsandbytes_available():
+        pytest.skip("bitsandbytes is installed here")
+    code, run_dir, _ = run_family(tmp_path, "decoder", "qlora", load_in_4bit=True)
+    assert code == EXIT_FAILED
+    finished = read_events(run_dir)[-1]
+    assert (finished["error_code"], finished["retryable"]) == ("bitsandbytes_missing", False)
+    assert "bitsandbytes" in finished["error_message"] and not any(e["type"] == "started" for e in read_events(run_dir))
+
+
+@pytest.mark.parametrize(("family", "model"), [
+    ("scratch", {"family": "scratch", "name": "bert-base-cased", "config": None, "tokenizer": None}),
+    ("tfidf", {"family": "tfidf", "name": "", "config": {"model_type": "bert"}, "tokenizer": None}),
+])
+def test_model_free_families_refuse_a_model(tmp_path, family, model):
+    run_dir = write_run_dir(tmp_path, family, {}, model=model)
+    assert execute(run_dir) == EXIT_FAILED
+    assert read_events(run_dir)[-1]["error_code"] == "invalid_model"
+
+
+def test_a_key_of_another_family_fails_the_run_naming_it(tmp_path):
+    run_dir = write_run_dir(tmp_path, "misapplied", {"lora_r": 8}, model=FAMILY_RUNS["tfidf"][0])
+    assert execute(run_dir) == EXIT_FAILED
+    finished = read_events(run_dir)[-1]
+    assert finished["error_code"] == "invalid_hyperparameters"
+    assert "'lora_r' applies to the decoder family, not tfidf" in finished["error_message"]
