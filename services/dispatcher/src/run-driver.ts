@@ -10,6 +10,7 @@ import { isGrpcError, type BlobStore, type DatasetStore, type JobEvent, type Job
 import { RunState, type WatchRunResponse } from '@makam/shared/gen/makam/worker/v1/worker_pb.js';
 
 const UNARY_MS = 30_000;
+const PROBE_MS = 5_000;
 const TRANSFER_MS = 30 * 60_000;
 const WATCH_MS = 30 * 24 * 3600_000;
 const CHUNK = 1024 * 1024;
@@ -84,11 +85,14 @@ export class RunDriver {
         if (!isGrpcError(err, GrpcStatus.NOT_FOUND)) throw err;
       }
     }
-    if (state === undefined) await this.start(record, attempt);
-    return this.follow(attempt);
+    // Events are tagged with the attempt that created the run, so a run re-attached by a later
+    // attempt keeps one metric series.
+    const runAttempt = state === undefined ? await this.start(record, attempt) : (record.run_attempt ?? attempt);
+    return this.follow(runAttempt);
   }
 
-  private async start(record: JobRecord, attempt: number): Promise<void> {
+  /** Starts the run, or finds it still running from an earlier attempt; returns the run's attempt. */
+  private async start(record: JobRecord, attempt: number): Promise<number> {
     const load = async (id: string | null) => {
       if (!id) return null;
       const ds = await this.ctx.datasets.get(id);
@@ -98,7 +102,6 @@ export class RunDriver {
     const [train, validation, test] = [await load(record.dataset), await load(record.validation_dataset), await load(record.test_dataset ?? null)];
     await this.checkCapacity(record);
     for (const ds of [train, validation, test]) if (ds) await this.ensureDataset(ds.sha256);
-    await this.ctx.jobs.resetWorkerSeq(this.jobId);
     const request = {
       runId: this.jobId,
       model: { family: record.model.family, name: record.model.name ?? '', config: record.model.config as never, tokenizer: record.model.tokenizer as never },
@@ -119,7 +122,14 @@ export class RunDriver {
       await this.client.deleteRun({ runId: this.jobId }, { timeoutMs: UNARY_MS });
       started = await startRun();
     }
-    this.log.info({ attempt, created: started.created }, 'run started');
+    if (!started.created) {
+      this.log.info({ attempt, runAttempt: record.run_attempt }, 're-attaching to a run an earlier attempt started');
+      return record.run_attempt ?? attempt;
+    }
+    // A new run numbers its events from 1 again.
+    await this.ctx.jobs.startRun(this.jobId, attempt);
+    this.log.info({ attempt }, 'run started');
+    return attempt;
   }
 
   /** A worker is never handed a job larger than its memory (as it reports it). */
@@ -155,6 +165,10 @@ export class RunDriver {
     for (;;) {
       const after = await this.ctx.jobs.workerSeq(this.jobId);
       try {
+        // After a break, a short unary call proves the worker answers before a stream (which has
+        // no deadline worth the name) is opened again: a hung worker fails it in seconds.
+        if (lostSince !== null) await this.client.getRun({ runId: this.jobId }, { timeoutMs: PROBE_MS, signal: this.abort.signal });
+        this.log.info({ afterSeq: after, runAttempt: attempt }, 'watching the run');
         for await (const event of this.client.watchRun({ runId: this.jobId, afterSeq: BigInt(after) }, { timeoutMs: WATCH_MS, signal: this.abort.signal })) {
           lostSince = null;
           const outcome = await this.relay(event, attempt);

@@ -59,6 +59,8 @@ export interface JobRecord {
   artifact: { sha256: string; size_bytes: number } | null;
   error: JobError | null;
   attempts: number;
+  /** The attempt that started the run on the worker (a later attempt may re-attach to it). */
+  run_attempt?: number;
   worker: string | null;
   cancel_requested: boolean;
   created_at: string;
@@ -219,9 +221,9 @@ export class JobStore {
     return Number((await this.redis.hget(this.keys.job(id), 'worker_seq')) ?? 0);
   }
 
-  /** A new attempt starts a new run whose sequence numbers start again at 1. */
-  async resetWorkerSeq(id: string): Promise<void> {
-    await this.redis.hset(this.keys.job(id), 'worker_seq', '0');
+  /** A new run numbers its events from 1 again; `attempt` is the attempt that started it. */
+  async startRun(id: string, attempt: number): Promise<void> {
+    await this.redis.hset(this.keys.job(id), 'worker_seq', '0', 'run_attempt', String(attempt));
   }
 
   /**

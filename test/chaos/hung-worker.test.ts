@@ -1,0 +1,60 @@
+// A worker that stops answering (SIGSTOP: a hung process, as a network cut looks from the
+// dispatcher) is noticed by keepalive and deadlines; its job moves on within a bounded time. When
+// the worker comes back, the next attempt finds the run still going and re-attaches to it.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { startRedis, type TestRedis } from '../support/redis.ts';
+import { ROOT, eventually, startStack, type Stack } from '../support/stack.ts';
+import { tally } from './tally.ts';
+
+let redis: TestRedis;
+let stack: Stack;
+
+before(async () => {
+  redis = await startRedis();
+  stack = await startStack(redis.url, { dispatcherEnv: { MAKAM_GRPC_KEEPALIVE_MS: '1000', MAKAM_WORKER_RECONNECT_MS: '3000' } });
+});
+after(async () => {
+  stack?.procs.find((p) => p.name === 'worker')?.child.kill('SIGCONT');
+  await stack?.stop();
+  await redis?.stop();
+});
+
+test('a hung worker is detected, the job moves on, and the run is re-attached when the worker returns', { timeout: 240_000 }, () => stack.withLogs(async () => {
+  const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
+  const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
+  request.dataset = upload.body.id;
+  Object.assign(request.hyperparameters, { epochs: 40, batch_size: 8 });
+  const { body: submitted } = await stack.json('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+  tally.submitted++;
+  await eventually('training to be under way', async () => (await stack.json(`/v1/jobs/${submitted.id}`)).body.progress?.step > 0, 120_000, 100);
+
+  const worker = stack.procs.find((p) => p.name === 'worker')!;
+  worker.child.kill('SIGSTOP');
+  tally.faults++;
+  const t0 = Date.now();
+  const moved = await eventually('the job to move on from the hung worker', async () => {
+    const { body } = await stack.json(`/v1/jobs/${submitted.id}`);
+    return body.status === 'queued' && body.error ? body : null;
+  }, 60_000, 200);
+  const seconds = (Date.now() - t0) / 1000;
+  console.log(`hung worker noticed and job requeued after ${seconds.toFixed(1)} s`);
+  assert.equal(moved.error.code, 'worker_unreachable');
+  assert.ok(seconds < 45, `bounded: ${seconds} s`);
+
+  worker.child.kill('SIGCONT');
+  const job = await eventually('the job to finish', async () => {
+    const { body } = await stack.json(`/v1/jobs/${submitted.id}`);
+    return ['succeeded', 'failed', 'cancelled'].includes(body.status) ? body : null;
+  }, 180_000);
+  if (job.status === 'succeeded') tally.finished++;
+  else tally.lost++;
+  assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
+  assert.equal(job.attempts, 2);
+  const { body: events } = await stack.json(`/v1/jobs/${submitted.id}/events?limit=1000`);
+  assert.equal(events.data.filter((e: { type: string }) => e.type === 'started').length, 1, 'the run was re-attached, not started again');
+  const { body: metrics } = await stack.json(`/v1/jobs/${submitted.id}/metrics`);
+  assert.deepEqual(metrics.data.map((p: { epoch: number }) => p.epoch), Array.from({ length: 40 }, (_, i) => i + 1), 'one metric series, no gap, no duplicate');
+}));
