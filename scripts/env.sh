@@ -59,3 +59,14 @@ if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${deploy_pkgs[@]}" >/dev/null
   fi
 fi
+
+# --- Chromium for the dashboard's browser tests (test/dashboard; Debian's package, driven by
+# playwright-core with executablePath /usr/bin/chromium: nothing downloads a browser of its own).
+if ! command -v chromium >/dev/null && [[ -z ${CHROMIUM_PATH:-} ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "== installing chromium (Debian package, for test/dashboard)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium not found: test/dashboard will skip its browser test (apt-get install chromium, or set CHROMIUM_PATH)" >&2
+  fi
+fi
