@@ -101,20 +101,22 @@ class ModelSpec(_message.Message):
     def __init__(self, family: _Optional[str] = ..., name: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tokenizer: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("run_id", "model", "train_dataset_sha256", "validation_dataset_sha256", "hyperparameters", "test_dataset_sha256")
+    __slots__ = ("run_id", "model", "train_dataset_sha256", "validation_dataset_sha256", "hyperparameters", "test_dataset_sha256", "resume_checkpoint_sha256")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRAIN_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
     HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     TEST_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
+    RESUME_CHECKPOINT_SHA256_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     model: ModelSpec
     train_dataset_sha256: str
     validation_dataset_sha256: str
     hyperparameters: _struct_pb2.Struct
     test_dataset_sha256: str
-    def __init__(self, run_id: _Optional[str] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., train_dataset_sha256: _Optional[str] = ..., validation_dataset_sha256: _Optional[str] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., test_dataset_sha256: _Optional[str] = ...) -> None: ...
+    resume_checkpoint_sha256: str
+    def __init__(self, run_id: _Optional[str] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., train_dataset_sha256: _Optional[str] = ..., validation_dataset_sha256: _Optional[str] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., test_dataset_sha256: _Optional[str] = ..., resume_checkpoint_sha256: _Optional[str] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
     __slots__ = ("state", "created", "last_seq")
@@ -151,7 +153,7 @@ class WatchRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
 
 class WatchRunResponse(_message.Message):
-    __slots__ = ("seq", "time_unix_ms", "started", "progress", "metrics", "log", "finished")
+    __slots__ = ("seq", "time_unix_ms", "started", "progress", "metrics", "log", "finished", "checkpoint")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +161,7 @@ class WatchRunResponse(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     time_unix_ms: int
     started: RunStarted
@@ -166,10 +169,19 @@ class WatchRunResponse(_message.Message):
     metrics: Metrics
     log: LogLine
     finished: RunFinished
-    def __init__(self, seq: _Optional[int] = ..., time_unix_ms: _Optional[int] = ..., started: _Optional[_Union[RunStarted, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ...) -> None: ...
+    checkpoint: CheckpointSaved
+    def __init__(self, seq: _Optional[int] = ..., time_unix_ms: _Optional[int] = ..., started: _Optional[_Union[RunStarted, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSaved, _Mapping]] = ...) -> None: ...
+
+class CheckpointSaved(_message.Message):
+    __slots__ = ("epoch", "step")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    step: int
+    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
 
 class RunStarted(_message.Message):
-    __slots__ = ("pid", "device", "train_examples", "validation_examples", "total_steps", "labels", "test_examples")
+    __slots__ = ("pid", "device", "train_examples", "validation_examples", "total_steps", "labels", "test_examples", "resumed_from_epoch")
     PID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     TRAIN_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +189,7 @@ class RunStarted(_message.Message):
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     TEST_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FROM_EPOCH_FIELD_NUMBER: _ClassVar[int]
     pid: int
     device: str
     train_examples: int
@@ -184,7 +197,8 @@ class RunStarted(_message.Message):
     total_steps: int
     labels: _containers.RepeatedScalarFieldContainer[str]
     test_examples: int
-    def __init__(self, pid: _Optional[int] = ..., device: _Optional[str] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., total_steps: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., test_examples: _Optional[int] = ...) -> None: ...
+    resumed_from_epoch: int
+    def __init__(self, pid: _Optional[int] = ..., device: _Optional[str] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., total_steps: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., test_examples: _Optional[int] = ..., resumed_from_epoch: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("epoch", "step", "total_steps", "train_loss", "learning_rate")
@@ -285,3 +299,43 @@ class DeleteRunResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: bool
     def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class FetchCheckpointRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class FetchCheckpointResponse(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: CheckpointHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[CheckpointHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class CheckpointHeader(_message.Message):
+    __slots__ = ("epoch", "step", "size_bytes", "sha256")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    step: int
+    size_bytes: int
+    sha256: str
+    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class UploadCheckpointRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: CheckpointHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[CheckpointHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class UploadCheckpointResponse(_message.Message):
+    __slots__ = ("sha256",)
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    def __init__(self, sha256: _Optional[str] = ...) -> None: ...

@@ -80,6 +80,16 @@ class WorkerServiceStub:
                 request_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.DeleteRunRequest.SerializeToString,
                 response_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.DeleteRunResponse.FromString,
                 _registered_method=True)
+        self.FetchCheckpoint = channel.unary_stream(
+                '/makam.worker.v1.WorkerService/FetchCheckpoint',
+                request_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.FetchCheckpointRequest.SerializeToString,
+                response_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.FetchCheckpointResponse.FromString,
+                _registered_method=True)
+        self.UploadCheckpoint = channel.stream_unary(
+                '/makam.worker.v1.WorkerService/UploadCheckpoint',
+                request_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointRequest.SerializeToString,
+                response_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -149,6 +159,20 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchCheckpoint(self, request, context):
+        """FetchCheckpoint streams a run's latest checkpoint (a .tar); the first message says which epoch it ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadCheckpoint(self, request_iterator, context):
+        """UploadCheckpoint stores a checkpoint under its sha256, for a run that resumes from it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +220,16 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.DeleteRun,
                     request_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.DeleteRunRequest.FromString,
                     response_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.DeleteRunResponse.SerializeToString,
+            ),
+            'FetchCheckpoint': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchCheckpoint,
+                    request_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.FetchCheckpointRequest.FromString,
+                    response_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.FetchCheckpointResponse.SerializeToString,
+            ),
+            'UploadCheckpoint': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadCheckpoint,
+                    request_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointRequest.FromString,
+                    response_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +476,60 @@ class WorkerService:
             '/makam.worker.v1.WorkerService/DeleteRun',
             makam_dot_worker_dot_v1_dot_worker__pb2.DeleteRunRequest.SerializeToString,
             makam_dot_worker_dot_v1_dot_worker__pb2.DeleteRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/makam.worker.v1.WorkerService/FetchCheckpoint',
+            makam_dot_worker_dot_v1_dot_worker__pb2.FetchCheckpointRequest.SerializeToString,
+            makam_dot_worker_dot_v1_dot_worker__pb2.FetchCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadCheckpoint(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/makam.worker.v1.WorkerService/UploadCheckpoint',
+            makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointRequest.SerializeToString,
+            makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,

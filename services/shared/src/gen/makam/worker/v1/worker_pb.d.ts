@@ -311,6 +311,13 @@ export declare type StartRunRequest = Message<"makam.worker.v1.StartRunRequest">
    * @generated from field: string test_dataset_sha256 = 6;
    */
   testDatasetSha256: string;
+
+  /**
+   * The sha256 of an uploaded checkpoint to resume from (an earlier attempt's); empty to start afresh.
+   *
+   * @generated from field: string resume_checkpoint_sha256 = 7;
+   */
+  resumeCheckpointSha256: string;
 };
 
 /**
@@ -497,6 +504,14 @@ export declare type WatchRunResponse = Message<"makam.worker.v1.WatchRunResponse
      */
     value: RunFinished;
     case: "finished";
+  } | {
+    /**
+     * A checkpoint was saved and can be fetched.
+     *
+     * @generated from field: makam.worker.v1.CheckpointSaved checkpoint = 8;
+     */
+    value: CheckpointSaved;
+    case: "checkpoint";
   } | { case: undefined; value?: undefined };
 };
 
@@ -505,6 +520,33 @@ export declare type WatchRunResponse = Message<"makam.worker.v1.WatchRunResponse
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export declare const WatchRunResponseSchema: GenMessage<WatchRunResponse>;
+
+/**
+ * CheckpointSaved is sent after the training state at the end of an epoch was saved.
+ *
+ * @generated from message makam.worker.v1.CheckpointSaved
+ */
+export declare type CheckpointSaved = Message<"makam.worker.v1.CheckpointSaved"> & {
+  /**
+   * The epoch the checkpoint ends, from 1.
+   *
+   * @generated from field: uint32 epoch = 1;
+   */
+  epoch: number;
+
+  /**
+   * Optimizer steps done at that point.
+   *
+   * @generated from field: uint32 step = 2;
+   */
+  step: number;
+};
+
+/**
+ * Describes the message makam.worker.v1.CheckpointSaved.
+ * Use `create(CheckpointSavedSchema)` to create a new message.
+ */
+export declare const CheckpointSavedSchema: GenMessage<CheckpointSaved>;
 
 /**
  * RunStarted is sent when the training process is up.
@@ -560,6 +602,13 @@ export declare type RunStarted = Message<"makam.worker.v1.RunStarted"> & {
    * @generated from field: uint32 test_examples = 7;
    */
   testExamples: number;
+
+  /**
+   * The epoch of the checkpoint the run resumed from (0 when it started afresh).
+   *
+   * @generated from field: uint32 resumed_from_epoch = 8;
+   */
+  resumedFromEpoch: number;
 };
 
 /**
@@ -915,6 +964,155 @@ export declare type DeleteRunResponse = Message<"makam.worker.v1.DeleteRunRespon
 export declare const DeleteRunResponseSchema: GenMessage<DeleteRunResponse>;
 
 /**
+ * FetchCheckpointRequest names the run whose latest checkpoint to send.
+ *
+ * @generated from message makam.worker.v1.FetchCheckpointRequest
+ */
+export declare type FetchCheckpointRequest = Message<"makam.worker.v1.FetchCheckpointRequest"> & {
+  /**
+   * The run id.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message makam.worker.v1.FetchCheckpointRequest.
+ * Use `create(FetchCheckpointRequestSchema)` to create a new message.
+ */
+export declare const FetchCheckpointRequestSchema: GenMessage<FetchCheckpointRequest>;
+
+/**
+ * FetchCheckpointResponse is one message of a checkpoint download.
+ *
+ * @generated from message makam.worker.v1.FetchCheckpointResponse
+ */
+export declare type FetchCheckpointResponse = Message<"makam.worker.v1.FetchCheckpointResponse"> & {
+  /**
+   * @generated from oneof makam.worker.v1.FetchCheckpointResponse.part
+   */
+  part: {
+    /**
+     * The first message: what follows.
+     *
+     * @generated from field: makam.worker.v1.CheckpointHeader header = 1;
+     */
+    value: CheckpointHeader;
+    case: "header";
+  } | {
+    /**
+     * Every later message: the next bytes of the .tar.
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message makam.worker.v1.FetchCheckpointResponse.
+ * Use `create(FetchCheckpointResponseSchema)` to create a new message.
+ */
+export declare const FetchCheckpointResponseSchema: GenMessage<FetchCheckpointResponse>;
+
+/**
+ * CheckpointHeader describes a checkpoint.
+ *
+ * @generated from message makam.worker.v1.CheckpointHeader
+ */
+export declare type CheckpointHeader = Message<"makam.worker.v1.CheckpointHeader"> & {
+  /**
+   * The epoch the checkpoint ends, from 1.
+   *
+   * @generated from field: uint32 epoch = 1;
+   */
+  epoch: number;
+
+  /**
+   * Optimizer steps done at that point.
+   *
+   * @generated from field: uint32 step = 2;
+   */
+  step: number;
+
+  /**
+   * The size of the .tar in bytes.
+   *
+   * @generated from field: uint64 size_bytes = 3;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * The lowercase hex sha256 of the .tar.
+   *
+   * @generated from field: string sha256 = 4;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message makam.worker.v1.CheckpointHeader.
+ * Use `create(CheckpointHeaderSchema)` to create a new message.
+ */
+export declare const CheckpointHeaderSchema: GenMessage<CheckpointHeader>;
+
+/**
+ * UploadCheckpointRequest is one message of a checkpoint upload.
+ *
+ * @generated from message makam.worker.v1.UploadCheckpointRequest
+ */
+export declare type UploadCheckpointRequest = Message<"makam.worker.v1.UploadCheckpointRequest"> & {
+  /**
+   * @generated from oneof makam.worker.v1.UploadCheckpointRequest.part
+   */
+  part: {
+    /**
+     * The first message: which checkpoint follows.
+     *
+     * @generated from field: makam.worker.v1.CheckpointHeader header = 1;
+     */
+    value: CheckpointHeader;
+    case: "header";
+  } | {
+    /**
+     * Every later message: the next bytes of the .tar.
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message makam.worker.v1.UploadCheckpointRequest.
+ * Use `create(UploadCheckpointRequestSchema)` to create a new message.
+ */
+export declare const UploadCheckpointRequestSchema: GenMessage<UploadCheckpointRequest>;
+
+/**
+ * UploadCheckpointResponse confirms an upload.
+ *
+ * @generated from message makam.worker.v1.UploadCheckpointResponse
+ */
+export declare type UploadCheckpointResponse = Message<"makam.worker.v1.UploadCheckpointResponse"> & {
+  /**
+   * The sha256 the worker computed and stored the checkpoint under.
+   *
+   * @generated from field: string sha256 = 1;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message makam.worker.v1.UploadCheckpointResponse.
+ * Use `create(UploadCheckpointResponseSchema)` to create a new message.
+ */
+export declare const UploadCheckpointResponseSchema: GenMessage<UploadCheckpointResponse>;
+
+/**
  * RunState is where a run is in its life.
  *
  * @generated from enum makam.worker.v1.RunState
@@ -1056,6 +1254,26 @@ export declare const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof DeleteRunRequestSchema;
     output: typeof DeleteRunResponseSchema;
+  },
+  /**
+   * FetchCheckpoint streams a run's latest checkpoint (a .tar); the first message says which epoch it ends.
+   *
+   * @generated from rpc makam.worker.v1.WorkerService.FetchCheckpoint
+   */
+  fetchCheckpoint: {
+    methodKind: "server_streaming";
+    input: typeof FetchCheckpointRequestSchema;
+    output: typeof FetchCheckpointResponseSchema;
+  },
+  /**
+   * UploadCheckpoint stores a checkpoint under its sha256, for a run that resumes from it.
+   *
+   * @generated from rpc makam.worker.v1.WorkerService.UploadCheckpoint
+   */
+  uploadCheckpoint: {
+    methodKind: "client_streaming";
+    input: typeof UploadCheckpointRequestSchema;
+    output: typeof UploadCheckpointResponseSchema;
   },
 }>;
 
