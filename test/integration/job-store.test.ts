@@ -70,6 +70,28 @@ test('a job leaves its tenant\'s active set when it ends, and only then', async 
   assert.ok(!(await active()).includes(job.id));
 });
 
+test('the metric series keeps one point per step across attempts: a resumed attempt replaces only what it redid', async () => {
+  const point = (attempt: number, step: number) => ({ type: 'metrics' as const, attempt, epoch: step / 10, step, train_loss: 1, validation_loss: 1, accuracy: 0.5, weighted_f1: 0.5, macro_f1: 0.5 });
+  const resumed = record();
+  await store.create(resumed);
+  let seq = 0;
+  for (const p of [point(1, 10), point(1, 20), point(1, 30)]) await store.appendWorkerEvent(resumed.id, ++seq, p);
+  await store.startRun(resumed.id, 2);
+  seq = 0;
+  // Attempt 2 resumed from the checkpoint after step 20: it redoes step 30 and goes on.
+  for (const p of [point(2, 30), point(2, 40)]) await store.appendWorkerEvent(resumed.id, ++seq, p);
+  assert.deepEqual((await store.metrics(resumed.id)).map((p) => [p.step, p.attempt]), [[10, 1], [20, 1], [30, 2], [40, 2]]);
+
+  const restarted = record();
+  await store.create(restarted);
+  seq = 0;
+  for (const p of [point(1, 10), point(1, 20)]) await store.appendWorkerEvent(restarted.id, ++seq, p);
+  await store.startRun(restarted.id, 2);
+  seq = 0;
+  for (const p of [point(2, 10), point(2, 20), point(2, 30)]) await store.appendWorkerEvent(restarted.id, ++seq, p);
+  assert.deepEqual((await store.metrics(restarted.id)).map((p) => [p.step, p.attempt]), [[10, 2], [20, 2], [30, 2]]);
+});
+
 test('event pages resume after their cursor', async () => {
   const job = record();
   await store.create(job);

@@ -102,8 +102,12 @@ export class RunDriver {
     const [train, validation, test] = [await load(record.dataset), await load(record.validation_dataset), await load(record.test_dataset ?? null)];
     await this.checkCapacity(record);
     for (const ds of [train, validation, test]) if (ds) await this.ensureDataset(ds.sha256);
+    // A retry resumes from the last checkpoint an earlier attempt left in the artifact store.
+    const resume = record.checkpoint && (await this.ctx.blobs.exists(this.ctx.blobs.checkpointPath(this.jobId))) ? record.checkpoint : null;
+    if (resume) await this.uploadCheckpoint(resume);
     const request = {
       runId: this.jobId,
+      resumeCheckpointSha256: resume?.sha256 ?? '',
       model: { family: record.model.family, name: record.model.name ?? '', config: record.model.config as never, tokenizer: record.model.tokenizer as never },
       trainDatasetSha256: train!.sha256,
       validationDatasetSha256: validation?.sha256 ?? '',
@@ -144,6 +148,39 @@ export class RunDriver {
       const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
       throw new UnrecoverableError(`worker_too_small: the job needs about ${gib(need)} but the worker at ${this.address} (${caps.gpuName || caps.device}) has ${gib(have)}; submit it to a larger resource_class`);
     }
+  }
+
+  private async uploadCheckpoint(cp: { epoch: number; step: number; sha256: string; size_bytes: number }): Promise<void> {
+    const path = this.ctx.blobs.checkpointPath(this.jobId);
+    async function* parts() {
+      yield { part: { case: 'header' as const, value: { epoch: cp.epoch, step: cp.step, sizeBytes: BigInt(cp.size_bytes), sha256: cp.sha256 } } };
+      for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) yield { part: { case: 'chunk' as const, value: chunk as Buffer } };
+    }
+    await this.client.uploadCheckpoint(parts(), { timeoutMs: TRANSFER_MS, signal: this.abort.signal });
+    this.log.info({ epoch: cp.epoch, sha256: cp.sha256 }, 'checkpoint uploaded to worker for resume');
+  }
+
+  /** Pulls the run's latest checkpoint into the artifact store, so it outlives the worker. */
+  private async pullCheckpoint(seq: number, attempt: number, epoch: number, step: number): Promise<void> {
+    let header: { epoch: number; step: number; sha256: string; size: number } | null = null;
+    const client = this.client;
+    const jobId = this.jobId;
+    const signal = this.abort.signal;
+    async function* bytes() {
+      for await (const msg of client.fetchCheckpoint({ runId: jobId }, { timeoutMs: TRANSFER_MS, signal })) {
+        if (msg.part.case === 'header') header = { epoch: msg.part.value.epoch, step: msg.part.value.step, sha256: msg.part.value.sha256, size: Number(msg.part.value.sizeBytes) };
+        else if (msg.part.case === 'chunk') yield msg.part.value;
+      }
+    }
+    const written = await this.ctx.blobs.writeTemp(bytes());
+    const h = header as { epoch: number; step: number; sha256: string; size: number } | null;
+    if (!h || h.sha256 !== written.sha256 || h.size !== written.size || h.epoch < epoch) {
+      await this.ctx.blobs.remove(written.tempPath);
+      throw new Error(`checkpoint of epoch ${epoch} did not arrive whole (got ${h ? `epoch ${h.epoch}, sha256 ${h.sha256}` : 'no header'})`);
+    }
+    await this.ctx.blobs.commit(written.tempPath, this.ctx.blobs.checkpointPath(this.jobId));
+    const checkpoint = { epoch: h.epoch, step: h.step, sha256: h.sha256, size_bytes: h.size };
+    await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'checkpoint', attempt, ...checkpoint }, { checkpoint });
   }
 
   private async ensureDataset(sha256: string): Promise<void> {
@@ -197,8 +234,8 @@ export class RunDriver {
     switch (e.case) {
       case 'started': {
         const v = e.value;
-        const event: JobEvent = { type: 'started', attempt, worker: this.address, pid: v.pid, device: v.device, train_examples: v.trainExamples, validation_examples: v.validationExamples, total_steps: v.totalSteps, labels: v.labels };
-        await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, event, { progress: { epoch: 0, step: 0, total_steps: v.totalSteps } });
+        const event: JobEvent = { type: 'started', attempt, worker: this.address, pid: v.pid, device: v.device, train_examples: v.trainExamples, validation_examples: v.validationExamples, total_steps: v.totalSteps, labels: v.labels, test_examples: v.testExamples, resumed_from_epoch: v.resumedFromEpoch };
+        await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, event, { progress: { epoch: v.resumedFromEpoch, step: 0, total_steps: v.totalSteps } });
         return null;
       }
       case 'progress': {
@@ -213,6 +250,15 @@ export class RunDriver {
         await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'metrics', attempt, ...point }, { metrics: point });
         return null;
       }
+      case 'checkpoint':
+        try {
+          await this.pullCheckpoint(seq, attempt, e.value.epoch, e.value.step);
+        } catch (err) {
+          // A lost checkpoint costs a retry some epochs, never the run.
+          this.log.warn({ err: (err as Error).message, epoch: e.value.epoch }, 'checkpoint not stored');
+          await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', attempt, level: 'warning', message: `checkpoint of epoch ${e.value.epoch} not stored: ${(err as Error).message}` });
+        }
+        return null;
       case 'log':
         await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', attempt, level: e.value.level, message: e.value.message });
         return null;

@@ -31,6 +31,10 @@ export class BlobStore {
     return this.inside('artifacts', jobId, 'model.tar.gz');
   }
 
+  checkpointPath(jobId: string): string {
+    return this.inside('artifacts', jobId, 'checkpoint.tar');
+  }
+
   async tempPath(): Promise<string> {
     const dir = this.inside('tmp');
     await mkdir(dir, { recursive: true });

@@ -57,6 +57,8 @@ export interface JobRecord {
   /** The final metrics.json summary of a succeeded job. */
   result: Record<string, unknown> | null;
   artifact: { sha256: string; size_bytes: number } | null;
+  /** The latest checkpoint pulled into the artifact store; a retry resumes from it. */
+  checkpoint?: { epoch: number; step: number; sha256: string; size_bytes: number } | null;
   error: JobError | null;
   attempts: number;
   /** The attempt that started the run on the worker (a later attempt may re-attach to it). */
@@ -72,10 +74,11 @@ export interface JobRecord {
 /** What the event log holds; `type` says which. */
 export type JobEvent =
   | { type: 'status'; status: JobStatus; message?: string; attempt?: number }
-  | { type: 'started'; attempt: number; worker: string; pid: number; device: string; train_examples: number; validation_examples: number; total_steps: number; labels: string[] }
+  | { type: 'started'; attempt: number; worker: string; pid: number; device: string; train_examples: number; validation_examples: number; total_steps: number; labels: string[]; test_examples?: number; resumed_from_epoch?: number }
   | ({ type: 'progress'; attempt: number; learning_rate: number; train_loss: number } & Progress)
   | ({ type: 'metrics'; attempt: number } & MetricPoint)
-  | { type: 'log'; level: string; message: string; attempt?: number };
+  | { type: 'log'; level: string; message: string; attempt?: number }
+  | { type: 'checkpoint'; attempt: number; epoch: number; step: number; sha256: string; size_bytes: number };
 
 export interface StoredEvent {
   id: string;
@@ -260,13 +263,19 @@ export class JobStore {
     return { data, next_cursor: data.at(-1)?.id ?? after ?? null };
   }
 
-  /** The metric series of the job's latest attempt, in order. */
+  /**
+   * The metric series, in order: a later attempt that trains a step again (from its start, or
+   * from a checkpoint) replaces what earlier attempts stored from that step on, so the series has
+   * no gap and no step twice.
+   */
   async metrics(id: string): Promise<Array<MetricPoint & { attempt: number }>> {
     const entries = await this.redis.xrange(this.keys.jobMetrics(id), '-', '+');
-    const points = entries.map(([, fields]) => JSON.parse(fields[1]!) as MetricPoint & { attempt: number; type?: string });
-    const latest = Math.max(0, ...points.map((p) => p.attempt));
-    return points
-      .filter((p) => p.attempt === latest)
-      .map(({ type: _type, ...p }) => p);
+    const series: Array<MetricPoint & { attempt: number }> = [];
+    for (const [, fields] of entries) {
+      const { type: _type, ...p } = JSON.parse(fields[1]!) as MetricPoint & { attempt: number; type?: string };
+      while (series.length && series.at(-1)!.attempt < p.attempt && series.at(-1)!.step >= p.step) series.pop();
+      series.push(p);
+    }
+    return series;
   }
 }
