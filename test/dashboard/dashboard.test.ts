@@ -2,7 +2,7 @@
 // stack: the API key entered as a user would, the jobs list, cancel from the page, a job's curves
 // gaining points while it trains (server-sent events), and after it ends the final metrics, the
 // confusion matrix and per-class scores matching the API's, the model card, the download button.
-// Leaves a screenshot of the job page in docs/dashboard.png.
+// Takes a screenshot of the job page (docs/dashboard.png with MAKAM_UPDATE_SCREENSHOT=1).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -133,5 +133,7 @@ test('a job page shows live curves, then final metrics, confusion matrix and mod
   // The top of the page: progress, results, curves, confusion matrix and per-class scores.
   await page.evaluate('window.scrollTo(0, 0)');
   const evaluationBottom = await page.getByTestId('per-class').evaluate((el) => (el as unknown as { closest(s: string): { getBoundingClientRect(): { bottom: number } } }).closest('.panel').getBoundingClientRect().bottom);
-  await page.screenshot({ path: path.join(ROOT, 'docs/dashboard.png'), clip: { x: 0, y: 0, width: 1360, height: Math.ceil(Math.max(evaluationBottom, 600) + 24) }, fullPage: true });
+  // Refresh the README's picture with MAKAM_UPDATE_SCREENSHOT=1; otherwise it goes to a temporary file.
+  const shot = process.env.MAKAM_UPDATE_SCREENSHOT ? path.join(ROOT, 'docs/dashboard.png') : path.join(await mkdtemp(path.join(tmpdir(), 'makam-shot-')), 'dashboard.png');
+  await page.screenshot({ path: shot, clip: { x: 0, y: 0, width: 1360, height: Math.ceil(Math.max(evaluationBottom, 600) + 24) }, fullPage: true });
 }));
