@@ -129,7 +129,7 @@ test('a job whose model cannot be found fails once, with the worker\'s error cod
   assert.equal(art.status, 409);
 }));
 
-test('a training process killed mid-run is retried as a new attempt and the job still succeeds', { timeout: 240_000 }, () => stack.withLogs(async () => {
+test('a training process killed mid-run is retried from its last checkpoint and the job still succeeds, its metric series whole', { timeout: 240_000 }, () => stack.withLogs(async () => {
   const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
   const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
   request.dataset = upload.body.id;
@@ -138,7 +138,8 @@ test('a training process killed mid-run is retried as a new attempt and the job 
   const pid = await eventually('the first attempt to train', async () => {
     const { body } = await stack.json(`/v1/jobs/${submitted.id}/events?limit=1000`);
     const started = body.data.find((e: { type: string }) => e.type === 'started');
-    return started && body.data.some((e: { type: string }) => e.type === 'metrics') ? (started.data.pid as number) : null;
+    // Once a checkpoint is in the artifact store, the training process is killed.
+    return started && body.data.some((e: { type: string }) => e.type === 'checkpoint') ? (started.data.pid as number) : null;
   }, 120_000, 100);
   process.kill(pid, 'SIGKILL'); // as the OOM killer would
   const job = await eventually('the job to finish', async () => {
@@ -152,7 +153,17 @@ test('a training process killed mid-run is retried as a new attempt and the job 
   assert.deepEqual(statuses, ['queued', 'running', 'queued', 'running', 'succeeded']);
   const retried = events.data.find((e: { type: string; data: { status?: string } }) => e.type === 'status' && e.data.status === 'queued' && e !== events.data[0]);
   assert.match(retried.data.message, /worker_crashed/, 'the retry names the fault');
-  // The metric series is the successful attempt's, one point per epoch.
+  // Attempt 2 resumes from the last checkpoint the dispatcher pulled before the kill (if any):
+  // the series keeps attempt 1's epochs up to it and attempt 2's after, each epoch once.
+  const started = events.data.filter((e: { type: string }) => e.type === 'started');
+  assert.equal(started.length, 2);
+  const resumedFrom: number = started[1].data.resumed_from_epoch ?? 0;
+  const checkpoints = events.data.filter((e: { type: string; data: { attempt: number } }) => e.type === 'checkpoint' && e.data.attempt === 1);
+  assert.ok(resumedFrom >= 1, 'the retry resumed from a checkpoint');
+  assert.equal(resumedFrom, checkpoints.at(-1)?.data.epoch, 'the retry resumed from the last checkpoint stored');
   const { body: metrics } = await stack.json(`/v1/jobs/${submitted.id}/metrics`);
-  assert.deepEqual(metrics.data.map((p: { epoch: number; attempt: number }) => [p.epoch, p.attempt]), [1, 2, 3, 4, 5, 6, 7, 8].map((e) => [e, 2]));
+  assert.deepEqual(
+    metrics.data.map((p: { epoch: number; attempt: number }) => [p.epoch, p.attempt]),
+    [1, 2, 3, 4, 5, 6, 7, 8].map((e) => [e, e <= resumedFrom ? 1 : 2]),
+  );
 }));
