@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 EVENTS_FILE = "events.jsonl"
-EVENT_TYPES = frozenset({"started", "progress", "metrics", "log", "finished"})
+EVENT_TYPES = frozenset({"started", "progress", "metrics", "checkpoint", "log", "finished"})
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 Event = dict[str, Any]

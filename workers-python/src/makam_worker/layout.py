@@ -47,6 +47,18 @@ class RunPaths:
     def archive_sha256(self) -> Path:
         return self.dir / "model.tar.gz.sha256"
 
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / "checkpoint.tar"  # the training state at the end of the latest epoch
+
+    @property
+    def checkpoint_info(self) -> Path:
+        return self.dir / "checkpoint.json"  # that file's epoch, step, size and sha256, for FetchCheckpoint
+
+    @property
+    def resume(self) -> Path:
+        return self.dir / "resume.tar"  # the uploaded checkpoint this run resumes from (moved in by StartRun)
+
 
 def runs_dir(state_dir: Path) -> Path:
     return state_dir / "runs"
@@ -58,6 +70,10 @@ def datasets_dir(state_dir: Path) -> Path:
 
 def dataset_path(state_dir: Path, sha256: str) -> Path:
     return datasets_dir(state_dir) / f"{sha256}.jsonl"
+
+
+def checkpoints_dir(state_dir: Path) -> Path:
+    return state_dir / "checkpoints"
 
 
 def sha256_file(path: Path) -> str:

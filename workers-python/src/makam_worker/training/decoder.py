@@ -77,6 +77,15 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         quantization = _quantization(dtype) if hp.load_in_4bit else None
         model, tokenizer = _from_pretrained(name, id2label, label2id, dtype=dtype, quantization_config=quantization)
         source = name
+    elif model_spec.get("config") and ctx.resume_dir is not None:
+        # A resumed run: the tokenizer and the untrained base its checkpoint carries, not new ones.
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(ctx.resume_dir / "tokenizer")
+        base_dir = ctx.work_dir / "base"
+        shutil.rmtree(base_dir, ignore_errors=True)
+        shutil.copytree(ctx.resume_dir / "base", base_dir)
+        model, _ = _from_pretrained(str(base_dir), id2label, label2id, dtype=dtype, tokenizer=False,
+                                    quantization_config=_quantization(dtype) if hp.load_in_4bit else None)
+        source = f"untrained {model_spec['config'].get('model_type')} built from a config"
     elif model_spec.get("config"):
         tokenizer = train_byte_bpe(ctx.splits.train_texts, _tokenizer_settings(model_spec.get("tokenizer") or {}))
         model = _from_config(dict(model_spec["config"]), tokenizer, id2label, label2id)
@@ -93,8 +102,12 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         raise TrainingError("invalid_model", "the model needs a name (id or local path) or a config", retryable=False)
 
     notes = ensure_pad_token(tokenizer, model)
+    derived = {}
     if base_dir is not None:
         model.config.save_pretrained(base_dir)  # with pad_token_id
+        # Both were made from the data and the seed: every checkpoint carries them for a resumed run.
+        tokenizer.save_pretrained(ctx.work_dir / "tokenizer")
+        derived = {"tokenizer": ctx.work_dir / "tokenizer", "base": base_dir}
     if hp.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=hp.gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -145,6 +158,7 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         source=source, loading=loading.replace("{max_length}", str(max_length)), notes=notes,
         info={**parameter_counts(model), "vocab_size": len(tokenizer), "export": hp.export,
               "load_in_4bit": hp.load_in_4bit, "base_dtype": str(dtype).removeprefix("torch.")},
+        derived=derived,
     )
 
 

@@ -37,8 +37,14 @@ labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tol
 
 
 def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
-    """The `encoder` family for the training loop; gradient checkpointing when asked."""
-    model, tokenizer = build_encoder(model_spec, ctx.splits.label_names, ctx.splits.train_texts)
+    """The `encoder` family for the training loop; gradient checkpointing when asked. A config-built
+    model's trained tokenizer is kept for checkpoints, and a resumed run reuses the one it carries."""
+    saved = ctx.resume_dir / "tokenizer" if ctx.resume_dir is not None else None
+    model, tokenizer = build_encoder(model_spec, ctx.splits.label_names, ctx.splits.train_texts, saved_tokenizer=saved)
+    derived = {}
+    if model_spec.get("config"):
+        derived["tokenizer"] = ctx.work_dir / "tokenizer"
+        tokenizer.save_pretrained(derived["tokenizer"])
     if ctx.hp.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     model.to(ctx.device)
@@ -55,7 +61,7 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
     return Built(
         model=model, tokenizer=tokenizer, max_length=max_length, pad_token_id=tokenizer.pad_token_id, save=save,
         source=source, loading=LOADING.format(max_length=max_length), notes=notes,
-        info={**parameter_counts(model), "vocab_size": len(tokenizer)},
+        info={**parameter_counts(model), "vocab_size": len(tokenizer)}, derived=derived,
     )
 
 
@@ -66,16 +72,20 @@ def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
         raise TrainingError("invalid_hyperparameters", f"gradient_checkpointing: {e}; set it to false") from None
 
 
-def build_encoder(model_spec: dict[str, Any], label_names: list[str], train_texts: list[str]) -> tuple[
-    PreTrainedModel, PreTrainedTokenizerBase
-]:
-    """The model, with a classification head for `label_names` in id order, and its tokenizer."""
+def build_encoder(
+    model_spec: dict[str, Any], label_names: list[str], train_texts: list[str], saved_tokenizer: Path | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model, with a classification head for `label_names` in id order, and its tokenizer; with
+    a config, the tokenizer in `saved_tokenizer` when given (a resumed run), else one trained anew."""
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
     if model_spec.get("name"):
         return _from_pretrained(model_spec["name"], id2label, label2id)
     if model_spec.get("config"):
-        tokenizer = train_wordpiece(train_texts, _tokenizer_settings(model_spec.get("tokenizer") or {}))
+        if saved_tokenizer is not None:
+            tokenizer = BertTokenizerFast.from_pretrained(saved_tokenizer)
+        else:
+            tokenizer = train_wordpiece(train_texts, _tokenizer_settings(model_spec.get("tokenizer") or {}))
         return _from_config(dict(model_spec["config"]), tokenizer, id2label, label2id), tokenizer
     raise TrainingError("invalid_model", "the model needs a name (id or local path) or a config", retryable=False)
 

@@ -22,6 +22,7 @@ class BuildContext:
     precision: str  # "fp32", "bf16" or "fp16", resolved for the device
     work_dir: Path  # the run's scratch directory (not packed)
     log: Log
+    resume_dir: Path | None = None  # a resumed run: the `derived` files of its checkpoint, to use instead of training them
 
 
 @dataclass
@@ -44,6 +45,9 @@ class Built:
     """Warnings for the run's log (a lowered max_length, say)."""
     info: dict[str, Any] = field(default_factory=dict)
     """Facts for metrics.json: parameter counts, the tokenizer's vocabulary size."""
+    derived: dict[str, Path] = field(default_factory=dict)
+    """Files and directories derived from the data that every checkpoint carries (a tokenizer trained on
+    the split, a config-built base), by their name in it; a resumed run finds them in ctx.resume_dir."""
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:

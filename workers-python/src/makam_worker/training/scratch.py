@@ -8,6 +8,7 @@ modeling file and textprep.py, so it loads with trust_remote_code and no makam i
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,10 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
     hp, labels = ctx.hp, ctx.splits.label_names
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     vocab_file = ctx.work_dir / "tokenizer.model"
-    vocab_file.write_bytes(train_sentencepiece(ctx.splits.train_texts, hp.vocab_size, hp.tokenizer_model))
+    if ctx.resume_dir is not None:  # a resumed run: the vocabulary its checkpoint carries
+        shutil.copyfile(ctx.resume_dir / "tokenizer.model", vocab_file)
+    else:
+        vocab_file.write_bytes(train_sentencepiece(ctx.splits.train_texts, hp.vocab_size, hp.tokenizer_model))
     preprocessing = {name: getattr(hp, name) for name in OPTIONS}
     tokenizer = MakamScratchTokenizer(vocab_file=str(vocab_file), preprocessing=preprocessing,
                                       model_max_length=hp.max_length)
@@ -98,4 +102,5 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
                f"SentencePiece {hp.tokenizer_model} vocabulary of {len(tokenizer)}",
         loading=LOADING.format(max_length=hp.max_length),
         info={**parameter_counts(model), "vocab_size": len(tokenizer)},
+        derived={"tokenizer.model": vocab_file},
     )

@@ -1,7 +1,7 @@
 """The neural families' training, in the order of transformers' run_glue_no_trainer.py: seed, model,
-loaders, optimizer (no decay on biases and norms), schedule, loop with per-epoch validation, best
-checkpoint and early stopping, final evaluation of the best checkpoint on the test split (else
-validation), save, pack. job.py has done the data step before.
+loaders, optimizer (no decay on biases and norms), schedule, resume, loop with per-epoch validation,
+best checkpoint, early stopping and a checkpoint of the training state, final evaluation of the best
+checkpoint on the test split (else validation), save, pack. job.py has done the data step before.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from transformers.utils import logging as hf_logging
 
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
-from makam_worker.training import report
+from makam_worker.training import checkpoint, report
+from makam_worker.training.checkpoint import LoopState, Resume, restore, snapshot
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
 from makam_worker.training.errors import TrainingError
@@ -147,14 +148,35 @@ def collate(rows: list[tuple[int, list[int], int]], pad_token_id: int) -> dict[s
     }
 
 
+class EpochShuffle(torch.utils.data.Sampler[int]):
+    """A permutation per epoch that depends only on (seed, epoch), so a run resumed at epoch k+1 sees
+    the batches an uninterrupted run would (one generator carried across epochs would not)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        # seed < 2**32 and epoch <= 1000 < 2**20: every (seed, epoch) has its own generator seed.
+        generator = torch.Generator().manual_seed((self.seed << 20) + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
 def loader(ids: list[list[int]], labels: list[int], batch_size: int, pad_token_id: int, *,
            shuffle: bool, seed: int = 0) -> DataLoader:
+    """Batches of (index, ids, label) rows: shuffled per epoch by an EpochShuffle (call its
+    set_epoch), or else sorted by length."""
     rows = [(i, x, y) for i, (x, y) in enumerate(zip(ids, labels))]
     if not shuffle:
         rows.sort(key=lambda row: len(row[1]))  # less padding; predictions are put back in order
     return DataLoader(
-        rows, batch_size=batch_size, shuffle=shuffle, collate_fn=lambda b: collate(b, pad_token_id),
-        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        rows, batch_size=batch_size, sampler=EpochShuffle(len(rows), seed) if shuffle else None,
+        collate_fn=lambda b: collate(b, pad_token_id),
     )
 
 
@@ -282,18 +304,6 @@ def evaluate(model: torch.nn.Module, data: DataLoader, device: torch.device, pre
     return loss_sum / count, [predicted[i] for i in order], [reference[i] for i in order]
 
 
-def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable weights (all that training changes), copied to CPU memory."""
-    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
-
-
-@torch.no_grad()
-def restore(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    for name, param in model.named_parameters():
-        if name in weights:
-            param.copy_(weights[name].to(param.device, param.dtype))
-
-
 def improved(metric: str, value: float, best: float | None) -> bool:
     if best is None:
         return True
@@ -344,9 +354,12 @@ def train_neural(
     device = pick_device()
     precision = resolve_precision(hp.precision, device)
     loss_fn = loss_for(hp, splits)
+    # Checked against this run before anything is built: another family, labels or model fails here.
+    resume = Resume.open(paths, spec, hp, splits) if spec.get("resume_checkpoint_sha256") else None
     meter = Meter(device)
     meter.start()  # peak memory counts from just before the model is built
-    ctx = BuildContext(hp=hp, splits=splits, device=device, precision=precision, work_dir=paths.work, log=log)
+    ctx = BuildContext(hp=hp, splits=splits, device=device, precision=precision, work_dir=paths.work, log=log,
+                       resume_dir=resume.derived if resume is not None else None)
     built = _builder(hp.family)(spec["model"], ctx)
     model = built.model
     check_stop()
@@ -364,66 +377,83 @@ def train_neural(
     scheduler = scheduler_for(optimizer, hp, total_steps)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
+    loop, notes = LoopState(), []
+    if resume is not None:
+        # Last before the loop: it also sets the random generators as they were after epoch k.
+        loop, notes = resume.restore(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, meter=meter,
+                                     device=device, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     events.append(
         "started", pid=os.getpid(), device=device_name(device), train_examples=len(splits.train_texts),
         validation_examples=len(splits.validation_texts), test_examples=len(splits.test_texts),
-        total_steps=total_steps, labels=splits.label_names,
+        total_steps=total_steps, labels=splits.label_names, resumed_from_epoch=loop.epoch,
     )
-    for note in data_warnings(hp, splits) + built.notes:
+    for note in data_warnings(hp, splits) + built.notes + notes:
         events.append("log", level="warning", message=note)
+    if resume is not None:
+        events.append("log", level="info", message=(
+            f"resumed from the checkpoint of epoch {loop.epoch} (step {loop.step}); training goes on at epoch "
+            f"{loop.epoch + 1}" if loop.epoch < hp.epochs and not loop.stopped_early else
+            f"resumed from the checkpoint of epoch {loop.epoch}, where training had ended: evaluating and exporting"))
     log.info("training %s on %s in %s: %d steps, %d of %d training texts truncated to %d tokens",
              hp.family, device_name(device), precision, total_steps, train_truncated, len(train_ids), built.max_length)
 
     reporter = ProgressReporter(events, total_steps)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"value": None, "epoch": 0, "weights": None, "row": None}
-    since_best = 0
-    stopped_early = False
-    step = 0
+    checkpoint_meta = {
+        "family": hp.family, "model": spec.get("model"), "labels": splits.label_names, "total_steps": total_steps,
+        "steps_per_epoch": steps_per_epoch, "precision": precision,
+    }
     model.train()
-    for epoch in range(1, hp.epochs + 1):
+    for epoch in range(loop.epoch + 1, hp.epochs + 1):
+        if loop.stopped_early:
+            break
         epoch_loss, epoch_steps = 0.0, 0
         meter.resume()
+        train_loader.sampler.set_epoch(epoch)
         groups = list(windows(train_loader, hp.gradient_accumulation_steps))
         for i, window in enumerate(groups):
             check_stop()
             loss = train_step(model, window, loss_fn, optimizer, device=device, precision=precision,
                               max_grad_norm=hp.max_grad_norm, scaler=scaler, scheduler=scheduler)
-            step += 1
+            loop.step += 1
             meter.samples += sum(b["labels"].numel() for b in window)
             meter.tokens += sum(int(b["attention_mask"].sum()) for b in window)
             if loss is not None:
                 epoch_loss += loss
                 epoch_steps += 1
-            reporter.step(epoch, step, loss or 0.0, scheduler.get_last_lr()[0], epoch_end=i == len(groups) - 1)
+            reporter.step(epoch, loop.step, loss or 0.0, scheduler.get_last_lr()[0], epoch_end=i == len(groups) - 1)
         meter.pause()
 
         val_loss, predictions, references = evaluate(model, val_loader, device, precision)
         scores = classification_metrics(references, predictions, splits.label_names)
         row = {
-            "epoch": epoch, "step": step, "train_loss": epoch_loss / max(epoch_steps, 1), "validation_loss": val_loss,
+            "epoch": epoch, "step": loop.step, "train_loss": epoch_loss / max(epoch_steps, 1), "validation_loss": val_loss,
             "accuracy": scores["accuracy"], "weighted_f1": scores["weighted_f1"], "macro_f1": scores["macro_f1"],
         }
-        history.append(row)
+        loop.epoch = epoch
+        loop.history.append(row)
         events.append("metrics", **row)
-        value = row[hp.metric_for_best_model]
         log.info("epoch %d/%d: validation accuracy %.4f, macro F1 %.4f, loss %.4f",
                  epoch, hp.epochs, row["accuracy"], row["macro_f1"], val_loss)
-        if improved(hp.metric_for_best_model, value, best["value"]):
-            best = {"value": value, "epoch": epoch, "weights": snapshot(model), "row": row}
-            since_best = 0
+        value = row[hp.metric_for_best_model]
+        if improved(hp.metric_for_best_model, value, loop.best_value):
+            loop.best_value, loop.best_epoch, loop.best_row = value, epoch, row
+            loop.best_weights = snapshot(model)
+            loop.since_best = 0
         else:
-            since_best += 1
-            if hp.early_stopping_patience and since_best >= hp.early_stopping_patience:
-                stopped_early = epoch < hp.epochs
-                if stopped_early:
-                    events.append("log", level="info", message=(
-                        f"early stopping after epoch {epoch}: {hp.metric_for_best_model} has not improved for "
-                        f"{since_best} epoch(s); the best epoch is {best['epoch']}"))
-                    break
+            loop.since_best += 1
+            if hp.early_stopping_patience and loop.since_best >= hp.early_stopping_patience and epoch < hp.epochs:
+                loop.stopped_early = True
+                events.append("log", level="info", message=(
+                    f"early stopping after epoch {epoch}: {hp.metric_for_best_model} has not improved for "
+                    f"{loop.since_best} epoch(s); the best epoch is {loop.best_epoch}"))
+        began = time.monotonic()
+        saved = checkpoint.save(paths, meta=checkpoint_meta, model=model, optimizer=optimizer, scheduler=scheduler,
+                                scaler=scaler, loop=loop, meter=meter, device=device, derived=built.derived)
+        log.info("checkpoint of epoch %d saved: %d bytes in %.1fs", epoch, saved.size_bytes, time.monotonic() - began)
+        events.append("checkpoint", epoch=saved.epoch, step=saved.step)  # only once the file is whole
     check_stop()
 
-    restore(model, best["weights"])
+    restore(model, loop.best_weights)
     if splits.has_test:
         test_loader = loader(test_ids, splits.test_labels, hp.batch_size, pad, shuffle=False)
         split, (eval_loss, predictions, references) = "test", evaluate(model, test_loader, device, precision)
@@ -440,7 +470,7 @@ def train_neural(
     built.save(paths.model)
     return report.finish(
         paths, spec, hp, splits, events, log,
-        history=history, best_epoch=best["epoch"], best_row=best["row"], stopped_early=stopped_early,
+        history=loop.history, best_epoch=loop.best_epoch, best_row=loop.best_row, stopped_early=loop.stopped_early,
         evaluation=final, throughput=throughput, source=built.source, loading=built.loading,
         model_info={**built.info, "max_length": built.max_length, "train_texts_truncated": train_truncated},
     )
