@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import tarfile
@@ -65,6 +66,31 @@ def upload(stub, data: bytes, sha256: str, size: int | None = None, chunk: int =
             yield pb.UploadDatasetRequest(chunk=data[i : i + chunk])
 
     return stub.UploadDataset(messages(), timeout=timeout)
+
+
+def fetch_checkpoint(stub, run_id: str) -> tuple[pb.CheckpointHeader, bytes]:
+    parts = list(stub.FetchCheckpoint(pb.FetchCheckpointRequest(run_id=run_id), timeout=DEADLINE))
+    assert parts[0].WhichOneof("part") == "header" and all(p.WhichOneof("part") == "chunk" for p in parts[1:])
+    return parts[0].header, b"".join(p.chunk for p in parts[1:])
+
+
+def upload_checkpoint(stub, data: bytes, sha256: str, size: int | None = None, epoch: int = 0, step: int = 0,
+                      timeout: float = DEADLINE):
+    def messages():
+        yield pb.UploadCheckpointRequest(header=pb.CheckpointHeader(
+            epoch=epoch, step=step, sha256=sha256, size_bytes=len(data) if size is None else size))
+        for i in range(0, len(data), 1 << 16):
+            yield pb.UploadCheckpointRequest(chunk=data[i : i + (1 << 16)])
+
+    return stub.UploadCheckpoint(messages(), timeout=timeout)
+
+
+def stub_run_file(worker, run_id: str, name: str) -> str:
+    return (worker[1] / "runs" / run_id / name).read_text()
+
+
+def without_throughput(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k != "throughput"}
 
 
 def watch(stub, run_id: str, after_seq: int = 0) -> list[pb.WatchRunResponse]:
@@ -276,6 +302,7 @@ def test_unknown_runs_are_not_found(worker):
     assert code_of(stub.WatchRun, pb.WatchRunRequest(run_id="nope")) == grpc.StatusCode.NOT_FOUND
     assert code_of(stub.CancelRun, pb.CancelRunRequest(run_id="nope")) == grpc.StatusCode.NOT_FOUND
     assert code_of(stub.FetchArtifact, pb.FetchArtifactRequest(run_id="nope")) == grpc.StatusCode.NOT_FOUND
+    assert code_of(stub.FetchCheckpoint, pb.FetchCheckpointRequest(run_id="nope")) == grpc.StatusCode.NOT_FOUND
     assert not stub.DeleteRun(pb.DeleteRunRequest(run_id="nope"), timeout=DEADLINE).deleted
 
 
@@ -328,6 +355,111 @@ def test_a_tfidf_run_with_a_test_dataset_reports_the_test_split(worker):
     parts = list(stub.FetchArtifact(pb.FetchArtifactRequest(run_id="tfidf"), timeout=DEADLINE))
     with tarfile.open(fileobj=io.BytesIO(b"".join(p.chunk for p in parts[1:]))) as tar:
         assert {"model.joblib", "labels.json", "metrics.json", "README.md", "textprep.py"} <= set(tar.getnames())
+    # tfidf has no epochs and saves no checkpoint.
+    assert not [e for e in events if e.WhichOneof("event") == "checkpoint"]
+    assert code_of(stub.FetchCheckpoint, pb.FetchCheckpointRequest(run_id="tfidf")) == grpc.StatusCode.NOT_FOUND
+
+
+def test_fetch_checkpoint_sends_the_last_epochs_file(worker, finished_run):
+    stub, state_dir = worker
+    header, data = fetch_checkpoint(stub, "quick")
+    started = finished_run["events"][0].started
+    checkpoints = [e.checkpoint for e in finished_run["events"] if e.WhichOneof("event") == "checkpoint"]
+    assert [c.epoch for c in checkpoints] == [1, 2, 3] and started.resumed_from_epoch == 0
+    assert (header.epoch, header.step) == (3, started.total_steps) == (checkpoints[-1].epoch, checkpoints[-1].step)
+    assert len(data) == header.size_bytes and hashlib.sha256(data).hexdigest() == header.sha256
+    assert (state_dir / "runs" / "quick" / "checkpoint.tar").read_bytes() == data
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert tar.getnames()[:2] == ["meta.json", "state.pt"]
+
+
+def test_upload_checkpoint_stores_it_under_its_sha256_and_refuses_a_mismatch(worker, finished_run):
+    stub, state_dir = worker
+    header, data = fetch_checkpoint(stub, "quick")
+    store = state_dir / "checkpoints"
+    wrong = hashlib.sha256(b"other bytes").hexdigest()
+    assert code_of(upload_checkpoint, stub, data, wrong) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(upload_checkpoint, stub, data, header.sha256, size=len(data) - 1) == grpc.StatusCode.INVALID_ARGUMENT
+    junk = b"not a checkpoint" * 64
+    assert code_of(upload_checkpoint, stub, junk, hashlib.sha256(junk).hexdigest()) == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(store.iterdir()) == []  # nothing stored, no temp file left
+
+    response = upload_checkpoint(stub, data, header.sha256, epoch=header.epoch, step=header.step)
+    assert response.sha256 == header.sha256
+    assert (store / f"{header.sha256}.tar").read_bytes() == data
+
+
+def test_resume_from_a_checkpoint_not_on_the_worker_is_refused(worker):
+    stub, state_dir = worker
+    missing = start_request("resume-missing", QUICK, resume_checkpoint_sha256="2" * 64)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.StartRun(missing, timeout=DEADLINE)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "upload it first" in info.value.details()
+    bad = start_request("resume-bad", QUICK, resume_checkpoint_sha256="NOT-A-SHA")
+    assert code_of(stub.StartRun, bad) == grpc.StatusCode.INVALID_ARGUMENT
+    assert not any((state_dir / "runs" / name).exists() for name in ("resume-missing", "resume-bad"))
+
+
+def test_a_run_resumed_from_its_last_epoch_only_evaluates_and_exports(worker, finished_run):
+    """The uploaded checkpoint of the quick run's epoch 3 of 3: the new run trains no more and ends
+    with the quick run's figures, its best epoch's weights restored from the checkpoint."""
+    stub, state_dir = worker
+    header, data = fetch_checkpoint(stub, "quick")
+    upload_checkpoint(stub, data, header.sha256, epoch=header.epoch, step=header.step)
+    assert stub.StartRun(start_request("resumed-at-end", QUICK, resume_checkpoint_sha256=header.sha256),
+                         timeout=DEADLINE).created
+    # The run took the upload: the store no longer holds it, the run dir does.
+    assert not (state_dir / "checkpoints" / f"{header.sha256}.tar").exists()
+    assert (state_dir / "runs" / "resumed-at-end" / "resume.tar").read_bytes() == data
+    events = watch(stub, "resumed-at-end")
+    kinds = [e.WhichOneof("event") for e in events]
+    assert "progress" not in kinds and "metrics" not in kinds and "checkpoint" not in kinds
+    started, finished = events[0].started, events[-1].finished
+    assert (started.resumed_from_epoch, started.total_steps) == (3, finished_run["events"][0].started.total_steps)
+    assert finished.state == S.RUN_STATE_SUCCEEDED, finished.error_message
+    assert without_throughput(json_format.MessageToDict(finished.final_metrics)) == without_throughput(
+        json_format.MessageToDict(finished_run["events"][-1].finished.final_metrics))
+
+
+def test_a_killed_run_resumes_from_its_fetched_checkpoint_as_the_dispatcher_retries_it(worker):
+    """SIGKILL after the first checkpoint; then what the dispatcher does: fetch the last checkpoint,
+    upload it, StartRun (the failed run is still there), DeleteRun, StartRun again with the resume.
+    (test_checkpoint.py shows that a resumed run ends bit for bit as an uninterrupted one.)"""
+    stub, _ = worker
+    hyperparameters = {**QUICK, "epochs": 12}  # epochs of ~0.1 s: time to kill it in the middle
+    assert stub.StartRun(start_request("crash", hyperparameters), timeout=DEADLINE).created
+    pid = wait_for(stub, "crash", "started").started.pid
+    wait_for(stub, "crash", "checkpoint")
+    os.kill(pid, signal.SIGKILL)
+    first = watch(stub, "crash")
+    assert (first[-1].finished.error_code, first[-1].finished.retryable) == ("worker_crashed", True)
+    header, data = fetch_checkpoint(stub, "crash")
+    done = [e.checkpoint.epoch for e in first if e.WhichOneof("event") == "checkpoint"]
+    # The file of the last checkpoint event, or a newer one when the kill fell between its rename and its event.
+    assert done[-1] <= header.epoch <= done[-1] + 1 < hyperparameters["epochs"]
+
+    upload_checkpoint(stub, data, header.sha256, epoch=header.epoch, step=header.step)
+    retry = start_request("crash", hyperparameters, resume_checkpoint_sha256=header.sha256)
+    assert not stub.StartRun(retry, timeout=DEADLINE).created
+    assert stub.DeleteRun(pb.DeleteRunRequest(run_id="crash"), timeout=DEADLINE).deleted
+    assert stub.StartRun(retry, timeout=DEADLINE).created
+    events = watch(stub, "crash")
+    started = events[0].started
+    assert started.resumed_from_epoch == header.epoch and started.total_steps == first[0].started.total_steps
+    metrics = [e.metrics for e in events if e.WhichOneof("event") == "metrics"]
+    assert [m.epoch for m in metrics] == list(range(header.epoch + 1, hyperparameters["epochs"] + 1))
+    progress = [e.progress for e in events if e.WhichOneof("event") == "progress"]
+    assert progress and progress[0].step > header.step and progress[-1].step == started.total_steps
+    finished = events[-1].finished
+    assert finished.state == S.RUN_STATE_SUCCEEDED, finished.error_message
+    # Every epoch once in the final history: those before the kill as the first attempt reported them.
+    summary = json_format.MessageToDict(finished.final_metrics)
+    assert summary["epochs_trained"] == hyperparameters["epochs"]
+    before = [json_format.MessageToDict(e.metrics, preserving_proto_field_name=True)
+              for e in first if e.WhichOneof("event") == "metrics"][: header.epoch]
+    history = json.loads(stub_run_file(worker, "crash", "model/metrics.json"))["history"]
+    assert [row["epoch"] for row in history] == list(range(1, hyperparameters["epochs"] + 1))
+    assert [row["validation_loss"] for row in history[: header.epoch]] == [m["validation_loss"] for m in before]
 
 
 def test_a_restarted_server_records_orphaned_runs_as_crashed(tmp_path):

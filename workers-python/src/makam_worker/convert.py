@@ -52,4 +52,6 @@ def spec_from_request(
         "validation_dataset": validation_path,
         "test_dataset": test_path,
         "hyperparameters": struct_to_dict(request, "hyperparameters") or {},
+        # The checkpoint itself is moved into the run dir as resume.tar.
+        "resume_checkpoint_sha256": request.resume_checkpoint_sha256 or None,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 import uuid
@@ -67,8 +68,9 @@ class RunManager:
             pid=proc.pid if proc is not None and proc.alive else 0,
         )
 
-    def start(self, run_id: str, spec: dict[str, Any]) -> tuple[RunStatus, bool]:
-        """Creates the run dir and spawns the child; an existing run is returned as it is (created False)."""
+    def start(self, run_id: str, spec: dict[str, Any], resume: Path | None = None) -> tuple[RunStatus, bool]:
+        """Creates the run dir and spawns the child; an existing run is returned as it is (created False).
+        `resume`, an uploaded checkpoint, is moved into the new run dir (resume.tar) for the child."""
         check_run_id(run_id)
         log = logs.for_run(logger, run_id)
         with self._lock:
@@ -79,6 +81,14 @@ class RunManager:
             tmp.mkdir()
             (tmp / "spec.json").write_text(json.dumps(spec, ensure_ascii=False, indent=2) + "\n")
             (tmp / "events.jsonl").touch()
+            if resume is not None:
+                try:
+                    os.replace(resume, RunPaths(tmp).resume)
+                except FileNotFoundError:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise FailedPrecondition(
+                        f"checkpoint {resume.stem} is not on this worker (another run took it?); upload it first"
+                    ) from None
             tmp.rename(self.dir / run_id)
             paths = RunPaths(self.dir / run_id)
             try:

@@ -7,12 +7,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from makam.worker.v1 import worker_pb2, worker_pb2_grpc
 from makam_worker import logs
 from makam_worker.capabilities import FAMILIES, MODEL_FREE, capabilities
+from makam_worker.checkpoints import CheckpointStore, open_latest
 from makam_worker.convert import event_to_proto, spec_from_request, state_to_proto
 from makam_worker.datasets import DatasetStore, check_sha256
 from makam_worker.errors import FailedPrecondition, InvalidArgument, NotFound, WorkerError
@@ -23,7 +25,7 @@ from makam_worker.training.config import Hyperparameters
 logger = logging.getLogger("makam_worker.servicer")
 
 WATCH_POLL_S = 0.1
-ARTIFACT_CHUNK = 1 << 20
+CHUNK = 1 << 20  # bytes per message of FetchArtifact and FetchCheckpoint
 
 
 @contextmanager
@@ -42,10 +44,28 @@ def _client_gone(context: grpc.ServicerContext) -> threading.Event:
     return gone
 
 
+def _upload(request_iterator: Iterator[Any], rpc: str) -> tuple[Any, Iterator[bytes]]:
+    """The header (DatasetHeader, CheckpointHeader) of an upload stream and an iterator over the chunks after it."""
+    first = next(request_iterator, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise InvalidArgument(f"the first {rpc} message must be the header")
+    header = first.header
+    check_sha256(header.sha256, "header.sha256")
+
+    def chunks() -> Iterator[bytes]:
+        for message in request_iterator:
+            if message.WhichOneof("part") != "chunk":
+                raise InvalidArgument(f"only the first {rpc} message may be a header")
+            yield message.chunk
+
+    return header, chunks()
+
+
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     def __init__(self, state_dir: Path, *, cancel_grace_s: float = 5.0, worker_id: str = "") -> None:
         self.worker_id = worker_id
         self.datasets = DatasetStore(state_dir)
+        self.checkpoints = CheckpointStore(state_dir)
         self.runs = RunManager(state_dir, cancel_grace_s=cancel_grace_s)
 
     def GetCapabilities(self, request, context):
@@ -57,21 +77,18 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
 
     def UploadDataset(self, request_iterator, context):
         with _status(context):
-            first = next(request_iterator, None)
-            if first is None or first.WhichOneof("part") != "header":
-                raise InvalidArgument("the first UploadDataset message must be the header")
-            header = first.header
-            check_sha256(header.sha256, "header.sha256")
-
-            def chunks() -> Iterator[bytes]:
-                for message in request_iterator:
-                    if message.WhichOneof("part") != "chunk":
-                        raise InvalidArgument("only the first UploadDataset message may be a header")
-                    yield message.chunk
-
-            size = self.datasets.receive(header.sha256, header.size_bytes, chunks())
+            header, chunks = _upload(request_iterator, "UploadDataset")
+            size = self.datasets.receive(header.sha256, header.size_bytes, chunks)
             logger.info("dataset %s stored: %d bytes", header.sha256, size)
             return worker_pb2.UploadDatasetResponse(sha256=header.sha256, size_bytes=size)
+
+    def UploadCheckpoint(self, request_iterator, context):
+        with _status(context):
+            header, chunks = _upload(request_iterator, "UploadCheckpoint")
+            size = self.checkpoints.receive(header.sha256, header.size_bytes, chunks, check=CheckpointStore.check)
+            logger.info("checkpoint %s stored (epoch %d, step %d): %d bytes", header.sha256, header.epoch,
+                        header.step, size)
+            return worker_pb2.UploadCheckpointResponse(sha256=header.sha256)
 
     def StartRun(self, request, context):
         with _status(context):
@@ -82,7 +99,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                     state=state_to_proto(status.state), created=False, last_seq=status.last_seq
                 )
             spec = self._spec(request)
-            status, created = self.runs.start(request.run_id, spec)
+            resume = self.checkpoints.path(request.resume_checkpoint_sha256) if request.resume_checkpoint_sha256 else None
+            status, created = self.runs.start(request.run_id, spec, resume=resume)
             return worker_pb2.StartRunResponse(state=state_to_proto(status.state), created=created,
                                                last_seq=status.last_seq)
 
@@ -110,6 +128,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             if not path.is_file():
                 raise FailedPrecondition(f"{name} dataset {sha256} is not on this worker; upload it first")
             optional[name] = str(path)
+        if request.resume_checkpoint_sha256:
+            check_sha256(request.resume_checkpoint_sha256, "resume_checkpoint_sha256")
+            if not self.checkpoints.has(request.resume_checkpoint_sha256):
+                raise FailedPrecondition(
+                    f"checkpoint {request.resume_checkpoint_sha256} is not on this worker; upload it first")
         spec = spec_from_request(request, str(train), optional.get("validation"), optional.get("test"))
         try:
             Hyperparameters.from_dict(spec["hyperparameters"], model.family)
@@ -162,10 +185,26 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 yield worker_pb2.FetchArtifactResponse(
                     header=worker_pb2.ArtifactHeader(size_bytes=size, sha256=sha256)
                 )
-                while chunk := f.read(ARTIFACT_CHUNK):
+                while chunk := f.read(CHUNK):
                     if not context.is_active():
                         return
                     yield worker_pb2.FetchArtifactResponse(chunk=chunk)
+
+    def FetchCheckpoint(self, request, context):
+        with _status(context):
+            paths = self.runs.paths(request.run_id)
+            gone = _client_gone(context)
+            try:
+                f, info = open_latest(paths)
+            except FileNotFoundError:
+                raise NotFound(f"run {request.run_id!r} has no checkpoint (yet)") from None
+            with f:
+                yield worker_pb2.FetchCheckpointResponse(header=worker_pb2.CheckpointHeader(
+                    epoch=info.epoch, step=info.step, size_bytes=info.size_bytes, sha256=info.sha256))
+                while chunk := f.read(CHUNK):
+                    if gone.is_set() or not context.is_active():
+                        return  # the client went away: stop reading a file of maybe gigabytes
+                    yield worker_pb2.FetchCheckpointResponse(chunk=chunk)
 
     def DeleteRun(self, request, context):
         with _status(context):
