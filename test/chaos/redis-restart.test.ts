@@ -24,7 +24,7 @@ after(async () => {
 });
 
 test('queued jobs, records and finished metrics survive a Redis crash; the job finishes', { timeout: 240_000 }, () => stack.withLogs(async () => {
-  const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
+  const upload = await stack.uploadSample();
   const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
   request.dataset = upload.body.id;
   Object.assign(request.hyperparameters, { epochs: 30, batch_size: 8 });
@@ -51,10 +51,7 @@ test('queued jobs, records and finished metrics survive a Redis crash; the job f
   tally.submitted++;
 
   for (const id of [running.id, queued.id]) {
-    const job = await eventually(`job ${id} to finish`, async () => {
-      const { body } = await stack.json(`/v1/jobs/${id}`);
-      return ['succeeded', 'failed', 'cancelled'].includes(body.status) ? body : null;
-    }, 180_000);
+    const job = await stack.finished(id, 180_000);
     if (job.status === 'succeeded') tally.finished++;
     else tally.lost++;
     assert.equal(job.status, 'succeeded', JSON.stringify(job.error));

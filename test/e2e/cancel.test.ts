@@ -34,7 +34,7 @@ function alive(pid: number): boolean {
 }
 
 test('a running job is cancelled within seconds and its training process exits', { timeout: 180_000 }, () => stack.withLogs(async () => {
-  const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
+  const upload = await stack.uploadSample();
   const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
   request.dataset = upload.body.id;
   request.hyperparameters.epochs = 100; // far longer than the test waits

@@ -14,7 +14,7 @@ let datasetId: string;
 before(async () => {
   redis = await startRedis();
   stack = await startStack(redis.url);
-  const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
+  const upload = await stack.uploadSample();
   datasetId = upload.body.id;
 });
 after(async () => {

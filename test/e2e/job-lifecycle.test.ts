@@ -111,16 +111,13 @@ print(json.dumps({"labels": json.load(open(d + "/labels.json")), "pred": [model.
 }));
 
 test('a job whose model cannot be found fails once, with the worker\'s error code, and is not retried', { timeout: 120_000 }, () => stack.withLogs(async () => {
-  const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
+  const upload = await stack.uploadSample();
   const { body: submitted } = await stack.json('/v1/jobs', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ kind: 'finetune', model: { family: 'encoder', name: '/nonexistent/berturk' }, dataset: upload.body.id, hyperparameters: { epochs: 1 } }),
   });
-  const job = await eventually('the job to fail', async () => {
-    const { body } = await stack.json(`/v1/jobs/${submitted.id}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(body.status) ? body : null;
-  }, 90_000);
+  const job = await stack.finished(submitted.id, 90_000);
   assert.equal(job.status, 'failed');
   assert.equal(job.error.code, 'model_not_found', JSON.stringify(job.error));
   assert.match(job.error.message, /nonexistent/);
@@ -130,7 +127,7 @@ test('a job whose model cannot be found fails once, with the worker\'s error cod
 }));
 
 test('a training process killed mid-run is retried from its last checkpoint and the job still succeeds, its metric series whole', { timeout: 240_000 }, () => stack.withLogs(async () => {
-  const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
+  const upload = await stack.uploadSample();
   const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
   request.dataset = upload.body.id;
   request.hyperparameters.epochs = 8;
@@ -142,10 +139,7 @@ test('a training process killed mid-run is retried from its last checkpoint and 
     return started && body.data.some((e: { type: string }) => e.type === 'checkpoint') ? (started.data.pid as number) : null;
   }, 120_000, 100);
   process.kill(pid, 'SIGKILL'); // as the OOM killer would
-  const job = await eventually('the job to finish', async () => {
-    const { body } = await stack.json(`/v1/jobs/${submitted.id}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(body.status) ? body : null;
-  }, 180_000);
+  const job = await stack.finished(submitted.id, 180_000);
   assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
   assert.equal(job.attempts, 2);
   const { body: events } = await stack.json(`/v1/jobs/${submitted.id}/events?limit=1000`);

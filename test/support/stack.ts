@@ -1,7 +1,7 @@
 // Starts the real processes of makam for end-to-end tests: a Python worker (gRPC), the API and a
 // dispatcher, each on its own free port, all pointed at one Redis with a prefix of the test's own.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -57,6 +57,10 @@ export interface Stack {
   kill(name: string, signal: NodeJS.Signals): Promise<void>;
   /** Starts another dispatcher like the first. */
   startDispatcher(): Proc;
+  /** Uploads the shipped sample dataset (examples/data/lyrics-sample.jsonl). */
+  uploadSample(): Promise<{ status: number; body: any }>;
+  /** Polls a job until it has succeeded, failed or been cancelled; returns its record. */
+  finished(jobId: string, timeoutMs?: number): Promise<any>;
   /** Runs `fn`, printing the processes' logs if it throws. */
   withLogs<T>(fn: () => Promise<T>): Promise<T>;
 }
@@ -116,6 +120,13 @@ export async function startStack(redisUrl: string, options: StackOptions = {}): 
       const res = await fetch(`${apiUrl}${pathname}`, withKey(init));
       return { status: res.status, body: (await res.json()) as T };
     },
+    uploadSample: async () =>
+      stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) }),
+    finished: (jobId, timeoutMs = 180_000) =>
+      eventually(`job ${jobId} to finish`, async () => {
+        const { body } = await stack.json(`/v1/jobs/${jobId}`);
+        return ['succeeded', 'failed', 'cancelled'].includes(body.status) ? body : null;
+      }, timeoutMs, 250),
     kill: async (name, signal) => {
       const proc = procs.filter((p) => p.name === name).at(-1);
       if (!proc) throw new Error(`no process ${name}`);
