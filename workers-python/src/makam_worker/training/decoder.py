@@ -83,8 +83,12 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         base_dir = ctx.work_dir / "base"
         shutil.rmtree(base_dir, ignore_errors=True)
         shutil.copytree(ctx.resume_dir / "base", base_dir)
-        model, _ = _from_pretrained(str(base_dir), id2label, label2id, dtype=dtype, tokenizer=False,
-                                    quantization_config=_quantization(dtype) if hp.load_in_4bit else None)
+        if hp.load_in_4bit:
+            model, _ = _from_pretrained(str(base_dir), id2label, label2id, dtype=dtype,
+                                        quantization_config=_quantization(dtype), tokenizer=False)
+        else:  # loaded in fp32 and cast, as a fresh run casts its fp32 base (buffers such as RoPE's included)
+            model, _ = _from_pretrained(str(base_dir), id2label, label2id, dtype=torch.float32, tokenizer=False)
+            model.to(dtype)
         source = f"untrained {model_spec['config'].get('model_type')} built from a config"
     elif model_spec.get("config"):
         tokenizer = train_byte_bpe(ctx.splits.train_texts, _tokenizer_settings(model_spec.get("tokenizer") or {}))
