@@ -23,7 +23,7 @@ after(async () => {
 });
 
 test('a hung worker is detected, the job moves on, and the run is re-attached when the worker returns', { timeout: 240_000 }, () => stack.withLogs(async () => {
-  const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
+  const upload = await stack.uploadSample();
   const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
   request.dataset = upload.body.id;
   Object.assign(request.hyperparameters, { epochs: 40, batch_size: 8 });
@@ -45,10 +45,7 @@ test('a hung worker is detected, the job moves on, and the run is re-attached wh
   assert.ok(seconds < 45, `bounded: ${seconds} s`);
 
   worker.child.kill('SIGCONT');
-  const job = await eventually('the job to finish', async () => {
-    const { body } = await stack.json(`/v1/jobs/${submitted.id}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(body.status) ? body : null;
-  }, 180_000);
+  const job = await stack.finished(submitted.id, 180_000);
   if (job.status === 'succeeded') tally.finished++;
   else tally.lost++;
   assert.equal(job.status, 'succeeded', JSON.stringify(job.error));

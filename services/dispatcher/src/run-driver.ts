@@ -11,6 +11,7 @@ import { RunState, type WatchRunResponse } from '@makam/shared/gen/makam/worker/
 
 const UNARY_MS = 30_000;
 const PROBE_MS = 5_000;
+const WATCHDOG_MS = 10_000;
 const TRANSFER_MS = 30 * 60_000;
 const WATCH_MS = 30 * 24 * 3600_000;
 const CHUNK = 1024 * 1024;
@@ -201,14 +202,25 @@ export class RunDriver {
     let lostSince: number | null = null;
     for (;;) {
       const after = await this.ctx.jobs.workerSeq(this.jobId);
+      // One stream at a time, with a watchdog that reopens it when the worker has events the
+      // stream does not deliver (a stream stuck after a network fault).
+      const stream = new AbortController();
+      const onAbort = () => stream.abort();
+      this.abort.signal.addEventListener('abort', onAbort, { once: true });
+      let received = after;
+      let relaying = false;
+      const watchdog = this.watchdog(() => (relaying ? Infinity : received), () => stream.abort());
       try {
         // After a break, a short unary call proves the worker answers before a stream (which has
         // no deadline worth the name) is opened again: a hung worker fails it in seconds.
-        if (lostSince !== null) await this.client.getRun({ runId: this.jobId }, { timeoutMs: PROBE_MS, signal: this.abort.signal });
-        this.log.info({ afterSeq: after, runAttempt: attempt }, 'watching the run');
-        for await (const event of this.client.watchRun({ runId: this.jobId, afterSeq: BigInt(after) }, { timeoutMs: WATCH_MS, signal: this.abort.signal })) {
+        if (lostSince !== null) await this.client.getRun({ runId: this.jobId }, { timeoutMs: PROBE_MS, signal: stream.signal });
+        this.log.debug({ afterSeq: after, runAttempt: attempt }, 'watching the run');
+        for await (const event of this.client.watchRun({ runId: this.jobId, afterSeq: BigInt(after) }, { timeoutMs: WATCH_MS, signal: stream.signal })) {
           lostSince = null;
+          relaying = true; // a long relay (a checkpoint download) is not a stalled stream
           const outcome = await this.relay(event, attempt);
+          relaying = false;
+          received = Number(event.seq);
           if (outcome) return outcome;
         }
         throw new RetryableRunError('watch_ended', 'the worker ended the event stream before the run finished');
@@ -223,8 +235,34 @@ export class RunDriver {
         }
         this.log.warn({ err: (err as Error).message }, 'event stream broke; reconnecting');
         await sleep(1000, undefined, { signal: this.abort.signal }).catch(() => {});
+      } finally {
+        clearInterval(watchdog);
+        this.abort.signal.removeEventListener('abort', onAbort);
       }
     }
+  }
+
+  /**
+   * Every WATCHDOG_MS, asks the worker how far the run is; if it has had events the stream has not
+   * delivered for two checks running, the stream is stuck and `reopen` is called.
+   */
+  private watchdog(received: () => number, reopen: () => void): NodeJS.Timeout {
+    let behind = 0;
+    const timer = setInterval(() => {
+      this.client.getRun({ runId: this.jobId }, { timeoutMs: PROBE_MS }).then(
+        (run) => {
+          behind = Number(run.lastSeq) > received() ? behind + 1 : 0;
+          if (behind >= 2) {
+            this.log.warn({ lastSeq: Number(run.lastSeq), received: received() }, 'event stream stalled; reopening it');
+            behind = 0;
+            reopen();
+          }
+        },
+        () => undefined, // an unreachable worker is the stream's own error to report
+      );
+    }, WATCHDOG_MS);
+    timer.unref();
+    return timer;
   }
 
   /** Stores one event; on the final event, finishes the job and returns its outcome. */
