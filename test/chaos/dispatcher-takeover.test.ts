@@ -20,7 +20,7 @@ after(async () => {
   await redis?.stop();
 });
 
-test('a killed dispatcher is replaced and the run is re-attached, not trained twice', { timeout: 240_000 }, () => stack.withLogs(async () => {
+test('a killed dispatcher is replaced and the run is re-attached, not trained twice', { timeout: 600_000 }, () => stack.withLogs(async () => {
   const upload = await stack.uploadSample();
   const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
   request.dataset = upload.body.id;
@@ -37,7 +37,7 @@ test('a killed dispatcher is replaced and the run is re-attached, not trained tw
   const epochAtKill = (await stack.json(`/v1/jobs/${submitted.id}`)).body.progress.epoch;
   stack.startDispatcher();
 
-  const job = await stack.finished(submitted.id, 180_000);
+  const job = await stack.finished(submitted.id, 420_000);
   if (job.status === 'succeeded') tally.finished++;
   else tally.lost++;
   assert.equal(job.status, 'succeeded', JSON.stringify(job.error));

@@ -23,7 +23,7 @@ after(async () => {
   await redis?.stop();
 });
 
-test('queued jobs, records and finished metrics survive a Redis crash; the job finishes', { timeout: 240_000 }, () => stack.withLogs(async () => {
+test('queued jobs, records and finished metrics survive a Redis crash; the job finishes', { timeout: 600_000 }, () => stack.withLogs(async () => {
   const upload = await stack.uploadSample();
   const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
   request.dataset = upload.body.id;
@@ -51,7 +51,7 @@ test('queued jobs, records and finished metrics survive a Redis crash; the job f
   tally.submitted++;
 
   for (const id of [running.id, queued.id]) {
-    const job = await stack.finished(id, 180_000);
+    const job = await stack.finished(id, 420_000);
     if (job.status === 'succeeded') tally.finished++;
     else tally.lost++;
     assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
