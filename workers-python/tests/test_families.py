@@ -80,6 +80,8 @@ def test_trains_evaluates_on_the_test_split_and_reports(trained):
     assert (started["train_examples"], started["validation_examples"], started["test_examples"]) == (36, 18, 18)
     summary = final(run_dir)
     assert summary["evaluated_on"] == "test" and summary["family"] == family
+    # tfidf chooses nothing on validation, so its final fit also learns from it; the test stays unseen.
+    assert summary["trained_on"] == ("train+validation" if family == "tfidf" else "train")
     assert {"accuracy", "weighted_f1", "macro_f1", "majority_baseline_accuracy", "test", "best_epoch",
             "evaluated_on", "throughput", "data"} <= set(summary)
     test = summary["test"]

@@ -28,3 +28,37 @@ def test_capabilities_report_the_gpu():
     caps = capabilities("w", 0)
     assert caps.device == "cuda" and caps.gpu_name
     assert caps.memory_total_bytes >= caps.memory_free_bytes > 0
+
+
+SCRATCH = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
+TINY_SCRATCH = {**LEARNS, "epochs": 10, "layers": 2, "heads": 2, "d_model": 32, "ff_dim": 64, "vocab_size": 200}
+TINY_LLAMA = {"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "num_key_value_heads": 1, "intermediate_size": 64, "max_position_embeddings": 128}
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp16"])
+def test_scratch_trains_on_cuda_in_mixed_precision(tmp_path, monkeypatch, precision):
+    monkeypatch.delenv("MAKAM_WORKER_DEVICE")
+    run_dir = write_run_dir(tmp_path, f"scratch-{precision}", {**TINY_SCRATCH, "precision": precision}, model=SCRATCH)
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    summary = read_events(run_dir)[-1]["final_metrics"]
+    throughput = summary["throughput"]
+    assert throughput["precision"] == ("bf16" if precision == "auto" and torch.cuda.is_bf16_supported() else
+                                       "fp32" if precision == "auto" else "fp16")
+    assert throughput["peak_memory_measure"] == "cuda_max_memory_allocated" and throughput["peak_memory_bytes"] > 0
+    assert summary["accuracy"] > 0.6
+    extract(run_dir / "model.tar.gz", tmp_path / "unpacked")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "unpacked", trust_remote_code=True)
+    assert model.device.type == "cpu" and list(model.config.id2label.values()) == LABELS
+
+
+def test_decoder_lora_trains_on_cuda_in_bf16_with_checkpointing(tmp_path, monkeypatch):
+    monkeypatch.delenv("MAKAM_WORKER_DEVICE")
+    model = {"family": "decoder", "name": "", "config": TINY_LLAMA, "tokenizer": {"vocab_size": 400}}
+    hp = {**LEARNS, "epochs": 5, "learning_rate": 5e-3, "gradient_checkpointing": True}
+    run_dir = write_run_dir(tmp_path, "decoder", hp, model=model)
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    metrics = read_events(run_dir)[-1]["final_metrics"]
+    assert metrics["throughput"]["device"].startswith("cuda:")
+    extract(run_dir / "model.tar.gz", tmp_path / "unpacked")
+    assert (tmp_path / "unpacked" / "adapter_config.json").is_file() and (tmp_path / "unpacked" / "base").is_dir()

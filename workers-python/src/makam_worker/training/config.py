@@ -111,7 +111,7 @@ class Hyperparameters:
     ff_dim: int = _hp(1024, ("scratch",), kind=int)
     """Width of each block's feed-forward layer (8-16384)."""
     dropout: float = _hp(0.1, ("scratch",), kind=float)
-    """Dropout on embeddings, attention, feed-forward outputs and the head (0 to below 1)."""
+    """Dropout on the embeddings, each block's attention and feed-forward outputs, and the head (0 to below 1)."""
     vocab_size: int = _hp(8000, ("scratch",), kind=int)
     """SentencePiece vocabulary size, special tokens included (100-1000000); a soft limit on small data."""
     tokenizer_model: str = _hp("bpe", ("scratch",), kind=str, choices=("bpe", "unigram"))

@@ -71,14 +71,15 @@ class SelfAttention(nn.Module):
         self.heads = config.num_attention_heads
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = config.hidden_dropout_prob
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         # mask: (b, 1, 1, t), True where a key is a real token; None when the batch has no padding,
-        # which lets CUDA pick the flash kernel.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        # which lets CUDA pick the flash kernel. No dropout on the attention weights: on CPU it
+        # materialises a (b, heads, t, t) mask and doubles the step time; the block's output dropout
+        # regularises instead.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 

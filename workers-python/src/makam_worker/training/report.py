@@ -27,12 +27,14 @@ texts = [textprep.prepare_text(t, **json.load(open(f"{d}/preprocessing.json"))) 
 def final_metrics(
     hp: Hyperparameters, splits: Splits, *, best_epoch: int, epochs_trained: int, stopped_early: bool,
     best_row: dict[str, Any] | None, evaluation: dict[str, Any], throughput: dict[str, Any],
+    trained_on: str = "train",
 ) -> dict[str, Any]:
     """What the API stores as the job's result. accuracy, weighted_f1, macro_f1 and
     majority_baseline_accuracy are those of the best checkpoint on `evaluated_on`."""
     return {
         "family": hp.family,
         "evaluated_on": evaluation["split"],
+        "trained_on": trained_on,
         "accuracy": evaluation["accuracy"],
         "weighted_f1": evaluation["weighted_f1"],
         "macro_f1": evaluation["macro_f1"],
@@ -57,12 +59,13 @@ def finish(
     paths: RunPaths, spec: dict[str, Any], hp: Hyperparameters, splits: Splits, events: EventLog, log: Log, *,
     history: list[dict[str, Any]], best_epoch: int, best_row: dict[str, Any] | None, stopped_early: bool,
     evaluation: dict[str, Any], throughput: dict[str, Any], source: str, loading: str, model_info: dict[str, Any],
+    trained_on: str = "train",
 ) -> dict[str, Any]:
     """Writes labels.json, metrics.json, preprocessing.json, textprep.py and README.md beside the
     model files already in paths.model, packs the artifact and returns the final metrics."""
     summary = final_metrics(
         hp, splits, best_epoch=best_epoch, epochs_trained=len(history), stopped_early=stopped_early,
-        best_row=best_row, evaluation=evaluation, throughput=throughput,
+        best_row=best_row, evaluation=evaluation, throughput=throughput, trained_on=trained_on,
     )
     if evaluation["split"] == "validation":
         events.append("log", level="warning", message=(
@@ -125,6 +128,8 @@ def model_card(model_spec: dict[str, Any], hp: Hyperparameters, splits: Splits, 
         f"- Base model: {source}",
         f"- Labels ({len(labels)}): {', '.join(labels)}",
     ]
+    if summary["trained_on"] != "train":
+        lines.append(f"- Trained on: {summary['trained_on']} (refit after the validation check; test stays unseen)")
     if hp.family != "tfidf":
         lines.append(
             f"- Best epoch: {summary['best_epoch']} of {summary['epochs_trained']} trained "
