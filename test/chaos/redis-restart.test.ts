@@ -27,7 +27,7 @@ test('queued jobs, records and finished metrics survive a Redis crash; the job f
   const upload = await stack.uploadSample();
   const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
   request.dataset = upload.body.id;
-  Object.assign(request.hyperparameters, { epochs: 30, batch_size: 8 });
+  Object.assign(request.hyperparameters, { epochs: 12, batch_size: 8 });
   const { body: running } = await stack.json('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
   tally.submitted++;
   await eventually('two finished epochs', async () => (await stack.json(`/v1/jobs/${running.id}/metrics`)).body.data.length >= 2, 120_000, 100);
@@ -58,6 +58,6 @@ test('queued jobs, records and finished metrics survive a Redis crash; the job f
   }
   const { body: after } = await stack.json(`/v1/jobs/${running.id}/metrics`);
   assert.deepEqual(after.data.slice(0, metricsBefore.length), metricsBefore, 'metrics stored before the crash are kept as they were');
-  assert.deepEqual(after.data.map((p: { epoch: number }) => p.epoch), Array.from({ length: 30 }, (_, i) => i + 1), 'no epoch missing, none twice');
+  assert.deepEqual(after.data.map((p: { epoch: number }) => p.epoch), Array.from({ length: 12 }, (_, i) => i + 1), 'no epoch missing, none twice');
   assert.equal((await stack.json(`/v1/datasets/${upload.body.id}`)).status, 200, 'the dataset record survived');
 }));

@@ -142,7 +142,9 @@ export async function startStack(redisUrl: string, options: StackOptions = {}): 
     logs: () => procs.map((p) => `--- ${p.name}\n${p.output().slice(-20_000)}`).join('\n'),
     withLogs: async (fn) => {
       try {
-        return await fn();
+        const result = await fn();
+        if (process.env.MAKAM_TEST_LOGS) console.error(stack.logs());
+        return result;
       } catch (err) {
         console.error(stack.logs());
         throw err;
