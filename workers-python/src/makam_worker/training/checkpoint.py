@@ -183,7 +183,7 @@ class Resume:
                 _check_meta(meta, spec, hp, splits)
                 shutil.rmtree(target, ignore_errors=True)
                 members = [m for m in tar.getmembers() if m.name == DERIVED or m.name.startswith(f"{DERIVED}/")]
-                tar.extractall(target, members=members, filter="data")
+                _extract(tar, target, members)
         except FileNotFoundError:
             raise invalid("the run has no resume.tar") from None
         except (tarfile.TarError, ValueError, OSError) as e:
@@ -235,3 +235,16 @@ class Resume:
         meter.samples, meter.tokens, meter.seconds = counts["samples"], counts["tokens"], counts["seconds"]
         notes += set_rng_state(state["rng"], device)
         return loop, notes
+
+
+def _extract(tar: tarfile.TarFile, target: Path, members: list[tarfile.TarInfo]) -> None:
+    """Extracts with tarfile's "data" filter where this Python has it (3.11.4+); on older ones the
+    same refusals by hand: no absolute paths, no "..", only plain files and folders."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, members=members, filter="data")
+        return
+    for m in members:
+        parts = Path(m.name).parts
+        if Path(m.name).is_absolute() or ".." in parts or not (m.isfile() or m.isdir()):
+            raise ValueError(f"unsafe member in checkpoint: {m.name!r}")
+    tar.extractall(target, members=members)
