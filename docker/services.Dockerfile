@@ -13,12 +13,20 @@ COPY package.json package-lock.json ./
 COPY services/ services/
 RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error && npm cache clean --force
 
+# The dashboard's static files, built with the dev dependencies (esbuild) that the image leaves out.
+FROM ${NODE_IMAGE} AS web
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY services/ services/
+RUN npm ci --no-audit --no-fund --loglevel=error && npm run build -w @makam/dashboard
+
 # What both targets share: the sources, node_modules, a store directory owned by the `node` user.
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     MAKAM_STORE_DIR=/var/lib/makam/store
 WORKDIR /app
 COPY --from=deps /app /app
+COPY --from=web /app/services/dashboard/dist services/dashboard/dist
 COPY docker/await-workers.ts docker/
 RUN mkdir -p /var/lib/makam/store && chown node:node /var/lib/makam/store
 VOLUME ["/var/lib/makam/store"]

@@ -20,6 +20,9 @@ if [[ ! -f node_modules/.makam-lock || "$(cat node_modules/.makam-lock)" != "$lo
   echo "$lock_sum" > node_modules/.makam-lock
 fi
 
+# The dashboard's static files (services/dashboard/dist, not tracked): esbuild, well under a second.
+npm run --silent build -w @makam/dashboard >/dev/null
+
 bash scripts/setup-python.sh
 
 if ! command -v redis-server >/dev/null && [[ -z ${REDIS_URL:-} ]]; then

@@ -1,4 +1,4 @@
-// Builds the dashboard into dist/ (committed, so the API serves it with no build step):
+// Builds the dashboard into dist/ (not tracked: scripts/env.sh and the services image build it):
 // esbuild bundles web/main.ts into app.js; index.html and style.css are copied.
 //   node build.ts           writes dist/
 //   node build.ts --check   fails when dist/ is not what the sources build to

@@ -1,4 +1,4 @@
-// The web dashboard: prebuilt static files (services/dashboard/dist, committed, so serving it
+// The web dashboard: prebuilt static files (services/dashboard/dist, built by scripts/env.sh and the image, so serving it
 // needs no build step) at /dashboard/, and / sends browsers there. The page calls the same /v1
 // API as everyone else, with the API key its user enters.
 import { existsSync } from 'node:fs';
