@@ -9,7 +9,8 @@ reserved memory read here after each run.
    ~32k from a WordPiece trained on the synthetic texts) at 512 tokens in bf16, batch 16;
 2. the same with batch 8 x 4 accumulation steps and gradient checkpointing: does it fit 4 GB?
 3. decoder: a small LLaMA-shaped config (hidden 1024, 12 layers, 16 heads, 4 KV heads) with LoRA
-   r=16 on q/k/v/o, bf16 base, at 512 tokens, batch 8, and again with gradient checkpointing.
+   r=16 on q/k/v/o, bf16 base, at 512 tokens, batch 8, and again with gradient checkpointing
+   (that one exported merged).
 
     PYTHONPATH=workers-python/src python3 bench/gpu_check.py            # on the GPU machine
     PYTHONPATH=workers-python/src python3 bench/gpu_check.py --smoke    # tiny sizes, any machine
@@ -143,8 +144,8 @@ def main() -> int:
             ("encoder-bert-base-512-bf16-b8x4-ckpt", encoder,
              {**common, "batch_size": 8, "gradient_accumulation_steps": 4, "gradient_checkpointing": True}),
             ("decoder-llama-small-lora16-512-bf16-b8", decoder, {**common, "batch_size": 8, "lora_r": 16}),
-            ("decoder-llama-small-lora16-512-bf16-b8-ckpt", decoder,
-             {**common, "batch_size": 8, "lora_r": 16, "gradient_checkpointing": True}),
+            ("decoder-llama-small-lora16-512-bf16-b8-ckpt-merged", decoder,
+             {**common, "batch_size": 8, "lora_r": 16, "gradient_checkpointing": True, "export": "merged"}),
         ]
         for run_name, model, hp in plan:
             print(f"... {run_name}", flush=True)
