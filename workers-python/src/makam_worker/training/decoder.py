@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
-from makam_worker.training.encoder import _from_pretrained, _like_default, _tokenizer_settings
+from makam_worker.training.encoder import _from_config, _from_pretrained, _tokenizer_settings
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
 
@@ -92,7 +92,10 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         source = f"untrained {model_spec['config'].get('model_type')} built from a config"
     elif model_spec.get("config"):
         tokenizer = train_byte_bpe(ctx.splits.train_texts, _tokenizer_settings(model_spec.get("tokenizer") or {}))
-        model = _from_config(dict(model_spec["config"]), tokenizer, id2label, label2id)
+        model = _from_config(
+            dict(model_spec["config"]), tokenizer, id2label, label2id, example="llama",
+            token_ids={"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
+        )
         source = f"untrained {model_spec['config'].get('model_type')} built from a config"
         # The untrained base is part of the model: save it as it was before training, to ship with an adapter.
         base_dir = ctx.work_dir / "base"
@@ -173,36 +176,6 @@ def _quantization(compute_dtype: torch.dtype) -> Any:
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype if compute_dtype != torch.float32 else torch.bfloat16,
     )
-
-
-def _from_config(
-    config: dict[str, Any], tokenizer: PreTrainedTokenizerFast, id2label: dict[int, str], label2id: dict[str, int]
-) -> torch.nn.Module:
-    model_type = config.pop("model_type", None)
-    if not isinstance(model_type, str) or not model_type:
-        raise TrainingError("invalid_model_config", "model.config needs a 'model_type', such as 'llama'")
-    try:
-        defaults = AutoConfig.for_model(model_type)
-    except ValueError:
-        raise TrainingError("invalid_model_config", f"unknown model_type {model_type!r}; try 'llama'") from None
-    fields = {key: _like_default(getattr(defaults, key, None), value) for key, value in config.items()}
-    fields.update(
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        num_labels=len(id2label),
-        id2label=id2label,
-        label2id=label2id,
-    )
-    try:
-        built = AutoConfig.for_model(model_type, **fields)
-        model = AutoModelForSequenceClassification.from_config(built)
-    except (ValueError, TypeError) as e:
-        raise TrainingError("invalid_model_config", f"model.config is not a valid {model_type} config: {e}") from None
-    limit = getattr(built, "max_position_embeddings", None)
-    if isinstance(limit, int):
-        tokenizer.model_max_length = limit
-    return model
 
 
 def train_byte_bpe(texts: list[str], settings: dict[str, int]) -> PreTrainedTokenizerFast:

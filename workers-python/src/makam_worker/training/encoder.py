@@ -120,20 +120,23 @@ def _from_pretrained(
 
 
 def _from_config(
-    config: dict[str, Any], tokenizer: PreTrainedTokenizerBase, id2label: dict[int, str], label2id: dict[str, int]
+    config: dict[str, Any], tokenizer: PreTrainedTokenizerBase, id2label: dict[int, str], label2id: dict[str, int],
+    *, example: str = "bert", token_ids: dict[str, Any] | None = None,
 ) -> PreTrainedModel:
+    """An untrained model from `config` (`model_type` plus its fields); shared by the encoder and
+    decoder families, which differ in the example type named in errors and the token ids they set."""
     model_type = config.pop("model_type", None)
     if not isinstance(model_type, str) or not model_type:
-        raise TrainingError("invalid_model_config", "model.config needs a 'model_type', such as 'bert'")
+        raise TrainingError("invalid_model_config", f"model.config needs a 'model_type', such as '{example}'")
     try:
         defaults = AutoConfig.for_model(model_type)
     except ValueError:
-        raise TrainingError("invalid_model_config", f"unknown model_type {model_type!r}; try 'bert'") from None
+        raise TrainingError("invalid_model_config", f"unknown model_type {model_type!r}; try '{example}'") from None
     fields = {key: _like_default(getattr(defaults, key, None), value) for key, value in config.items()}
-    # The trained tokenizer fixes the vocabulary and padding, whatever the config said.
+    # The trained tokenizer fixes the vocabulary and the special tokens, whatever the config said.
     fields.update(
         vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
+        **(token_ids if token_ids is not None else {"pad_token_id": tokenizer.pad_token_id}),
         num_labels=len(id2label),
         id2label=id2label,
         label2id=label2id,
