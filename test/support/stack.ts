@@ -47,6 +47,8 @@ export interface Stack {
   redisUrl: string;
   prefix: string;
   workerAddress: string;
+  /** The Python worker's --state-dir (its runs are under runs/<job id>/). */
+  workerStateDir: string;
   storeDir: string;
   procs: Proc[];
   api(pathname: string, init?: RequestInit): Promise<Response>;
@@ -90,7 +92,8 @@ export async function startStack(redisUrl: string, options: StackOptions = {}): 
   const workerAddress = `127.0.0.1:${workerPort}`;
   const common = { REDIS_URL: redisUrl, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info', MAKAM_RESOURCE_CLASSES: 'cpu' };
   const procs: Proc[] = [];
-  const worker = start('worker', PYTHON, ['-m', 'makam_worker', '--listen', workerAddress, '--state-dir', path.join(dir, 'worker')], { PYTHONUNBUFFERED: '1' });
+  const workerStateDir = path.join(dir, 'worker');
+  const worker = start('worker', PYTHON, ['-m', 'makam_worker', '--listen', workerAddress, '--state-dir', workerStateDir], { PYTHONUNBUFFERED: '1' });
   procs.push(worker);
   const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort) });
   procs.push(api);
@@ -113,6 +116,7 @@ export async function startStack(redisUrl: string, options: StackOptions = {}): 
     redisUrl,
     prefix,
     workerAddress,
+    workerStateDir,
     storeDir,
     procs,
     api: (pathname, init) => fetch(`${apiUrl}${pathname}`, withKey(init)),

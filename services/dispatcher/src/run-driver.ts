@@ -122,13 +122,14 @@ export class RunDriver {
         throw err;
       });
     let started = await startRun();
-    if (!started.created && started.state !== RunState.RUNNING) {
-      // A finished run of an earlier attempt: this attempt trains anew.
+    // A run an earlier attempt lost sight of may have finished meanwhile (the worker hung while its
+    // training child went on): a success is collected as it is; a failure or cancellation trains anew.
+    if (!started.created && started.state !== RunState.RUNNING && started.state !== RunState.SUCCEEDED) {
       await this.client.deleteRun({ runId: this.jobId }, { timeoutMs: UNARY_MS });
       started = await startRun();
     }
     if (!started.created) {
-      this.log.info({ attempt, runAttempt: record.run_attempt }, 're-attaching to a run an earlier attempt started');
+      this.log.info({ attempt, runAttempt: record.run_attempt, state: RunState[started.state] }, 're-attaching to a run an earlier attempt started');
       return record.run_attempt ?? attempt;
     }
     // A new run numbers its events from 1 again.
