@@ -82,31 +82,45 @@ async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs: numb
 export interface StackOptions {
   /** Extra environment for the dispatcher (e.g. a short MAKAM_LOCK_MS for takeover tests). */
   dispatcherEnv?: Record<string, string>;
+  /** Python workers to start (1); the first is named `worker`, the others `worker2`, `worker3`, ... */
+  workers?: number;
 }
 
 export async function startStack(redisUrl: string, options: StackOptions = {}): Promise<Stack> {
   const prefix = uniquePrefix();
   const dir = await mkdtemp(path.join(tmpdir(), 'makam-e2e-'));
   const storeDir = path.join(dir, 'store');
-  const [workerPort, apiPort] = [await freePort(), await freePort()];
-  const workerAddress = `127.0.0.1:${workerPort}`;
+  const workerPorts: number[] = [];
+  for (let i = 0; i < (options.workers ?? 1); i++) workerPorts.push(await freePort());
+  const apiPort = await freePort();
+  const workerAddresses = workerPorts.map((p) => `127.0.0.1:${p}`);
+  const workerAddress = workerAddresses[0]!;
   const common = { REDIS_URL: redisUrl, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info', MAKAM_RESOURCE_CLASSES: 'cpu' };
   const procs: Proc[] = [];
   const workerStateDir = path.join(dir, 'worker');
-  const worker = start('worker', PYTHON, ['-m', 'makam_worker', '--listen', workerAddress, '--state-dir', workerStateDir], { PYTHONUNBUFFERED: '1' });
-  procs.push(worker);
+  workerAddresses.forEach((address, i) => {
+    const name = i === 0 ? 'worker' : `worker${i + 1}`;
+    procs.push(start(name, PYTHON, ['-m', 'makam_worker', '--listen', address, '--state-dir', i === 0 ? workerStateDir : path.join(dir, name)], { PYTHONUNBUFFERED: '1' }));
+  });
   const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort) });
   procs.push(api);
-  const dispatcherEnv = { ...common, MAKAM_CLASS: 'cpu', MAKAM_WORKERS: workerAddress, MAKAM_CANCEL_POLL_MS: '500', ...options.dispatcherEnv };
+  const dispatcherEnv = { ...common, MAKAM_CLASS: 'cpu', MAKAM_WORKERS: workerAddresses.join(','), MAKAM_CANCEL_POLL_MS: '500', ...options.dispatcherEnv };
   const startDispatcher = () => start('dispatcher', process.execPath, ['services/dispatcher/src/main.ts'], dispatcherEnv);
   procs.push(startDispatcher());
   const apiUrl = `http://127.0.0.1:${apiPort}`;
-  const client = connectWorker(workerAddress);
   try {
     await waitFor('the API', async () => (await fetch(`${apiUrl}/readyz`)).ok, 30_000, procs);
-    await waitFor('the worker', async () => Boolean(await client.getCapabilities({}, { timeoutMs: 1000 })), 60_000, procs);
-  } finally {
-    client.close();
+    for (const address of workerAddresses) {
+      const client = connectWorker(address);
+      try {
+        await waitFor(`the worker at ${address}`, async () => Boolean(await client.getCapabilities({}, { timeoutMs: 1000 })), 60_000, procs);
+      } finally {
+        client.close();
+      }
+    }
+  } catch (err) {
+    await Promise.all(procs.map((p) => stop(p)));
+    throw err;
   }
   const apiKey = await createKey(redisUrl, prefix, 'e2e');
   const withKey = (init?: RequestInit): RequestInit => ({ ...init, headers: { authorization: `Bearer ${apiKey}`, ...(init?.headers as Record<string, string> | undefined) } });
@@ -129,7 +143,7 @@ export async function startStack(redisUrl: string, options: StackOptions = {}): 
     finished: (jobId, timeoutMs = 180_000) =>
       eventually(`job ${jobId} to finish`, async () => {
         const { body } = await stack.json(`/v1/jobs/${jobId}`);
-        return ['succeeded', 'failed', 'cancelled'].includes(body.status) ? body : null;
+        return ['succeeded', 'failed', 'cancelled', 'pruned'].includes(body.status) ? body : null;
       }, timeoutMs, 250),
     kill: async (name, signal) => {
       const proc = procs.filter((p) => p.name === name).at(-1);

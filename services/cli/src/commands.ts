@@ -18,7 +18,7 @@ export interface Globals {
 }
 
 type Json = Record<string, any>;
-const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'pruned']);
 
 const out = (value: unknown) => process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
 const note = (message: string) => process.stderr.write(`${message}\n`);

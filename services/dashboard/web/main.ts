@@ -31,7 +31,7 @@ function duration(seconds: number): string {
   const ss = String(s % 60).padStart(2, '0');
   return hh ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
 }
-const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'pruned']);
 const badge = (status: string) => h('span', { class: `badge badge-${status}`, 'data-testid': 'status' }, status);
 const modelName = (j: Json): string => j.model?.name ?? (j.model?.config ? `${j.model.config.model_type ?? 'model'} from a config` : (j.model?.family ?? '–'));
 const bestMetricName = (j: Json): string => j.result?.metric_for_best_model ?? j.hyperparameters?.metric_for_best_model ?? 'macro_f1';

@@ -23,6 +23,14 @@ export const DispatcherConfigProperties = {
   MAKAM_LOCK_MS: Type.Integer({ default: 30_000, minimum: 1000 }),
   /** How long a job may wait to reconnect to a worker that stopped answering before it is retried. */
   MAKAM_WORKER_RECONNECT_MS: Type.Integer({ default: 60_000, minimum: 1000 }),
+  /** Attempts a trial job of a tune job gets (as MAKAM_JOB_ATTEMPTS does for the API's jobs). */
+  MAKAM_JOB_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20 }),
+  /** The Python that runs the study process (`-m makam_study`); by default the checkout's workers-python venv, else python3. */
+  MAKAM_STUDY_PYTHON: Type.Optional(Type.String({ minLength: 1 })),
+  /** Tune jobs one dispatcher coordinates at once (they only wait on Redis). */
+  MAKAM_TUNE_CONCURRENCY: Type.Integer({ default: 16, minimum: 1, maximum: 1000 }),
+  /** How often a coordinator looks at its trials. */
+  MAKAM_TUNE_POLL_MS: Type.Integer({ default: 1000, minimum: 50 }),
 };
 
 export type DispatcherConfig = ReturnType<typeof loadDispatcherConfig>;

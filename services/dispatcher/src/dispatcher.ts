@@ -1,12 +1,15 @@
 // A dispatcher serves one resource class: a BullMQ Worker takes jobs from the class's queue, one
-// per Python worker in its pool, and a RunDriver follows each. Cancels arrive by Redis pub/sub
+// per Python worker in its pool, and a RunDriver follows each. A TuneCoordinator takes the class's
+// tune jobs and feeds their trials into the same queue. Cancels arrive by Redis pub/sub
 // (BullMQ's own cancel only reaches the Worker that holds a job), with a poll of the job record
 // as a fallback for messages lost while the connection was down.
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { BlobStore, DatasetStore, JobStore, createRedis, isTerminal, queueName, redisKeys, type Logger, type Redis, type TrainJobData } from '@makam/shared';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { BlobStore, DatasetStore, JobStore, Telemetry, createRedis, isTerminal, queueName, redisKeys, type Logger, type Redis, type TrainJobData } from '@makam/shared';
 import type { DispatcherConfig } from './config.ts';
 import { RetryableRunError, RunDriver, type RunOutcome } from './run-driver.ts';
 import { DispatcherTelemetry } from './telemetry.ts';
+import { StudyClient, defaultStudyPython } from './tuning/study-client.ts';
+import { TuneCoordinator } from './tuning/tune-coordinator.ts';
 import { WorkerPool } from './worker-pool.ts';
 
 export class Dispatcher {
@@ -19,9 +22,13 @@ export class Dispatcher {
   private readonly blobs: BlobStore;
   private readonly pool: WorkerPool;
   private readonly drivers = new Map<string, RunDriver>();
+  private readonly closing = new AbortController();
   private worker: Worker<TrainJobData, RunOutcome> | null = null;
   private poller: NodeJS.Timeout | null = null;
   private readonly telemetry: DispatcherTelemetry;
+  private readonly study: StudyClient;
+  private readonly trainQueue: Queue<TrainJobData>;
+  private readonly coordinator: TuneCoordinator;
 
   constructor(config: DispatcherConfig, log: Logger) {
     this.config = config;
@@ -41,6 +48,21 @@ export class Dispatcher {
     this.subscriber.on('message', (_channel, jobId: string) => void this.cancel(jobId));
     this.keys = keys;
     this.telemetry = new DispatcherTelemetry(config, this.log);
+    this.study = new StudyClient(config.MAKAM_STUDY_PYTHON ?? defaultStudyPython(), config.REDIS_URL, this.log);
+    this.trainQueue = new Queue<TrainJobData>(queueName(config.MAKAM_CLASS), { connection: this.redis, prefix: config.MAKAM_QUEUE_PREFIX });
+    const workersSeen = new Telemetry(this.redis, config.MAKAM_REDIS_PREFIX);
+    this.coordinator = new TuneCoordinator({
+      config,
+      log: this.log,
+      redis: this.redis,
+      keys,
+      jobs: this.jobs,
+      blobs: this.blobs,
+      study: this.study,
+      trainQueue: this.trainQueue,
+      // Every dispatcher of the class publishes its workers; this one's pool until they show.
+      classWorkers: async () => Math.max(this.pool.size, (await workersSeen.workers()).filter((w) => w.resource_class === config.MAKAM_CLASS).length),
+    });
   }
 
   private readonly keys: ReturnType<typeof redisKeys>;
@@ -58,6 +80,7 @@ export class Dispatcher {
     });
     this.worker.on('error', (err) => this.log.error({ err: err.message }, 'queue worker error'));
     this.worker.on('failed', (job, err) => this.log.warn({ jobId: job?.id, err: err.message, attemptsMade: job?.attemptsMade }, 'attempt failed'));
+    this.coordinator.start();
     this.poller = setInterval(() => void this.pollCancels(), this.config.MAKAM_CANCEL_POLL_MS);
     this.telemetry.start();
     this.log.info({ workers: this.config.MAKAM_WORKERS }, 'dispatcher started');
@@ -93,8 +116,8 @@ export class Dispatcher {
     const finalAttempt = attempt >= (job.opts.attempts ?? 1);
     // A record already running means its dispatcher died: re-attach to the run on that worker.
     const reattach = (record.status === 'running' || record.status === 'cancelling') && record.worker !== null && this.pool.has(record.worker);
-    const { address, client } = this.pool.acquire(reattach ? record.worker : null);
-    const driver = new RunDriver({ jobs: this.jobs, datasets: this.datasets, blobs: this.blobs, log, reconnectMs: this.config.MAKAM_WORKER_RECONNECT_MS }, jobId, address, this.telemetry.measure(client));
+    const { address, client } = await this.pool.acquire(reattach ? record.worker : null, this.closing.signal, () => log.warn('every free worker is down; the job waits for one'));
+    const driver = new RunDriver({ jobs: this.jobs, datasets: this.datasets, blobs: this.blobs, log, reconnectMs: this.config.MAKAM_WORKER_RECONNECT_MS, study: this.study }, jobId, address, this.telemetry.measure(client));
     this.drivers.set(jobId, driver);
     try {
       if (!reattach) {
@@ -134,10 +157,13 @@ export class Dispatcher {
 
   /** Stops taking jobs and leaves runs in progress to a dispatcher that re-attaches. */
   async close(): Promise<void> {
+    this.closing.abort();
     if (this.poller) clearInterval(this.poller);
     await this.telemetry.close();
     for (const driver of this.drivers.values()) driver.detach();
-    await this.worker?.close(true);
+    await Promise.all([this.worker?.close(true), this.coordinator.close()]);
+    await this.trainQueue.close();
+    this.study.close();
     this.pool.close();
     this.subscriber.disconnect();
     this.redis.disconnect();

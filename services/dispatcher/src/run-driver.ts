@@ -6,7 +6,8 @@ import { createReadStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { UnrecoverableError } from 'bullmq';
-import { isGrpcError, type BlobStore, type DatasetStore, type JobEvent, type JobRecord, type JobStore, type Logger, type WorkerClient } from '@makam/shared';
+import { isGrpcError, type BlobStore, type DatasetStore, type JobEvent, type JobRecord, type JobStore, type Logger, type MetricPoint, type TrialInfo, type WorkerClient } from '@makam/shared';
+import type { StudyClient } from './tuning/study-client.ts';
 import { RunState, type WatchRunResponse } from '@makam/shared/gen/makam/worker/v1/worker_pb.js';
 
 const UNARY_MS = 30_000;
@@ -22,10 +23,12 @@ export interface RunContext {
   blobs: BlobStore;
   log: Logger;
   reconnectMs: number;
+  /** Where a trial reports its per-epoch objective and hears whether to stop. */
+  study?: StudyClient;
 }
 
 /** Outcome of a run as the dispatcher hands it to BullMQ. */
-export type RunOutcome = 'succeeded' | 'cancelled' | 'skipped';
+export type RunOutcome = 'succeeded' | 'cancelled' | 'pruned' | 'skipped';
 
 /** A failure that another attempt may cure (a worker crash or a lost worker). */
 export class RetryableRunError extends Error {
@@ -46,6 +49,9 @@ export class RunDriver {
   private cancelSent = false;
   /** Set once the run's final event arrived: what follows is the outcome, not a stream fault. */
   private finished = false;
+  /** A tune job's trial: its metrics go to the study, whose pruner may stop it. */
+  private trial: TrialInfo | null = null;
+  private pruning = false;
 
   constructor(ctx: RunContext, jobId: string, address: string, client: WorkerClient) {
     this.ctx = ctx;
@@ -77,6 +83,9 @@ export class RunDriver {
 
   /** Starts or re-attaches, then follows the run to its end. */
   async run(record: JobRecord, attempt: number, reattach: boolean): Promise<RunOutcome> {
+    this.trial = record.trial ?? null;
+    this.pruning = this.trial?.pruned_at_epoch !== undefined;
+    if (this.pruning) void this.cancel().catch(() => undefined); // pruned before a dispatcher restart
     let state: RunState | undefined;
     if (reattach) {
       try {
@@ -287,6 +296,7 @@ export class RunDriver {
         const v = e.value;
         const point = { epoch: v.epoch, step: v.step, train_loss: v.trainLoss, validation_loss: v.validationLoss, accuracy: v.accuracy, weighted_f1: v.weightedF1, macro_f1: v.macroF1 };
         await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'metrics', attempt, ...point }, { metrics: point });
+        await this.report(point);
         return null;
       }
       case 'checkpoint':
@@ -309,6 +319,26 @@ export class RunDriver {
     }
   }
 
+  /** A trial's objective at this epoch goes to its study; when the pruner says so, the run stops. */
+  private async report(point: MetricPoint): Promise<void> {
+    const trial = this.trial;
+    if (!trial || this.pruning || !this.ctx.study) return;
+    const value = point[trial.objective.metric];
+    let prune: boolean;
+    try {
+      ({ prune } = await this.ctx.study.report(trial.study, trial.number, point.epoch, value));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'trial metric not reported to its study; the trial goes on unpruned');
+      return;
+    }
+    if (!prune) return;
+    this.pruning = true;
+    await this.ctx.jobs.update(this.jobId, { trial: { ...trial, pruned_at_epoch: point.epoch } });
+    await this.ctx.jobs.appendEvent(this.jobId, { type: 'log', level: 'info', message: `pruned at epoch ${point.epoch}: the study's pruner ranks ${trial.objective.metric} ${value} too low against the other trials` });
+    this.log.info({ epoch: point.epoch, value }, 'trial pruned; stopping its run');
+    await this.cancel().catch((err: Error) => this.log.warn({ err: err.message }, 'prune did not reach the worker'));
+  }
+
   private async finish(seq: number, state: RunState, code: string, message: string, retryable: boolean, finalMetrics: Record<string, unknown> | null): Promise<RunOutcome> {
     const now = new Date().toISOString();
     if (state === RunState.SUCCEEDED) {
@@ -321,6 +351,10 @@ export class RunDriver {
     }
     await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', level: state === RunState.CANCELLED ? 'info' : 'error', message: `run ended: ${RunState[state]}${code ? ` (${code}: ${message})` : ''}` });
     if (state === RunState.CANCELLED) {
+      if (this.pruning && (await this.ctx.jobs.transition(this.jobId, 'pruned', { finished_at: now }, 'pruned', ['running'])).ok) {
+        this.log.info('trial pruned');
+        return 'pruned';
+      }
       await this.ctx.jobs.transition(this.jobId, 'cancelled', { finished_at: now });
       this.log.info('job cancelled');
       return 'cancelled';

@@ -1,4 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connectWorker, workerCredentials, type WorkerClient, type WorkerTls } from '@makam/shared';
+
+const PROBE_MS = 3_000;
+const WAIT_MS = 1_000;
 
 /** The Python workers one dispatcher drives, each running one job at a time. */
 export class WorkerPool {
@@ -18,12 +22,28 @@ export class WorkerPool {
     return this.clients.has(address);
   }
 
-  /** Takes `preferred` (a run to re-attach to) or any free worker. */
-  acquire(preferred?: string | null): { address: string; client: WorkerClient } {
-    const address = preferred && this.clients.has(preferred) ? preferred : [...this.clients.keys()].find((a) => !this.busy.has(a));
-    if (!address) throw new Error('no free worker (concurrency exceeds the pool)');
-    this.busy.add(address);
-    return { address, client: this.clients.get(address)! };
+  /**
+   * Takes `preferred` (a run to re-attach to: that worker or none), or a free worker that answers.
+   * A job waits here, queued, while every free worker is down, rather than spending its attempts
+   * on a worker that is gone.
+   */
+  async acquire(preferred: string | null, signal: AbortSignal, onWait?: () => void): Promise<{ address: string; client: WorkerClient }> {
+    if (preferred && this.clients.has(preferred)) {
+      this.busy.add(preferred);
+      return { address: preferred, client: this.clients.get(preferred)! };
+    }
+    for (let waited = false; ; waited = true) {
+      for (const [address, client] of this.clients) {
+        if (this.busy.has(address)) continue;
+        this.busy.add(address); // held while it is probed
+        const answers = await client.getCapabilities({}, { timeoutMs: PROBE_MS, signal }).then(() => true, () => false);
+        if (answers) return { address, client };
+        this.busy.delete(address);
+      }
+      if (signal.aborted) throw new Error('detached');
+      if (!waited) onWait?.();
+      await sleep(WAIT_MS, undefined, { signal }).catch(() => undefined);
+    }
   }
 
   release(address: string): void {

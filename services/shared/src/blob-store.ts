@@ -3,7 +3,7 @@
 // half-written file under a final name.
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable } from 'node:stream';
@@ -83,6 +83,13 @@ export class BlobStore {
 
   read(p: string): Readable {
     return createReadStream(p);
+  }
+
+  /** Makes `to` the same file as `from` (a hard link; a copy where links cannot be made). */
+  async link(from: string, to: string): Promise<void> {
+    await mkdir(path.dirname(to), { recursive: true });
+    await rm(to, { force: true });
+    await link(from, to).catch(() => copyFile(from, to));
   }
 
   async remove(p: string): Promise<void> {

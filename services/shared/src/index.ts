@@ -19,3 +19,5 @@ export * from './placement/resource-classes.ts';
 export * from './tenancy/api-keys.ts';
 export * from './tenancy/idempotency.ts';
 export * from './tenancy/quotas.ts';
+export * from './tuning/search.ts';
+export * from './cancel.ts';

@@ -1,22 +1,24 @@
 // The job status machine. Every status change in Redis goes through `transition`, which only
 // moves a job along these edges, so a late message can never revive a finished job.
 
-export const JOB_STATUSES = ['queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled'] as const;
+// pruned: a tune job's trial that its study's pruner stopped early.
+export const JOB_STATUSES = ['queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled', 'pruned'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
 const EDGES: Record<JobStatus, readonly JobStatus[]> = {
   // failed: a job that cannot even start (its dataset is gone) fails from the queue.
   queued: ['running', 'cancelled', 'failed'],
   // queued: a worker fault sends the job back for another attempt.
-  running: ['queued', 'cancelling', 'succeeded', 'failed', 'cancelled'],
+  running: ['queued', 'cancelling', 'succeeded', 'failed', 'cancelled', 'pruned'],
   // A run can finish on its own before the cancel reaches it; the record says what happened.
   cancelling: ['cancelled', 'succeeded', 'failed'],
   succeeded: [],
   failed: [],
   cancelled: [],
+  pruned: [],
 };
 
-export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled', 'pruned'];
 
 export function isTerminal(status: JobStatus): boolean {
   return TERMINAL_STATUSES.includes(status);

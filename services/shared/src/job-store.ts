@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys.ts';
 import { isTerminal, sourcesOf, type JobStatus } from './job-state.ts';
 import type { MemoryEstimate } from './placement/memory-estimate.ts';
+import type { Search } from './tuning/search.ts';
 
 /** A model as the job request names it. */
 export interface ModelRequest {
@@ -36,12 +37,45 @@ export interface JobError {
   message: string;
 }
 
+/** What a tune job's record shows of its study while it runs and after. */
+export interface StudyProgress {
+  trials: number;
+  complete: number;
+  pruned: number;
+  failed: number;
+  running: number;
+  best: BestTrial | null;
+}
+
+export interface BestTrial {
+  number: number;
+  job_id: string;
+  value: number;
+  params: Record<string, unknown>;
+}
+
+/** A trial job's place in its study. */
+export interface TrialInfo {
+  number: number;
+  params: Record<string, unknown>;
+  /** The study's key prefix in Redis. */
+  study: string;
+  objective: Search['objective'];
+  /** Its state in the study: running until the coordinator tells the study how it ended. */
+  state: 'running' | 'complete' | 'pruned' | 'fail';
+  value: number | null;
+  /** The study has been told how the trial ended. */
+  told: boolean;
+  /** Set when the pruner stopped it, before the run is cancelled. */
+  pruned_at_epoch?: number;
+}
+
 export interface JobRecord {
   id: string;
   object: 'job';
   /** The tenant that owns the job; other tenants see it as missing. */
   tenant: string;
-  kind: 'finetune';
+  kind: 'finetune' | 'tune' | 'trial';
   status: JobStatus;
   model: ModelRequest;
   dataset: string;
@@ -65,6 +99,17 @@ export interface JobRecord {
   run_attempt?: number;
   worker: string | null;
   cancel_requested: boolean;
+  /** tune: the search, filled with defaults. */
+  search?: Search;
+  /** tune: the study's counts and best trial so far. */
+  study?: StudyProgress | null;
+  /** tune: the best trial once the study is done. */
+  best_trial?: BestTrial | null;
+  /** tune: how much each searched parameter mattered (Optuna's importance), once done. */
+  importances?: Record<string, number> | null;
+  /** trial: the tune job it belongs to. */
+  parent?: string | null;
+  trial?: TrialInfo | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -148,14 +193,22 @@ export class JobStore {
   }
 
   async create(record: JobRecord): Promise<void> {
-    await this.redis
+    const multi = this.redis
       .multi()
       .hset(this.keys.job(record.id), ...encode(record), 'worker_seq', '0')
       .zadd(this.keys.jobs, 0, record.id)
-      .zadd(this.keys.tenantJobs(record.tenant), 0, record.id)
-      .sadd(this.keys.tenantActive(record.tenant), record.id)
-      .xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', JSON.stringify({ type: 'status', status: record.status } satisfies JobEvent))
-      .exec();
+      .zadd(this.keys.tenantJobs(record.tenant), 0, record.id);
+    // A tune job's trials run under its one place in the tenant's active-job limit.
+    if (!record.parent) multi.sadd(this.keys.tenantActive(record.tenant), record.id);
+    else multi.zadd(this.keys.tuneTrials(record.parent), record.trial!.number, record.id);
+    await multi.xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', JSON.stringify({ type: 'status', status: record.status } satisfies JobEvent)).exec();
+  }
+
+  /** A tune job's trial jobs, by trial number. */
+  async trials(tuneId: string): Promise<JobRecord[]> {
+    const ids = await this.redis.zrange(this.keys.tuneTrials(tuneId), 0, -1);
+    const records = await Promise.all(ids.map((id) => this.get(id)));
+    return records.filter((r): r is JobRecord => r !== null);
   }
 
   async get(id: string): Promise<JobRecord | null> {

@@ -7,6 +7,8 @@ export function redisKeys(prefix: string) {
     jobs: `${prefix}:jobs`,
     jobEvents: (id: string) => `${prefix}:job:${id}:events`,
     jobMetrics: (id: string) => `${prefix}:job:${id}:metrics`,
+    /** A tune job's trial jobs, scored by trial number. */
+    tuneTrials: (id: string) => `${prefix}:job:${id}:trials`,
     cancelChannel: `${prefix}:cancel`,
     /** Every job that reaches a terminal status, once (webhooks follow it). */
     jobsFinished: `${prefix}:jobs:finished`,

@@ -6,6 +6,13 @@ export interface TrainJobData {
 }
 
 export const queueName = (resourceClass: string): string => `train-${resourceClass}`;
+/** Tune jobs wait here for a coordinator in a dispatcher of their class; their trials go to queueName. */
+export const tuneQueueName = (resourceClass: string): string => `tune-${resourceClass}`;
+
+/** A coordinator that dies is replaced by another that picks the study up where it was. */
+export function tuneJobOptions(jobId: string): JobsOptions {
+  return { jobId, attempts: 20, backoff: { type: 'exponential', delay: 2_000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } };
+}
 
 /** Retries with backoff are for worker faults; bad jobs end with UnrecoverableError. */
 export function trainJobOptions(jobId: string, attempts: number): JobsOptions {
@@ -18,6 +25,6 @@ export function trainJobOptions(jobId: string, attempts: number): JobsOptions {
   };
 }
 
-export function createQueues(classes: string[], connection: ConnectionOptions, prefix: string): Map<string, Queue<TrainJobData>> {
-  return new Map(classes.map((c) => [c, new Queue<TrainJobData>(queueName(c), { connection, prefix })]));
+export function createQueues(classes: string[], connection: ConnectionOptions, prefix: string, name = queueName): Map<string, Queue<TrainJobData>> {
+  return new Map(classes.map((c) => [c, new Queue<TrainJobData>(name(c), { connection, prefix })]));
 }

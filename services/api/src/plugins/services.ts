@@ -1,8 +1,8 @@
 // Domain services the routes use, built once per app: Redis, the record stores, the blob store
-// and one BullMQ queue per resource class.
+// and two BullMQ queues per resource class (training runs, and tune jobs for the coordinators).
 import fp from 'fastify-plugin';
 import type { Queue } from 'bullmq';
-import { BlobStore, DatasetStore, IdempotencyStore, JobStore, TenantQuotas, createQueues, createRedis, redisKeys, resourceClasses, type Redis, type RedisKeys, type ResourceClass, type TrainJobData } from '@makam/shared';
+import { BlobStore, DatasetStore, IdempotencyStore, JobStore, TenantQuotas, createQueues, createRedis, redisKeys, resourceClasses, tuneQueueName, type Redis, type RedisKeys, type ResourceClass, type TrainJobData } from '@makam/shared';
 import type { ApiConfig } from '../config.ts';
 
 declare module 'fastify' {
@@ -14,6 +14,7 @@ declare module 'fastify' {
     datasets: DatasetStore;
     blobs: BlobStore;
     queues: Map<string, Queue<TrainJobData>>;
+    tuneQueues: Map<string, Queue<TrainJobData>>;
     resourceClasses: ResourceClass[];
     idempotency: IdempotencyStore;
     quotas: TenantQuotas;
@@ -28,6 +29,7 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   const queueConnection = createRedis(config.REDIS_URL);
   queueConnection.on('error', () => {}); // reported through `redis` above
   const queues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX);
+  const tuneQueues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX, tuneQueueName);
   app.decorate('config', config);
   app.decorate('redis', redis);
   app.decorate('keys', keys);
@@ -35,11 +37,12 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   app.decorate('datasets', new DatasetStore(redis, keys));
   app.decorate('blobs', new BlobStore(config.MAKAM_STORE_DIR));
   app.decorate('queues', queues);
+  app.decorate('tuneQueues', tuneQueues);
   app.decorate('resourceClasses', classes);
   app.decorate('idempotency', new IdempotencyStore(redis, config.MAKAM_REDIS_PREFIX));
   app.decorate('quotas', new TenantQuotas(redis, config.MAKAM_REDIS_PREFIX));
   app.addHook('onClose', async () => {
-    await Promise.all([...queues.values()].map((q) => q.close()));
+    await Promise.all([...queues.values(), ...tuneQueues.values()].map((q) => q.close()));
     queueConnection.disconnect();
     redis.disconnect();
   });

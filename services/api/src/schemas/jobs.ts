@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { DATASET_ID_PATTERN, JOB_ID_PATTERN, JOB_STATUSES } from '@makam/shared';
+import { DATASET_ID_PATTERN, JOB_ID_PATTERN, JOB_STATUSES, OBJECTIVE_METRICS, PRUNERS, SAMPLERS } from '@makam/shared';
 import { Nullable } from './common.ts';
 
 const LabelWeights = Type.Record(Type.String({ minLength: 1 }), Type.Number({ minimum: 0, maximum: 1000 }), { description: 'A weight per label name' });
@@ -93,15 +93,65 @@ export const ModelRequest = Type.Object(
   { additionalProperties: false },
 );
 
+
+// One searched hyperparameter. Which fields a type takes is checked in code, to name the field.
+const ParamSpace = Type.Object(
+  {
+    type: Type.Enum(['int', 'float', 'categorical'], { description: 'int and float take low and high (and step, log); categorical takes choices' }),
+    low: Type.Optional(Type.Number()),
+    high: Type.Optional(Type.Number()),
+    step: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    log: Type.Optional(Type.Boolean({ description: 'Sample on a log scale (low must be > 0)' })),
+    // Unknown items: ajv's type coercion would turn a number choice into a string one.
+    choices: Type.Optional(Type.Array(Type.Unknown({ description: 'A string, number or boolean' }), { minItems: 1, maxItems: 100 })),
+  },
+  { additionalProperties: false },
+);
+
+export const SearchRequest = Type.Object(
+  {
+    space: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), ParamSpace, { minProperties: 1, maxProperties: 32, description: 'The hyperparameters to search, each a range or a list of choices' }),
+    objective: Type.Optional(
+      Type.Object(
+        {
+          metric: Type.Enum([...OBJECTIVE_METRICS], { description: 'A validation metric of the best epoch (macro_f1)' }),
+          direction: Type.Optional(Type.Enum(['maximize', 'minimize'], { description: 'minimize for validation_loss, maximize otherwise' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    trials: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Trials to run (20); a grid runs each point once' })),
+    parallelism: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'Trials at the same time, never more than the class has workers (2)' })),
+    sampler: Type.Optional(Type.Enum([...SAMPLERS], { description: 'tpe, random or grid (tpe)' })),
+    pruner: Type.Optional(
+      Type.Union([
+        Type.Enum([...PRUNERS]),
+        Type.Object(
+          {
+            type: Type.Enum([...PRUNERS]),
+            startup_trials: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'median: trials finished before any is pruned' })),
+            warmup_epochs: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'median: epochs a trial runs before it can be pruned' })),
+          },
+          { additionalProperties: false },
+        ),
+      ], { description: 'Stops trials early on their per-epoch objective: median, successive_halving or none (median)' }),
+    ),
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, description: "The sampler's seed (0)" })),
+  },
+  { additionalProperties: false },
+);
+export type SearchRequestT = Static<typeof SearchRequest>;
+
 export const CreateJobBody = Type.Object(
   {
-    kind: Type.Literal('finetune'),
+    kind: Type.Optional(Type.Enum(['finetune', 'tune'], { description: 'finetune: one training run (the default); tune: an Optuna search of trial runs' })),
     model: ModelRequest,
     dataset: Type.String({ pattern: DATASET_ID_PATTERN, description: 'The training dataset id' }),
     validation_dataset: Type.Optional(Type.String({ pattern: DATASET_ID_PATTERN, description: 'A validation dataset id; else a split is carved' })),
     test_dataset: Type.Optional(Type.String({ pattern: DATASET_ID_PATTERN, description: 'A test dataset id for the final evaluation; else one is carved when test_fraction > 0' })),
     hyperparameters: Type.Optional(Hyperparameters),
     resource_class: Type.Optional(Type.String({ pattern: '^[a-z0-9-]+$', description: 'The class to run on; by default the smallest class whose memory fits the estimate' })),
+    search: Type.Optional(SearchRequest),
   },
   { additionalProperties: false },
 );
@@ -141,7 +191,7 @@ export const Job = Type.Object(
     id: Type.String(),
     object: Type.Literal('job'),
     tenant: Type.String(),
-    kind: Type.Literal('finetune'),
+    kind: Type.Enum(['finetune', 'tune', 'trial']),
     status: Type.Enum([...JOB_STATUSES]),
     model: Type.Unknown(),
     dataset: Type.String(),
@@ -158,6 +208,12 @@ export const Job = Type.Object(
     attempts: Type.Integer(),
     worker: Nullable(Type.String()),
     cancel_requested: Type.Boolean(),
+    search: Type.Optional(Type.Unknown({ description: 'tune: the search, defaults filled in' })),
+    study: Type.Optional(Type.Unknown({ description: 'tune: trials complete, pruned, failed and running, and the best so far' })),
+    best_trial: Type.Optional(Type.Unknown({ description: 'tune: the best trial (number, job_id, value, params) once done' })),
+    importances: Type.Optional(Type.Unknown({ description: "tune: each searched parameter's importance (Optuna), once done" })),
+    parent: Type.Optional(Nullable(Type.String({ description: 'trial: its tune job' }))),
+    trial: Type.Optional(Type.Unknown({ description: 'trial: its number, parameters and state in the study' })),
     created_at: Type.String(),
     started_at: Nullable(Type.String()),
     finished_at: Nullable(Type.String()),
@@ -177,4 +233,24 @@ export const EventList = Type.Object({
   object: Type.Literal('list'),
   data: Type.Array(Type.Object({ id: Type.String(), created_at: Type.String(), type: Type.String(), data: Type.Unknown() })),
   next_cursor: Nullable(Type.String()),
+});
+
+export const TrialList = Type.Object({
+  object: Type.Literal('list'),
+  data: Type.Array(
+    Type.Object({
+      number: Type.Integer(),
+      job_id: Type.String(),
+      status: Type.Enum([...JOB_STATUSES]),
+      state: Type.Enum(['running', 'complete', 'pruned', 'fail']),
+      params: Type.Unknown(),
+      value: Nullable(Type.Number()),
+      intermediate_values: Type.Array(Type.Object({ epoch: Type.Integer(), value: Type.Number() })),
+      result: Type.Unknown({ description: 'The final metrics of a complete trial' }),
+      error: Nullable(Type.Object({ code: Type.String(), message: Type.String() })),
+      attempts: Type.Integer(),
+      started_at: Nullable(Type.String()),
+      finished_at: Nullable(Type.String()),
+    }),
+  ),
 });

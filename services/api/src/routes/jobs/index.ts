@@ -1,11 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { idempotencyKey, withIdempotency } from '../../idempotency.ts';
-import { PlacementError, defaultsFor, fingerprintOf, isTerminal, misapplied, newJobId, place, trainJobOptions, type DatasetRecord, type JobRecord } from '@makam/shared';
+import { PlacementError, appliesTo, defaultsFor, estimateMemory, fingerprintOf, isTerminal, misapplied, newJobId, objectiveValue, place, requestCancel, trainJobOptions, tuneJobOptions, type DatasetRecord, type JobRecord, type Search } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
-import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries } from '../../schemas/jobs.ts';
+import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries, TrialList } from '../../schemas/jobs.ts';
 import { checkHyperparameters } from '../../jobs/check-hyperparameters.ts';
+import { checkSearch, largestCorner } from '../../jobs/check-search.ts';
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   // Another tenant's job answers exactly as a missing one does.
@@ -17,9 +18,12 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post(
     '/',
-    { schema: { summary: 'Submit a fine-tuning job', body: CreateJobBody, response: { 202: Job, ...errorResponses } } },
+    { schema: { summary: 'Submit a fine-tuning job, or a tune job (an Optuna search whose trials are fine-tuning runs)', body: CreateJobBody, response: { 202: Job, ...errorResponses } } },
     async (request, reply) => {
       const body = request.body;
+      const kind = body.kind ?? 'finetune';
+      if (kind === 'tune' && !body.search) throw new ApiError(400, 'invalid_request', "a tune job needs 'search': the space, objective and trials", 'search');
+      if (kind === 'finetune' && body.search) throw new ApiError(400, 'invalid_request', "'search' belongs to tune jobs; set kind to 'tune' or drop search", 'search');
       const family = body.model.family;
       const { name, config, tokenizer } = body.model;
       if (family === 'encoder' || family === 'decoder') {
@@ -38,6 +42,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       }
       const hyperparameters = { ...defaultsFor(family), ...given };
       checkHyperparameters(family, hyperparameters);
+      let search: Search | undefined;
+      if (body.search) {
+        search = checkSearch(family, body.search, given);
+        // The best checkpoint of each trial is the one its objective rates best.
+        if (appliesTo('metric_for_best_model', family) && given.metric_for_best_model === undefined) hyperparameters.metric_for_best_model = search.objective.metric;
+        for (const name of Object.keys(search.space)) delete hyperparameters[name];
+      }
 
       const datasets: Record<string, DatasetRecord> = {};
       for (const param of ['dataset', 'validation_dataset', 'test_dataset'] as const) {
@@ -62,13 +73,16 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
       let placement;
       try {
-        placement = place({ family, model: body.model, hyperparameters, labels: train.labels.length, rows: train.rows, datasetBytes: train.size_bytes }, app.resourceClasses, body.resource_class);
+        const input = { family, model: body.model, hyperparameters, labels: train.labels.length, rows: train.rows, datasetBytes: train.size_bytes };
+        // A tune job is placed where its largest trial fits.
+        if (search) input.hyperparameters = largestCorner(search.space, { ...defaultsFor(family), ...hyperparameters }, (hp) => estimateMemory({ ...input, hyperparameters: hp, cuda: true }).total_bytes);
+        placement = place(input, app.resourceClasses, body.resource_class);
       } catch (err) {
         if (err instanceof PlacementError) throw new ApiError(400, 'does_not_fit', err.message, body.resource_class ? 'resource_class' : 'hyperparameters');
         throw err;
       }
       const resourceClass = placement.resource_class;
-      const queue = app.queues.get(resourceClass)!;
+      const queue = (search ? app.tuneQueues : app.queues).get(resourceClass)!;
       const answer = await withIdempotency(app, request.tenant, 'jobs', idempotencyKey(request), fingerprintOf(body), async () => {
         const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
         const active = await app.quotas.activeJobs(request.tenant);
@@ -80,7 +94,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           id: newJobId(),
           object: 'job',
           tenant: request.tenant,
-          kind: 'finetune',
+          kind,
           status: 'queued',
           model: body.model,
           dataset: body.dataset,
@@ -101,10 +115,12 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           started_at: null,
           finished_at: null,
           updated_at: now,
+          ...(search ? { search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null } : {}),
         };
         await app.jobs.create(job);
         try {
-          await queue.add('train', { jobId: job.id }, trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS));
+          if (search) await queue.add('tune', { jobId: job.id }, tuneJobOptions(job.id));
+          else await queue.add('train', { jobId: job.id }, trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS));
         } catch (err) {
           await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() });
           throw err;
@@ -142,6 +158,38 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
+  app.get(
+    '/:id/trials',
+    { schema: { summary: "A tune job's trials by number: parameters, state, per-epoch objective and final metrics", params: JobIdParams, response: { 200: TrialList, ...errorResponses } } },
+    async (request) => {
+      const job = await loadJob(request, request.params.id);
+      if (job.kind !== 'tune') throw new ApiError(400, 'not_a_tune_job', `the job is a ${job.kind} job; only tune jobs have trials`, 'id');
+      const metric = job.search!.objective.metric;
+      const trials = await app.jobs.trials(job.id);
+      const data = await Promise.all(
+        trials.map(async (t) => {
+          const series = await app.jobs.metrics(t.id);
+          const trial = t.trial!;
+          return {
+            number: trial.number,
+            job_id: t.id,
+            status: t.status,
+            state: trial.state,
+            params: trial.params,
+            value: trial.value ?? (t.status === 'succeeded' ? objectiveValue(t.result, metric) : null),
+            intermediate_values: series.map((p) => ({ epoch: p.epoch, value: p[metric] })),
+            result: t.result,
+            error: t.error,
+            attempts: t.attempts,
+            started_at: t.started_at,
+            finished_at: t.finished_at,
+          };
+        }),
+      );
+      return { object: 'list' as const, data };
+    },
+  );
+
   app.post(
     '/:id/cancel',
     { schema: { summary: 'Cancel a job: a queued one at once, a running one within seconds', params: JobIdParams, response: { 200: Job, ...errorResponses } } },
@@ -150,16 +198,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const job = await loadJob(request, id);
       if (job.status === 'cancelled' || job.status === 'cancelling') return job;
       if (isTerminal(job.status)) throw new ApiError(409, 'job_finished', `the job has already ${job.status}; only queued and running jobs can be cancelled`, 'id');
-      const now = new Date().toISOString();
-      // A queued job is cancelled here; the dispatcher skips a job whose record is not queued.
-      const queued = await app.jobs.transition(id, 'cancelled', { cancel_requested: true, finished_at: now, error: null }, 'cancelled while queued', ['queued']);
-      if (queued.ok) {
-        await app.queues.get(job.resource_class)?.remove(id).catch(() => 0);
-        return loadJob(request, id);
-      }
-      // A running job: the dispatcher holding it hears this (and polls the record as a fallback).
-      const running = await app.jobs.transition(id, 'cancelling', { cancel_requested: true }, 'cancel requested', ['running']);
-      if (running.ok) await app.redis.publish(app.keys.cancelChannel, id);
+      // A running tune job's coordinator sees the cancelling record and cancels its trials.
+      await requestCancel(app.jobs, app.redis, app.keys, (job.kind === 'tune' ? app.tuneQueues : app.queues).get(job.resource_class), id);
       return loadJob(request, id);
     },
   );

@@ -1,0 +1,243 @@
+// Runs tune jobs: asks the study for trials, gives each a job of its own on the class's training
+// queue (so each is seen, retried and cancelled like any job), tells the study how each ended,
+// and at the end makes the best trial's model the tune job's. It only waits on Redis and the
+// study process, so it needs no worker. Everything it knows is in Redis: a coordinator that dies is
+// replaced by another (BullMQ's stalled-job check) that picks the study up where it was.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
+import {
+  createRedis,
+  isTerminal,
+  newJobId,
+  objectiveValue,
+  requestCancel,
+  studyKey,
+  trainJobOptions,
+  tuneQueueName,
+  type BestTrial,
+  type BlobStore,
+  type JobRecord,
+  type JobStore,
+  type Logger,
+  type Redis,
+  type RedisKeys,
+  type StudyProgress,
+  type TrainJobData,
+  type TrialInfo,
+} from '@makam/shared';
+import type { DispatcherConfig } from '../config.ts';
+import type { StudyClient } from './study-client.ts';
+
+export interface CoordinatorDeps {
+  config: DispatcherConfig;
+  log: Logger;
+  redis: Redis;
+  keys: RedisKeys;
+  jobs: JobStore;
+  blobs: BlobStore;
+  study: StudyClient;
+  /** The class's training queue, where trial jobs go. */
+  trainQueue: Queue<TrainJobData>;
+  /** How many workers the class has now (trials beyond that would only wait in the queue). */
+  classWorkers: () => Promise<number>;
+}
+
+type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'skipped';
+
+export class TuneCoordinator {
+  private readonly d: CoordinatorDeps;
+  private worker: Worker<TrainJobData, Outcome> | null = null;
+  private closing = false;
+
+  constructor(deps: CoordinatorDeps) {
+    this.d = deps;
+  }
+
+  start(): void {
+    const { config } = this.d;
+    this.worker = new Worker<TrainJobData, Outcome>(tuneQueueName(config.MAKAM_CLASS), (job) => this.process(job), {
+      connection: createRedis(config.REDIS_URL, { blocking: true }),
+      prefix: config.MAKAM_QUEUE_PREFIX,
+      concurrency: config.MAKAM_TUNE_CONCURRENCY,
+      maxStalledCount: 10,
+      lockDuration: config.MAKAM_LOCK_MS,
+      stalledInterval: config.MAKAM_LOCK_MS,
+    });
+    this.worker.on('error', (err) => this.d.log.error({ err: err.message }, 'tune queue worker error'));
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.worker?.close(true);
+  }
+
+  private async process(job: Job<TrainJobData, Outcome>): Promise<Outcome> {
+    const id = job.data.jobId;
+    const log = this.d.log.child({ jobId: id, kind: 'tune' });
+    const { jobs } = this.d;
+    let record = await jobs.get(id);
+    if (!record) throw new UnrecoverableError(`no job record for ${id}`);
+    if (isTerminal(record.status)) return 'skipped';
+    if (record.status === 'queued') {
+      const moved = await jobs.transition(id, 'running', { attempts: job.attemptsMade + 1, started_at: record.started_at ?? new Date().toISOString(), error: null }, 'study started', ['queued']);
+      if (!moved.ok) return 'skipped';
+    }
+    const search = record.search!;
+    const key = studyKey(this.d.config.MAKAM_REDIS_PREFIX, id);
+    try {
+      await this.d.study.create(key, search);
+      let trials = await jobs.trials(id);
+      // A coordinator that died between asking for a trial and queueing its job left that trial
+      // running in the study; close it. Trial records without a queue entry are queued again
+      // (BullMQ ignores an id it already holds).
+      const { failed } = await this.d.study.failRunning(key, trials.map((t) => t.trial!.number));
+      if (failed.length) log.warn({ trials: failed }, 'closed trials that never got a job');
+      for (const t of trials) if (t.status === 'queued') await this.enqueue(t.id);
+      log.info({ trials: trials.length, budget: search.trials }, 'coordinating the study');
+
+      let exhausted = false;
+      let cancelSent = false;
+      let shown = '';
+      for (;;) {
+        if (this.closing) throw new Error('detached');
+        record = (await jobs.get(id))!;
+        trials = await jobs.trials(id);
+        for (const t of trials) if (isTerminal(t.status) && !t.trial!.told) await this.closeTrial(record, key, t, log);
+        trials = await jobs.trials(id);
+        const active = trials.filter((t) => !isTerminal(t.status));
+        if (record.status === 'cancelling') {
+          if (!cancelSent) {
+            for (const t of active) await requestCancel(jobs, this.d.redis, this.d.keys, this.d.trainQueue, t.id, 'cancelled with its tune job');
+            cancelSent = true;
+          }
+          if (active.length === 0) return await this.finish(record, key, trials, 'cancelled', log);
+        } else if (record.status !== 'running') {
+          return 'skipped';
+        } else {
+          const cap = Math.min(search.parallelism, Math.max(1, await this.d.classWorkers()));
+          let created = trials.length;
+          let running = active.length;
+          while (!exhausted && created < search.trials && running < cap) {
+            const asked = await this.d.study.ask(key);
+            if (asked.number === null) {
+              exhausted = true; // a grid with every point asked
+              break;
+            }
+            await this.createTrial(record, key, asked.number, asked.params!, log);
+            created++;
+            running++;
+          }
+          if ((exhausted || created >= search.trials) && running === 0) return await this.finish(record, key, await jobs.trials(id), 'done', log);
+        }
+        const progress = this.progress(record, await jobs.trials(id));
+        const json = JSON.stringify(progress);
+        if (json !== shown) {
+          await jobs.update(id, { study: progress });
+          shown = json;
+        }
+        await sleep(this.d.config.MAKAM_TUNE_POLL_MS);
+      }
+    } catch (err) {
+      if ((err as Error).message === 'detached' || err instanceof UnrecoverableError) throw err;
+      // The study process or Redis failed: BullMQ retries the coordination, which resumes.
+      log.warn({ err: (err as Error).message }, 'coordination interrupted; it resumes on the next attempt');
+      if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
+        await jobs.transition(id, 'failed', { error: { code: 'study_error', message: (err as Error).message }, finished_at: new Date().toISOString() });
+      }
+      throw err;
+    }
+  }
+
+  private async enqueue(trialId: string): Promise<void> {
+    await this.d.trainQueue.add('train', { jobId: trialId }, trainJobOptions(trialId, this.d.config.MAKAM_JOB_ATTEMPTS));
+  }
+
+  private async createTrial(tune: JobRecord, key: string, number: number, params: Record<string, unknown>, log: Logger): Promise<void> {
+    const now = new Date().toISOString();
+    const trial: TrialInfo = { number, params, study: key, objective: tune.search!.objective, state: 'running', value: null, told: false };
+    const record: JobRecord = {
+      id: newJobId(),
+      object: 'job',
+      tenant: tune.tenant,
+      kind: 'trial',
+      status: 'queued',
+      model: tune.model,
+      dataset: tune.dataset,
+      validation_dataset: tune.validation_dataset,
+      test_dataset: tune.test_dataset,
+      hyperparameters: { ...tune.hyperparameters, ...params },
+      resource_class: tune.resource_class,
+      estimate: tune.estimate,
+      progress: null,
+      metrics: null,
+      result: null,
+      artifact: null,
+      error: null,
+      attempts: 0,
+      worker: null,
+      cancel_requested: false,
+      parent: tune.id,
+      trial,
+      created_at: now,
+      started_at: null,
+      finished_at: null,
+      updated_at: now,
+    };
+    await this.d.jobs.create(record);
+    await this.enqueue(record.id);
+    await this.d.jobs.appendEvent(tune.id, { type: 'log', level: 'info', message: `trial ${number} queued as ${record.id}: ${JSON.stringify(params)}` });
+    log.info({ trial: number, trialJob: record.id, params }, 'trial queued');
+  }
+
+  /** Tells the study how a trial ended, once. */
+  private async closeTrial(tune: JobRecord, key: string, t: JobRecord, log: Logger): Promise<void> {
+    const info = t.trial!;
+    const metric = tune.search!.objective.metric;
+    let state: TrialInfo['state'] = t.status === 'succeeded' ? 'complete' : t.status === 'pruned' ? 'pruned' : 'fail';
+    const value = state === 'complete' ? objectiveValue(t.result, metric) : null;
+    if (state === 'complete' && value === null) state = 'fail';
+    await this.d.study.tell(key, info.number, state, value);
+    await this.d.jobs.update(t.id, { trial: { ...info, state, value, told: true } });
+    const why = state === 'complete' ? `${metric} ${value}` : state === 'pruned' ? `stopped at epoch ${info.pruned_at_epoch ?? t.progress?.epoch ?? '?'}` : `${t.status}${t.error ? `: ${t.error.code}` : ''}`;
+    await this.d.jobs.appendEvent(tune.id, { type: 'log', level: 'info', message: `trial ${info.number} ${state} (${why})` });
+    log.info({ trial: info.number, state, value }, 'trial closed');
+  }
+
+  private progress(tune: JobRecord, trials: JobRecord[]): StudyProgress {
+    const count = (s: TrialInfo['state']) => trials.filter((t) => t.trial!.told && t.trial!.state === s).length;
+    const sign = tune.search!.objective.direction === 'maximize' ? 1 : -1;
+    let best: BestTrial | null = null;
+    for (const t of trials) {
+      const info = t.trial!;
+      if (info.state !== 'complete' || info.value === null) continue;
+      if (!best || sign * info.value > sign * best.value) best = { number: info.number, job_id: t.id, value: info.value, params: info.params };
+    }
+    return { trials: tune.search!.trials, complete: count('complete'), pruned: count('pruned'), failed: count('fail'), running: trials.filter((t) => !t.trial!.told).length, best };
+  }
+
+  private async finish(tune: JobRecord, key: string, trials: JobRecord[], how: 'done' | 'cancelled', log: Logger): Promise<Outcome> {
+    const { jobs, blobs } = this.d;
+    const summary = await this.d.study.summary(key, true);
+    const progress = this.progress(tune, trials);
+    const bestJob = summary.best ? trials.find((t) => t.trial!.number === summary.best!.number) : undefined;
+    const best_trial: BestTrial | null = summary.best && bestJob ? { number: summary.best.number, job_id: bestJob.id, value: summary.best.value, params: summary.best.params } : null;
+    const now = new Date().toISOString();
+    const fields = { study: progress, best_trial, importances: summary.importances, finished_at: now };
+    if (how === 'cancelled') {
+      await jobs.transition(tune.id, 'cancelled', fields, 'cancelled; the study stays readable');
+      log.info('tune job cancelled');
+      return 'cancelled';
+    }
+    if (!best_trial || !bestJob?.artifact) {
+      const message = `none of the ${trials.length} trials completed (${progress.failed} failed, ${progress.pruned} pruned); see GET /v1/jobs/${tune.id}/trials`;
+      await jobs.transition(tune.id, 'failed', { ...fields, error: { code: 'no_trial_completed', message } });
+      log.warn(message);
+      return 'failed';
+    }
+    // The tune job's model is its best trial's, with that trial's test report.
+    await blobs.link(blobs.artifactPath(bestJob.id), blobs.artifactPath(tune.id));
+    await jobs.transition(tune.id, 'succeeded', { ...fields, result: bestJob.result, artifact: bestJob.artifact, error: null }, `best: trial ${best_trial.number} (${tune.search!.objective.metric} ${best_trial.value})`);
+    log.info({ best: best_trial }, 'tune job succeeded');
+    return 'succeeded';
+  }
+}
