@@ -20,6 +20,18 @@ COPY package.json package-lock.json ./
 COPY services/ services/
 RUN npm ci --no-audit --no-fund --loglevel=error && npm run build -w @makam/dashboard
 
+# The dispatcher's study process (python -m makam_study): Optuna, its Redis journal and
+# scikit-learn (parameter importances), pinned by the workers' lock, and the makam_study sources
+# only (no torch: it trains nothing). Debian bookworm's python3 is the 3.11 the lock was made with.
+FROM ${NODE_IMAGE} AS study
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+COPY workers-python/requirements.lock /tmp/requirements.lock
+RUN python3 -m venv /opt/study \
+ && /opt/study/bin/pip install --no-cache-dir --disable-pip-version-check -c /tmp/requirements.lock optuna redis scikit-learn
+COPY workers-python/src/makam_study/ /opt/study/src/makam_study/
+
 # What both targets share: the sources, node_modules, a store directory owned by the `node` user.
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
@@ -46,5 +58,13 @@ CMD ["node", "services/api/src/server.ts"]
 # port, so there is nothing for a health check to ask; it exits when it cannot go on. It starts
 # once its workers answer (docker/await-workers.ts), so no job is handed to a worker still booting.
 FROM runtime AS dispatcher
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=study /opt/study /opt/study
+ENV MAKAM_STUDY_PYTHON=/opt/study/bin/python \
+    PYTHONPATH=/opt/study/src
+USER 1000:1000
 HEALTHCHECK NONE
 CMD ["node", "docker/await-workers.ts", "services/dispatcher/src/main.ts"]

@@ -53,6 +53,19 @@ test('services image: Node 24 slim, production dependencies only, the API and th
   for (const ws of workspaces) assert.ok(ws.startsWith('services/'), `${ws} is copied with services/`);
 });
 
+test("dispatcher image: the study process's Python, pinned by the workers' lock, without torch, named by MAKAM_STUDY_PYTHON", () => {
+  const study = stage(services.stages, 'study');
+  const install = runs(study).find((r) => /pip install/.test(r));
+  assert.ok(install && /-c \/tmp\/requirements\.lock/.test(install) && /\boptuna\b/.test(install) && /\bredis\b/.test(install), install);
+  assert.ok(!/\btorch\b/.test(install!), 'no torch in the dispatcher');
+  const dispatcher = stage(services.stages, 'dispatcher');
+  assert.ok(keyword(dispatcher, 'COPY').some((c) => hasFlag(c, 'from', 'study')));
+  const env = keyword(dispatcher, 'ENV').map((i) => i.getArgumentsContent() ?? '').join(' ');
+  assert.match(env, /MAKAM_STUDY_PYTHON=\/opt\/study\/bin\/python/);
+  assert.match(env, /PYTHONPATH=\/opt\/study\/src/);
+  assert.ok(existsSync(rel('workers-python/src/makam_study/__main__.py')));
+});
+
 test('every image runs as a non-root user, by number (so Kubernetes runAsNonRoot can check it)', () => {
   for (const [stages, target] of [[services.stages, 'api'], [services.stages, 'dispatcher'], [worker.stages, 'runtime']] as const) {
     const user = userOf(stages, target);
