@@ -51,7 +51,7 @@ test('/openapi.json is a valid OpenAPI 3.1 document with every route, its schema
     if (!documented) missing.push(`${route.method} ${route.url}`);
   }
   assert.deepEqual(missing, []);
-  for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/datasets', '/v1/webhooks', '/v1/webhooks/{id}/deliveries', '/v1/workers', '/v1/jobs/{id}/artifacts/model/files/{name}']) {
+  for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/datasets', '/v1/webhooks', '/v1/webhooks/{id}/deliveries', '/v1/workers', '/v1/jobs/{id}/artifacts/model/files/{name}', '/v1/jobs/{id}/trials']) {
     assert.ok(doc.paths[p], `${p} documented`);
   }
   // Generated from the validation schemas: the submit body names its fields and refuses others.

@@ -270,11 +270,11 @@ def test_median_pruner_prunes_a_bad_trial(studies: st.Studies, key: str) -> None
     studies.create(key, st.parse_config(cfg))
     for n in range(3):
         assert studies.ask(key)["number"] == n
-        for step in range(4):
+        for step in range(1, 5):  # steps are epochs, from 1
             assert studies.report(key, n, step, 0.5 - 0.1 * step) == {"prune": False}
         studies.tell(key, n, "complete", 0.2)
     bad, good = studies.ask(key)["number"], studies.ask(key)["number"]
-    assert studies.report(key, bad, 0, 9.0) == {"prune": False}  # step 0: still warming up
+    assert studies.report(key, bad, 1, 9.0) == {"prune": False}  # epoch 1 of warmup_epochs 1: never pruned
     assert studies.report(key, bad, 2, 9.0) == {"prune": True}
     assert studies.report(key, good, 2, 0.1) == {"prune": False}
     # Reported again: ignored (the first value stays), the decision still answered.
@@ -283,7 +283,7 @@ def test_median_pruner_prunes_a_bad_trial(studies: st.Studies, key: str) -> None
     # Finished: nothing stored, never pruned.
     assert studies.report(key, bad, 3, 9.0) == {"prune": False}
     trials = studies.summary(key)["trials"]
-    assert trials[bad]["intermediate"] == [[0, 9.0], [2, 9.0]]
+    assert trials[bad]["intermediate"] == [[1, 9.0], [2, 9.0]]
     assert trials[bad]["state"] == "PRUNED" and trials[bad]["value"] == 9.0
 
 

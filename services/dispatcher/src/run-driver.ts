@@ -51,6 +51,7 @@ export class RunDriver {
   private finished = false;
   /** A tune job's trial: its metrics go to the study, whose pruner may stop it. */
   private trial: TrialInfo | null = null;
+  private lastEpoch = Infinity;
   private pruning = false;
 
   constructor(ctx: RunContext, jobId: string, address: string, client: WorkerClient) {
@@ -84,6 +85,7 @@ export class RunDriver {
   /** Starts or re-attaches, then follows the run to its end. */
   async run(record: JobRecord, attempt: number, reattach: boolean): Promise<RunOutcome> {
     this.trial = record.trial ?? null;
+    this.lastEpoch = Number(record.hyperparameters.epochs ?? Infinity);
     this.pruning = this.trial?.pruned_at_epoch !== undefined;
     if (this.pruning) void this.cancel().catch(() => undefined); // pruned before a dispatcher restart
     let state: RunState | undefined;
@@ -331,7 +333,9 @@ export class RunDriver {
       this.log.warn({ err: (err as Error).message }, 'trial metric not reported to its study; the trial goes on unpruned');
       return;
     }
-    if (!prune) return;
+    // The last epoch's value still counts for the other trials, but stopping a run that has
+    // trained all it will would only throw its result away.
+    if (!prune || point.epoch >= this.lastEpoch) return;
     this.pruning = true;
     await this.ctx.jobs.update(this.jobId, { trial: { ...trial, pruned_at_epoch: point.epoch } });
     await this.ctx.jobs.appendEvent(this.jobId, { type: 'log', level: 'info', message: `pruned at epoch ${point.epoch}: the study's pruner ranks ${trial.objective.metric} ${value} too low against the other trials` });

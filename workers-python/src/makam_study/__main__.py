@@ -24,7 +24,8 @@ Ops (every op but ping takes "study": the Redis key prefix, e.g. "makam:study:<j
       pruner: {"type": median|successive_halving|none, "startup_trials"?, "warmup_epochs"?}
   ask                                    -> {"number": int, "params": {...}}
                                             grid, every point asked: {"number": null, "params": null}
-  report  number step value              -> {"prune": bool}  (value may be null = NaN; a finished
+  report  number step value              -> {"prune": bool}  (steps are epochs, from 1; warmup_epochs W
+                                            keeps steps 1..W from being pruned)  (value may be null = NaN; a finished
                                             trial: false, nothing stored; a step again: ignored)
   tell    number state value?            -> {"told": bool}   (state complete|pruned|fail; value
                                             required for complete, ignored otherwise; null/NaN/inf

@@ -228,7 +228,9 @@ def build_pruner(config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     if p["type"] == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=p.get("startup_trials", max(1, min(5, config["trials"] // 4))),
-            n_warmup_steps=p.get("warmup_epochs", 1),
+            # Steps are epochs counted from 1, and Optuna prunes from step n_warmup_steps on: so
+            # warmup_epochs W keeps epochs 1..W from being pruned.
+            n_warmup_steps=p.get("warmup_epochs", 1) + 1,
         )
     if p["type"] == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner()

@@ -144,7 +144,7 @@ export type SearchRequestT = Static<typeof SearchRequest>;
 
 export const CreateJobBody = Type.Object(
   {
-    kind: Type.Optional(Type.Enum(['finetune', 'tune'], { description: 'finetune: one training run (the default); tune: an Optuna search of trial runs' })),
+    kind: Type.Enum(['finetune', 'tune'], { description: 'finetune: one training run; tune: an Optuna search whose trials are training runs' }),
     model: ModelRequest,
     dataset: Type.String({ pattern: DATASET_ID_PATTERN, description: 'The training dataset id' }),
     validation_dataset: Type.Optional(Type.String({ pattern: DATASET_ID_PATTERN, description: 'A validation dataset id; else a split is carved' })),

@@ -21,7 +21,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     { schema: { summary: 'Submit a fine-tuning job, or a tune job (an Optuna search whose trials are fine-tuning runs)', body: CreateJobBody, response: { 202: Job, ...errorResponses } } },
     async (request, reply) => {
       const body = request.body;
-      const kind = body.kind ?? 'finetune';
+      const kind = body.kind;
       if (kind === 'tune' && !body.search) throw new ApiError(400, 'invalid_request', "a tune job needs 'search': the space, objective and trials", 'search');
       if (kind === 'finetune' && body.search) throw new ApiError(400, 'invalid_request', "'search' belongs to tune jobs; set kind to 'tune' or drop search", 'search');
       const family = body.model.family;
