@@ -135,6 +135,20 @@ describe('limits', () => {
     }
   });
 
+  test('simultaneous submissions cannot pass the active-job limit together', async () => {
+    const small = await build({ MAKAM_TENANT_MAX_ACTIVE_JOBS: '3' });
+    try {
+      const key = await newKey('burst', small);
+      const ds = (await upload(key, {}, small)).json();
+      const submit = () => small.inject({ method: 'POST', url: '/v1/jobs', headers: { authorization: `Bearer ${key}` }, payload: { kind: 'finetune', model: { family: 'tfidf' }, dataset: ds.id } });
+      const codes = (await Promise.all(Array.from({ length: 12 }, submit))).map((r) => r.statusCode).sort();
+      assert.deepEqual(codes, [202, 202, 202, ...Array(9).fill(429)]);
+      assert.equal((await small.inject({ method: 'GET', url: '/v1/jobs', headers: { authorization: `Bearer ${key}` } })).json().data.length, 3);
+    } finally {
+      await small.close();
+    }
+  });
+
   test('stored bytes past the tenant quota get 403 and nothing is stored', async () => {
     const small = await build({ MAKAM_TENANT_MAX_STORED_BYTES: String(sample.length + 1000) });
     try {

@@ -85,13 +85,14 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const queue = (search ? app.tuneQueues : app.queues).get(resourceClass)!;
       const answer = await withIdempotency(app, request.tenant, 'jobs', idempotencyKey(request), fingerprintOf(body), async () => {
         const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
-        const active = await app.quotas.activeJobs(request.tenant);
-        if (active >= limit) {
+        const id = newJobId();
+        const active = await app.quotas.reserveActiveJob(request.tenant, id, limit);
+        if (active !== null) {
           throw new ApiError(429, 'too_many_active_jobs', `the tenant has ${active} queued or running jobs, its limit is ${limit}; wait for one to finish or cancel one`, null);
         }
         const now = new Date().toISOString();
         const job: JobRecord = {
-          id: newJobId(),
+          id,
           object: 'job',
           tenant: request.tenant,
           kind,
@@ -117,7 +118,12 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           updated_at: now,
           ...(search ? { search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null } : {}),
         };
-        await app.jobs.create(job);
+        try {
+          await app.jobs.create(job);
+        } catch (err) {
+          await app.quotas.releaseActiveJob(request.tenant, id).catch(() => undefined);
+          throw err;
+        }
         try {
           if (search) await queue.add('tune', { jobId: job.id }, tuneJobOptions(job.id));
           else await queue.add('train', { jobId: job.id }, trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS));
