@@ -36,12 +36,25 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   // Before every route, so each is documented and timed.
   await app.register(openapi);
   await app.register(metrics);
-  // Overload answers 503 early instead of letting latency climb until the process falls over.
+  // Overload answers 503 early, before the body is read, instead of letting latency climb until the
+  // process falls over. /healthz (liveness) and /metrics still answer: an overloaded process is
+  // alive, restarting it would only lose its work, and operators need to see the load; /readyz
+  // answers 503 like every other route, so a load balancer sends traffic elsewhere meanwhile.
+  const retryAfter = config.MAKAM_PRESSURE_RETRY_AFTER_S;
   await app.register(underPressure, {
-    maxEventLoopDelay: 2000,
-    retryAfter: 5,
-    pressureHandler: (_req, reply, type, value) => {
-      reply.code(503).header('retry-after', '5').send({ error: { code: 'overloaded', message: `the server is overloaded (${type} ${value}); retry in a few seconds`, param: null } });
+    maxEventLoopDelay: config.MAKAM_MAX_EVENT_LOOP_DELAY_MS,
+    maxEventLoopUtilization: config.MAKAM_MAX_EVENT_LOOP_UTILIZATION,
+    eventLoopUtilizationMode: 'interval',
+    maxHeapUsedBytes: config.MAKAM_MAX_HEAP_USED_BYTES,
+    maxRssBytes: config.MAKAM_MAX_RSS_BYTES,
+    sampleInterval: config.MAKAM_PRESSURE_SAMPLE_MS,
+    retryAfter,
+    // A thrown error stops the request before any other hook and goes through the error handler,
+    // so the 503 has the one error shape.
+    pressureHandler: async (req, reply, type, value) => {
+      if (req.routeOptions.url === '/healthz' || req.routeOptions.url === '/metrics') return; // served as usual
+      reply.header('retry-after', String(retryAfter));
+      throw new ApiError(503, 'overloaded', `the server is overloaded (${pressureFigure(type, value, config)}); retry in ${retryAfter} s`, null);
     },
   });
   await app.register(auth);
@@ -80,4 +93,24 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   await app.register(queueBoard);
   await app.register(dashboard);
   return app as unknown as FastifyInstance;
+}
+
+/** What under-pressure measured, against its limit, in words. */
+function pressureFigure(type: string, value: number | undefined, config: ApiConfig): string {
+  const v = value ?? NaN;
+  switch (type) {
+    case 'eventLoopDelay':
+      // No delay sample at all in an interval: the loop was blocked for all of it.
+      return Number.isFinite(v)
+        ? `event-loop delay ${Math.round(v)} ms, limit ${config.MAKAM_MAX_EVENT_LOOP_DELAY_MS} ms`
+        : `event loop blocked for over ${config.MAKAM_PRESSURE_SAMPLE_MS} ms, limit ${config.MAKAM_MAX_EVENT_LOOP_DELAY_MS} ms`;
+    case 'eventLoopUtilization':
+      return `event-loop utilization ${v.toFixed(2)}, limit ${config.MAKAM_MAX_EVENT_LOOP_UTILIZATION}`;
+    case 'heapUsedBytes':
+      return `heap used ${v} bytes, limit ${config.MAKAM_MAX_HEAP_USED_BYTES}`;
+    case 'rssBytes':
+      return `resident memory ${v} bytes, limit ${config.MAKAM_MAX_RSS_BYTES}`;
+    default:
+      return type;
+  }
 }

@@ -21,6 +21,19 @@ export const ApiConfigProperties = {
   MAKAM_TENANT_MAX_STORED_BYTES: Type.Integer({ default: 10 * 1024 ** 3, minimum: 1024 }),
   /** Attempts per job, the first included; retries are for worker faults only. */
   MAKAM_JOB_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20 }),
+  // Overload (@fastify/under-pressure): above any of these, requests answer 503 early (0 turns a check off).
+  /** Mean event-loop delay over a sample, in milliseconds. */
+  MAKAM_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 2000, minimum: 0 }),
+  /** Event-loop utilization over a sample, from 0 to 1. */
+  MAKAM_MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0, minimum: 0, maximum: 1 }),
+  /** V8 heap in use, in bytes. */
+  MAKAM_MAX_HEAP_USED_BYTES: Type.Integer({ default: 0, minimum: 0 }),
+  /** Resident set size, in bytes. */
+  MAKAM_MAX_RSS_BYTES: Type.Integer({ default: 0, minimum: 0 }),
+  /** How often the figures above are sampled, in milliseconds. */
+  MAKAM_PRESSURE_SAMPLE_MS: Type.Integer({ default: 1000, minimum: 10, maximum: 60_000 }),
+  /** The Retry-After of an overload 503, in seconds. */
+  MAKAM_PRESSURE_RETRY_AFTER_S: Type.Integer({ default: 5, minimum: 1, maximum: 3600 }),
   ...OpsConfigProperties,
 };
 
