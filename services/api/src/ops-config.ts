@@ -12,4 +12,6 @@ export const OpsConfigProperties = {
   MAKAM_WEBHOOK_BACKOFF_MS: Type.Integer({ default: 10_000, minimum: 10 }),
   /** How long a receiver may take to answer, in milliseconds. */
   MAKAM_WEBHOOK_TIMEOUT_MS: Type.Integer({ default: 10_000, minimum: 100, maximum: 120_000 }),
+  /** Let webhooks go to loopback and private addresses (receivers on the same private network); off, only public ones. */
+  MAKAM_WEBHOOK_ALLOW_PRIVATE: Type.Boolean({ default: false }),
 };

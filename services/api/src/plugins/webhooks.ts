@@ -25,6 +25,7 @@ export default fp(
       attempts: config.MAKAM_WEBHOOK_ATTEMPTS,
       backoffMs: config.MAKAM_WEBHOOK_BACKOFF_MS,
       timeoutMs: config.MAKAM_WEBHOOK_TIMEOUT_MS,
+      allowPrivate: config.MAKAM_WEBHOOK_ALLOW_PRIVATE,
       log: app.log.child({ component: 'webhooks' }),
       onAttempt: (outcome) => app.metrics?.webhookDeliveries.inc({ outcome }),
     });

@@ -14,6 +14,9 @@
 import { hostname } from 'node:os';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import ipaddr from 'ipaddr.js';
+import { fetch, type Dispatcher } from 'undici';
+import { isPublicAddress, publicOnlyAgent } from './address-policy.ts';
 import { createRedis, signBody, SIGNATURE_HEADER, TIMESTAMP_HEADER, type JobStore, type Redis, type RedisKeys, type WebhookEventType, type WebhookStore } from '@makam/shared';
 
 export const WEBHOOK_QUEUE = 'webhook-deliveries';
@@ -40,6 +43,8 @@ export interface DeliveryOptions {
   attempts: number;
   backoffMs: number;
   timeoutMs: number;
+  /** Deliver to loopback and private addresses too (a receiver on the same private network). */
+  allowPrivate: boolean;
   log: Logger;
   /** Called after each attempt with its outcome. */
   onAttempt?: (outcome: 'delivered' | 'retrying' | 'gave_up') => void;
@@ -55,9 +60,11 @@ export class WebhookDelivery {
   private worker: Worker<DeliveryData> | null = null;
   private stopped = false;
   private loopDone: Promise<void> = Promise.resolve();
+  private readonly agent: Dispatcher | undefined;
 
   constructor(options: DeliveryOptions) {
     this.o = options;
+    this.agent = options.allowPrivate ? undefined : publicOnlyAgent();
   }
 
   /** The queue of deliveries (for the admin queue board). */
@@ -162,9 +169,13 @@ export class WebhookDelivery {
     let status: number | null = null;
     let error: string | null = null;
     try {
+      // A literal address is never looked up, so the agent cannot screen it: screen it here.
+      const host = new URL(hook.url).hostname.replace(/^\[|\]$/g, '');
+      if (this.agent && ipaddr.isValid(host) && !isPublicAddress(host)) throw Object.assign(new Error('refused'), { cause: { code: 'EADDRNOTALLOWED' } });
       const res = await fetch(hook.url, {
         method: 'POST',
         redirect: 'manual',
+        dispatcher: this.agent,
         signal: AbortSignal.timeout(this.o.timeoutMs),
         headers: {
           'content-type': 'application/json',
@@ -183,10 +194,12 @@ export class WebhookDelivery {
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
       error = e.name === 'TimeoutError' ? `no answer within ${this.o.timeoutMs} ms` : (e.cause?.code ?? e.cause?.message ?? e.message);
+      if (error === 'EADDRNOTALLOWED') error = 'EADDRNOTALLOWED: the receiver is on a private or reserved network; webhooks go to public addresses only';
     }
     const ok = error === null;
-    // 410 Gone: the receiver says it will never want this again.
-    const final = ok || status === 410 || attempt >= (job.opts.attempts ?? 1);
+    // 410 Gone: the receiver says it will never want this again; a private address will not change.
+    const never = status === 410 || error?.startsWith('EADDRNOTALLOWED') === true;
+    const final = ok || never || attempt >= (job.opts.attempts ?? 1);
     await this.o.webhooks.logAttempt(webhookId, {
       object: 'webhook_delivery',
       event_id: eventId,
@@ -202,7 +215,7 @@ export class WebhookDelivery {
     });
     this.o.onAttempt?.(ok ? 'delivered' : final ? 'gave_up' : 'retrying');
     if (ok) return 'delivered';
-    if (status === 410) throw new UnrecoverableError(error!);
+    if (never) throw new UnrecoverableError(error!);
     throw new Error(error!);
   }
 

@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { WEBHOOK_EVENTS, type WebhookRecord } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
+import { refusedWebhookUrl } from '../../webhooks/address-policy.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { CreateWebhookBody, DeliveriesQuery, DeliveryList, Webhook, WebhookCreated, WebhookDeleted, WebhookIdParams, WebhookList } from '../../schemas/webhooks.ts';
 
@@ -23,10 +24,15 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     { schema: { summary: 'Register a webhook for terminal job states (the secret is returned only here)', body: CreateWebhookBody, response: { 201: WebhookCreated, ...errorResponses } } },
     async (request, reply) => {
       const { url, events, description } = request.body;
+      let parsed: URL;
       try {
-        new URL(url);
+        parsed = new URL(url);
       } catch {
         throw new ApiError(400, 'invalid_request', `'url' is not a valid URL: ${url}`, 'url');
+      }
+      if (!app.config.MAKAM_WEBHOOK_ALLOW_PRIVATE) {
+        const refused = await refusedWebhookUrl(parsed);
+        if (refused) throw new ApiError(400, 'webhook_url_not_allowed', `'url' cannot receive webhooks: ${refused}`, 'url');
       }
       if ((await app.webhooks.list(request.tenant)).length >= MAX_PER_TENANT) {
         throw new ApiError(409, 'too_many_webhooks', `a tenant may have ${MAX_PER_TENANT} webhooks; delete one first`, null);
