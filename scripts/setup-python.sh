@@ -18,7 +18,10 @@ export PIP_INDEX_URL=${PIP_INDEX_URL:-file:///opt/pypi/simple}
 export PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL:-file:///opt/pypi-more/simple}
 export PIP_FIND_LINKS=${PIP_FIND_LINKS:-/opt/wheels}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$venv/bin/pip" install -q -r "$lock" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+# --no-deps: the lock is the whole environment, pinned. Resolving again would ask for what a pin
+# needs only on other Pythons (redis wants async-timeout, for its asyncio client, below 3.11.3),
+# which the local mirror does not carry.
+"$venv/bin/pip" install -q --no-deps -r "$lock" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 "$venv/bin/pip" install -q --no-deps -e workers-python
 echo "$want" > "$stamp"
 echo "python env ready ($venv)"
