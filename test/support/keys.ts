@@ -1,7 +1,7 @@
-import { ApiKeyStore, createRedis } from '@makam/shared';
+import { ApiKeyStore, createRedis, type RedisSettings } from '@makam/shared';
 
 /** Creates an API key for `tenant` straight in Redis, as the admin CLI does. */
-export async function createKey(redisUrl: string, prefix: string, tenant: string): Promise<string> {
+export async function createKey(redisUrl: string | RedisSettings, prefix: string, tenant: string): Promise<string> {
   const redis = createRedis(redisUrl);
   try {
     return (await new ApiKeyStore(redis, prefix).create(tenant, 'test')).key;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { connectWorker } from '@makam/shared';
+import { connectWorker, redisEnv, type RedisSettings } from '@makam/shared';
 import { freePort } from './ports.ts';
 import { createKey } from './keys.ts';
 import { uniquePrefix } from './redis.ts';
@@ -86,7 +86,10 @@ export interface StackOptions {
   workers?: number;
 }
 
-export async function startStack(redisUrl: string, options: StackOptions = {}): Promise<Stack> {
+/** `redis`: a URL, or the URL with TLS files (every process gets them as its environment). */
+export async function startStack(redis: string | RedisSettings, options: StackOptions = {}): Promise<Stack> {
+  const settings = typeof redis === 'string' ? { REDIS_URL: redis } : redis;
+  const redisUrl = settings.REDIS_URL;
   const prefix = uniquePrefix();
   const dir = await mkdtemp(path.join(tmpdir(), 'makam-e2e-'));
   const storeDir = path.join(dir, 'store');
@@ -95,7 +98,8 @@ export async function startStack(redisUrl: string, options: StackOptions = {}): 
   const apiPort = await freePort();
   const workerAddresses = workerPorts.map((p) => `127.0.0.1:${p}`);
   const workerAddress = workerAddresses[0]!;
-  const common = { REDIS_URL: redisUrl, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info', MAKAM_RESOURCE_CLASSES: 'cpu' };
+  const redisVars = Object.fromEntries(Object.entries(redisEnv(settings)).filter((e): e is [string, string] => e[1] !== undefined));
+  const common = { ...redisVars, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info', MAKAM_RESOURCE_CLASSES: 'cpu' };
   const procs: Proc[] = [];
   const workerStateDir = path.join(dir, 'worker');
   workerAddresses.forEach((address, i) => {
@@ -122,7 +126,7 @@ export async function startStack(redisUrl: string, options: StackOptions = {}): 
     await Promise.all(procs.map((p) => stop(p)));
     throw err;
   }
-  const apiKey = await createKey(redisUrl, prefix, 'e2e');
+  const apiKey = await createKey(settings, prefix, 'e2e');
   const withKey = (init?: RequestInit): RequestInit => ({ ...init, headers: { authorization: `Bearer ${apiKey}`, ...(init?.headers as Record<string, string> | undefined) } });
   const stack: Stack = {
     apiUrl,

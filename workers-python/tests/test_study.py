@@ -454,3 +454,11 @@ def test_redaction() -> None:
     assert "p@ss!word" not in redacted and "p%40ss%21word" not in redacted and "host" not in redacted
     assert redacted.startswith("redis ***")
     assert secrets_of("redis://127.0.0.1:6379") == ["redis://127.0.0.1:6379"]
+
+
+def test_tls_options_from_the_dispatchers_environment() -> None:
+    env = {"MAKAM_REDIS_TLS_CA": "/certs/ca.pem", "MAKAM_REDIS_TLS_CERT": "/certs/c.pem", "MAKAM_REDIS_TLS_KEY": "/certs/c.key", "OTHER": "x"}
+    assert st.tls_options("rediss://u:p@host:6380/0", env) == {"ssl_ca_certs": "/certs/ca.pem", "ssl_certfile": "/certs/c.pem", "ssl_keyfile": "/certs/c.key"}
+    assert st.tls_options("rediss://host:6380", {"MAKAM_REDIS_TLS_CA": "/certs/ca.pem", "MAKAM_REDIS_TLS_KEY": ""}) == {"ssl_ca_certs": "/certs/ca.pem"}
+    # A plaintext URL gets none (redis-py's plain connection takes no ssl_* arguments).
+    assert st.tls_options("redis://host:6379", env) == {}

@@ -9,7 +9,7 @@ import { loadApiConfig } from './config.ts';
 
 const { positionals, values } = parseArgs({ allowPositionals: true, options: { tenant: { type: 'string' }, name: { type: 'string' } } });
 const config = loadApiConfig();
-const redis = createRedis(config.REDIS_URL);
+const redis = createRedis(config);
 const keys = new ApiKeyStore(redis, config.MAKAM_REDIS_PREFIX);
 const [group, command, arg] = positionals;
 try {

@@ -34,8 +34,8 @@ export class Dispatcher {
     this.config = config;
     this.log = log.child({ resourceClass: config.MAKAM_CLASS });
     // Writes wait for Redis to come back rather than fail: an outage pauses the relay, loses nothing.
-    this.redis = createRedis(config.REDIS_URL, { blocking: true });
-    this.subscriber = createRedis(config.REDIS_URL, { blocking: true });
+    this.redis = createRedis(config, { blocking: true });
+    this.subscriber = createRedis(config, { blocking: true });
     const keys = redisKeys(config.MAKAM_REDIS_PREFIX);
     this.jobs = new JobStore(this.redis, keys);
     this.datasets = new DatasetStore(this.redis, keys);
@@ -48,7 +48,7 @@ export class Dispatcher {
     this.subscriber.on('message', (_channel, jobId: string) => void this.cancel(jobId));
     this.keys = keys;
     this.telemetry = new DispatcherTelemetry(config, this.log);
-    this.study = new StudyClient(config.MAKAM_STUDY_PYTHON ?? defaultStudyPython(), config.REDIS_URL, this.log);
+    this.study = new StudyClient(config.MAKAM_STUDY_PYTHON ?? defaultStudyPython(), config, this.log);
     this.trainQueue = new Queue<TrainJobData>(queueName(config.MAKAM_CLASS), { connection: this.redis, prefix: config.MAKAM_QUEUE_PREFIX });
     const workersSeen = new Telemetry(this.redis, config.MAKAM_REDIS_PREFIX);
     this.coordinator = new TuneCoordinator({
@@ -70,7 +70,7 @@ export class Dispatcher {
   async start(): Promise<void> {
     await this.subscriber.subscribe(this.keys.cancelChannel);
     this.worker = new Worker<TrainJobData, RunOutcome>(queueName(this.config.MAKAM_CLASS), (job) => this.process(job), {
-      connection: createRedis(this.config.REDIS_URL, { blocking: true }),
+      connection: createRedis(this.config, { blocking: true }),
       prefix: this.config.MAKAM_QUEUE_PREFIX,
       concurrency: this.pool.size,
       // A restarted dispatcher re-attaches to runs in progress, so a stall is not a failure.

@@ -24,7 +24,7 @@ export class DispatcherTelemetry {
   constructor(config: DispatcherConfig, log: Logger) {
     this.cls = config.MAKAM_CLASS;
     this.log = log;
-    this.redis = createRedis(config.REDIS_URL);
+    this.redis = createRedis(config);
     this.redis.on('error', () => {}); // the dispatcher's own connections report Redis trouble
     this.telemetry = new Telemetry(this.redis, config.MAKAM_REDIS_PREFIX);
     // Separate channels from the pool's, so a capabilities call never queues behind a transfer.

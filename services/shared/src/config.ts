@@ -3,11 +3,17 @@
 import envSchema from 'env-schema';
 import { Type, type Static, type TObject, type TProperties } from 'typebox';
 import { parseResourceClasses, type ResourceClass } from './placement/resource-classes.ts';
+import { checkRedisSettings, type RedisSettings } from './redis.ts';
 
 /** Settings every makam process reads. */
 export const SharedConfig = {
   /** Redis for queues, job records and event streams. */
   REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379', description: 'Redis URL (redis:// or rediss://)' }),
+  /** PEM file: the CA of the Redis server's certificate (rediss:// only; unset: the system's CAs). */
+  MAKAM_REDIS_TLS_CA: Type.Optional(Type.String({ minLength: 1 })),
+  /** PEM files: a client certificate and key, for a Redis that asks clients for one (mutual TLS). */
+  MAKAM_REDIS_TLS_CERT: Type.Optional(Type.String({ minLength: 1 })),
+  MAKAM_REDIS_TLS_KEY: Type.Optional(Type.String({ minLength: 1 })),
   /** Key prefix of makam's records and streams in Redis. */
   MAKAM_REDIS_PREFIX: Type.String({ default: 'makam', pattern: '^[a-z0-9_-]+$' }),
   /** Key prefix of the BullMQ queues. */
@@ -22,11 +28,13 @@ export const SharedConfig = {
 
 /** Reads and validates `properties` from `env`, applying defaults. */
 export function loadConfig<P extends TProperties>(properties: P, env: NodeJS.ProcessEnv = process.env): Static<TObject<P>> {
-  return envSchema<Static<TObject<P>>>({
+  const config = envSchema<Static<TObject<P>>>({
     schema: Type.Object(properties) as unknown as object,
     data: env,
     dotenv: false,
   });
+  if ('REDIS_URL' in properties) checkRedisSettings(config as unknown as RedisSettings);
+  return config;
 }
 
 export function resourceClasses(config: { MAKAM_RESOURCE_CLASSES: string }): ResourceClass[] {

@@ -1,6 +1,8 @@
 """`python -m makam_study`: the dispatcher's study process, JSON lines over stdin/stdout.
 
-Environment: REDIS_URL (default redis://127.0.0.1:6379; may hold credentials, never printed).
+Environment: REDIS_URL (default redis://127.0.0.1:6379; may hold credentials, never printed);
+with a rediss:// URL, MAKAM_REDIS_TLS_CA (the server's CA, else the system's), MAKAM_REDIS_TLS_CERT
+and MAKAM_REDIS_TLS_KEY (a client pair for mutual TLS): PEM files, as the dispatcher's.
 
 In: one JSON object per line, `{"id": <int>, "op": "<name>", ...args}`; blank lines are skipped.
 Out: one line per request, in order: `{"id": <id>, "ok": true, "result": {...}}` or
@@ -107,7 +109,7 @@ def main() -> int:
 
     import optuna  # after the swap: whatever it prints on import goes to stderr
 
-    from makam_study.study import Studies, error, handle
+    from makam_study.study import Studies, error, handle, tls_options
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.logging.disable_default_handler()
@@ -116,7 +118,7 @@ def main() -> int:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    studies = Studies(url)
+    studies = Studies(url, tls=tls_options(url, os.environ))
     log = logging.getLogger("makam_study")
     log.info("ready (optuna %s)", optuna.__version__)
     try:

@@ -5,7 +5,7 @@
 // one blocked client, not N. The reader stops (and its connection closes) when its last watcher
 // leaves or the job ends.
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import { createRedis, isTerminal, type JobEvent, type JobStatus, type Redis, type RedisKeys, type StoredEvent } from '@makam/shared';
+import { createRedis, isTerminal, type JobEvent, type JobStatus, type Redis, type RedisKeys, type RedisSettings, type StoredEvent } from '@makam/shared';
 
 /** Stream ids ("ms-seq") in order. */
 export function compareIds(a: string, b: string): number {
@@ -41,11 +41,11 @@ class Reader {
   private stopped = false;
   private readonly log: Logger;
 
-  constructor(jobId: string, key: string, redis: Redis, url: string, name: string, log: Logger) {
+  constructor(jobId: string, key: string, redis: Redis, settings: RedisSettings, name: string, log: Logger) {
     this.jobId = jobId;
     this.key = key;
     this.log = log;
-    this.conn = createRedis(url, { blocking: true });
+    this.conn = createRedis(settings, { blocking: true });
     this.conn.on('error', () => {}); // reported by the loop when it matters
     void this.conn.client('SETNAME', name).catch(() => {});
     this.ready = redis.xrevrange(key, '+', '-', 'COUNT', 1).then((last) => last[0]?.[0] ?? '0-0');
@@ -89,14 +89,14 @@ class Reader {
 export class JobEventHub {
   private readonly readers = new Map<string, Reader>();
   private readonly redis: Redis;
-  private readonly url: string;
+  private readonly settings: RedisSettings;
   private readonly keys: RedisKeys;
   private readonly prefix: string;
   private readonly log: Logger;
 
-  constructor(redis: Redis, url: string, keys: RedisKeys, prefix: string, log: Logger) {
+  constructor(redis: Redis, settings: RedisSettings, keys: RedisKeys, prefix: string, log: Logger) {
     this.redis = redis;
-    this.url = url;
+    this.settings = settings;
     this.keys = keys;
     this.prefix = prefix;
     this.log = log;
@@ -119,7 +119,7 @@ export class JobEventHub {
   async watch(jobId: string, watcher: Watcher): Promise<{ start: string; unwatch: () => void }> {
     let reader = this.readers.get(jobId);
     if (!reader || reader.isStopped) {
-      reader = new Reader(jobId, this.keys.jobEvents(jobId), this.redis, this.url, this.readerName(jobId), this.log);
+      reader = new Reader(jobId, this.keys.jobEvents(jobId), this.redis, this.settings, this.readerName(jobId), this.log);
       this.readers.set(jobId, reader);
     }
     reader.watchers.add(watcher);

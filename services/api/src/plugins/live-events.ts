@@ -18,7 +18,7 @@ export const wantsEventStream = (accept: string | string[] | undefined): boolean
 
 export default fp(
   async (app) => {
-    const hub = new JobEventHub(app.redis, app.config.REDIS_URL, app.keys, app.config.MAKAM_REDIS_PREFIX, app.log);
+    const hub = new JobEventHub(app.redis, app.config, app.keys, app.config.MAKAM_REDIS_PREFIX, app.log);
     app.decorate('jobEvents', hub);
     app.addConstraintStrategy({
       name: 'sse',

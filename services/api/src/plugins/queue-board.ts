@@ -29,7 +29,7 @@ export default fp(
   async (app) => {
     const adminKey = app.config.MAKAM_ADMIN_KEY;
     if (!adminKey) return; // no admin key, no board
-    const conn = createRedis(app.config.REDIS_URL);
+    const conn = createRedis(app.config);
     conn.on('error', () => {});
     const webhookQueue = WebhookDelivery.queue(conn, app.config.MAKAM_QUEUE_PREFIX);
     const serverAdapter = new FastifyAdapter();

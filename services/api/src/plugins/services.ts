@@ -22,11 +22,11 @@ declare module 'fastify' {
 }
 
 export default fp<{ config: ApiConfig }>(async (app, { config }) => {
-  const redis = createRedis(config.REDIS_URL);
+  const redis = createRedis(config);
   redis.on('error', (err) => app.log.warn({ err: err.message }, 'redis connection error'));
   const keys = redisKeys(config.MAKAM_REDIS_PREFIX);
   const classes = resourceClasses(config);
-  const queueConnection = createRedis(config.REDIS_URL);
+  const queueConnection = createRedis(config);
   queueConnection.on('error', () => {}); // reported through `redis` above
   const queues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX);
   const tuneQueues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX, tuneQueueName);

@@ -16,7 +16,7 @@ export default fp(
     app.decorate('webhooks', new WebhookStore(app.redis, config.MAKAM_REDIS_PREFIX));
     if (!config.MAKAM_WEBHOOK_DELIVERY) return;
     const delivery = new WebhookDelivery({
-      redisUrl: config.REDIS_URL,
+      redisSettings: config,
       queuePrefix: config.MAKAM_QUEUE_PREFIX,
       keys: app.keys,
       redis: app.redis,

@@ -17,7 +17,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import ipaddr from 'ipaddr.js';
 import { fetch, type Dispatcher } from 'undici';
 import { isPublicAddress, publicOnlyAgent } from './address-policy.ts';
-import { createRedis, signBody, SIGNATURE_HEADER, TIMESTAMP_HEADER, type JobStore, type Redis, type RedisKeys, type WebhookEventType, type WebhookStore } from '@makam/shared';
+import { createRedis, signBody, SIGNATURE_HEADER, TIMESTAMP_HEADER, type JobStore, type Redis, type RedisKeys, type RedisSettings, type WebhookEventType, type WebhookStore } from '@makam/shared';
 
 export const WEBHOOK_QUEUE = 'webhook-deliveries';
 const GROUP = 'webhooks';
@@ -34,7 +34,8 @@ export interface DeliveryData {
 }
 
 export interface DeliveryOptions {
-  redisUrl: string;
+  /** Where Redis is: the URL and its TLS files. */
+  redisSettings: RedisSettings;
   queuePrefix: string;
   keys: RedisKeys;
   redis: Redis;
@@ -73,11 +74,11 @@ export class WebhookDelivery {
   }
 
   async start(): Promise<void> {
-    const { redisUrl, queuePrefix } = this.o;
-    this.queueConn = createRedis(redisUrl);
+    const { redisSettings, queuePrefix } = this.o;
+    this.queueConn = createRedis(redisSettings);
     this.queueConn.on('error', () => {});
     this.queue = WebhookDelivery.queue(this.queueConn, queuePrefix);
-    this.workerConn = createRedis(redisUrl, { blocking: true });
+    this.workerConn = createRedis(redisSettings, { blocking: true });
     this.workerConn.on('error', () => {});
     this.worker = new Worker<DeliveryData>(WEBHOOK_QUEUE, (job) => this.attempt(job), {
       connection: this.workerConn,
@@ -85,7 +86,7 @@ export class WebhookDelivery {
       concurrency: 8,
     });
     this.worker.on('error', (err) => this.o.log.warn({ err: err.message }, 'webhook worker error'));
-    this.readConn = createRedis(redisUrl, { blocking: true });
+    this.readConn = createRedis(redisSettings, { blocking: true });
     this.readConn.on('error', () => {});
     try {
       // From the stream's start: entries older than a webhook are skipped by time, not lost.

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { Logger, ParamSpace, Search } from '@makam/shared';
+import { redisEnv, type Logger, type ParamSpace, type RedisSettings, type Search } from '@makam/shared';
 
 const CALL_MS = 120_000;
 
@@ -33,19 +33,25 @@ export class StudyClient {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private nextId = 1;
   private readonly python: string;
-  private readonly redisUrl: string;
+  private readonly redis: RedisSettings;
   private readonly log: Logger;
 
-  constructor(python: string, redisUrl: string, log: Logger) {
+  constructor(python: string, redis: RedisSettings, log: Logger) {
     this.python = python;
-    this.redisUrl = redisUrl;
+    this.redis = redis;
     this.log = log.child({ component: 'study' });
   }
 
   private ensure(): ChildProcessWithoutNullStreams {
     if (this.child) return this.child;
-    // The Redis URL (it may hold a password) goes by environment, never on a command line.
-    const child = spawn(this.python, ['-m', 'makam_study'], { env: { ...process.env, REDIS_URL: this.redisUrl }, stdio: ['pipe', 'pipe', 'pipe'] });
+    // The Redis URL (it may hold a password) and its TLS files go by environment, never on a
+    // command line; unset TLS variables are removed, not inherited.
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const [name, value] of Object.entries(redisEnv(this.redis))) {
+      if (value === undefined) delete env[name];
+      else env[name] = value;
+    }
+    const child = spawn(this.python, ['-m', 'makam_study'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     createInterface({ input: child.stdout }).on('line', (line) => {
       let msg: { id: number; ok: boolean; result?: unknown; error?: { code: string; message: string } };

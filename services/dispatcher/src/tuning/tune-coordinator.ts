@@ -56,7 +56,7 @@ export class TuneCoordinator {
   start(): void {
     const { config } = this.d;
     this.worker = new Worker<TrainJobData, Outcome>(tuneQueueName(config.MAKAM_CLASS), (job) => this.process(job), {
-      connection: createRedis(config.REDIS_URL, { blocking: true }),
+      connection: createRedis(config, { blocking: true }),
       prefix: config.MAKAM_QUEUE_PREFIX,
       concurrency: config.MAKAM_TUNE_CONCURRENCY,
       maxStalledCount: 10,
