@@ -1,7 +1,8 @@
 // The `makam` bin run as a process against the real stack (API, dispatcher, Python worker, Redis):
 // upload, submit from a YAML file plus flags, watch to the end, list, download with the sha256
 // verified, cancel, and the exit codes scripts rely on. Then /metrics after that real activity:
-// the dispatcher's published worker and ingest lag, the job's duration.
+// the dispatcher's published worker and ingest lag, the job's duration. Last, a tune job: submitted
+// from a request file, watched through its study, its trials listed, its trials watched.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -24,7 +25,7 @@ let jobId: string;
 
 before(async () => {
   redis = await startRedis();
-  stack = await startStack(redis.url);
+  stack = await startStack(redis.url, { dispatcherEnv: { MAKAM_TUNE_POLL_MS: '200' } });
   dir = await mkdtemp(path.join(tmpdir(), 'makam-cli-'));
 });
 after(async () => {
@@ -106,8 +107,8 @@ test('jobs submit from a YAML file with flags on top, then jobs watch shows epoc
 test('jobs list shows the job with its best metric; --json gives the records', () => stack.withLogs(async () => {
   const human = await makam(['jobs', 'list']);
   assert.equal(human.code, 0, human.stderr);
-  assert.match(human.stdout, /^ID +STATUS +FAMILY +MODEL +DATASET +STEPS +BEST +CREATED$/m);
-  assert.match(human.stdout, new RegExp(`^${jobId} +succeeded +encoder +\\(bert config\\) +${datasetId} +\\d+/\\d+ +macro_f1 \\d\\.\\d{3}`, 'm'));
+  assert.match(human.stdout, /^ID +KIND +STATUS +FAMILY +MODEL +DATASET +PROGRESS +BEST +CREATED$/m);
+  assert.match(human.stdout, new RegExp(`^${jobId} +finetune +succeeded +encoder +\\(bert config\\) +${datasetId} +\\d+/\\d+ +macro_f1 \\d\\.\\d{3}`, 'm'));
   const json = await makam(['jobs', 'list', '--json', '--limit', '5']);
   assert.equal(JSON.parse(json.stdout).data[0].id, jobId);
 }));
@@ -184,4 +185,78 @@ test('after that activity /metrics shows the worker, ingest lag and the job dura
   const workers = (await stack.json('/v1/workers')).body.data;
   assert.equal(workers[0].address, stack.workerAddress);
   assert.equal(workers[0].resource_class, 'cpu');
+}));
+
+test('a tune job: submit --file with --dataset over its placeholder, watch shows the study, trials lists them, trials watch to pruned or succeeded', { timeout: 300_000 }, () => stack.withLogs(async () => {
+  // The shipped example, with a pruner that may stop a trial after its first epoch (2 epochs here).
+  const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/tune-tiny-bert.json'), 'utf8'));
+  assert.equal(request.dataset, '<DATASET_ID>');
+  request.search.pruner = { type: 'median', startup_trials: 1, warmup_epochs: 0 };
+  await writeFile(path.join(dir, 'tune.json'), JSON.stringify(request));
+  const placeholder = await makam(['jobs', 'submit', '--file', 'tune.json']);
+  assert.equal(placeholder.code, 2);
+  assert.match(placeholder.stderr, /"dataset" in tune\.json is a placeholder \(<DATASET_ID>\): give --dataset ds_/);
+  const notTune = await makam(['jobs', 'submit', '--dataset', datasetId, '--family', 'tfidf', '--trials', '2']);
+  assert.equal(notTune.code, 2);
+  assert.match(notTune.stderr, /--trials is for tune jobs/);
+
+  const submitted = await makam(['jobs', 'submit', '-f', 'tune.json', '--dataset', datasetId, '--epochs', '2', '--trials', '3', '--parallelism', '1', '--json']);
+  assert.equal(submitted.code, 0, submitted.stderr);
+  const job = JSON.parse(submitted.stdout);
+  assert.equal(job.kind, 'tune');
+  assert.equal(job.dataset, datasetId);
+  assert.equal(job.hyperparameters.epochs, 2);
+  assert.deepEqual({ trials: job.search.trials, parallelism: job.search.parallelism }, { trials: 3, parallelism: 1 });
+  assert.deepEqual(Object.keys(job.search.space), ['learning_rate', 'warmup_ratio']);
+
+  // watch: the study's line instead of epochs, each trial queued and closed, then the best trial.
+  const watched = await makam(['jobs', 'watch', job.id]);
+  assert.equal(watched.code, 0, `${watched.stdout}\n${watched.stderr}`);
+  const { body: final } = await stack.json(`/v1/jobs/${job.id}`);
+  assert.equal(final.status, 'succeeded');
+  const { body: list } = await stack.json(`/v1/jobs/${job.id}/trials`);
+  const trials: Array<{ number: number; job_id: string; status: string; state: string; value: number | null; intermediate_values: unknown[] }> = list.data;
+  console.log(`tune (cli): ${trials.map((t) => `#${t.number} ${t.state} ${t.value?.toFixed(4) ?? '-'}`).join(', ')}`);
+  assert.equal(trials.length, 3);
+  assert.match(watched.stderr, /^trials 0\/3 {2}\[░+\] {2}0 complete · 0 pruned · 0 failed · 0 running {2}no trial complete yet$/m);
+  const s = final.study;
+  assert.match(watched.stderr, new RegExp(`^trials 3/3 {2}\\[█+\\] {2}${s.complete} complete · ${s.pruned} pruned · ${s.failed} failed · 0 running {2}best validation_loss [\\d.]+ \\(trial #${final.best_trial.number}\\)$`, 'm'));
+  for (const t of trials) {
+    assert.match(watched.stderr, new RegExp(`trial ${t.number} queued as ${t.job_id}`));
+    assert.match(watched.stderr, new RegExp(`trial ${t.number} ${t.state} \\(`));
+  }
+  assert.doesNotMatch(watched.stderr, /epoch \d+\/2/, 'no epoch progress for a tune job');
+  assert.match(watched.stdout, new RegExp(`^${job.id} {2}succeeded: best trial #${final.best_trial.number}, validation_loss [\\d.]+ \\(learning_rate=[\\d.e-]+, warmup_ratio=[\\d.e-]+\\); accuracy ${final.result.accuracy.toFixed(3)}, macro_f1 ${final.result.macro_f1.toFixed(3)}`, 'm'));
+
+  // trials: a table as the API has them, the best starred; --json is the API's list.
+  const table = await makam(['jobs', 'trials', job.id]);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /^TRIAL +STATE +STATUS +VALIDATION_LOSS +EPOCHS +LEARNING_RATE +WARMUP_RATIO +JOB$/m);
+  for (const t of trials) {
+    const star = t.number === final.best_trial.number ? '\\*' : '';
+    const value = t.value === null ? '(\\([\\d.]+\\)|-)' : String(Number(t.value.toPrecision(4))).replace('.', '\\.');
+    assert.match(table.stdout, new RegExp(`^${t.number}${star} +${t.state} +${t.status} +${value} +${t.intermediate_values.length}/2 +[\\d.e-]+ +[\\d.e-]+ +${t.job_id}$`, 'm'), `trial ${t.number}:\n${table.stdout}`);
+  }
+  assert.match(table.stdout, new RegExp(`^${s.complete} complete · ${s.pruned} pruned · ${s.failed} failed · 0 running {2}best validation_loss`, 'm'));
+  const json = await makam(['--json', 'jobs', 'trials', job.id]);
+  assert.deepEqual(JSON.parse(json.stdout), list);
+  const notATune = await makam(['jobs', 'trials', trials[0]!.job_id]);
+  assert.equal(notATune.code, 2);
+  assert.match(notATune.stderr, /only tune jobs have trials/);
+
+  // get: the record on stdout, the study line on stderr; list: kinds and the study's progress.
+  const got = await makam(['jobs', 'get', job.id]);
+  assert.equal(JSON.parse(got.stdout).id, job.id);
+  assert.match(got.stderr, new RegExp(`^${job.id} {2}succeeded {2}trials 3/3 `));
+  const listed = await makam(['jobs', 'list']);
+  assert.match(listed.stdout, new RegExp(`^${job.id} +tune +succeeded +encoder +\\(bert config\\) +${datasetId} +3/3 trials +validation_loss \\d\\.\\d{3}`, 'm'));
+  for (const t of trials) assert.match(listed.stdout, new RegExp(`^${t.job_id} +trial #${t.number} +${t.status} `, 'm'));
+
+  // A trial's watch names its tune job; a pruned trial exits 1 (it did not succeed: no model).
+  for (const t of trials) {
+    const w = await makam(['jobs', 'watch', t.job_id]);
+    assert.match(w.stderr, new RegExp(`^trial #${t.number} of ${job.id}: learning_rate=`));
+    assert.equal(w.code, t.status === 'succeeded' ? 0 : 1, `trial ${t.number} ${t.status}`);
+    if (t.status === 'pruned') assert.match(w.stdout, new RegExp(`^${t.job_id} {2}pruned: stopped by its tune job's pruner after epoch 1 \\(not an error`, 'm'));
+  }
 }));

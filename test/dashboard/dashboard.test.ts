@@ -2,7 +2,11 @@
 // stack: the API key entered as a user would, the jobs list, cancel from the page, a job's curves
 // gaining points while it trains (server-sent events), and after it ends the final metrics, the
 // confusion matrix and per-class scores matching the API's, the model card, the download button.
-// Takes a screenshot of the job page (docs/dashboard.png with MAKAM_UPDATE_SCREENSHOT=1).
+// A tune job's page: the study's progress and trials table growing while it runs, then the trials,
+// their states, the objective plot and the importances as the API has them; a trial's page links
+// back to its tune job; the jobs list shows kinds and pruned trials.
+// Takes screenshots of the job pages (docs/dashboard.png and docs/dashboard-tune.png with
+// MAKAM_UPDATE_SCREENSHOT=1).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -24,7 +28,8 @@ let page: Page;
 
 before(async () => {
   redis = await startRedis();
-  stack = await startStack(redis.url);
+  // One worker: the first test's blocker holds it; tune trials run one at a time. A short study poll.
+  stack = await startStack(redis.url, { dispatcherEnv: { MAKAM_TUNE_POLL_MS: '200' } });
   const profile = await mkdtemp(path.join(tmpdir(), 'makam-chromium-'));
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -136,4 +141,117 @@ test('a job page shows live curves, then final metrics, confusion matrix and mod
   // Refresh the README's picture with MAKAM_UPDATE_SCREENSHOT=1; otherwise it goes to a temporary file.
   const shot = process.env.MAKAM_UPDATE_SCREENSHOT ? path.join(ROOT, 'docs/dashboard.png') : path.join(await mkdtemp(path.join(tmpdir(), 'makam-shot-')), 'dashboard.png');
   await page.screenshot({ path: shot, clip: { x: 0, y: 0, width: 1360, height: Math.ceil(Math.max(evaluationBottom, 600) + 24) }, fullPage: true });
+}));
+
+test('a tune job page shows the study, its trials and the objective per trial, live and at the end, as the API has them', { timeout: 300_000, skip: !existsSync(CHROMIUM) && `no Chromium at ${CHROMIUM}` }, () => stack.withLogs(async () => {
+  const upload = await stack.uploadSample();
+  const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/tune-tiny-bert.json'), 'utf8'));
+  request.dataset = upload.body.id;
+  Object.assign(request.hyperparameters, { epochs: 2, test_fraction: 0.2 });
+  // Four short trials one at a time; the median pruner may stop a trial after its first epoch.
+  Object.assign(request.search, { trials: 4, parallelism: 1, pruner: { type: 'median', startup_trials: 1, warmup_epochs: 0 } });
+  const submitted = await stack.json('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+  assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
+  const id: string = submitted.body.id;
+
+  await page.goto(`${stack.apiUrl}/dashboard/`);
+  await page.evaluate((key) => localStorage.setItem('makam.apiKey', key), stack.apiKey);
+  await page.goto(`${stack.apiUrl}/dashboard/#/jobs/${id}`);
+  await page.locator('h1 [data-testid="kind"]', { hasText: 'tune' }).waitFor();
+  // Sampled from inside the page while it runs: (status, trial rows, study progress text).
+  await page.evaluate(`window.tuneSamples = []; setInterval(() => window.tuneSamples.push([document.querySelector('h1 [data-testid="status"]')?.textContent, document.querySelectorAll('[data-testid="trials"] tbody tr[data-trial]').length, document.querySelector('[data-testid="study-progress"]')?.textContent]), 100)`);
+  await page.locator('[data-testid="trials"] tr[data-state="running"]').first().waitFor({ timeout: 120_000 });
+  await page.locator('h1 [data-testid="status"]', { hasText: 'succeeded' }).waitFor({ timeout: 240_000 });
+
+  const { body: job } = await stack.json(`/v1/jobs/${id}`);
+  assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
+  const { body: list } = await stack.json(`/v1/jobs/${id}/trials`);
+  const trials: Array<{ number: number; job_id: string; status: string; state: string; value: number | null; params: Record<string, number>; intermediate_values: unknown[] }> = list.data;
+  assert.equal(trials.length, 4);
+  console.log(`tune (dashboard): ${trials.map((t) => `#${t.number} ${t.state} ${t.value?.toFixed(4) ?? '-'} (${t.intermediate_values.length} epochs)`).join(', ')}`);
+
+  // It followed the study live: more trial rows over time while running.
+  const samples = (await page.evaluate('window.tuneSamples')) as Array<[string, number, string]>;
+  const rowsWhileRunning = [...new Set(samples.filter(([status]) => status === 'running').map(([, n]) => n))];
+  assert.ok(rowsWhileRunning.length >= 3 && rowsWhileRunning.every((n, i) => i === 0 || n > rowsWhileRunning[i - 1]!), `trial rows appeared one by one while running: ${rowsWhileRunning.join(' → ')}`);
+  assert.ok(samples.some(([status, , text]) => status === 'running' && /trials finished: .* 1 running$/.test(text)), 'a running trial was counted while it ran');
+
+  // The study's progress and best, the trials table row by row, as the API has them.
+  const s = job.study;
+  await page.locator('[data-testid="study-progress"]', { hasText: '4 of 4 trials finished' }).waitFor();
+  assert.equal(await page.getByTestId('study-progress').textContent(), `4 of 4 trials finished: ${s.complete} complete · ${s.pruned} pruned · ${s.failed} failed · 0 running`);
+  assert.equal(Number(await page.getByTestId('best-value').getAttribute('data-value')), job.best_trial.value);
+  assert.equal(await page.getByTestId('best-link').getAttribute('href'), `#/jobs/${job.best_trial.job_id}`);
+  assert.match((await page.getByTestId('best-params').textContent()) ?? '', /^learning_rate=[\d.e-]+, warmup_ratio=[\d.e-]+$/);
+  const headers = await page.locator('[data-testid="trials"] thead th').allTextContents();
+  assert.deepEqual(headers, ['Trial', 'State', 'Job status', 'learning_rate', 'warmup_ratio', 'validation_loss', 'Epochs', 'Run time']);
+  assert.equal(await page.locator('[data-testid="trials"] tbody tr[data-trial]').count(), 4);
+  for (const t of trials) {
+    const row = page.locator(`[data-testid="trials"] tr[data-trial="${t.number}"]`);
+    assert.equal(await row.getAttribute('data-state'), t.state, `trial ${t.number} state`);
+    assert.equal(await row.getAttribute('data-status'), t.status, `trial ${t.number} status`);
+    assert.equal(await row.getByTestId('trial-state').textContent(), t.state);
+    assert.equal(await row.getByTestId('status').textContent(), t.status);
+    assert.equal(await row.locator('a').first().getAttribute('href'), `#/jobs/${t.job_id}`);
+    assert.equal(await row.getByTestId('trial-epochs').textContent(), `${t.intermediate_values.length}/2`);
+    const value = await row.getByTestId('trial-value').getAttribute('data-value');
+    assert.equal(value === '' ? null : Number(value), t.value, `trial ${t.number} value`);
+    for (const name of ['learning_rate', 'warmup_ratio']) {
+      const shown = Number(await row.locator(`td[data-param="${name}"]`).textContent());
+      assert.ok(Math.abs(shown - t.params[name]!) <= Math.abs(t.params[name]!) * 0.01, `trial ${t.number} ${name}: ${shown} vs ${t.params[name]}`);
+    }
+  }
+  assert.equal(await page.locator(`[data-testid="trials"] tr[data-trial="${job.best_trial.number}"].best-row`).count(), 1, 'the best trial is marked');
+
+  // The plot: one marker per trial by state, and the best-so-far line.
+  const seriesPoints = async (name: string) => {
+    const g = page.locator(`[data-testid="trials-chart"] g.chart-series[data-series="${name}"]`);
+    return (await g.count()) ? Number(await g.getAttribute('data-points')) : 0;
+  };
+  const count = (state: string) => trials.filter((t) => t.state === state).length;
+  assert.equal(await seriesPoints('complete'), count('complete'));
+  assert.equal(await page.locator('[data-testid="trials-chart"] g[data-series="pruned (last epoch)"] .chart-point').count(), count('pruned'));
+  assert.equal(await page.locator('[data-testid="trials-chart"] g[data-series="failed"] .chart-point').count(), trials.filter((t) => t.state === 'fail' && t.intermediate_values.length > 0).length);
+  assert.ok((await seriesPoints('best so far')) >= 1, 'the best-so-far line');
+  assert.equal(await page.locator('[data-testid="trial-curves"] g.chart-series').count(), trials.filter((t) => t.intermediate_values.length > 0).length, "each trial's objective per epoch");
+  // Importances as bars, largest first; the best trial's final metrics.
+  const importances = Object.entries(job.importances ?? {}).sort((a, b) => (b[1] as number) - (a[1] as number)).map(([k]) => k);
+  assert.deepEqual(await page.locator('[data-testid="importances"] .bar-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-param'))), importances);
+  assert.equal(Number(await page.getByTestId('metric-macro_f1').getAttribute('data-value')), job.result.macro_f1);
+  await page.getByTestId('confusion-matrix').waitFor();
+
+  // The README's picture of a tune job page.
+  await page.evaluate('window.scrollTo(0, 0)');
+  const tableBottom = await page.getByTestId('importances').evaluate((el) => (el as unknown as { closest(s: string): { getBoundingClientRect(): { bottom: number } } }).closest('.panel').getBoundingClientRect().bottom);
+  const shot = process.env.MAKAM_UPDATE_SCREENSHOT ? path.join(ROOT, 'docs/dashboard-tune.png') : path.join(await mkdtemp(path.join(tmpdir(), 'makam-shot-')), 'dashboard-tune.png');
+  await page.screenshot({ path: shot, clip: { x: 0, y: 0, width: 1360, height: Math.ceil(Math.max(tableBottom, 600) + 24) }, fullPage: true });
+
+  // A trial's page links back to its tune job and shows its number and parameters.
+  const shownTrial = trials.find((t) => t.state === 'pruned') ?? trials.find((t) => t.number === job.best_trial.number)!;
+  await page.locator(`[data-testid="trials"] tr[data-trial="${shownTrial.number}"] a`).first().click();
+  await page.getByTestId('trial-of').waitFor();
+  assert.match((await page.getByTestId('trial-of').textContent()) ?? '', new RegExp(`^Trial #${shownTrial.number} of tune job ${id}`));
+  assert.equal(await page.locator('h1 [data-testid="status"]').textContent(), shownTrial.status);
+  assert.match((await page.getByTestId('trial-params').textContent()) ?? '', /learning_rate = .*warmup_ratio = /);
+  if (shownTrial.state === 'pruned') assert.match((await page.getByTestId('trial-of').textContent()) ?? '', /Stopped by the study's pruner after epoch 1/);
+  await page.getByTestId('parent-link').click();
+  await page.locator('[data-testid="trials"] tr[data-trial]').first().waitFor();
+  assert.match(page.url(), new RegExp(`#/jobs/${id}$`));
+
+  // The jobs list: the tune job and its trials with their kinds and statuses; trials can be hidden.
+  await page.goto(`${stack.apiUrl}/dashboard/#/`);
+  await page.locator(`tr[data-job="${id}"]`).waitFor();
+  assert.equal(await page.locator(`tr[data-job="${id}"] [data-testid="kind"]`).textContent(), 'tune');
+  assert.equal(await page.locator(`tr[data-job="${id}"] [data-testid="progress"]`).textContent(), '4/4 trials');
+  for (const t of trials) {
+    const row = page.locator(`tr[data-job="${t.job_id}"]`);
+    assert.equal(await row.getAttribute('data-kind'), 'trial');
+    assert.equal(await row.getByTestId('kind').textContent(), `trial #${t.number} of …${id.slice(-6)}`);
+    assert.equal(await row.getByTestId('status').textContent(), t.status);
+  }
+  await page.getByTestId('show-trials').uncheck();
+  assert.equal(await page.locator('tr[data-kind="trial"]').count(), 0);
+  assert.equal(await page.locator(`tr[data-job="${id}"]`).count(), 1);
+  await page.getByTestId('show-trials').check();
+  assert.equal(await page.locator('tr[data-kind="trial"]').count(), 4);
 }));

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
@@ -24,6 +25,54 @@ const out = (value: unknown) => process.stdout.write(`${typeof value === 'string
 const note = (message: string) => process.stderr.write(`${message}\n`);
 const client = (g: Globals) => new ApiClient({ api: g.api, apiKey: g.apiKey });
 const fmt = (n: unknown, digits = 3) => (typeof n === 'number' ? n.toFixed(digits) : '-');
+/** An objective value: four significant digits. */
+const fmtValue = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) ? String(Number(n.toPrecision(4))) : '-');
+/** A searched value: whole numbers as they are, small floats in exponent form (learning rates). */
+export function fmtParam(v: unknown): string {
+  if (typeof v !== 'number') return typeof v === 'object' ? JSON.stringify(v) : String(v);
+  if (Number.isInteger(v)) return String(v);
+  if (v !== 0 && Math.abs(v) < 1e-3) return v.toExponential(2);
+  return String(Number(v.toPrecision(4)));
+}
+const paramsText = (params: Json | null | undefined) =>
+  Object.entries(params ?? {})
+    .map(([k, v]) => `${k}=${fmtParam(v)}`)
+    .join(', ');
+
+/** Columns padded to their widest cell, two spaces apart. */
+function table(header: string[], rows: unknown[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  return [header, ...rows].map((r) => r.map((c, i) => String(c).padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** A tune job's study in one line: "trials 3/8 [bar]  2 complete · 1 pruned · 0 failed · 1 running  best validation_loss 1.263 (trial #2)". */
+export function studyLine(job: Json): string {
+  const s = studyOf(job);
+  const finished = s.complete + s.pruned + s.failed;
+  return `trials ${finished}/${s.trials}  ${bar(s.trials ? finished / s.trials : 0)}  ${studySummary(job)}`;
+}
+const studyOf = (job: Json): Json => job.study ?? { trials: job.search?.trials ?? 0, complete: 0, pruned: 0, failed: 0, running: 0, best: null };
+/** "2 complete · 1 pruned · 0 failed · 1 running  best validation_loss 1.263 (trial #2)". */
+function studySummary(job: Json): string {
+  const s = studyOf(job);
+  const metric = job.search?.objective?.metric ?? 'objective';
+  const best = s.best ? `best ${metric} ${fmtValue(s.best.value)} (trial #${s.best.number})` : 'no trial complete yet';
+  return `${s.complete} complete · ${s.pruned} pruned · ${s.failed} failed · ${s.running} running  ${best}`;
+}
+
+/** A finetune job's or trial's progress in one line. */
+function progressLine(job: Json): string {
+  const p = job.progress;
+  const epochs = Number(job.hyperparameters?.epochs ?? 0) || null;
+  const parts = [job.status];
+  if (p) parts.push(`epoch ${p.epoch}${epochs ? `/${epochs}` : ''}`, `step ${p.step}/${p.total_steps}`);
+  const m = job.metrics;
+  if (m) parts.push(`val_loss ${fmt(m.validation_loss)} acc ${fmt(m.accuracy)} macro_f1 ${fmt(m.macro_f1)}`);
+  return parts.join('  ');
+}
+
+/** "trial #2 of job_...: learning_rate=2.41e-4, warmup_ratio=0.09" for a trial job. */
+const trialOf = (job: Json) => `trial #${job.trial?.number ?? '?'} of ${job.parent}: ${paramsText(job.trial?.params)}`;
 
 // ---------------------------------------------------------------- datasets
 
@@ -69,6 +118,8 @@ export interface SubmitOptions {
   resourceClass?: string;
   idempotencyKey?: string;
   watch?: boolean;
+  trials?: string;
+  parallelism?: string;
 }
 
 /** A value from the command line: JSON when it parses (numbers, booleans, objects), else a string. */
@@ -123,7 +174,17 @@ export async function buildJobRequest(opts: SubmitOptions): Promise<Json> {
     hp[pair.slice(0, eq)] = value(pair.slice(eq + 1));
   }
   if (Object.keys(hp).length) body.hyperparameters = hp;
+  if (opts.trials || opts.parallelism) {
+    if (body.kind !== 'tune') throw new CliError(EXIT.usage, `--${opts.trials ? 'trials' : 'parallelism'} is for tune jobs: the request file needs "kind": "tune" and a "search"`);
+    body.search = { ...(body.search ?? {}) };
+    if (opts.trials) body.search.trials = number('--trials', opts.trials);
+    if (opts.parallelism) body.search.parallelism = number('--parallelism', opts.parallelism);
+  }
   if (!body.dataset) throw new CliError(EXIT.usage, 'a job needs a dataset: --dataset ds_... or "dataset" in the file');
+  for (const param of ['dataset', 'validation_dataset', 'test_dataset']) {
+    const v = body[param];
+    if (typeof v === 'string' && /^<.*>$/.test(v)) throw new CliError(EXIT.usage, `"${param}" in ${opts.file ?? 'the request'} is a placeholder (${v}): give --${param.replace(/_/g, '-')} ds_...`);
+  }
   if (!body.model?.family) throw new CliError(EXIT.usage, 'a job needs a model family: --family encoder (or model.family in the file)');
   return body;
 }
@@ -162,19 +223,62 @@ export async function jobsList(g: Globals, opts: { limit: string; all?: boolean 
     return EXIT.ok;
   }
   const rows = jobs.map((j) => {
-    const metric = (j.hyperparameters?.metric_for_best_model as string | undefined) ?? 'macro_f1';
-    const best = j.result?.[metric] ?? j.result?.summary?.[metric] ?? j.metrics?.[metric];
-    const progress = j.progress ? `${j.progress.step}/${j.progress.total_steps}` : '-';
-    return [j.id, j.status, j.model?.family ?? '-', j.model?.name ?? (j.model?.config ? `(${j.model.config.model_type} config)` : '-'), j.dataset, progress, typeof best === 'number' ? `${metric} ${fmt(best)}` : '-', j.created_at?.slice(0, 19).replace('T', ' ') ?? ''];
+    const kind: string = j.kind ?? 'finetune';
+    let progress = j.progress ? `${j.progress.step}/${j.progress.total_steps}` : '-';
+    let best: string;
+    if (kind === 'tune') {
+      const s = j.study;
+      const metric = j.search?.objective?.metric ?? 'objective';
+      progress = s ? `${s.complete + s.pruned + s.failed}/${s.trials} trials` : '-';
+      best = s?.best ? `${metric} ${fmt(s.best.value)}` : '-';
+    } else {
+      const metric = (j.hyperparameters?.metric_for_best_model as string | undefined) ?? 'macro_f1';
+      const value = j.result?.[metric] ?? j.result?.summary?.[metric] ?? j.metrics?.[metric];
+      best = typeof value === 'number' ? `${metric} ${fmt(value)}` : '-';
+    }
+    return [j.id, kind === 'trial' ? `trial #${j.trial?.number ?? '?'}` : kind, j.status, j.model?.family ?? '-', j.model?.name ?? (j.model?.config ? `(${j.model.config.model_type} config)` : '-'), j.dataset, progress, best, j.created_at?.slice(0, 19).replace('T', ' ') ?? ''];
   });
-  const header = ['ID', 'STATUS', 'FAMILY', 'MODEL', 'DATASET', 'STEPS', 'BEST', 'CREATED'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  for (const r of [header, ...rows]) out(r.map((c, i) => String(c).padEnd(widths[i]!)).join('  ').trimEnd());
+  out(table(['ID', 'KIND', 'STATUS', 'FAMILY', 'MODEL', 'DATASET', 'PROGRESS', 'BEST', 'CREATED'], rows));
   return EXIT.ok;
 }
 
 export async function jobsGet(g: Globals, id: string): Promise<number> {
-  out(await client(g).json<Json>(`/v1/jobs/${encodeURIComponent(id)}`));
+  const job = await client(g).json<Json>(`/v1/jobs/${encodeURIComponent(id)}`);
+  out(job);
+  if (!g.json) {
+    if (job.kind === 'tune') note(`${job.id}  ${job.status}  ${studyLine(job)}`);
+    else note(`${job.id}  ${job.kind === 'trial' ? `${trialOf(job)}  ` : ''}${progressLine(job)}`);
+  }
+  return EXIT.ok;
+}
+
+/** A tune job's trials as a table: number (* the best), state, job status, objective, epochs, each parameter, job id. */
+export async function jobsTrials(g: Globals, id: string): Promise<number> {
+  const api = client(g);
+  const list = await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}/trials`);
+  if (g.json) {
+    out(list);
+    return EXIT.ok;
+  }
+  const job = await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}`);
+  const trials = list.data as Json[];
+  if (trials.length === 0) {
+    out(`no trials yet (${job.status})`);
+    return EXIT.ok;
+  }
+  const metric: string = job.search?.objective?.metric ?? 'value';
+  const names = Object.keys(job.search?.space ?? {});
+  for (const t of trials) for (const k of Object.keys(t.params ?? {})) if (!names.includes(k)) names.push(k);
+  const best = job.best_trial ?? job.study?.best ?? null;
+  const epochs = Number(job.hyperparameters?.epochs ?? 0) || null;
+  const rows = trials.map((t) => {
+    // A pruned or failed trial has no objective: its last epoch's, in parentheses.
+    const last = [...(t.intermediate_values ?? [])].reverse().find((p: Json) => typeof p.value === 'number');
+    const value = typeof t.value === 'number' ? fmtValue(t.value) : last ? `(${fmtValue(last.value)})` : '-';
+    return [`${t.number}${best && best.number === t.number ? '*' : ''}`, t.state, t.status, value, `${t.intermediate_values?.length ?? 0}${epochs ? `/${epochs}` : ''}`, ...names.map((k) => (k in (t.params ?? {}) ? fmtParam(t.params[k]) : '-')), t.job_id];
+  });
+  out(table(['TRIAL', 'STATE', 'STATUS', metric.toUpperCase(), 'EPOCHS', ...names.map((n) => n.toUpperCase()), 'JOB'], rows));
+  out(`${studySummary(job)}${best ? `; * marks the best (${metric}, ${job.search?.objective?.direction ?? ''})` : ''}`);
   return EXIT.ok;
 }
 
@@ -189,6 +293,8 @@ export async function jobsCancel(g: Globals, id: string): Promise<number> {
 export async function jobsWatch(g: Globals, id: string): Promise<number> {
   const api = client(g);
   const job = await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}`);
+  if (job.kind === 'tune') return watchTune(g, api, job);
+  if (job.kind === 'trial' && !g.json) note(trialOf(job));
   const epochs = Number(job.hyperparameters?.epochs ?? 0) || null;
   const line = new ProgressLine();
   let status: string = job.status;
@@ -267,11 +373,80 @@ export async function jobsWatch(g: Globals, id: string): Promise<number> {
     const final = await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}`);
     const m = final.result?.summary ?? final.result ?? final.metrics;
     if (final.status === 'succeeded' && m) out(`${final.id}  succeeded: accuracy ${fmt(m.accuracy)}, macro_f1 ${fmt(m.macro_f1)}, weighted_f1 ${fmt(m.weighted_f1)}`);
+    else if (final.status === 'pruned') out(`${final.id}  pruned: stopped by its tune job's pruner${final.trial?.pruned_at_epoch ? ` after epoch ${final.trial.pruned_at_epoch}` : ''} (not an error; a pruned trial leaves no model)`);
     else if (final.error) out(`${final.id}  ${final.status}: ${final.error.message} (${final.error.code})`);
     else out(`${final.id}  ${final.status}`);
     status = final.status;
   }
   return status === 'succeeded' ? EXIT.ok : EXIT.jobFailed;
+}
+
+/**
+ * Follows a tune job to its end: its events (trials queued and closed, status) as lines, and the
+ * study's progress (polled: trials complete, pruned, failed, running; the best so far) as the bar.
+ */
+async function watchTune(g: Globals, api: ApiClient, job: Json): Promise<number> {
+  const id = encodeURIComponent(job.id);
+  const line = new ProgressLine();
+  let shown = '';
+  const show = (j: Json) => {
+    const text = studyLine(j);
+    if (text !== shown) line.update(text, true);
+    shown = text;
+  };
+  if (!g.json) show(job);
+  const stop = new AbortController();
+  let refreshing = false;
+  const refresh = async () => {
+    if (refreshing || g.json) return;
+    refreshing = true;
+    try {
+      show(await api.json<Json>(`/v1/jobs/${id}`));
+    } catch {
+      // the next poll tries again
+    } finally {
+      refreshing = false;
+    }
+  };
+  const poller = (async () => {
+    while (!stop.signal.aborted) {
+      await sleep(2000, undefined, { signal: stop.signal }).catch(() => {});
+      if (!stop.signal.aborted) await refresh();
+    }
+  })();
+  try {
+    for await (const msg of jobEvents(api, job.id)) {
+      if (msg.event === 'end') break;
+      const e = JSON.parse(msg.data) as { id: string; created_at?: string; type: string; data: Json };
+      if (g.json) {
+        out(JSON.stringify(e));
+        continue;
+      }
+      const at = e.created_at?.slice(11, 19) ?? '';
+      if (e.type === 'status') line.log(`${at} ${e.data.status}${e.data.message ? `: ${e.data.message}` : ''}`);
+      else if (e.type === 'log') {
+        line.log(`${at} ${e.data.level === 'info' ? '' : `${e.data.level}: `}${e.data.message}`);
+        void refresh();
+      }
+    }
+  } finally {
+    stop.abort();
+    await poller;
+  }
+  const final = await api.json<Json>(`/v1/jobs/${id}`);
+  if (!g.json) {
+    show(final);
+    line.done();
+    const best = final.best_trial;
+    const m = final.result;
+    const metric = final.search?.objective?.metric ?? 'objective';
+    if (final.status === 'succeeded' && best) {
+      const report = m ? `; accuracy ${fmt(m.accuracy)}, macro_f1 ${fmt(m.macro_f1)}, weighted_f1 ${fmt(m.weighted_f1)} on the ${m.evaluated_on ?? 'validation'} split` : '';
+      out(`${final.id}  succeeded: best trial #${best.number}, ${metric} ${fmtValue(best.value)} (${paramsText(best.params)})${report}`);
+    } else if (final.error) out(`${final.id}  ${final.status}: ${final.error.message} (${final.error.code})`);
+    else out(`${final.id}  ${final.status}  ${studySummary(final)}`);
+  }
+  return final.status === 'succeeded' ? EXIT.ok : EXIT.jobFailed;
 }
 
 /** Downloads the model archive with a progress bar, checking its sha256 against X-Makam-Sha256. */

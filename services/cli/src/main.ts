@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// makam: the command line for makam's API. Exit codes: 0 ok, 1 the job failed or was cancelled,
-// 2 bad usage or a request the API refused (4xx), 3 a server or network failure.
+// makam: the command line for makam's API. Exit codes: 0 ok, 1 the job failed, was cancelled or (a
+// tune job's trial) was pruned, 2 bad usage or a request the API refused (4xx), 3 a server or
+// network failure.
 import { Command, CommanderError, Option } from 'commander';
 import { CliError, EXIT } from './api.ts';
-import { datasetsGet, datasetsUpload, jobsCancel, jobsDownload, jobsGet, jobsList, jobsSubmit, jobsWatch, type Globals } from './commands.ts';
+import { datasetsGet, datasetsUpload, jobsCancel, jobsDownload, jobsGet, jobsList, jobsSubmit, jobsTrials, jobsWatch, type Globals } from './commands.ts';
 
 const program = new Command('makam')
-  .description("makam's command line: upload datasets, submit fine-tuning jobs, watch them, download the models")
+  .description("makam's command line: upload datasets, submit fine-tuning and tune jobs, watch them, download the models")
+  .addHelpText('after', '\nExit codes: 0 ok; 1 the job failed, was cancelled, or (a trial of a tune job) was pruned; 2 bad usage or a 4xx; 3 a server or network failure.')
   .version('0.1.0')
   .addOption(new Option('--api <url>', 'the API').env('MAKAM_API_URL').default('http://127.0.0.1:8080'))
   .addOption(new Option('--api-key <key>', 'an API key, sent as Authorization: Bearer').env('MAKAM_API_KEY'))
@@ -32,11 +34,12 @@ datasets
   .action(run((g, file: string, opts) => datasetsUpload(g, file, opts)));
 datasets.command('get <id>').description('show a dataset').action(run((g, id: string) => datasetsGet(g, id)));
 
-const jobs = program.command('jobs').description('fine-tuning jobs');
+const jobs = program.command('jobs').description('fine-tuning and tune jobs (and the trials of tune jobs)');
 jobs
   .command('submit [file]')
-  .description('submit a job from a JSON or YAML file and/or flags (flags win); prints its id')
-  .option('--dataset <id>', 'the training dataset')
+  .description('submit a job from a JSON or YAML request file (a finetune or tune job, e.g. examples/jobs/tune-tiny-bert.json) and/or flags (flags win); prints its id')
+  .option('-f, --file <file>', 'the request file (the same as the [file] argument)')
+  .option('--dataset <id>', "the training dataset (replaces the file's, e.g. its <DATASET_ID> placeholder)")
   .option('--validation-dataset <id>', 'a validation dataset (else a split is carved)')
   .option('--test-dataset <id>', 'a test dataset for the final evaluation')
   .option('--family <family>', 'encoder, decoder, scratch or tfidf')
@@ -45,21 +48,35 @@ jobs
   .option('--learning-rate <x>', 'hyperparameters.learning_rate')
   .option('--batch-size <n>', 'hyperparameters.batch_size')
   .option('--set <name=value...>', 'any hyperparameter (value as JSON when it parses, e.g. --set warmup_ratio=0.06 --set loss=focal)')
+  .option('--trials <n>', 'tune jobs: search.trials')
+  .option('--parallelism <n>', 'tune jobs: search.parallelism (trials at a time)')
   .option('--resource-class <class>', 'the class to run on (default: the smallest that fits)')
   .option('--idempotency-key <key>', 'retrying with the same key never submits twice')
   .option('--watch', 'then watch it to the end (exit 1 if it fails)')
-  .action(run((g, file: string | undefined, opts) => jobsSubmit(g, { ...opts, file })));
+  .action(
+    run((g, file: string | undefined, opts) => {
+      if (file && opts.file && file !== opts.file) throw new CliError(EXIT.usage, `two request files: ${file} and --file ${opts.file}`);
+      return jobsSubmit(g, { ...opts, file: opts.file ?? file });
+    }),
+  );
 jobs
   .command('list')
   .description('jobs, newest first')
   .option('--limit <n>', 'how many', '20')
   .option('--all', 'every page')
   .action(run((g, opts) => jobsList(g, opts)));
-jobs.command('get <id>').description('show a job (JSON)').action(run((g, id: string) => jobsGet(g, id)));
+jobs
+  .command('get <id>')
+  .description("show a job (JSON on stdout; a one-line summary on stderr: a tune job's study progress, else epoch progress)")
+  .action(run((g, id: string) => jobsGet(g, id)));
 jobs
   .command('watch <id>')
-  .description('follow a job live: epoch, step, ETA and the latest metrics; exit 0 if it succeeds, 1 if not')
+  .description("follow a job live: epoch, step, ETA and the latest metrics (a tune job: trials complete/pruned/failed/running and the best so far); exit 0 if it succeeds, 1 if it fails, is cancelled or (a trial) is pruned")
   .action(run((g, id: string) => jobsWatch(g, id)));
+jobs
+  .command('trials <id>')
+  .description("a tune job's trials: number, state, objective value, epochs, parameters, job id (--json: the API's list)")
+  .action(run((g, id: string) => jobsTrials(g, id)));
 jobs.command('cancel <id>').description('cancel a queued or running job').action(run((g, id: string) => jobsCancel(g, id)));
 jobs
   .command('download <id>')

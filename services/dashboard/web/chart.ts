@@ -1,5 +1,6 @@
 // A small SVG line chart: linear axes with round ticks, one polyline per series, dots for sparse
 // series (one point per epoch), a legend. Redrawn whole on each update (a few hundred points).
+// Series can also be markers only (a scatter: objective per tune trial), dashed, or titled per point.
 
 export interface Series {
   name: string;
@@ -7,6 +8,16 @@ export interface Series {
   points: Array<[number, number]>;
   /** Draw a dot at each point (for per-epoch series). */
   dots?: boolean;
+  /** Draw the line between points (true); false leaves markers only. */
+  line?: boolean;
+  /** The marker's shape when dots are drawn (circle). */
+  marker?: 'circle' | 'ring' | 'cross';
+  /** An SVG stroke-dasharray for the line. */
+  dash?: string;
+  /** A tooltip for each point, in the order of `points`. */
+  titles?: string[];
+  /** Leave the series out of the legend. */
+  noLegend?: boolean;
 }
 
 export interface ChartOptions {
@@ -15,6 +26,8 @@ export interface ChartOptions {
   yMax?: number;
   width?: number;
   height?: number;
+  /** Label only whole numbers on the x axis (trial numbers, epochs). */
+  integerX?: boolean;
 }
 
 const NS = 'http://www.w3.org/2000/svg';
@@ -37,7 +50,14 @@ export function ticks(lo: number, hi: number, count = 5): number[] {
   return out;
 }
 
-const label = (v: number) => (Math.abs(v) >= 1000 ? v.toFixed(0) : Number(v.toPrecision(3)).toString());
+/** A tick's label with as many decimals as the step between ticks needs (1.355, 1.36 for a 0.005 step). */
+function label(v: number, step: number): string {
+  if (Math.abs(v) >= 1000) return v.toFixed(0);
+  let digits = 0;
+  while (digits < 8 && Math.abs(Math.round(step * 10 ** digits) - step * 10 ** digits) > 1e-6 * 10 ** digits) digits++;
+  return String(Number(v.toFixed(digits)));
+}
+const stepOf = (t: number[]) => (t.length > 1 ? t[1]! - t[0]! : 1);
 
 export function renderChart(host: HTMLElement, series: Series[], options: ChartOptions): void {
   const width = options.width ?? 560;
@@ -68,24 +88,42 @@ export function renderChart(host: HTMLElement, series: Series[], options: ChartO
   const sy = (y: number) => height - m.bottom - ((y - y0) / (y1 - y0)) * (height - m.top - m.bottom);
 
   const grid = el('g', { class: 'chart-grid' }, svg);
-  for (const t of ticks(y0, y1)) {
+  const yTicks = ticks(y0, y1);
+  for (const t of yTicks) {
     el('line', { x1: m.left, x2: width - m.right, y1: sy(t), y2: sy(t) }, grid);
-    el('text', { x: m.left - 6, y: sy(t) + 4, 'text-anchor': 'end' }, grid).textContent = label(t);
+    el('text', { x: m.left - 6, y: sy(t) + 4, 'text-anchor': 'end' }, grid).textContent = label(t, stepOf(yTicks));
   }
-  for (const t of ticks(x0, x1, 6)) {
-    el('text', { x: sx(t), y: height - m.bottom + 16, 'text-anchor': 'middle' }, grid).textContent = label(t);
+  const xTicks = ticks(x0, x1, 6);
+  for (const t of xTicks.filter((v) => !options.integerX || Number.isInteger(v))) {
+    el('text', { x: sx(t), y: height - m.bottom + 16, 'text-anchor': 'middle' }, grid).textContent = label(t, stepOf(xTicks));
   }
   el('text', { x: (m.left + width - m.right) / 2, y: height - 6, 'text-anchor': 'middle', class: 'chart-axis' }, svg).textContent = options.xLabel;
 
   for (const s of series) {
     if (s.points.length === 0) continue;
     const g = el('g', { class: 'chart-series', 'data-series': s.name, 'data-points': s.points.length }, svg);
-    el('polyline', { points: s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' '), fill: 'none', stroke: s.color, 'stroke-width': 2 }, g);
-    if (s.dots || s.points.length === 1) for (const [x, y] of s.points) el('circle', { cx: sx(x), cy: sy(y), r: 3, fill: s.color }, g);
+    if (s.line !== false) el('polyline', { points: s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' '), fill: 'none', stroke: s.color, 'stroke-width': 2, ...(s.dash ? { 'stroke-dasharray': s.dash } : {}) }, g);
+    if (s.dots || s.line === false || s.points.length === 1) {
+      s.points.forEach(([x, y], i) => {
+        const cx = sx(x);
+        const cy = sy(y);
+        let mark: SVGElement;
+        if (s.marker === 'cross') {
+          mark = el('path', { d: `M${cx - 4},${cy - 4}L${cx + 4},${cy + 4}M${cx - 4},${cy + 4}L${cx + 4},${cy - 4}`, stroke: s.color, 'stroke-width': 2, class: 'chart-point' }, g);
+        } else if (s.marker === 'ring') {
+          mark = el('circle', { cx, cy, r: 4, fill: '#fff', stroke: s.color, 'stroke-width': 2, class: 'chart-point' }, g);
+        } else {
+          mark = el('circle', { cx, cy, r: s.line === false ? 4 : 3, fill: s.color, class: 'chart-point' }, g);
+        }
+        const title = s.titles?.[i];
+        if (title) el('title', {}, mark).textContent = title;
+      });
+    }
   }
   const legend = el('g', { class: 'chart-legend' }, svg);
   let lx = m.left + 4;
   for (const s of series) {
+    if (s.noLegend) continue;
     el('rect', { x: lx, y: 4, width: 10, height: 10, fill: s.color, rx: 2 }, legend);
     const t = el('text', { x: lx + 14, y: 13 }, legend);
     t.textContent = s.name;
