@@ -36,7 +36,9 @@ MAKAM_API_PORT=$api_port node services/api/src/server.ts >"$demo/logs/api.log" 2
 pids+=($!)
 MAKAM_CLASS=cpu MAKAM_WORKERS=$worker_addr node services/dispatcher/src/main.ts >"$demo/logs/dispatcher.log" 2>&1 &
 pids+=($!)
-echo "stack: API http://127.0.0.1:$api_port, worker $worker_addr, Redis $REDIS_URL (logs in var/demo/logs)"
+# The URL without its user:password part: a password must not reach the terminal or its logs.
+redis_shown=$(printf '%s' "$REDIS_URL" | sed -E 's#//[^@/]*@#//***@#')
+echo "stack: API http://127.0.0.1:$api_port, worker $worker_addr, Redis $redis_shown (logs in var/demo/logs)"
 
 # A tenant and its API key for the demo, made straight in Redis by the operator's command.
 api_key=${MAKAM_API_KEY:-$(node services/api/src/admin.ts keys create --tenant demo --name demo | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).key))')}
