@@ -251,6 +251,8 @@ test('a tune job: submit --file with --dataset over its placeholder, watch shows
   const listed = await makam(['jobs', 'list']);
   assert.match(listed.stdout, new RegExp(`^${job.id} +tune +succeeded +encoder +\\(bert config\\) +${datasetId} +3/3 trials +validation_loss \\d\\.\\d{3}`, 'm'));
   for (const t of trials) assert.match(listed.stdout, new RegExp(`^${t.job_id} +trial #${t.number} +${t.status} `, 'm'));
+  const onlyTrials = await makam(['jobs', 'list', '--kind', 'trial', '--json']);
+  assert.deepEqual(JSON.parse(onlyTrials.stdout).data.map((j: { id: string }) => j.id).sort(), trials.map((t) => t.job_id).sort());
 
   // A trial's watch names its tune job; a pruned trial exits 1 (it did not succeed: no model).
   for (const t of trials) {

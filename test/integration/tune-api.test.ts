@@ -122,3 +122,22 @@ test('trials of a job that is not a tune job answer 400', async () => {
   assert.equal(trials.statusCode, 400);
   assert.equal(trials.json().error.code, 'not_a_tune_job');
 });
+
+test('the job list filters by kind, paged as the whole list is', async () => {
+  const all = (await call({ method: 'GET', url: '/v1/jobs?limit=100' })).json().data as Array<{ id: string; kind: string }>;
+  assert.ok(all.some((j) => j.kind === 'tune') && all.some((j) => j.kind === 'finetune'));
+  for (const kind of ['tune', 'finetune']) {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { data: Array<{ id: string; kind: string }>; next_cursor: string | null } = (await call({ method: 'GET', url: `/v1/jobs?kind=${kind}&limit=1${cursor ? `&after=${cursor}` : ''}` })).json();
+      for (const j of page.data) assert.equal(j.kind, kind);
+      seen.push(...page.data.map((j) => j.id));
+      cursor = page.next_cursor;
+    } while (cursor);
+    assert.deepEqual(seen, all.filter((j) => j.kind === kind).map((j) => j.id));
+  }
+  const bad = await call({ method: 'GET', url: '/v1/jobs?kind=pretrain' });
+  assert.equal(bad.statusCode, 400);
+  assert.equal(bad.json().error.param, 'query.kind');
+});

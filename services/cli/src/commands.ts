@@ -205,12 +205,13 @@ export async function jobsSubmit(g: Globals, opts: SubmitOptions): Promise<numbe
   return jobsWatch(g, job.id);
 }
 
-export async function jobsList(g: Globals, opts: { limit: string; all?: boolean }): Promise<number> {
+export async function jobsList(g: Globals, opts: { limit: string; all?: boolean; kind?: string }): Promise<number> {
   const limit = number('--limit', opts.limit);
+  const kind = opts.kind ? `&kind=${encodeURIComponent(opts.kind)}` : '';
   const jobs: Json[] = [];
   let after: string | null = null;
   do {
-    const page: Json = await client(g).json<Json>(`/v1/jobs?limit=${Math.min(100, limit)}${after ? `&after=${after}` : ''}`);
+    const page: Json = await client(g).json<Json>(`/v1/jobs?limit=${Math.min(100, limit)}${kind}${after ? `&after=${after}` : ''}`);
     jobs.push(...page.data);
     after = opts.all ? page.next_cursor : null;
   } while (after);

@@ -64,6 +64,7 @@ jobs
   .description('jobs, newest first')
   .option('--limit <n>', 'how many', '20')
   .option('--all', 'every page')
+  .option('--kind <kind>', "only finetune, tune or trial jobs (a tune job's trials are trial jobs)")
   .action(run((g, opts) => jobsList(g, opts)));
 jobs
   .command('get <id>')

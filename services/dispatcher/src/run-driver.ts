@@ -353,7 +353,8 @@ export class RunDriver {
       this.log.info({ artifact }, 'job succeeded');
       return 'succeeded';
     }
-    await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', level: state === RunState.CANCELLED ? 'info' : 'error', message: `run ended: ${RunState[state]}${code ? ` (${code}: ${message})` : ''}` });
+    const ended = state === RunState.CANCELLED && this.pruning ? 'run ended: stopped by the pruner' : `run ended: ${RunState[state]}${code ? ` (${code}: ${message})` : ''}`;
+    await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', level: state === RunState.CANCELLED ? 'info' : 'error', message: ended });
     if (state === RunState.CANCELLED) {
       if (this.pruning && (await this.ctx.jobs.transition(this.jobId, 'pruned', { finished_at: now }, 'pruned', ['running'])).ok) {
         this.log.info('trial pruned');

@@ -197,7 +197,8 @@ export class JobStore {
       .multi()
       .hset(this.keys.job(record.id), ...encode(record), 'worker_seq', '0')
       .zadd(this.keys.jobs, 0, record.id)
-      .zadd(this.keys.tenantJobs(record.tenant), 0, record.id);
+      .zadd(this.keys.tenantJobs(record.tenant), 0, record.id)
+      .zadd(this.keys.tenantJobsOfKind(record.tenant, record.kind), 0, record.id);
     // A tune job's trials run under its one place in the tenant's active-job limit.
     if (!record.parent) multi.sadd(this.keys.tenantActive(record.tenant), record.id);
     else multi.zadd(this.keys.tuneTrials(record.parent), record.trial!.number, record.id);
@@ -220,9 +221,10 @@ export class JobStore {
     return (await this.redis.hget(this.keys.job(id), 'status')) as JobStatus | null;
   }
 
-  /** A tenant's jobs, newest first; `after` is the last id of the previous page. */
-  async list(tenant: string, limit: number, after?: string): Promise<{ data: JobRecord[]; next_cursor: string | null }> {
-    const ids = await this.redis.zrange(this.keys.tenantJobs(tenant), after ? `(${after}` : '+', '-', 'BYLEX', 'REV', 'LIMIT', 0, limit + 1);
+  /** A tenant's jobs (of one kind, if given), newest first; `after` is the last id of the previous page. */
+  async list(tenant: string, limit: number, after?: string, kind?: JobRecord['kind']): Promise<{ data: JobRecord[]; next_cursor: string | null }> {
+    const key = kind ? this.keys.tenantJobsOfKind(tenant, kind) : this.keys.tenantJobs(tenant);
+    const ids = await this.redis.zrange(key, after ? `(${after}` : '+', '-', 'BYLEX', 'REV', 'LIMIT', 0, limit + 1);
     const page = ids.slice(0, limit);
     const records = await Promise.all(page.map((id) => this.get(id)));
     const data = records.filter((r): r is JobRecord => r !== null);

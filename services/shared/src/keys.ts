@@ -13,6 +13,8 @@ export function redisKeys(prefix: string) {
     /** Every job that reaches a terminal status, once (webhooks follow it). */
     jobsFinished: `${prefix}:jobs:finished`,
     tenantJobs: (tenant: string) => `${prefix}:tenant:${tenant}:jobs`,
+    /** A tenant's jobs of one kind (finetune, tune, trial), for a filtered list. */
+    tenantJobsOfKind: (tenant: string, kind: string) => `${prefix}:tenant:${tenant}:jobs:${kind}`,
     tenantActive: (tenant: string) => `${prefix}:tenant:${tenant}:active`,
     tenantActivePrefix: `${prefix}:tenant:`,
   };

@@ -163,6 +163,7 @@ export const ListJobsQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
     after: Type.Optional(Type.String({ pattern: JOB_ID_PATTERN, description: 'next_cursor of the previous page' })),
+    kind: Type.Optional(Type.Enum(['finetune', 'tune', 'trial'], { description: "Only jobs of this kind (a tune job's trials are jobs of kind trial)" })),
   },
   { additionalProperties: false },
 );

@@ -139,7 +139,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   );
 
   app.get('/', { schema: { summary: 'List jobs, newest first', querystring: ListJobsQuery, response: { 200: JobList, ...errorResponses } } }, async (request) => {
-    const page = await app.jobs.list(request.tenant, request.query.limit, request.query.after);
+    const page = await app.jobs.list(request.tenant, request.query.limit, request.query.after, request.query.kind);
     return { object: 'list' as const, ...page };
   });
 
