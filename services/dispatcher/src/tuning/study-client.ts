@@ -42,6 +42,11 @@ export class StudyClient {
     this.log = log.child({ component: 'study' });
   }
 
+  /** The running child's pid, if one runs. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   private ensure(): ChildProcessWithoutNullStreams {
     if (this.child) return this.child;
     // The Redis URL (it may hold a password) and its TLS files go by environment, never on a

@@ -1,0 +1,63 @@
+// The dispatcher's StudyClient against the real study process (python -m makam_study) and a real
+// Redis: a study outlives the process that ran it, a child that dies is replaced on the next
+// call, and refusals come back as errors naming their code.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createLogger, studyKey, type Search } from '@makam/shared';
+import { StudyClient, defaultStudyPython } from '../../services/dispatcher/src/tuning/study-client.ts';
+import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
+
+let redis: TestRedis;
+let client: StudyClient;
+const search: Search = {
+  space: { learning_rate: { type: 'float', low: 1e-5, high: 1e-2, log: true }, layers: { type: 'int', low: 1, high: 4 } },
+  objective: { metric: 'macro_f1', direction: 'maximize' },
+  trials: 10,
+  parallelism: 2,
+  sampler: 'tpe',
+  pruner: { type: 'median', startup_trials: 1, warmup_epochs: 1 },
+  seed: 0,
+};
+
+before(async () => {
+  redis = await startRedis();
+  client = new StudyClient(defaultStudyPython(), { REDIS_URL: redis.url }, createLogger('test', 'silent'));
+});
+after(async () => {
+  client?.close();
+  await redis?.stop();
+});
+
+test('a study outlives its process: a killed child is replaced on the next call and the numbering goes on', async () => {
+  const key = studyKey(uniquePrefix(), 'job_01jd0000000000000000000000');
+  assert.deepEqual(await client.create(key, search), { created: true });
+  assert.deepEqual(await client.create(key, search), { created: false });
+  const first = await client.ask(key);
+  assert.equal(first.number, 0);
+  assert.ok((first.params!.learning_rate as number) >= 1e-5 && (first.params!.learning_rate as number) <= 1e-2);
+  assert.ok([1, 2, 3, 4].includes(first.params!.layers as number));
+  for (const epoch of [1, 2]) assert.deepEqual(await client.report(key, 0, epoch, 0.5 + epoch / 10), { prune: false });
+  assert.deepEqual(await client.tell(key, 0, 'complete', 0.7), { told: true });
+
+  const pid = client.pid!;
+  process.kill(pid, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 200));
+  const second = await client.ask(key);
+  assert.notEqual(client.pid, pid, 'a new study process');
+  assert.equal(second.number, 1, 'the study went on where it was');
+  assert.deepEqual(await client.tell(key, 1, 'fail', null), { told: true });
+  const summary = await client.summary(key);
+  assert.deepEqual(summary.trials.map((t) => [t.number, t.state]), [[0, 'COMPLETE'], [1, 'FAIL']]);
+  assert.deepEqual(summary.best, { number: 0, value: 0.7, params: first.params });
+  assert.deepEqual(summary.trials[0]!.intermediate, [[1, 0.6], [2, 0.7]]);
+});
+
+test('a call in flight when the child dies is refused, not left waiting; refusals carry their code', async () => {
+  const key = studyKey(uniquePrefix(), 'job_01jd0000000000000000000001');
+  await client.create(key, search);
+  const pending = client.summary(key, true);
+  process.kill(client.pid!, 'SIGKILL');
+  await assert.rejects(pending, /the study process exited/);
+  await assert.rejects(client.ask(studyKey(uniquePrefix(), 'job_01jd0000000000000000000002')), /study not_found/);
+  await assert.rejects(client.create(key, { ...search, seed: 1 }), /study conflict/);
+});
