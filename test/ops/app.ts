@@ -5,7 +5,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { JobStore, createRedis, newJobId, redisKeys, type JobRecord, type Redis } from '@makam/shared';
+import { JobStore, createRedis, newJobId, queuedJob, redisKeys, type JobRecord, type Redis } from '@makam/shared';
 import { buildApp } from '../../services/api/src/app.ts';
 import { loadApiConfig } from '../../services/api/src/config.ts';
 import { createKey } from '../support/keys.ts';
@@ -63,13 +63,10 @@ export async function startOpsApp(env: Record<string, string> = {}): Promise<Ops
     otherKey,
     api: (pathname, init) => fetch(`${url}${pathname}`, { ...init, headers: { authorization: `Bearer ${key}`, ...(init?.headers as Record<string, string> | undefined) } }),
     job: async (fields = {}) => {
-      const now = new Date().toISOString();
-      const record: JobRecord = {
+      const record = queuedJob({
         id: newJobId(),
-        object: 'job',
         tenant: 'acme',
         kind: 'finetune',
-        status: 'queued',
         model: { family: 'encoder', name: 'dbmdz/bert-base-turkish-cased' },
         dataset: 'ds_01jd0000000000000000000000',
         validation_dataset: null,
@@ -77,20 +74,8 @@ export async function startOpsApp(env: Record<string, string> = {}): Promise<Ops
         hyperparameters: { epochs: 3 },
         resource_class: 'cpu',
         estimate: null,
-        progress: null,
-        metrics: null,
-        result: null,
-        artifact: null,
-        error: null,
-        attempts: 0,
-        worker: null,
-        cancel_requested: false,
-        created_at: now,
-        started_at: null,
-        finished_at: null,
-        updated_at: now,
         ...fields,
-      } as JobRecord;
+      });
       await jobs.create(record);
       return record;
     },

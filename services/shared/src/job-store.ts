@@ -116,6 +116,31 @@ export interface JobRecord {
   updated_at: string;
 }
 
+/** What a new job is made of; the rest of its record starts empty. */
+export type NewJob = Pick<JobRecord, 'id' | 'tenant' | 'kind' | 'model' | 'dataset' | 'validation_dataset' | 'test_dataset' | 'hyperparameters' | 'resource_class' | 'estimate'> & Partial<JobRecord>;
+
+/** The record of a job just queued. */
+export function queuedJob(job: NewJob): JobRecord {
+  const now = new Date().toISOString();
+  return {
+    object: 'job',
+    status: 'queued',
+    progress: null,
+    metrics: null,
+    result: null,
+    artifact: null,
+    error: null,
+    attempts: 0,
+    worker: null,
+    cancel_requested: false,
+    created_at: now,
+    started_at: null,
+    finished_at: null,
+    updated_at: now,
+    ...job,
+  };
+}
+
 /** What the event log holds; `type` says which. */
 export type JobEvent =
   | { type: 'status'; status: JobStatus; message?: string; attempt?: number }

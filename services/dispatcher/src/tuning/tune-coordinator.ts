@@ -10,6 +10,7 @@ import {
   isTerminal,
   newJobId,
   objectiveValue,
+  queuedJob,
   requestCancel,
   studyKey,
   trainJobOptions,
@@ -153,14 +154,11 @@ export class TuneCoordinator {
   }
 
   private async createTrial(tune: JobRecord, key: string, number: number, params: Record<string, unknown>, log: Logger): Promise<void> {
-    const now = new Date().toISOString();
     const trial: TrialInfo = { number, params, study: key, objective: tune.search!.objective, state: 'running', value: null, told: false };
-    const record: JobRecord = {
+    const record = queuedJob({
       id: newJobId(),
-      object: 'job',
       tenant: tune.tenant,
       kind: 'trial',
-      status: 'queued',
       model: tune.model,
       dataset: tune.dataset,
       validation_dataset: tune.validation_dataset,
@@ -168,21 +166,9 @@ export class TuneCoordinator {
       hyperparameters: { ...tune.hyperparameters, ...params },
       resource_class: tune.resource_class,
       estimate: tune.estimate,
-      progress: null,
-      metrics: null,
-      result: null,
-      artifact: null,
-      error: null,
-      attempts: 0,
-      worker: null,
-      cancel_requested: false,
       parent: tune.id,
       trial,
-      created_at: now,
-      started_at: null,
-      finished_at: null,
-      updated_at: now,
-    };
+    });
     await this.d.jobs.create(record);
     await this.enqueue(record.id);
     await this.d.jobs.appendEvent(tune.id, { type: 'log', level: 'info', message: `trial ${number} queued as ${record.id}: ${JSON.stringify(params)}` });

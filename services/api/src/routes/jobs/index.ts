@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { idempotencyKey, withIdempotency } from '../../idempotency.ts';
-import { PlacementError, appliesTo, defaultsFor, estimateMemory, fingerprintOf, isTerminal, misapplied, newJobId, objectiveValue, place, requestCancel, trainJobOptions, tuneJobOptions, type DatasetRecord, type JobRecord, type Search } from '@makam/shared';
+import { PlacementError, appliesTo, defaultsFor, estimateMemory, fingerprintOf, isTerminal, misapplied, newJobId, objectiveValue, place, queuedJob, requestCancel, trainJobOptions, tuneJobOptions, type DatasetRecord, type JobRecord, type Search } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries, TrialList } from '../../schemas/jobs.ts';
@@ -90,13 +90,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         if (active !== null) {
           throw new ApiError(429, 'too_many_active_jobs', `the tenant has ${active} queued or running jobs, its limit is ${limit}; wait for one to finish or cancel one`, null);
         }
-        const now = new Date().toISOString();
-        const job: JobRecord = {
+        const job = queuedJob({
           id,
-          object: 'job',
           tenant: request.tenant,
           kind,
-          status: 'queued',
           model: body.model,
           dataset: body.dataset,
           validation_dataset: body.validation_dataset ?? null,
@@ -104,20 +101,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           hyperparameters,
           resource_class: resourceClass,
           estimate: placement.estimate,
-          progress: null,
-          metrics: null,
-          result: null,
-          artifact: null,
-          error: null,
-          attempts: 0,
-          worker: null,
-          cancel_requested: false,
-          created_at: now,
-          started_at: null,
-          finished_at: null,
-          updated_at: now,
           ...(search ? { search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null } : {}),
-        };
+        });
         try {
           await app.jobs.create(job);
         } catch (err) {
