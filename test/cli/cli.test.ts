@@ -218,7 +218,8 @@ test('a tune job: submit --file with --dataset over its placeholder, watch shows
   const trials: Array<{ number: number; job_id: string; status: string; state: string; value: number | null; intermediate_values: unknown[] }> = list.data;
   console.log(`tune (cli): ${trials.map((t) => `#${t.number} ${t.state} ${t.value?.toFixed(4) ?? '-'}`).join(', ')}`);
   assert.equal(trials.length, 3);
-  assert.match(watched.stderr, /^trials 0\/3 {2}\[░+\] {2}0 complete · 0 pruned · 0 failed · 0 running {2}no trial complete yet$/m);
+  // Where the first line stands depends on how fast the coordinator is off the mark; its shape does not.
+  assert.match(watched.stderr, /^trials [0-3]\/3 {2}\[[░█]+\] {2}\d complete · \d pruned · \d failed · \d running {2}(no trial complete yet|best validation_loss [\d.]+ \(trial #\d\))$/m);
   const s = final.study;
   assert.match(watched.stderr, new RegExp(`^trials 3/3 {2}\\[█+\\] {2}${s.complete} complete · ${s.pruned} pruned · ${s.failed} failed · 0 running {2}best validation_loss [\\d.]+ \\(trial #${final.best_trial.number}\\)$`, 'm'));
   for (const t of trials) {

@@ -147,8 +147,9 @@ test('a tune job page shows the study, its trials and the objective per trial, l
   const upload = await stack.uploadSample();
   const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/tune-tiny-bert.json'), 'utf8'));
   request.dataset = upload.body.id;
-  Object.assign(request.hyperparameters, { epochs: 2, test_fraction: 0.2 });
-  // Four short trials one at a time; the median pruner may stop a trial after its first epoch.
+  // Four epochs: long enough on a fast machine for the page to see each trial run.
+  Object.assign(request.hyperparameters, { epochs: 4, test_fraction: 0.2 });
+  // Four short trials one at a time; the median pruner may stop a trial after any epoch but the last.
   Object.assign(request.search, { trials: 4, parallelism: 1, pruner: { type: 'median', startup_trials: 1, warmup_epochs: 0 } });
   const submitted = await stack.json('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
   assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
@@ -193,7 +194,7 @@ test('a tune job page shows the study, its trials and the objective per trial, l
     assert.equal(await row.getByTestId('trial-state').textContent(), t.state);
     assert.equal(await row.getByTestId('status').textContent(), t.status);
     assert.equal(await row.locator('a').first().getAttribute('href'), `#/jobs/${t.job_id}`);
-    assert.equal(await row.getByTestId('trial-epochs').textContent(), `${t.intermediate_values.length}/2`);
+    assert.equal(await row.getByTestId('trial-epochs').textContent(), `${t.intermediate_values.length}/4`);
     const value = await row.getByTestId('trial-value').getAttribute('data-value');
     assert.equal(value === '' ? null : Number(value), t.value, `trial ${t.number} value`);
     for (const name of ['learning_rate', 'warmup_ratio']) {
@@ -233,7 +234,7 @@ test('a tune job page shows the study, its trials and the objective per trial, l
   assert.match((await page.getByTestId('trial-of').textContent()) ?? '', new RegExp(`^Trial #${shownTrial.number} of tune job ${id}`));
   assert.equal(await page.locator('h1 [data-testid="status"]').textContent(), shownTrial.status);
   assert.match((await page.getByTestId('trial-params').textContent()) ?? '', /learning_rate = .*warmup_ratio = /);
-  if (shownTrial.state === 'pruned') assert.match((await page.getByTestId('trial-of').textContent()) ?? '', /Stopped by the study's pruner after epoch 1/);
+  if (shownTrial.state === 'pruned') assert.match((await page.getByTestId('trial-of').textContent()) ?? '', /Stopped by the study's pruner after epoch [1-3]\b/);
   await page.getByTestId('parent-link').click();
   await page.locator('[data-testid="trials"] tr[data-trial]').first().waitFor();
   assert.match(page.url(), new RegExp(`#/jobs/${id}$`));

@@ -130,9 +130,31 @@ test('a grid search visits every grid point exactly once', { timeout: 600_000 },
   assert.deepEqual(points, ['0.001/0', '0.001/0.1', '0.001/0.2', '0.003/0', '0.003/0.1', '0.003/0.2']);
 }));
 
+test('cancelling a tune job stops every running trial and leaves the study readable', { timeout: 600_000 }, () => stack.withLogs(async () => {
+  const id = await submitTune((r) => {
+    r.hyperparameters.epochs = 1000; // never done before the cancel, even on a fast machine
+    r.search.pruner = 'none';
+  });
+  await eventually('two trials past their first epoch', async () => (await trialsOf(id)).filter((t) => t.intermediate_values.length > 0).length >= 2, 300_000, 250);
+  const { status, body } = await stack.json(`/v1/jobs/${id}/cancel`, { method: 'POST' });
+  assert.equal(status, 200);
+  assert.ok(['cancelling', 'cancelled'].includes(body.status));
+  const job = await stack.finished(id, 300_000);
+  assert.equal(job.status, 'cancelled');
+  const trials = await trialsOf(id);
+  assert.equal(trials.length, 2, 'no trial started after the cancel');
+  for (const t of trials) {
+    assert.equal(t.status, 'cancelled', `trial ${t.number}`);
+    assert.equal(t.state, 'fail');
+    assert.ok(t.intermediate_values.length >= 1, 'its metrics stay readable');
+  }
+  assert.deepEqual({ ...job.study, best: null }, { trials: 8, complete: 0, pruned: 0, failed: 2, running: 0, best: null });
+}));
+
+// Last: it leaves the second worker dead.
 test('a worker killed mid-trial leaves no trial running, and the study completes on the other', { timeout: 900_000 }, () => stack.withLogs(async () => {
   const id = await submitTune((r) => {
-    r.hyperparameters.epochs = 8;
+    r.hyperparameters.epochs = 25; // still training when the worker dies, even on a fast machine
     r.search.trials = 4;
     r.search.pruner = 'none';
   });
@@ -161,25 +183,4 @@ test('a worker killed mid-trial leaves no trial running, and the study completes
   assert.equal(retried.worker, stack.workerAddress);
   assert.equal(job.study.complete, 4);
   assert.equal(job.study.running, 0);
-}));
-
-test('cancelling a tune job stops every running trial and leaves the study readable', { timeout: 600_000 }, () => stack.withLogs(async () => {
-  const id = await submitTune((r) => {
-    r.hyperparameters.epochs = 200;
-    r.search.pruner = 'none';
-  });
-  await eventually('two trials past their first epoch', async () => (await trialsOf(id)).filter((t) => t.intermediate_values.length > 0).length >= 2, 300_000, 250);
-  const { status, body } = await stack.json(`/v1/jobs/${id}/cancel`, { method: 'POST' });
-  assert.equal(status, 200);
-  assert.ok(['cancelling', 'cancelled'].includes(body.status));
-  const job = await stack.finished(id, 300_000);
-  assert.equal(job.status, 'cancelled');
-  const trials = await trialsOf(id);
-  assert.equal(trials.length, 2, 'no trial started after the cancel');
-  for (const t of trials) {
-    assert.equal(t.status, 'cancelled', `trial ${t.number}`);
-    assert.equal(t.state, 'fail');
-    assert.ok(t.intermediate_values.length >= 1, 'its metrics stay readable');
-  }
-  assert.deepEqual({ ...job.study, best: null }, { trials: 8, complete: 0, pruned: 0, failed: 2, running: 0, best: null });
 }));
