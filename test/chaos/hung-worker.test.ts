@@ -71,7 +71,7 @@ test('a hung worker is detected, the job moves on, and the run is re-attached wh
 }));
 
 test('a run that finishes while its worker hangs is collected when the worker returns, not trained again', { timeout: 600_000 }, () => stack.withLogs(async () => {
-  const jobId = await submit(6);
+  const jobId = await submit(20); // still training when the worker is stopped, even on a fast machine
   const worker = stack.procs.find((p) => p.name === 'worker')!;
   worker.child.kill('SIGSTOP');
   tally.faults++;
@@ -80,5 +80,5 @@ test('a run that finishes while its worker hangs is collected when the worker re
   const eventsFile = path.join(stack.workerStateDir, 'runs', jobId, 'events.jsonl');
   await eventually('the training child to finish the run', async () => (await readFile(eventsFile, 'utf8').catch(() => '')).includes('"finished"'), 300_000, 250);
   worker.child.kill('SIGCONT');
-  await assertTrainedOnce(jobId, 6);
+  await assertTrainedOnce(jobId, 20);
 }));
