@@ -24,7 +24,7 @@ export interface RunContext {
   log: Logger;
   reconnectMs: number;
   /** Where a trial reports its per-epoch objective and hears whether to stop. */
-  study?: StudyClient;
+  study: StudyClient;
 }
 
 /** Outcome of a run as the dispatcher hands it to BullMQ. */
@@ -324,7 +324,7 @@ export class RunDriver {
   /** A trial's objective at this epoch goes to its study; when the pruner says so, the run stops. */
   private async report(point: MetricPoint): Promise<void> {
     const trial = this.trial;
-    if (!trial || this.pruning || !this.ctx.study) return;
+    if (!trial || this.pruning) return;
     const value = point[trial.objective.metric];
     let prune: boolean;
     try {

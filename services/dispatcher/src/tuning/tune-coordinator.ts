@@ -101,10 +101,10 @@ export class TuneCoordinator {
       let shown = '';
       for (;;) {
         if (this.closing) throw new Error('detached');
+        // One read of the records a poll; what the poll changes is kept in `trials` as it goes.
         record = (await jobs.get(id))!;
         trials = await jobs.trials(id);
-        for (const t of trials) if (isTerminal(t.status) && !t.trial!.told) await this.closeTrial(record, key, t, log);
-        trials = await jobs.trials(id);
+        for (const t of trials) if (isTerminal(t.status) && !t.trial!.told) t.trial = await this.closeTrial(record, key, t, log);
         const active = trials.filter((t) => !isTerminal(t.status));
         if (record.status === 'cancelling') {
           if (!cancelSent) {
@@ -115,22 +115,22 @@ export class TuneCoordinator {
         } else if (record.status !== 'running') {
           return 'skipped';
         } else {
-          const cap = Math.min(search.parallelism, Math.max(1, await this.d.classWorkers()));
-          let created = trials.length;
-          let running = active.length;
-          while (!exhausted && created < search.trials && running < cap) {
+          const wanted = () => !exhausted && trials.length < search.trials && active.length < search.parallelism;
+          // The class's workers are looked up only when a trial could be started.
+          const cap = wanted() ? Math.min(search.parallelism, Math.max(1, await this.d.classWorkers())) : 0;
+          while (wanted() && active.length < cap) {
             const asked = await this.d.study.ask(key);
             if (asked.number === null) {
               exhausted = true; // a grid with every point asked
               break;
             }
-            await this.createTrial(record, key, asked.number, asked.params!, log);
-            created++;
-            running++;
+            const trial = await this.createTrial(record, key, asked.number, asked.params!, log);
+            trials.push(trial);
+            active.push(trial);
           }
-          if ((exhausted || created >= search.trials) && running === 0) return await this.finish(record, key, await jobs.trials(id), 'done', log);
+          if ((exhausted || trials.length >= search.trials) && active.length === 0) return await this.finish(record, key, trials, 'done', log);
         }
-        const progress = this.progress(record, await jobs.trials(id));
+        const progress = this.progress(record, trials);
         const json = JSON.stringify(progress);
         if (json !== shown) {
           await jobs.update(id, { study: progress });
@@ -153,7 +153,7 @@ export class TuneCoordinator {
     await this.d.trainQueue.add('train', { jobId: trialId }, trainJobOptions(trialId, this.d.config.MAKAM_JOB_ATTEMPTS));
   }
 
-  private async createTrial(tune: JobRecord, key: string, number: number, params: Record<string, unknown>, log: Logger): Promise<void> {
+  private async createTrial(tune: JobRecord, key: string, number: number, params: Record<string, unknown>, log: Logger): Promise<JobRecord> {
     const trial: TrialInfo = { number, params, study: key, objective: tune.search!.objective, state: 'running', value: null, told: false };
     const record = queuedJob({
       id: newJobId(),
@@ -173,20 +173,23 @@ export class TuneCoordinator {
     await this.enqueue(record.id);
     await this.d.jobs.appendEvent(tune.id, { type: 'log', level: 'info', message: `trial ${number} queued as ${record.id}: ${JSON.stringify(params)}` });
     log.info({ trial: number, trialJob: record.id, params }, 'trial queued');
+    return record;
   }
 
-  /** Tells the study how a trial ended, once. */
-  private async closeTrial(tune: JobRecord, key: string, t: JobRecord, log: Logger): Promise<void> {
+  /** Tells the study how a trial ended, once; returns the trial as now recorded. */
+  private async closeTrial(tune: JobRecord, key: string, t: JobRecord, log: Logger): Promise<TrialInfo> {
     const info = t.trial!;
     const metric = tune.search!.objective.metric;
     let state: TrialInfo['state'] = t.status === 'succeeded' ? 'complete' : t.status === 'pruned' ? 'pruned' : 'fail';
     const value = state === 'complete' ? objectiveValue(t.result, metric) : null;
     if (state === 'complete' && value === null) state = 'fail';
     await this.d.study.tell(key, info.number, state, value);
-    await this.d.jobs.update(t.id, { trial: { ...info, state, value, told: true } });
+    const closed: TrialInfo = { ...info, state, value, told: true };
+    await this.d.jobs.update(t.id, { trial: closed });
     const why = state === 'complete' ? `${metric} ${value}` : state === 'pruned' ? `stopped at epoch ${info.pruned_at_epoch ?? t.progress?.epoch ?? '?'}` : `${t.status}${t.error ? `: ${t.error.code}` : ''}`;
     await this.d.jobs.appendEvent(tune.id, { type: 'log', level: 'info', message: `trial ${info.number} ${state} (${why})` });
     log.info({ trial: info.number, state, value }, 'trial closed');
+    return closed;
   }
 
   private progress(tune: JobRecord, trials: JobRecord[]): StudyProgress {
