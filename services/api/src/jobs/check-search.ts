@@ -2,7 +2,7 @@
 // naming the field, and fills in the defaults. Every bound and choice is checked as a finetune
 // job would check it, so a trial never starts with a value its run would refuse.
 import { Value } from 'typebox/value';
-import { HYPERPARAMETERS, appliesTo, extremes, gridSize, type Family, type ParamSpace, type Search } from '@makam/shared';
+import { HYPERPARAMETERS, MAX_GRID_POINTS, appliesTo, extremes, gridCount, gridSize, type Family, type ParamSpace, type Search } from '@makam/shared';
 import { ApiError } from '../errors.ts';
 import { Hyperparameters, type SearchRequestT } from '../schemas/jobs.ts';
 
@@ -10,18 +10,21 @@ const refuse = (param: string, message: string): never => {
   throw new ApiError(400, 'invalid_search', message, param);
 };
 
+// Names come from the request: looked up as own properties only, so 'constructor' or
+// '__proto__' is an unknown name, not something every object inherits.
 function propertySchema(name: string): { type?: string } {
-  return (Hyperparameters.properties as Record<string, { type?: string }>)[name]!;
+  const props = Hyperparameters.properties as Record<string, { type?: string }>;
+  return Object.hasOwn(props, name) ? props[name]! : {};
 }
 
 function checkParam(family: Family, name: string, p: SearchRequestT['space'][string], fixed: Record<string, unknown>): ParamSpace {
   const at = `search.space.${name}`;
-  if (!(name in HYPERPARAMETERS)) {
+  if (!Object.hasOwn(HYPERPARAMETERS, name)) {
     const searchable = Object.keys(HYPERPARAMETERS).filter((n) => appliesTo(n, family));
     refuse(at, `'${name}' is not a hyperparameter; family '${family}' can search: ${searchable.join(', ')}`);
   }
   if (!appliesTo(name, family)) refuse(at, `hyperparameter '${name}' applies to ${HYPERPARAMETERS[name]!.families.join(', ')}, not to family '${family}'`);
-  if (name in fixed) refuse(at, `'${name}' is both fixed in hyperparameters and searched; drop one of them`);
+  if (Object.hasOwn(fixed, name)) refuse(at, `'${name}' is both fixed in hyperparameters and searched; drop one of them`);
   let space: ParamSpace;
   if (p.type === 'categorical') {
     for (const f of ['low', 'high', 'step', 'log'] as const) if (p[f] !== undefined) refuse(`${at}.${f}`, `a categorical parameter takes only 'choices', not '${f}'`);
@@ -55,17 +58,19 @@ function checkParam(family: Family, name: string, p: SearchRequestT['space'][str
 /** The search with its defaults, or a 400 naming what is wrong. */
 export function checkSearch(family: Family, request: SearchRequestT, fixed: Record<string, unknown>): Search {
   const space: Record<string, ParamSpace> = {};
+  // checkParam refuses any name that is not an own key of HYPERPARAMETERS (so never '__proto__').
   for (const [name, p] of Object.entries(request.space)) space[name] = checkParam(family, name, p, fixed);
   const metric = request.objective?.metric ?? 'macro_f1';
   const sampler = request.sampler ?? 'tpe';
   let trials = request.trials ?? 20;
   if (sampler === 'grid') {
+    // Counted from low, high and step, never enumerated: the work is the same for any range.
+    const unbounded = Object.entries(space).find(([, p]) => gridCount(p) === null);
+    if (unbounded) refuse(`search.space.${unbounded[0]}`, 'a grid needs a finite set of values: give a float parameter a step (and no log), or list its choices');
     const size = gridSize(space);
-    if (!Number.isFinite(size)) {
-      const name = Object.entries(space).find(([, p]) => p.type === 'float' && (p.step === undefined || p.log))![0];
-      refuse(`search.space.${name}`, 'a grid needs a finite set of values: give a float parameter a step (and no log), or list its choices');
-    }
-    if (size > trials) refuse('search.trials', `the grid has ${size} points but trials is ${trials}; raise trials to ${size} or shrink the space`);
+    const shown = Number.isSafeInteger(size) ? String(size) : size.toExponential(2);
+    if (size > MAX_GRID_POINTS) refuse('search.space', `the grid has ${shown} points, more than the ${MAX_GRID_POINTS} a tune job may run; widen the steps or list fewer choices`);
+    if (size > trials) refuse('search.trials', `the grid has ${shown} points but trials is ${trials}; raise trials to ${shown} or shrink the space`);
     trials = size;
   }
   if (family === 'tfidf' && request.pruner !== undefined && request.pruner !== 'none' && (typeof request.pruner !== 'object' || request.pruner.type !== 'none')) {

@@ -28,30 +28,37 @@ export interface Search {
 /** Where a tune job's Optuna study lives in Redis (Optuna's journal storage, under this prefix). */
 export const studyKey = (redisPrefix: string, tuneJobId: string): string => `${redisPrefix}:study:${tuneJobId}`;
 
-/** The values a grid search visits for one parameter, or null when it has no finite grid. */
-export function gridValues(p: ParamSpace): Scalar[] | null {
-  if (p.type === 'categorical') return p.choices;
+/** The most points a grid search may have (the most trials a tune job may ask for). */
+export const MAX_GRID_POINTS = 1000;
+
+/**
+ * How many values a grid search visits for one parameter, counted from low, high and step without
+ * building them (so the work never grows with the values inside a request); null when it has no
+ * finite grid (no step, or log scale); Infinity when the count passes what a number holds.
+ * Counted like the Python side: floor((high - low) / step + 1e-9) + 1.
+ */
+export function gridCount(p: ParamSpace): number | null {
+  if (p.type === 'categorical') return p.choices.length;
   const step = p.step ?? (p.type === 'int' ? 1 : undefined);
   if (step === undefined || p.log) return null;
-  const out: number[] = [];
-  // Rounded like the Python side does, so both count the same points.
-  for (let i = 0; ; i++) {
-    const v = Number((p.low + i * step).toPrecision(12));
-    if (v > p.high + 1e-12) break;
-    out.push(v);
-    if (out.length > 1_000_000) break;
-  }
-  return out;
+  const n = Math.floor((p.high - p.low) / step + 1e-9) + 1;
+  return Number.isNaN(n) ? Infinity : Math.max(n, 1);
 }
 
-/** How many points the grid has (Infinity when a parameter has no finite grid). */
+/** The values a grid search visits for one parameter, or null when it has no finite grid or more than `max` values. */
+export function gridValues(p: ParamSpace, max = MAX_GRID_POINTS): Scalar[] | null {
+  if (p.type === 'categorical') return p.choices;
+  const n = gridCount(p);
+  if (n === null || n > max) return null;
+  const step = p.step ?? 1;
+  // Rounded like the Python side does, so both name the same points.
+  return Array.from({ length: n }, (_, i) => Number((p.low + i * step).toPrecision(12)));
+}
+
+/** How many points the grid has (Infinity when a parameter has no finite grid); arithmetic only. */
 export function gridSize(space: Record<string, ParamSpace>): number {
   let n = 1;
-  for (const p of Object.values(space)) {
-    const values = gridValues(p);
-    if (!values) return Infinity;
-    n *= values.length;
-  }
+  for (const p of Object.values(space)) n *= gridCount(p) ?? Infinity;
   return n;
 }
 
