@@ -1,10 +1,13 @@
 // The API as a Fastify plugin: tests build it and call it with inject; server.ts owns the process.
+import { Transform } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import AjvCompiler from '@fastify/ajv-compiler';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '@makam/shared';
 import type { ApiConfig } from './config.ts';
-import { ApiError, registerErrorHandler } from './errors.ts';
-import rateLimit from '@fastify/rate-limit';
+import { ApiError, clientErrorResponse, frameworkError, registerErrorHandler } from './errors.ts';
+import { trackRoutes } from './access.ts';
+import { parseJsonBody } from './json-body.ts';
 import underPressure from '@fastify/under-pressure';
 import auth from './plugins/auth.ts';
 import services from './plugins/services.ts';
@@ -23,15 +26,58 @@ import datasetRoutes from './routes/datasets/index.ts';
 import jobRoutes from './routes/jobs/index.ts';
 
 export async function buildApp(config: ApiConfig, logger?: Logger): Promise<FastifyInstance> {
+  // Unknown fields are refused, not silently dropped; defaults are filled in. Querystrings and
+  // path parameters arrive as strings and are coerced to their schema's types; JSON bodies are
+  // not: "Infinity" or "1e400" sent as a string is no number.
+  const ajvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, verbose: true } as const;
+  const validators = AjvCompiler();
+  const headersTimeout = config.MAKAM_HEADERS_TIMEOUT_MS;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger | undefined,
     bodyLimit: 1024 * 1024,
-    ajv: {
-      // Unknown fields are refused, not silently dropped; defaults are filled in.
-      customOptions: { removeAdditional: false, useDefaults: true, coerceTypes: 'array', allErrors: false, verbose: true },
+    trustProxy: trustProxy(config.MAKAM_TRUST_PROXY),
+    // Slow clients: headers must arrive within headersTimeout, the whole request within
+    // requestTimeout (both checked by Node every connectionsCheckingInterval), a body at a minimum
+    // rate (below), and a silent socket is closed after connectionTimeout.
+    connectionTimeout: config.MAKAM_SOCKET_IDLE_TIMEOUT_MS,
+    keepAliveTimeout: config.MAKAM_KEEP_ALIVE_TIMEOUT_MS,
+    requestTimeout: config.MAKAM_REQUEST_TIMEOUT_MS,
+    http: {
+      headersTimeout,
+      requestTimeout: config.MAKAM_REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+    },
+    // Refusals of the HTTP parser and of the router, in the one error shape.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable && socket.bytesWritten === 0) socket.write(clientErrorResponse(err));
+      socket.destroy();
+    },
+    frameworkErrors: frameworkError,
+    schemaController: {
+      compilersFactory: {
+        buildValidator: (externalSchemas, ajvServerOptions) => {
+          const options = ajvServerOptions as unknown as { customOptions?: object; plugins?: unknown[] };
+          const coercing = validators(externalSchemas as never, { ...options, customOptions: { ...ajvOptions, coerceTypes: 'array' } } as never);
+          const strict = validators(externalSchemas as never, { ...options, customOptions: { ...ajvOptions, coerceTypes: false } } as never);
+          return (route) => (route.httpPart === 'body' ? strict(route as never) : coercing(route as never));
+        },
+      },
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
   registerErrorHandler(app);
+  // Before any route, so every route is in the route table with its access.
+  trackRoutes(app as unknown as FastifyInstance);
+  // JSON bodies: too deep, a non-finite number or a prototype key answer 400 naming where.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string, config.MAKAM_MAX_JSON_DEPTH));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+  watchBodyRate(app as unknown as FastifyInstance, config.MAKAM_MIN_BODY_BYTES_PER_S, config.MAKAM_BODY_RATE_WINDOW_MS);
   await app.register(services, { config });
   // Before every route, so each is documented and timed.
   await app.register(openapi);
@@ -57,21 +103,10 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
       throw new ApiError(503, 'overloaded', `the server is overloaded (${pressureFigure(type, value, config)}); retry in ${retryAfter} s`, null);
     },
   });
+  // Authentication and rate limits, decided on each matched route's declared access.
   await app.register(auth);
-  await app.register(rateLimit, {
-    global: true,
-    hook: 'preHandler',
-    max: config.MAKAM_RATE_LIMIT_PER_MINUTE,
-    timeWindow: 60_000,
-    redis: app.redis,
-    nameSpace: `${config.MAKAM_REDIS_PREFIX}:ratelimit:`,
-    keyGenerator: (request) => request.apiKeyId ?? request.ip,
-    allowList: (request) => !request.url.startsWith('/v1/'),
-    errorResponseBuilder: (_req, context) =>
-      new ApiError(429, 'rate_limited', `more than ${context.max} requests a minute with this API key; retry in ${Math.ceil(context.ttl / 1000)} s`, null) as never,
-  });
-  app.get('/healthz', async () => ({ ok: true }));
-  app.get('/readyz', async (_req, reply) => {
+  app.get('/healthz', { config: { access: 'public' } }, async () => ({ ok: true }));
+  app.get('/readyz', { config: { access: 'public' } }, async (_req, reply) => {
     try {
       await app.redis.ping();
       return { ok: true };
@@ -81,7 +116,8 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   });
   await app.register(datasetRoutes, { prefix: '/v1/datasets' });
   await app.register(jobRoutes, { prefix: '/v1/jobs' });
-  await app.register(adminRoutes, { prefix: '/v1/admin' });
+  // No admin key, no admin routes: nothing to guess at.
+  if (config.MAKAM_ADMIN_KEY) await app.register(adminRoutes, { prefix: '/v1/admin' });
   // Live events (GET /v1/jobs/:id/events with Accept: text/event-stream), model files, webhooks,
   // workers; the queue board and the dashboard.
   await app.register(liveEvents);
@@ -93,6 +129,59 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   await app.register(queueBoard);
   await app.register(dashboard);
   return app as unknown as FastifyInstance;
+}
+
+/** MAKAM_TRUST_PROXY as Fastify's trustProxy: off, on, a hop count or a list of addresses. */
+function trustProxy(value: string): boolean | string[] | ((address: string, hop: number) => boolean) {
+  const v = value.trim();
+  if (v === '' || v === 'false') return false;
+  if (v === 'true') return true;
+  if (/^[0-9]+$/.test(v)) {
+    const hops = Number(v);
+    return (_address, hop) => hop < hops;
+  }
+  return v.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * Cuts a request body that arrives slower than `minBytesPerS` over any window of `windowMs` with
+ * a 408 in the error shape, so a client trickling bytes cannot hold a connection (and its buffers)
+ * for hours; a fast upload of any size is never cut. Node's requestTimeout stays the outer bound.
+ */
+function watchBodyRate(app: FastifyInstance, minBytesPerS: number, windowMs: number): void {
+  if (minBytesPerS <= 0) return;
+  const needed = Math.ceil((minBytesPerS * windowMs) / 1000);
+  app.addHook('preParsing', async (request, reply, payload) => {
+    const headers = request.raw.headers;
+    if (headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) return payload;
+    if (headers['content-length'] === '0') return payload;
+    let received = 0;
+    let atLastCheck = 0;
+    const counted = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        received += chunk.length;
+        (counted as unknown as { receivedEncodedLength: number }).receivedEncodedLength = received;
+        callback(null, chunk);
+      },
+    });
+    const timer = setInterval(() => {
+      if (received - atLastCheck < needed) {
+        clearInterval(timer);
+        reply.header('connection', 'close');
+        counted.destroy(
+          new ApiError(408, 'request_timeout', `the body arrived slower than ${minBytesPerS} bytes a second over ${windowMs} ms; send it faster`, 'body'),
+        );
+        return;
+      }
+      atLastCheck = received;
+    }, windowMs);
+    const stop = () => clearInterval(timer);
+    payload.on('end', stop);
+    payload.on('error', stop);
+    payload.on('close', stop);
+    counted.on('close', stop);
+    return payload.pipe(counted);
+  });
 }
 
 /** What under-pressure measured, against its limit, in words. */

@@ -13,8 +13,29 @@ export const ApiConfigProperties = {
   MAKAM_MAX_DATASET_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 1024 }),
   /** The operator's key for /v1/admin (key management); unset turns admin routes off. */
   MAKAM_ADMIN_KEY: Type.Optional(Type.String({ minLength: 16 })),
-  /** Requests per minute per API key. */
+  /** Requests per minute per tenant, all its API keys together. */
   MAKAM_RATE_LIMIT_PER_MINUTE: Type.Integer({ default: 600, minimum: 1 }),
+  /** Requests per minute per client address (public routes excepted). */
+  MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE: Type.Integer({ default: 1200, minimum: 1 }),
+  /** Failed authentications per minute per client address; past it the address gets 429. */
+  MAKAM_AUTH_FAILURES_PER_MINUTE: Type.Integer({ default: 20, minimum: 1 }),
+  /** Proxies whose X-Forwarded-For is believed: empty (none), 'true', a hop count, or addresses/CIDRs, comma-separated. */
+  MAKAM_TRUST_PROXY: Type.String({ default: '' }),
+  // Slow clients: each of these closes a connection that holds the server without progress.
+  /** Time to receive a request's headers, in milliseconds. */
+  MAKAM_HEADERS_TIMEOUT_MS: Type.Integer({ default: 20_000, minimum: 100 }),
+  /** Time to receive a whole request, body included, in milliseconds (0: no limit). */
+  MAKAM_REQUEST_TIMEOUT_MS: Type.Integer({ default: 3_600_000, minimum: 0 }),
+  /** A request body slower than this many bytes a second over a window is cut with 408 (0: off). */
+  MAKAM_MIN_BODY_BYTES_PER_S: Type.Integer({ default: 1024, minimum: 0 }),
+  /** The window over which the body rate is measured, in milliseconds. */
+  MAKAM_BODY_RATE_WINDOW_MS: Type.Integer({ default: 15_000, minimum: 100 }),
+  /** A socket with no traffic either way for this long is closed, in milliseconds (0: never). */
+  MAKAM_SOCKET_IDLE_TIMEOUT_MS: Type.Integer({ default: 120_000, minimum: 0 }),
+  /** How long an idle keep-alive connection stays open between requests, in milliseconds. */
+  MAKAM_KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ default: 5_000, minimum: 1 }),
+  /** How deep a JSON body may nest (objects and arrays); deeper answers 400. */
+  MAKAM_MAX_JSON_DEPTH: Type.Integer({ default: 64, minimum: 2, maximum: 1000 }),
   /** Queued and running jobs a tenant may have at once. */
   MAKAM_TENANT_MAX_ACTIVE_JOBS: Type.Integer({ default: 20, minimum: 1 }),
   /** Dataset bytes a tenant may store. */

@@ -1,5 +1,6 @@
 // One error shape for every refusal: {"error": {"code", "message", "param"}}.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import { STATUS_CODES as HTTP_STATUS_TEXT } from 'node:http';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 export class ApiError extends Error {
   readonly statusCode: number;
@@ -56,6 +57,67 @@ export function describeValidation(err: FastifyError): { message: string; param:
   }
 }
 
+/** Fastify's own refusals, each with a stable code of ours and a message that says the fix. */
+const FRAMEWORK_ERRORS: Record<string, { status: number; code: string; message: string; param: string | null }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'body_too_large', message: 'the body is larger than this route accepts; send a smaller one', param: 'body' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'unsupported_media_type', message: 'this Content-Type is not accepted here; send application/json', param: 'Content-Type' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'invalid_content_length', message: 'the body does not match its Content-Length; send the length of the body', param: 'Content-Length' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'invalid_json', message: 'the body is empty; send a JSON object with Content-Type: application/json', param: 'body' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'invalid_json', message: 'the body is not valid JSON; send a JSON object', param: 'body' },
+  FST_ERR_BAD_URL: { status: 400, code: 'invalid_path', message: 'the path is not a valid URL (a bad percent-encoding); encode it as RFC 3986 says', param: 'path' },
+  FST_ERR_MAX_PARAM_LENGTH: { status: 414, code: 'path_too_long', message: 'a path parameter is longer than 100 characters; ids are much shorter, check the path', param: 'path' },
+  FST_ERR_ASYNC_CONSTRAINT: { status: 400, code: 'invalid_request', message: 'the request could not be routed; check its path and headers', param: null },
+};
+
+/** A code for refusals that carry only an HTTP status. */
+const STATUS_CODES: Record<number, string> = {
+  400: 'invalid_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  406: 'not_acceptable',
+  408: 'request_timeout',
+  411: 'length_required',
+  413: 'body_too_large',
+  414: 'uri_too_long',
+  415: 'unsupported_media_type',
+  416: 'range_not_satisfiable',
+  429: 'rate_limited',
+  431: 'headers_too_large',
+};
+
+/**
+ * Errors of the HTTP parser (before any request exists: bad request line, headers too large,
+ * headers or whole request too slow): answered on the raw socket in the one error shape, then closed.
+ */
+export function clientErrorResponse(err: NodeJS.ErrnoException): string {
+  let status = 400;
+  let code = 'invalid_request';
+  let message = 'the request is not valid HTTP/1.1';
+  let param: string | null = null;
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    [status, code, message] = [408, 'request_timeout', 'the request took too long to arrive; send it faster or in smaller parts'];
+  } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+    [status, code, message, param] = [431, 'headers_too_large', 'the request headers are too large; send fewer or shorter headers', 'headers'];
+  } else if (err.code === 'HPE_URI_TOO_LONG' || err.code === 'HPE_URL_TOO_LONG') {
+    [status, code, message, param] = [414, 'uri_too_long', 'the URL is too long; send a shorter one', 'path'];
+  }
+  const body = JSON.stringify({ error: { code, message, param } });
+  return `HTTP/1.1 ${status} ${HTTP_STATUS_TEXT[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
+
+/** For Fastify's frameworkErrors (bad percent-encoding, a path parameter too long): the one shape. */
+export function frameworkError(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const known = FRAMEWORK_ERRORS[err.code] ?? FRAMEWORK_ERRORS.FST_ERR_ASYNC_CONSTRAINT!;
+  void reply.code(known.status).send({ error: { code: known.code, message: known.message, param: known.param } });
+}
+
+/** Sends an ApiError in the one shape, whatever error handler the route's scope has. */
+export function sendApiError(reply: FastifyReply, err: ApiError): FastifyReply {
+  return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message, param: err.param } });
+}
+
 export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
     if (err instanceof ApiError) {
@@ -67,8 +129,10 @@ export function registerErrorHandler(app: FastifyInstance): void {
     }
     const status = (err as FastifyError).statusCode ?? 500;
     if (status < 500) {
-      const code = (err as FastifyError).code?.replace(/^FST_ERR_/, '').toLowerCase() ?? 'invalid_request';
-      return reply.code(status).send({ error: { code, message: err.message, param: null } });
+      const known = FRAMEWORK_ERRORS[(err as FastifyError).code ?? ''];
+      if (known) return reply.code(known.status).send({ error: { code: known.code, message: known.message, param: known.param } });
+      // JSON.parse's SyntaxError and errors of plugins (static files) carry a status but no code of ours.
+      return reply.code(status).send({ error: { code: STATUS_CODES[status] ?? 'invalid_request', message: err.message, param: null } });
     }
     const name = (err as Error).name ?? '';
     if (name === 'MaxRetriesPerRequestError' || /Connection is closed|ECONNREFUSED|Stream isn't writeable/.test(err.message)) {

@@ -185,7 +185,8 @@ export default fp(
     });
 
     app.decorate('metrics', { registry, webhookDeliveries });
-    app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    // Public, as Prometheus scrapes it: cluster-wide counts, no tenant's data.
+    app.get('/metrics', { schema: { hide: true }, config: { access: 'public' } }, async (_request, reply) => {
       const body = await registry.metrics();
       return reply.header('content-type', registry.contentType).send(body);
     });

@@ -4,6 +4,7 @@
 import fp from 'fastify-plugin';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { declareAccess } from '../access.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -71,8 +72,12 @@ export default fp(
         return doc as never;
       },
     });
-    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
-    app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    // The document and its page are public: they describe the API, they hold no data.
+    await app.register(async (scope) => {
+      declareAccess(scope, 'public');
+      await scope.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+      scope.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    });
   },
   { name: 'openapi' },
 );

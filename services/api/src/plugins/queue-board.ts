@@ -1,29 +1,16 @@
 // The queue dashboard for operators (bull-board) at /admin/queues: every class's training queue
-// and the webhook deliveries. Only with MAKAM_ADMIN_KEY set; requests carry the admin key as
-// `Authorization: Bearer <key>` or as the password of HTTP Basic auth (which a browser asks for).
+// and the webhook deliveries. Only with MAKAM_ADMIN_KEY set; its routes declare admin access, so
+// the auth hook asks for the admin key as `Authorization: Bearer <key>` or as the password of
+// HTTP Basic auth (which a browser asks for).
 import fp from 'fastify-plugin';
-import type { FastifyRequest } from 'fastify';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import { createRedis, sameSecret } from '@makam/shared';
+import { createRedis } from '@makam/shared';
 import { WebhookDelivery } from '../webhooks/delivery.ts';
+import { declareAccess } from '../access.ts';
 
 export const BOARD_PATH = '/admin/queues';
-
-/** The key a request offers: a Bearer token, or the password of Basic credentials. */
-export function offeredKey(request: FastifyRequest): string | null {
-  const header = request.headers.authorization ?? '';
-  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (bearer) return bearer[1]!;
-  const basic = /^Basic\s+(\S+)\s*$/i.exec(header);
-  if (basic) {
-    const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    return colon >= 0 ? decoded.slice(colon + 1) : null;
-  }
-  return null;
-}
 
 export default fp(
   async (app) => {
@@ -40,15 +27,7 @@ export default fp(
       options: { uiConfig: { boardTitle: 'makam queues' } },
     });
     await app.register(async (scope) => {
-      scope.addHook('onRequest', async (request, reply) => {
-        const key = offeredKey(request);
-        if (!key || !sameSecret(key, adminKey)) {
-          return reply
-            .code(401)
-            .header('www-authenticate', 'Basic realm="makam admin", charset="UTF-8"')
-            .send({ error: { code: 'unauthorized', message: 'the queue board needs the admin key (MAKAM_ADMIN_KEY) as a Bearer token or Basic auth password', param: 'Authorization' } });
-        }
-      });
+      declareAccess(scope, 'admin');
       await scope.register(serverAdapter.registerPlugin() as never, { prefix: BOARD_PATH });
     });
     app.addHook('onClose', async () => {

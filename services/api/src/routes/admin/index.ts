@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { TENANT_PATTERN } from '@makam/shared';
+import { declareAccess } from '../../access.ts';
 import { ApiError } from '../../errors.ts';
 import { errorResponses, Nullable } from '../../schemas/common.ts';
 
@@ -16,6 +17,7 @@ const ApiKey = Type.Object({
 
 /** Key management with the admin key: create (the secret is shown once), list, revoke. */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
+  declareAccess(app, 'admin');
   app.post(
     '/keys',
     {
