@@ -17,8 +17,53 @@ from typing import Any
 EVENTS_FILE = "events.jsonl"
 EVENT_TYPES = frozenset({"started", "progress", "metrics", "checkpoint", "log", "finished"})
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+# The largest event line, far under gRPC's 16 MiB message limit: labels come from users and a report
+# keyed by label grows with them (10 labels of 500 kB made a 20 MB `finished` event that could not be
+# sent, and the trained model was never fetched). The full report stays in the artifact's metrics.json.
+MAX_EVENT_BYTES = 256 * 1024
+# The per-label parts of an evaluation report: the first to go when an event is too large.
+_REPORT_KEYS = frozenset({"per_class", "confusion_matrix"})
 
 Event = dict[str, Any]
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def _clip(value: Any, max_chars: int, max_items: int) -> Any:
+    if isinstance(value, str):
+        return value[:max_chars] + "…" if len(value) > max_chars else value
+    if isinstance(value, list):
+        return [_clip(v, max_chars, max_items) for v in value[:max_items]]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if k in _REPORT_KEYS:
+                continue
+            if len(out) >= max_items:
+                break
+            out[k[:max_chars] + "…" if len(k) > max_chars else k] = _clip(v, max_chars, max_items)
+        return out
+    return value
+
+
+def bound_event(event: Event, max_bytes: int = MAX_EVENT_BYTES) -> Event:
+    """The event as it is when it fits in max_bytes; else a smaller copy marked `truncated`: per-class
+    report parts dropped, strings, lists and maps clipped ever shorter, at worst only scalar fields.
+    The envelope (seq, time, type) and a finished event's state and error code always stay. The same
+    rule as the dispatcher's boundJson (services/shared/src/job-store.ts)."""
+    if _size(event) <= max_bytes:
+        return event
+    keep = {k: event[k] for k in ("seq", "time_unix_ms", "type", "state", "retryable") if k in event}
+    for chars, items in ((1024, 1000), (128, 100), (32, 20)):
+        bounded = {**_clip(event, chars, items), **keep, "truncated": True}
+        if isinstance(bounded.get("final_metrics"), dict):  # the job's result says it is a summary
+            bounded["final_metrics"]["truncated"] = True
+        if _size(bounded) <= max_bytes:
+            return bounded
+    scalars = {k: v for k, v in event.items() if isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= 64)}
+    return {**scalars, **keep, "truncated": True}
 
 
 def now_ms() -> int:
@@ -71,7 +116,7 @@ class EventLog:
     def append(self, type_: str, **fields: Any) -> Event:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
-        event: Event = {"seq": self.last_seq + 1, "time_unix_ms": now_ms(), "type": type_, **fields}
+        event: Event = bound_event({"seq": self.last_seq + 1, "time_unix_ms": now_ms(), "type": type_, **fields})
         line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
