@@ -21,13 +21,14 @@ import io
 import json
 import os
 import tarfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from makam_worker.errors import InvalidArgument
 from makam_worker.layout import RunPaths, checkpoints_dir
-from makam_worker.store import ContentStore
+from makam_worker.store import ContentStore, DiskGuard
 
 FORMAT = 1
 META = "meta.json"
@@ -137,8 +138,22 @@ class CheckpointStore(ContentStore):
     """Uploaded checkpoints, `state_dir/checkpoints/<sha256>.tar`; StartRun moves one into the run
     that resumes from it, so this holds only those not yet used."""
 
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(checkpoints_dir(state_dir), ".tar")
+    def __init__(self, state_dir: Path, *, max_bytes: int, disk: DiskGuard | None = None) -> None:
+        super().__init__(checkpoints_dir(state_dir), ".tar", max_bytes=max_bytes,
+                         limit_setting="MAKAM_WORKER_MAX_CHECKPOINT_BYTES", disk=disk)
+
+    def remove_older_than(self, age_s: float) -> list[str]:
+        """Uploaded checkpoints no StartRun took within `age_s` (their dispatcher gave up); their sha256s."""
+        cutoff = time.time() - age_s
+        removed = []
+        for path in self.dir.glob(f"*{self.suffix}"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path.stem)
+            except FileNotFoundError:
+                continue
+        return removed
 
     @staticmethod
     def check(path: Path) -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,40 @@ class RunManager:
             self._procs.pop(run_id, None)
         logs.for_run(logger, run_id).info("run deleted")
         return True
+
+    def datasets_in_use(self) -> set[Path]:
+        """The dataset files of runs whose process lives: never evicted from the cache under them."""
+        paths: set[Path] = set()
+        for run_id, proc in list(self._procs.items()):
+            if not proc.alive:
+                continue
+            try:
+                spec = json.loads(RunPaths(self.dir / run_id).spec.read_text())
+            except (OSError, ValueError):
+                continue
+            paths.update(Path(spec[k]) for k in ("train_dataset", "validation_dataset", "test_dataset") if spec.get(k))
+        return paths
+
+    def remove_expired(self, retention_s: float) -> list[str]:
+        """Deletes runs that finished (any state) more than `retention_s` ago: what a dispatcher did not
+        fetch and delete by then (it died, or gave the job up) must not fill the disk. Their ids."""
+        cutoff_ms = (time.time() - retention_s) * 1000
+        removed = []
+        for run_dir in sorted(self.dir.iterdir()):
+            if not is_valid_run_id(run_dir.name):
+                continue
+            proc = self._procs.get(run_dir.name)
+            if proc is not None and proc.alive:
+                continue
+            finished = find_finished(read_events(RunPaths(run_dir).events))
+            if finished is None or finished.get("time_unix_ms", 0) > cutoff_ms:
+                continue
+            try:
+                if self.delete(run_dir.name):
+                    removed.append(run_dir.name)
+            except (FailedPrecondition, OSError) as e:
+                logs.for_run(logger, run_dir.name).warning("expired run not removed: %s", e)
+        return removed
 
     def active_runs(self) -> int:
         return sum(1 for proc in list(self._procs.values()) if proc.alive)

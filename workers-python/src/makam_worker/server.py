@@ -20,6 +20,7 @@ import grpc
 from makam.worker.v1 import worker_pb2_grpc
 from makam_worker import __version__, logs
 from makam_worker.servicer import WorkerServicer
+from makam_worker.settings import Limits, allow_insecure, is_loopback, limits_from_env
 from makam_worker.tls import TlsFiles
 
 logger = logging.getLogger("makam_worker.server")
@@ -30,8 +31,13 @@ STOP_GRACE_S = 5.0
 MAX_RPC_THREADS = 32
 
 
+INSECURE_FIX = ("set MAKAM_WORKER_TLS_CERT, MAKAM_WORKER_TLS_KEY and MAKAM_WORKER_TLS_CLIENT_CA (mutual TLS; "
+                "docker/grpc-certs.sh makes them), or listen on 127.0.0.1")
+
+
 def build_server(
-    address: str, state_dir: Path, *, cancel_grace_s: float = 5.0, worker_id: str = "", tls: TlsFiles | None = None
+    address: str, state_dir: Path, *, cancel_grace_s: float = 5.0, worker_id: str = "", tls: TlsFiles | None = None,
+    limits: Limits | None = None,
 ) -> tuple[grpc.Server, int, WorkerServicer]:
     state_dir.mkdir(parents=True, exist_ok=True)
     server = grpc.server(
@@ -45,7 +51,7 @@ def build_server(
             ("grpc.http2.max_ping_strikes", 0),
         ],
     )
-    servicer = WorkerServicer(state_dir, cancel_grace_s=cancel_grace_s)
+    servicer = WorkerServicer(state_dir, cancel_grace_s=cancel_grace_s, limits=limits)
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, server)
     port = server.add_secure_port(address, tls.server_credentials()) if tls else server.add_insecure_port(address)
     if port == 0:
@@ -54,9 +60,12 @@ def build_server(
     return server, port, servicer
 
 
-def create_server(address: str, state_dir: Path, *, cancel_grace_s: float = 5.0) -> tuple[grpc.Server, int]:
-    """A server bound to `address`, not started; returns it with the bound port (useful with port 0)."""
-    server, port, _ = build_server(address, state_dir, cancel_grace_s=cancel_grace_s)
+def create_server(address: str, state_dir: Path, *, cancel_grace_s: float = 5.0,
+                  limits: Limits | None = None) -> tuple[grpc.Server, int]:
+    """A server bound to `address`, not started; returns it with the bound port (useful with port 0).
+    Its sweeper of expired runs is started (with the server's own start it would be the caller's to do)."""
+    server, port, servicer = build_server(address, state_dir, cancel_grace_s=cancel_grace_s, limits=limits)
+    servicer.start_sweeper()
     return server, port
 
 
@@ -79,18 +88,41 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logs.configure()
-    tls = TlsFiles.from_env(args.tls_cert, args.tls_key, args.tls_client_ca)
-    server, port, servicer = build_server(args.listen, args.state_dir.resolve(), worker_id=args.worker_id, tls=tls)
+    try:
+        tls = TlsFiles.from_env(args.tls_cert, args.tls_key, args.tls_client_ca)
+        limits = limits_from_env()
+        insecure_ok = allow_insecure()
+    except ValueError as e:
+        logger.error("bad configuration: %s", e)
+        return 2
+    if (tls is None or tls.client_ca is None) and not is_loopback(args.listen):
+        # Anyone who reaches an unauthenticated port can start runs, read every run's model and fill the disk.
+        if not insecure_ok:
+            logger.error("refusing to listen on %s without client authentication: anyone who reaches it could "
+                         "start runs and fetch models; %s (or set MAKAM_WORKER_ALLOW_INSECURE=1 on a network "
+                         "only dispatchers reach)", args.listen, INSECURE_FIX)
+            return 2
+        logger.warning("INSECURE: listening on %s without client authentication (MAKAM_WORKER_ALLOW_INSECURE=1): "
+                       "anyone who reaches this port can start runs and fetch models; %s",
+                       args.listen, INSECURE_FIX)
+    try:
+        server, port, servicer = build_server(args.listen, args.state_dir.resolve(), worker_id=args.worker_id, tls=tls,
+                                              limits=limits)
+    except ValueError as e:
+        logger.error("bad configuration: %s", e)
+        return 2
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stopping.set())
     server.start()
+    servicer.start_sweeper()
     logger.info("makam-worker %s listening on %s (port %d, %s) as %s, state dir %s",
                 __version__, args.listen, port, ("mTLS" if tls.client_ca else "TLS") if tls else "plaintext",
                 servicer.worker_id, args.state_dir.resolve())
     while not stopping.wait(1.0):
         pass
     logger.info("stopping: ending %d run(s) in progress", servicer.runs.active_runs())
+    servicer.stop_sweeper()
     servicer.runs.stop_all()  # their watchers get the final events before the server goes
     server.stop(STOP_GRACE_S).wait()
     logger.info("stopped")

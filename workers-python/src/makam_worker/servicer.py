@@ -20,12 +20,17 @@ from makam_worker.datasets import DatasetStore, check_sha256
 from makam_worker.errors import FailedPrecondition, InvalidArgument, NotFound, WorkerError
 from makam_worker.events import EventTail
 from makam_worker.runs import RunManager, check_run_id
+from makam_worker.settings import Limits
+from makam_worker.store import DiskGuard
 from makam_worker.training.config import Hyperparameters
 
 logger = logging.getLogger("makam_worker.servicer")
 
 WATCH_POLL_S = 0.1
 CHUNK = 1 << 20  # bytes per message of FetchArtifact and FetchCheckpoint
+# A StartRun is a model spec and hyperparameters: far below this unless someone pads it.
+MAX_START_RUN_BYTES = 1 << 20
+MAX_MODEL_NAME_CHARS = 1024
 
 
 @contextmanager
@@ -62,18 +67,53 @@ def _upload(request_iterator: Iterator[Any], rpc: str) -> tuple[Any, Iterator[by
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, state_dir: Path, *, cancel_grace_s: float = 5.0, worker_id: str = "") -> None:
+    def __init__(self, state_dir: Path, *, cancel_grace_s: float = 5.0, worker_id: str = "",
+                 limits: Limits | None = None) -> None:
         self.worker_id = worker_id
-        self.datasets = DatasetStore(state_dir)
-        self.checkpoints = CheckpointStore(state_dir)
+        self.limits = limits = limits or Limits()
         self.runs = RunManager(state_dir, cancel_grace_s=cancel_grace_s)
+        disk = DiskGuard(state_dir, limits.min_free_bytes)  # one for both stores: they share the disk
+        self.datasets = DatasetStore(state_dir, max_bytes=limits.max_dataset_bytes, cache_bytes=limits.dataset_cache_bytes,
+                                     disk=disk, in_use=self.runs.datasets_in_use)
+        self.checkpoints = CheckpointStore(state_dir, max_bytes=limits.max_checkpoint_bytes, disk=disk)
+        self._stop_sweeping = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def start_sweeper(self) -> None:
+        """Removes expired runs and unused uploaded checkpoints now and every limits.sweep_interval_s."""
+        if self._sweeper is None:
+            self._sweeper = threading.Thread(target=self._sweep_loop, name="makam-sweeper", daemon=True)
+            self._sweeper.start()
+
+    def stop_sweeper(self) -> None:
+        self._stop_sweeping.set()
+
+    def _sweep_loop(self) -> None:
+        while True:
+            try:
+                self.sweep()
+            except Exception:  # a failed sweep must not end the loop: the next may succeed
+                logger.exception("sweeping expired runs failed")
+            if self._stop_sweeping.wait(self.limits.sweep_interval_s):
+                return
+
+    def sweep(self) -> None:
+        retention = self.limits.run_retention_s
+        for run_id in self.runs.remove_expired(retention):
+            logs.for_run(logger, run_id).info("run removed: finished more than %gs ago and never deleted "
+                                              "(MAKAM_WORKER_RUN_RETENTION_S)", retention)
+        for sha256 in self.checkpoints.remove_older_than(retention):
+            logger.info("uploaded checkpoint %s removed: no run took it within %gs", sha256, retention)
 
     def GetCapabilities(self, request, context):
         return capabilities(self.worker_id, self.runs.active_runs())
 
     def HasDataset(self, request, context):
         with _status(context):
-            return worker_pb2.HasDatasetResponse(present=self.datasets.has(request.sha256))
+            present = self.datasets.has(request.sha256)
+            if present:
+                self.datasets.touch(request.sha256)  # about to be used: last in line for eviction
+            return worker_pb2.HasDatasetResponse(present=present)
 
     def UploadDataset(self, request_iterator, context):
         with _status(context):
@@ -105,9 +145,14 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                                                last_seq=status.last_seq)
 
     def _spec(self, request: worker_pb2.StartRunRequest) -> dict:
+        if (size := request.ByteSize()) > MAX_START_RUN_BYTES:
+            raise InvalidArgument(f"the StartRun request is {size} bytes, over the {MAX_START_RUN_BYTES} this worker "
+                                  "takes; send a smaller model config, tokenizer or hyperparameters")
         model = request.model
+        if len(model.name) > MAX_MODEL_NAME_CHARS:
+            raise InvalidArgument(f"model.name is {len(model.name)} characters; at most {MAX_MODEL_NAME_CHARS}")
         if model.family not in FAMILIES:
-            raise InvalidArgument(f"unknown model family {model.family!r}; this worker trains {', '.join(FAMILIES)}")
+            raise InvalidArgument(f"unknown model family {model.family[:64]!r}; this worker trains {', '.join(FAMILIES)}")
         has_name, has_config = bool(model.name), model.HasField("config")
         if model.family in MODEL_FREE:
             if has_name or has_config:
@@ -119,6 +164,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         train = self.datasets.path(request.train_dataset_sha256)
         if not train.is_file():
             raise FailedPrecondition(f"training dataset {request.train_dataset_sha256} is not on this worker; upload it first")
+        self.datasets.touch(request.train_dataset_sha256)
         optional = {}
         for name, sha256 in (("validation", request.validation_dataset_sha256), ("test", request.test_dataset_sha256)):
             if not sha256:
@@ -127,6 +173,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             path = self.datasets.path(sha256)
             if not path.is_file():
                 raise FailedPrecondition(f"{name} dataset {sha256} is not on this worker; upload it first")
+            self.datasets.touch(sha256)
             optional[name] = str(path)
         if request.resume_checkpoint_sha256:
             check_sha256(request.resume_checkpoint_sha256, "resume_checkpoint_sha256")

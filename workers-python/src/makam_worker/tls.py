@@ -32,10 +32,19 @@ class TlsFiles:
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """Requires a client certificate signed by client_ca when one is given (mTLS)."""
-        ca = self.client_ca.read_bytes() if self.client_ca else None
+        ca = _read(self.client_ca, "MAKAM_WORKER_TLS_CLIENT_CA") if self.client_ca else None
         return grpc.ssl_server_credentials(
-            [(self.key.read_bytes(), self.cert.read_bytes())], root_certificates=ca, require_client_auth=ca is not None
+            [(_read(self.key, "MAKAM_WORKER_TLS_KEY"), _read(self.cert, "MAKAM_WORKER_TLS_CERT"))],
+            root_certificates=ca, require_client_auth=ca is not None,
         )
+
+
+def _read(path: Path, variable: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{variable}: cannot read {path} ({e.strerror}); make the certificates "
+                         "(sh docker/grpc-certs.sh DIR) or point the variable at yours") from None
 
 
 def client_credentials(ca: str | None, cert: str | None, key: str | None) -> grpc.ChannelCredentials:

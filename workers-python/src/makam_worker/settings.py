@@ -1,0 +1,80 @@
+"""The worker's limits, from the environment; a bad value stops the worker and names the variable."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Limits:
+    # Announced sizes above these are refused before a byte is read (a stranger's 2^63-byte header).
+    max_dataset_bytes: int = 1 * GIB
+    max_checkpoint_bytes: int = 32 * GIB
+    # Datasets are a cache: least recently used ones go when a new one would pass this total.
+    dataset_cache_bytes: int = 4 * GIB
+    # An upload is refused unless the state dir's disk keeps this much free after it.
+    min_free_bytes: int = 1 * GIB
+    # A finished run nobody fetched or deleted (a dead dispatcher) goes after this long.
+    run_retention_s: float = 86400.0
+
+    @property
+    def sweep_interval_s(self) -> float:
+        return min(300.0, max(0.2, self.run_retention_s / 2))
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not {'a whole number' if integer else 'a number'}") from None
+    if not value >= minimum or value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name}={raw!r} must be a finite number of at least {minimum:g}")
+    return value
+
+
+def limits_from_env(env: Mapping[str, str] | None = None) -> Limits:
+    env = os.environ if env is None else env
+    d = Limits()
+    limits = Limits(
+        max_dataset_bytes=int(_number(env, "MAKAM_WORKER_MAX_DATASET_BYTES", d.max_dataset_bytes, integer=True, minimum=1)),
+        max_checkpoint_bytes=int(_number(env, "MAKAM_WORKER_MAX_CHECKPOINT_BYTES", d.max_checkpoint_bytes, integer=True, minimum=1)),
+        dataset_cache_bytes=int(_number(env, "MAKAM_WORKER_DATASET_CACHE_BYTES", d.dataset_cache_bytes, integer=True, minimum=1)),
+        min_free_bytes=int(_number(env, "MAKAM_WORKER_MIN_FREE_BYTES", d.min_free_bytes, integer=True, minimum=0)),
+        run_retention_s=_number(env, "MAKAM_WORKER_RUN_RETENTION_S", d.run_retention_s, integer=False, minimum=0.1),
+    )
+    if limits.max_dataset_bytes > limits.dataset_cache_bytes:
+        raise ValueError(f"MAKAM_WORKER_MAX_DATASET_BYTES ({limits.max_dataset_bytes}) must not exceed "
+                         f"MAKAM_WORKER_DATASET_CACHE_BYTES ({limits.dataset_cache_bytes}): one dataset must fit the cache")
+    return limits
+
+
+def allow_insecure(env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    raw = env.get("MAKAM_WORKER_ALLOW_INSECURE", "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"MAKAM_WORKER_ALLOW_INSECURE={raw!r} must be 1/true or 0/false")
+
+
+def is_loopback(address: str) -> bool:
+    """True when a gRPC listen address is reachable only from this machine (loopback or a unix socket)."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.rpartition(":")[0] if ":" in address else address
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a wildcard, a host name or an interface's address: reachable from elsewhere
