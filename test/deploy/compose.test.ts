@@ -16,6 +16,8 @@ const compose: Obj = parseYaml(RAW);
 const services: Record<string, Obj> = compose.services;
 const CLASSES = ['cpu', 'gpu-4g', 'gpu-32g'];
 const SECRETS = { MAKAM_REDIS_PASSWORD: 'b0a1c2d3e4f5a6b7c8d9e0f1a2b3c4d5', MAKAM_ADMIN_KEY: 'f'.repeat(64) };
+// what must be set, never defaulted: the two secrets and the folder of the gRPC certificates
+const REQUIRED = { ...SECRETS, MAKAM_TLS_DIR: './var/tls' };
 
 /** KEY=value lines of an env file (comments and blanks skipped). */
 function envFile(text: string): Record<string, string> {
@@ -84,21 +86,21 @@ const gpuDevices = (name: string): Obj[] => services[name]!.deploy?.resources?.r
 test('the compose file validates against the Compose specification schema, interpolated as Compose does', () => {
   const validate = schemaValidator();
   for (const [label, vars] of [
-    ['defaults and the two secrets', SECRETS],
+    ['defaults and the required variables', REQUIRED],
     ['docker/compose.env.example with the secrets filled in', { ...EXAMPLE_ENV, ...SECRETS }],
   ] as const) {
     const doc = interpolate(compose, vars);
     assert.ok(validate(doc), `${label}: ${JSON.stringify(validate.errors, null, 2)}`);
   }
   // and the schema is a real check: a misplaced key is refused
-  const broken = structuredClone(interpolate(compose, SECRETS)) as Obj;
+  const broken = structuredClone(interpolate(compose, REQUIRED)) as Obj;
   broken.services.redis.deploy = { resources: { reservations: { gpus: 1 } } };
   assert.equal(validate(broken), false);
 });
 
-test('the secrets are required, never defaulted, and the example env file names each of them', () => {
+test('the secrets and the certificates folder are required, never defaulted, and the example env file names each of them', () => {
   const required = [...RAW.matchAll(/\$\{([A-Z0-9_]+):\?/g)].map((m) => m[1]!);
-  assert.deepEqual([...new Set(required)].sort(), ['MAKAM_ADMIN_KEY', 'MAKAM_REDIS_PASSWORD']);
+  assert.deepEqual([...new Set(required)].sort(), ['MAKAM_ADMIN_KEY', 'MAKAM_REDIS_PASSWORD', 'MAKAM_TLS_DIR']);
   for (const name of required) assert.ok(name in EXAMPLE_ENV, `${name} in docker/compose.env.example`);
   assert.throws(() => interpolate(compose, {}), /MAKAM_REDIS_PASSWORD|MAKAM_ADMIN_KEY/);
   for (const name of new Set([...RAW.matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!))) {
@@ -232,30 +234,41 @@ test('every build names a Dockerfile, target and build args that exist', () => {
 
 const MTLS: Obj = parseYaml(read('docker/compose.mtls.yml'));
 
-test('docker/compose.mtls.yml: valid, and it puts every worker and dispatcher on mutual TLS with the files grpc-certs.sh makes', () => {
-  const validate = schemaValidator();
-  assert.ok(validate(interpolate(MTLS, {})), JSON.stringify(validate.errors, null, 2));
-  assert.deepEqual(Object.keys(MTLS.services).sort(), [...workers, ...dispatchers].sort(), 'every worker and dispatcher, nothing else');
+test('mutual TLS is the default: every worker and dispatcher is on it, with the files grpc-certs.sh makes', () => {
   const made = /echo "made .*: (.*)"/.exec(read('docker/grpc-certs.sh'))![1]!.split(' ');
   const files = (e: Record<string, string>) => Object.entries(e).filter(([k]) => /TLS_(CERT|KEY|CA|CLIENT_CA)$/.test(k)).map(([, v]) => v);
-  for (const [name, svc] of Object.entries(MTLS.services) as [string, Obj][]) {
-    assert.deepEqual(svc.volumes, ['${MAKAM_TLS_DIR:-./var/tls}:/etc/makam/tls:ro'], name);
-    for (const file of files(svc.environment)) {
+  const mount = '${MAKAM_TLS_DIR:?make the gRPC certificates (sh docker/grpc-certs.sh var/tls) and set MAKAM_TLS_DIR in .env}:/etc/makam/tls:ro';
+  assert.ok(workers.length === 3 && dispatchers.length === 3);
+  for (const name of [...workers, ...dispatchers]) {
+    const e = env(name);
+    assert.ok(services[name]!.volumes.includes(mount), `${name} mounts the certificates read-only`);
+    assert.ok(files(e).length >= 3, `${name} sets its TLS files`);
+    for (const file of files(e)) {
       assert.ok(file.startsWith('/etc/makam/tls/') && made.includes(path.basename(file)), `${name}: ${file} is one of grpc-certs.sh's files`);
     }
+    assert.equal(e.MAKAM_WORKER_ALLOW_INSECURE, undefined, `${name}: no way around client authentication`);
     if (workers.includes(name)) {
-      assert.deepEqual(Object.keys(svc.environment).filter((k) => k.startsWith('MAKAM_WORKER_TLS_')).sort(), ['MAKAM_WORKER_TLS_CERT', 'MAKAM_WORKER_TLS_CLIENT_CA', 'MAKAM_WORKER_TLS_KEY']);
+      // listening beyond loopback, a worker without a client CA refuses to start
+      assert.equal(e.MAKAM_WORKER_LISTEN, '0.0.0.0:50051');
+      assert.deepEqual(Object.keys(e).filter((k) => k.startsWith('MAKAM_WORKER_TLS_')).sort(), ['MAKAM_WORKER_TLS_CERT', 'MAKAM_WORKER_TLS_CLIENT_CA', 'MAKAM_WORKER_TLS_KEY']);
+      assert.equal(e.MAKAM_WORKER_TLS_CLIENT_CA, '/etc/makam/tls/ca.crt');
       // the health check inside the worker's container is a client too
-      assert.equal(svc.environment.MAKAM_GRPC_TLS_CERT, svc.environment.MAKAM_WORKER_TLS_CERT);
-      assert.equal(svc.environment.MAKAM_GRPC_TLS_CA, svc.environment.MAKAM_WORKER_TLS_CLIENT_CA);
+      assert.equal(e.MAKAM_GRPC_TLS_CERT, e.MAKAM_WORKER_TLS_CERT);
+      assert.equal(e.MAKAM_GRPC_TLS_CA, e.MAKAM_WORKER_TLS_CLIENT_CA);
     } else {
-      assert.equal(svc.environment.MAKAM_GRPC_TLS_SERVER_NAME, 'makam-worker');
-      assert.match(svc.environment.MAKAM_GRPC_TLS_CERT, /dispatcher\.crt$/);
+      assert.equal(e.MAKAM_GRPC_TLS_SERVER_NAME, 'makam-worker');
+      assert.match(e.MAKAM_GRPC_TLS_CERT!, /dispatcher\.crt$/);
+      assert.equal(e.MAKAM_GRPC_TLS_CA, '/etc/makam/tls/ca.crt');
     }
   }
   assert.match(read('docker/grpc-certs.sh'), /DNS:makam-worker,DNS:localhost,IP:127\.0\.0\.1/);
-  assert.match(read('docker/compose.env.example'), /^#COMPOSE_FILE=docker-compose\.yml:docker\/compose\.mtls\.yml$/m);
-  assert.match(read('docker/compose.env.example'), /MAKAM_TLS_DIR/);
+  assert.equal(EXAMPLE_ENV.MAKAM_TLS_DIR, './var/tls');
+  assert.match(read('docker/compose.env.example'), /sh docker\/grpc-certs\.sh var\/tls/);
+  // the old override is kept for .env files that name it, and changes nothing
+  const validate = schemaValidator();
+  assert.ok(validate(interpolate(MTLS, {})), JSON.stringify(validate.errors, null, 2));
+  assert.deepEqual(Object.keys(MTLS.services).sort(), [...workers, ...dispatchers].sort());
+  for (const svc of Object.values(MTLS.services)) assert.deepEqual(svc, {});
 });
 
 test('docker-compose config accepts the file (Debian docker-compose 1.29, when installed)', (t) => {
@@ -271,9 +284,9 @@ test('docker-compose config accepts the file (Debian docker-compose 1.29, when i
       env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...vars },
     });
   // the file with the mTLS override on top, as COMPOSE_FILE in .env puts it
-  const both = run({ ...EXAMPLE_ENV, ...SECRETS, COMPOSE_FILE: `${rel('docker-compose.yml')}:${rel('docker/compose.mtls.yml')}` });
-  assert.equal(both.status, 0, both.stderr);
-  const merged = parseYaml(both.stdout).services;
+  const plain = run({ ...EXAMPLE_ENV, ...SECRETS });
+  assert.equal(plain.status, 0, plain.stderr);
+  const merged = parseYaml(plain.stdout).services;
   assert.equal(merged.api.environment.REDIS_URL, `redis://:${SECRETS.MAKAM_REDIS_PASSWORD}@redis:6379`);
   assert.deepEqual(merged['worker-bert'].deploy.resources.reservations.devices[0].device_ids, ['0']);
   assert.deepEqual(Object.keys(merged).sort(), Object.keys(services).sort());
@@ -281,6 +294,19 @@ test('docker-compose config accepts the file (Debian docker-compose 1.29, when i
   assert.equal(merged['worker-llama'].environment.MAKAM_WORKER_DEVICE, 'cuda', 'the override adds to the environment, replaces nothing');
   assert.ok(merged['dispatcher-cpu'].volumes.some((v: string) => v.endsWith(':/etc/makam/tls:ro')));
   assert.ok(merged['dispatcher-cpu'].volumes.some((v: string) => v.startsWith('artifacts:')));
+  assert.equal(merged['dispatcher-cpu'].environment.MAKAM_GRPC_TLS_SERVER_NAME, 'makam-worker');
+  assert.equal(merged['dispatcher-cpu'].environment.MAKAM_CLASS, 'cpu', 'the TLS settings add to the environment, replace nothing');
+  // an .env that still names the old override gets the same
+  const both = run({ ...EXAMPLE_ENV, ...SECRETS, COMPOSE_FILE: `${rel('docker-compose.yml')}:${rel('docker/compose.mtls.yml')}` });
+  assert.equal(both.status, 0, both.stderr);
+  const again = parseYaml(both.stdout).services;
+  for (const name of [...workers, ...dispatchers]) {
+    assert.deepEqual(again[name].environment, merged[name].environment, name);
+    assert.deepEqual([...again[name].volumes].sort(), [...merged[name].volumes].sort(), name);
+  }
+  const noCerts = run({ ...EXAMPLE_ENV, ...SECRETS, MAKAM_TLS_DIR: '' });
+  assert.notEqual(noCerts.status, 0, 'no certificates folder is refused');
+  assert.match(noCerts.stderr, /MAKAM_TLS_DIR/);
   const missing = run({ ...EXAMPLE_ENV, MAKAM_ADMIN_KEY: SECRETS.MAKAM_ADMIN_KEY, MAKAM_REDIS_PASSWORD: '' });
   assert.notEqual(missing.status, 0, 'an empty Redis password is refused');
   assert.match(missing.stderr, /MAKAM_REDIS_PASSWORD/);

@@ -270,6 +270,7 @@ for (const dir of ['deploy/base', ...OVERLAYS.map((o) => `deploy/overlays/${o}`)
           assert.equal(envValue(worker, 'MAKAM_WORKER_TLS_CERT'), '/etc/makam/tls/tls.crt');
           assert.equal(envValue(worker, 'MAKAM_WORKER_TLS_KEY'), '/etc/makam/tls/tls.key');
           assert.equal(envValue(worker, 'MAKAM_WORKER_TLS_CLIENT_CA'), '/etc/makam/tls/ca.crt', 'clients must present a certificate');
+          assert.equal(envValue(worker, 'MAKAM_WORKER_ALLOW_INSECURE'), undefined, 'no way around client authentication');
           // the worker's exec probes are clients of the worker: they present the worker's own pair
           assert.equal(envValue(worker, 'MAKAM_GRPC_TLS_CA'), '/etc/makam/tls/ca.crt');
           assert.equal(envValue(worker, 'MAKAM_GRPC_TLS_CERT'), '/etc/makam/tls/tls.crt');
