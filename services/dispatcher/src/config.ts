@@ -31,6 +31,10 @@ export const DispatcherConfigProperties = {
   MAKAM_TUNE_CONCURRENCY: Type.Integer({ default: 16, minimum: 1, maximum: 1000 }),
   /** How often a coordinator looks at its trials. */
   MAKAM_TUNE_POLL_MS: Type.Integer({ default: 1000, minimum: 50 }),
+  /** Days a job is kept after it ends (record, events, metrics, model artifact); 0 keeps jobs forever. Fractions allowed. */
+  MAKAM_JOB_RETENTION_DAYS: Type.Number({ default: 0, minimum: 0, maximum: 36500 }),
+  /** How often ended jobs past their retention are looked for and removed. */
+  MAKAM_RETENTION_SWEEP_MS: Type.Integer({ default: 60_000, minimum: 50 }),
 };
 
 export type DispatcherConfig = ReturnType<typeof loadDispatcherConfig>;

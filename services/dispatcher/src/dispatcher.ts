@@ -3,6 +3,8 @@
 // tune jobs and feeds their trials into the same queue. Cancels arrive by Redis pub/sub
 // (BullMQ's own cancel only reaches the Worker that holds a job), with a poll of the job record
 // as a fallback for messages lost while the connection was down.
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { BlobStore, DatasetStore, JobStore, Telemetry, createRedis, isTerminal, queueName, redisKeys, type Logger, type Redis, type TrainJobData } from '@makam/shared';
 import type { DispatcherConfig } from './config.ts';
@@ -11,6 +13,20 @@ import { DispatcherTelemetry } from './telemetry.ts';
 import { StudyClient, defaultStudyPython } from './tuning/study-client.ts';
 import { TuneCoordinator } from './tuning/tune-coordinator.ts';
 import { WorkerPool } from './worker-pool.ts';
+
+/** Removes every job that ended more than `retentionMs` ago, its model first; returns how many. */
+export async function sweepEndedJobs(jobs: JobStore, blobs: BlobStore, retentionMs: number, signal?: AbortSignal): Promise<number> {
+  let removed = 0;
+  for (;;) {
+    const ids = await jobs.endedBefore(retentionMs, 100);
+    for (const id of ids) {
+      await rm(path.dirname(blobs.artifactPath(id)), { recursive: true, force: true });
+      await jobs.remove(id);
+    }
+    removed += ids.length;
+    if (ids.length < 100 || signal?.aborted) return removed;
+  }
+}
 
 export class Dispatcher {
   private readonly config: DispatcherConfig;
@@ -25,6 +41,8 @@ export class Dispatcher {
   private readonly closing = new AbortController();
   private worker: Worker<TrainJobData, RunOutcome> | null = null;
   private poller: NodeJS.Timeout | null = null;
+  private sweeper: NodeJS.Timeout | null = null;
+  private sweeping = false;
   private readonly telemetry: DispatcherTelemetry;
   private readonly study: StudyClient;
   private readonly trainQueue: Queue<TrainJobData>;
@@ -82,6 +100,7 @@ export class Dispatcher {
     this.worker.on('failed', (job, err) => this.log.warn({ jobId: job?.id, err: err.message, attemptsMade: job?.attemptsMade }, 'attempt failed'));
     this.coordinator.start();
     this.poller = setInterval(() => void this.pollCancels(), this.config.MAKAM_CANCEL_POLL_MS);
+    if (this.config.MAKAM_JOB_RETENTION_DAYS > 0) this.sweeper = setInterval(() => void this.sweep(), this.config.MAKAM_RETENTION_SWEEP_MS);
     this.telemetry.start();
     this.log.info({ workers: this.config.MAKAM_WORKERS }, 'dispatcher started');
   }
@@ -93,6 +112,24 @@ export class Dispatcher {
       } catch (err) {
         this.log.warn({ jobId, err: (err as Error).message }, 'cancel poll failed');
       }
+    }
+  }
+
+  /**
+   * Removes jobs that ended more than MAKAM_JOB_RETENTION_DAYS ago: the model first, then the
+   * records (a sweep cut short leaves the id listed as ended, and the next sweep finishes it).
+   * Every dispatcher sweeps; removing twice is harmless.
+   */
+  private async sweep(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      const removed = await sweepEndedJobs(this.jobs, this.blobs, this.config.MAKAM_JOB_RETENTION_DAYS * 24 * 3600_000, this.closing.signal);
+      if (removed > 0) this.log.info({ jobs: removed }, 'ended jobs past their retention removed');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'retention sweep failed; next time');
+    } finally {
+      this.sweeping = false;
     }
   }
 
@@ -159,6 +196,7 @@ export class Dispatcher {
   async close(): Promise<void> {
     this.closing.abort();
     if (this.poller) clearInterval(this.poller);
+    if (this.sweeper) clearInterval(this.sweeper);
     await this.telemetry.close();
     for (const driver of this.drivers.values()) driver.detach();
     await Promise.all([this.worker?.close(true), this.coordinator.close()]);

@@ -158,6 +158,67 @@ export interface StoredEvent {
 
 const PLAIN_FIELDS = new Set(['status', 'tenant']);
 
+// Every size that reaches Redis is bounded (labels and texts come from users and may be huge: a
+// report keyed by label grows with them). A record is its new-job fields, then fields the run adds,
+// each capped, so a record never passes MAX_JOB_RECORD_BYTES; the full report stays in the artifact.
+/** The largest job record: all fields and values of its hash, in bytes. */
+export const MAX_JOB_RECORD_BYTES = 1024 * 1024;
+/** What a new job's record may hold (its request); the rest is room for what the run adds. */
+export const MAX_NEW_JOB_BYTES = 384 * 1024;
+/** The largest `result` (the final metrics summary; per-class scores beyond it stay in metrics.json). */
+export const MAX_JOB_RESULT_BYTES = 64 * 1024;
+/** The largest other field written after a job is created (error, trial, study, progress...). */
+export const MAX_JOB_FIELD_BYTES = 16 * 1024;
+/** The largest event in a job's event log or metric stream. */
+export const MAX_JOB_EVENT_BYTES = 64 * 1024;
+
+/** A new job whose record would be larger than MAX_NEW_JOB_BYTES; the API answers it as a 413. */
+export class JobTooLargeError extends Error {
+  readonly statusCode = 413;
+  readonly code = 'job_too_large';
+  constructor(bytes: number) {
+    super(`the job request makes a ${bytes}-byte record, more than ${MAX_NEW_JOB_BYTES}; shorten model.config, hyperparameters or the search space`);
+  }
+}
+
+/** Keys of the per-label parts of an evaluation report: the first to go when a value is too large. */
+const REPORT_KEYS = new Set(['per_class', 'confusion_matrix']);
+const byteLength = (s: string): number => Buffer.byteLength(s, 'utf8');
+
+function clip(value: unknown, maxChars: number, maxItems: number): unknown {
+  if (typeof value === 'string') return value.length > maxChars ? `${value.slice(0, maxChars)}…` : value;
+  if (Array.isArray(value)) return value.slice(0, maxItems).map((v) => clip(v, maxChars, maxItems));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (REPORT_KEYS.has(k)) continue;
+      if (Object.keys(out).length >= maxItems) break;
+      out[k.length > maxChars ? `${k.slice(0, maxChars)}…` : k] = clip(v, maxChars, maxItems);
+    }
+    return out;
+  }
+  return value;
+}
+
+/**
+ * `value` as it is when its JSON fits in `maxBytes`; else a smaller copy marked `truncated: true`:
+ * per-class report parts dropped, strings, lists and maps clipped ever shorter, at worst only its
+ * scalar fields. The same rule as the worker's events.py bound_event.
+ */
+export function boundJson<T>(value: T, maxBytes: number): T {
+  if (byteLength(JSON.stringify(value) ?? '') <= maxBytes) return value;
+  const isObject = value !== null && typeof value === 'object' && !Array.isArray(value);
+  for (const [chars, items] of [[1024, 1000], [128, 100], [32, 20]] as const) {
+    let v = clip(value, chars, items);
+    if (isObject) v = { ...(v as object), truncated: true };
+    if (byteLength(JSON.stringify(v)) <= maxBytes) return v as T;
+  }
+  if (typeof value === 'string') return value.slice(0, Math.max(0, Math.floor(maxBytes / 4) - 2)) as T;
+  if (!isObject) return [] as T;
+  const scalars = Object.entries(value as object).filter(([k, v]) => k.length <= 32 && (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && v.length <= 32)));
+  return Object.fromEntries([...scalars.slice(0, 20), ['truncated', true]]) as T;
+}
+
 function encode(fields: Partial<JobRecord>): string[] {
   const out: string[] = [];
   for (const [k, v] of Object.entries(fields)) {
@@ -166,6 +227,18 @@ function encode(fields: Partial<JobRecord>): string[] {
   }
   return out;
 }
+
+/** The fields a run adds to a record, each within its cap. */
+function encodeBounded(fields: Partial<JobRecord>): string[] {
+  const out = encode(fields);
+  for (let i = 1; i < out.length; i += 2) {
+    const max = out[i - 1] === 'result' ? MAX_JOB_RESULT_BYTES : MAX_JOB_FIELD_BYTES;
+    if (byteLength(out[i]!) > max) out[i] = JSON.stringify(boundJson((fields as Record<string, unknown>)[out[i - 1]!], max));
+  }
+  return out;
+}
+
+const encodeEvent = (event: JobEvent): string => JSON.stringify(boundJson(event, MAX_JOB_EVENT_BYTES));
 
 function decode(hash: Record<string, string>): JobRecord {
   const out: Record<string, unknown> = {};
@@ -178,7 +251,7 @@ function decode(hash: Record<string, string>): JobRecord {
 
 // Moves a job to ARGV[2] only from one of the statuses in ARGV[1], setting the fields from
 // ARGV[6] on. A job that ends (ARGV[3] = 1) leaves its tenant's set of active jobs
-// (ARGV[4] .. tenant .. ':active'; ARGV[5] is the job id).
+// (ARGV[4] .. tenant .. ':active'; ARGV[5] is the job id) and is timed in KEYS[2] for retention.
 const TRANSITION = `
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
@@ -188,6 +261,8 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
     if ARGV[3] == '1' then
       local tenant = redis.call('HGET', KEYS[1], 'tenant') or ''
       redis.call('SREM', ARGV[4] .. tenant .. ':active', ARGV[5])
+      local t = redis.call('TIME')
+      redis.call('ZADD', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[5])
     end
     return {1, cur}
   end
@@ -218,16 +293,19 @@ export class JobStore {
   }
 
   async create(record: JobRecord): Promise<void> {
+    const fields = encode(record);
+    const bytes = fields.reduce((n, f) => n + byteLength(f), 0);
+    if (bytes > MAX_NEW_JOB_BYTES) throw new JobTooLargeError(bytes);
     const multi = this.redis
       .multi()
-      .hset(this.keys.job(record.id), ...encode(record), 'worker_seq', '0')
+      .hset(this.keys.job(record.id), ...fields, 'worker_seq', '0')
       .zadd(this.keys.jobs, 0, record.id)
       .zadd(this.keys.tenantJobs(record.tenant), 0, record.id)
       .zadd(this.keys.tenantJobsOfKind(record.tenant, record.kind), 0, record.id);
     // A tune job's trials run under its one place in the tenant's active-job limit.
     if (!record.parent) multi.sadd(this.keys.tenantActive(record.tenant), record.id);
     else multi.zadd(this.keys.tuneTrials(record.parent), record.trial!.number, record.id);
-    await multi.xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', JSON.stringify({ type: 'status', status: record.status } satisfies JobEvent)).exec();
+    await multi.xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', encodeEvent({ type: 'status', status: record.status })).exec();
   }
 
   /** A tune job's trial jobs, by trial number. */
@@ -271,14 +349,15 @@ export class JobStore {
     const from = sourcesOf(to).filter((s) => !onlyFrom || onlyFrom.includes(s));
     const [ok, was] = (await this.redis.eval(
       TRANSITION,
-      1,
+      2,
       this.keys.job(id),
+      this.keys.jobsEnded,
       from.join(','),
       to,
       isTerminal(to) ? '1' : '0',
       this.keys.tenantActivePrefix,
       id,
-      ...encode({ ...fields, updated_at: new Date().toISOString() }),
+      ...encodeBounded({ ...fields, updated_at: new Date().toISOString() }),
     )) as [number, string];
     if (ok === 1) {
       const event: JobEvent = { type: 'status', status: to, ...(message ? { message } : {}), ...(fields.attempts ? { attempt: fields.attempts } : {}) };
@@ -292,11 +371,11 @@ export class JobStore {
 
   /** Sets fields that carry no status change (progress, worker, flags). */
   async update(id: string, fields: Partial<JobRecord>): Promise<void> {
-    await this.redis.hset(this.keys.job(id), ...encode({ ...fields, updated_at: new Date().toISOString() }));
+    await this.redis.hset(this.keys.job(id), ...encodeBounded({ ...fields, updated_at: new Date().toISOString() }));
   }
 
   async appendEvent(id: string, event: JobEvent): Promise<void> {
-    await this.redis.xadd(this.keys.jobEvents(id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', JSON.stringify(event));
+    await this.redis.xadd(this.keys.jobEvents(id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', encodeEvent(event));
   }
 
   /** The worker sequence number already stored for the current attempt. */
@@ -314,7 +393,7 @@ export class JobStore {
    * updates (progress, latest metrics) in one atomic step. Returns false for a duplicate.
    */
   async appendWorkerEvent(id: string, seq: number, event: JobEvent, fields: Partial<JobRecord> = {}): Promise<boolean> {
-    const metric = event.type === 'metrics' ? JSON.stringify(event) : '';
+    const metric = event.type === 'metrics' ? encodeEvent(event) : '';
     const added = await this.redis.eval(
       APPEND_WORKER_EVENT,
       3,
@@ -322,14 +401,37 @@ export class JobStore {
       this.keys.jobEvents(id),
       this.keys.jobMetrics(id),
       String(seq),
-      JSON.stringify(event),
+      encodeEvent(event),
       metric,
       '',
       EVENTS_MAXLEN,
       METRICS_MAXLEN,
-      ...encode({ ...fields, updated_at: new Date().toISOString() }),
+      ...encodeBounded({ ...fields, updated_at: new Date().toISOString() }),
     );
     return added === 1;
+  }
+
+  /** Jobs that reached a terminal status more than `retentionMs` ago (by Redis's clock), oldest first. */
+  async endedBefore(retentionMs: number, limit: number): Promise<string[]> {
+    const [sec, usec] = await this.redis.time();
+    const cutoff = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - retentionMs;
+    return this.redis.zrangebyscore(this.keys.jobsEnded, '-inf', cutoff, 'LIMIT', 0, limit);
+  }
+
+  /**
+   * Removes an ended job: its record, event and metric streams, trial index and its place in every
+   * list (the tenant's lists stay consistent: no id is left without its record). Idempotent.
+   */
+  async remove(id: string): Promise<void> {
+    const [tenant = null, kind = null, parent = null] = await this.redis.hmget(this.keys.job(id), 'tenant', 'kind', 'parent');
+    const multi = this.redis.multi().del(this.keys.job(id), this.keys.jobEvents(id), this.keys.jobMetrics(id), this.keys.tuneTrials(id)).zrem(this.keys.jobs, id);
+    if (tenant !== null) {
+      multi.zrem(this.keys.tenantJobs(tenant), id);
+      if (kind) multi.zrem(this.keys.tenantJobsOfKind(tenant, JSON.parse(kind) as string), id);
+    }
+    const parentId = parent ? (JSON.parse(parent) as string | null) : null;
+    if (parentId) multi.zrem(this.keys.tuneTrials(parentId), id);
+    await multi.zrem(this.keys.jobsEnded, id).exec();
   }
 
   /** Events after the cursor `after` (a stream id), oldest first. */

@@ -12,6 +12,8 @@ export function redisKeys(prefix: string) {
     cancelChannel: `${prefix}:cancel`,
     /** Every job that reaches a terminal status, once (webhooks follow it). */
     jobsFinished: `${prefix}:jobs:finished`,
+    /** Jobs in a terminal status, scored by when they ended (ms): retention sweeps them from here. */
+    jobsEnded: `${prefix}:jobs:ended`,
     tenantJobs: (tenant: string) => `${prefix}:tenant:${tenant}:jobs`,
     /** A tenant's jobs of one kind (finetune, tune, trial), for a filtered list. */
     tenantJobsOfKind: (tenant: string, kind: string) => `${prefix}:tenant:${tenant}:jobs:${kind}`,

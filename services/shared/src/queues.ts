@@ -9,9 +9,13 @@ export const queueName = (resourceClass: string): string => `train-${resourceCla
 /** Tune jobs wait here for a coordinator in a dispatcher of their class; their trials go to queueName. */
 export const tuneQueueName = (resourceClass: string): string => `tune-${resourceClass}`;
 
+// BullMQ's own entries of finished jobs (the job record in Redis is the one that counts): bounded
+// by age and by count, so a busy queue cannot grow without end.
+const KEEP_FINISHED = { removeOnComplete: { age: 7 * 24 * 3600, count: 10_000 }, removeOnFail: { age: 30 * 24 * 3600, count: 50_000 } } satisfies JobsOptions;
+
 /** A coordinator that dies is replaced by another that picks the study up where it was. */
 export function tuneJobOptions(jobId: string): JobsOptions {
-  return { jobId, attempts: 20, backoff: { type: 'exponential', delay: 2_000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } };
+  return { jobId, attempts: 20, backoff: { type: 'exponential', delay: 2_000 }, ...KEEP_FINISHED };
 }
 
 /** Retries with backoff are for worker faults; bad jobs end with UnrecoverableError. */
@@ -20,8 +24,7 @@ export function trainJobOptions(jobId: string, attempts: number): JobsOptions {
     jobId,
     attempts,
     backoff: { type: 'exponential', delay: 2_000 },
-    removeOnComplete: { age: 7 * 24 * 3600 },
-    removeOnFail: { age: 30 * 24 * 3600 },
+    ...KEEP_FINISHED,
   };
 }
 
