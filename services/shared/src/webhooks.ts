@@ -61,6 +61,26 @@ export function verifySignature(secret: string, body: string | Buffer, header: s
 }
 
 const DELIVERY_LOG_MAX = 1000;
+/** A logged attempt's error, in characters (a receiver's or a library's message may be long). */
+const DELIVERY_ERROR_MAX = 500;
+/** Webhooks a tenant may have. */
+export const MAX_WEBHOOKS_PER_TENANT = 25;
+
+// Counts and adds in one step, so simultaneous creations cannot pass the cap together.
+// KEYS: the tenant's set, the webhook's hash; ARGV: the cap, the id, the record, the secret.
+const CREATE = `
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[2], 'record', ARGV[3], 'secret', ARGV[4])
+redis.call('SADD', KEYS[1], ARGV[2])
+return 1`;
+
+export class TooManyWebhooksError extends Error {
+  readonly max: number;
+  constructor(max: number) {
+    super(`a tenant may have ${max} webhooks; delete one (DELETE /v1/webhooks/{id}) before creating another`);
+    this.max = max;
+  }
+}
 
 export class WebhookStore {
   private readonly redis: Redis;
@@ -83,15 +103,12 @@ export class WebhookStore {
     return `${this.prefix}:webhook:${id}:deliveries`;
   }
 
-  /** Creates a webhook; its secret is returned here and never again. */
-  async create(tenant: string, url: string, events: WebhookEventType[], description: string | null): Promise<{ record: WebhookRecord; secret: string }> {
+  /** Creates a webhook; its secret is returned here and never again. Throws TooManyWebhooksError when the tenant has `max`. */
+  async create(tenant: string, url: string, events: WebhookEventType[], description: string | null, max = MAX_WEBHOOKS_PER_TENANT): Promise<{ record: WebhookRecord; secret: string }> {
     const record: WebhookRecord = { id: newWebhookId(), object: 'webhook', tenant, url, events, description, created_at: new Date().toISOString() };
     const secret = `whsec_${randomBytes(24).toString('base64url')}`;
-    await this.redis
-      .multi()
-      .hset(this.key(record.id), 'record', JSON.stringify(record), 'secret', secret)
-      .sadd(this.tenantKey(tenant), record.id)
-      .exec();
+    const made = await this.redis.eval(CREATE, 2, this.tenantKey(tenant), this.key(record.id), max, record.id, JSON.stringify(record), secret);
+    if (made !== 1) throw new TooManyWebhooksError(max);
     return { record, secret };
   }
 
@@ -118,7 +135,8 @@ export class WebhookStore {
   async logAttempt(id: string, attempt: DeliveryAttempt): Promise<void> {
     // A webhook deleted while a delivery was in flight keeps no log.
     if (!(await this.redis.exists(this.key(id)))) return;
-    await this.redis.multi().lpush(this.logKey(id), JSON.stringify(attempt)).ltrim(this.logKey(id), 0, DELIVERY_LOG_MAX - 1).exec();
+    const entry = { ...attempt, error: attempt.error && attempt.error.length > DELIVERY_ERROR_MAX ? `${attempt.error.slice(0, DELIVERY_ERROR_MAX)}…` : attempt.error };
+    await this.redis.multi().lpush(this.logKey(id), JSON.stringify(entry)).ltrim(this.logKey(id), 0, DELIVERY_LOG_MAX - 1).exec();
   }
 
   /** Delivery attempts, newest first. */

@@ -11,26 +11,40 @@
 // - Each (event, webhook) pair is a BullMQ job with a deterministic id, so fanning an entry out
 //   twice enqueues nothing twice; BullMQ retries failed attempts with exponential backoff, and
 //   every attempt is written to the webhook's delivery log.
+// - A delivery job carries ids, never the job's record (one copy per webhook made Redis grow with
+//   every record): the body is built from the record when it is sent, bounded, and a terminal
+//   record does not change, so every attempt sends the same bytes.
 import { hostname } from 'node:os';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import ipaddr from 'ipaddr.js';
 import { fetch, type Dispatcher } from 'undici';
 import { isPublicAddress, publicOnlyAgent } from './address-policy.ts';
-import { createRedis, signBody, SIGNATURE_HEADER, TIMESTAMP_HEADER, type JobStore, type Redis, type RedisKeys, type RedisSettings, type WebhookEventType, type WebhookStore } from '@makam/shared';
+import { boundJson, createRedis, MAX_JOB_RECORD_BYTES, signBody, SIGNATURE_HEADER, TIMESTAMP_HEADER, type JobRecord, type JobStore, type Redis, type RedisKeys, type RedisSettings, type WebhookEventType, type WebhookStore } from '@makam/shared';
 
 export const WEBHOOK_QUEUE = 'webhook-deliveries';
 const GROUP = 'webhooks';
 const CLAIM_IDLE_MS = 60_000;
 const BLOCK_MS = 5_000;
+/** The largest body a delivery sends: the job's record (itself bounded) and the event around it. */
+export const MAX_WEBHOOK_BODY_BYTES = MAX_JOB_RECORD_BYTES + 4096;
+/** The largest delivery job's data in the queue (ids and the event's time, no record). */
+export const MAX_DELIVERY_JOB_DATA_BYTES = 1024;
 
 export interface DeliveryData {
   webhookId: string;
   eventId: string;
   eventType: WebhookEventType;
   jobId: string;
-  /** The exact bytes every attempt sends (and signs). */
-  body: string;
+  /** When the job ended (the event's created_at). */
+  createdAt: string;
+}
+
+/** The event a delivery POSTs; a job removed meanwhile (retention) is sent as its id and status. */
+export function deliveryBody(data: DeliveryData, job: JobRecord | null): string {
+  const event = (j: unknown) => JSON.stringify({ id: data.eventId, object: 'event', type: data.eventType, created_at: data.createdAt, data: { job: j } });
+  const body = event(job ?? { id: data.jobId, object: 'job', status: data.eventType.replace(/^job\./, '') });
+  return Buffer.byteLength(body) <= MAX_WEBHOOK_BODY_BYTES ? body : event(boundJson(job, MAX_WEBHOOK_BODY_BYTES - 1024));
 }
 
 export interface DeliveryOptions {
@@ -143,17 +157,17 @@ export class WebhookDelivery {
     const hooks = (await this.o.webhooks.list(job.tenant)).filter((h) => h.events.includes(eventType) && Date.parse(h.created_at) <= endedAt);
     if (hooks.length === 0) return;
     const eventId = `evt_${entryId.replace('-', '_')}`;
-    const body = JSON.stringify({ id: eventId, object: 'event', type: eventType, created_at: new Date(endedAt).toISOString(), data: { job } });
+    const createdAt = new Date(endedAt).toISOString();
     await this.queue!.addBulk(
       hooks.map((h) => ({
         name: 'deliver',
-        data: { webhookId: h.id, eventId, eventType, jobId, body },
+        data: { webhookId: h.id, eventId, eventType, jobId, createdAt },
         opts: {
           jobId: `${eventId}-${h.id}`,
           attempts: this.o.attempts,
           backoff: { type: 'exponential', delay: this.o.backoffMs },
-          removeOnComplete: { age: 24 * 3600 },
-          removeOnFail: { age: 7 * 24 * 3600 },
+          removeOnComplete: { age: 24 * 3600, count: 10_000 },
+          removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
         },
       })),
     );
@@ -162,9 +176,11 @@ export class WebhookDelivery {
 
   /** One POST; throws to have BullMQ retry it. */
   private async attempt(job: Job<DeliveryData>): Promise<string> {
-    const { webhookId, eventId, eventType, jobId, body } = job.data;
+    const { webhookId, eventId, eventType, jobId } = job.data;
     const [hook, secret] = await Promise.all([this.o.webhooks.get(webhookId), this.o.webhooks.secret(webhookId)]);
     if (!hook || !secret) return 'webhook_deleted';
+    // A delivery queued by an older version carries its body.
+    const body = (job.data as DeliveryData & { body?: string }).body ?? deliveryBody(job.data, await this.o.jobs.get(jobId));
     const attempt = job.attemptsMade + 1;
     const started = Date.now();
     let status: number | null = null;

@@ -2,14 +2,11 @@
 // read, delete, and read its delivery log (every attempt, newest first).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
-import { WEBHOOK_EVENTS, type WebhookRecord } from '@makam/shared';
+import { MAX_WEBHOOKS_PER_TENANT, TooManyWebhooksError, WEBHOOK_EVENTS, type WebhookRecord } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
 import { refusedWebhookUrl } from '../../webhooks/address-policy.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { CreateWebhookBody, DeliveriesQuery, DeliveryList, Webhook, WebhookCreated, WebhookDeleted, WebhookIdParams, WebhookList } from '../../schemas/webhooks.ts';
-
-/** Webhooks a tenant may have. */
-const MAX_PER_TENANT = 25;
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   // Another tenant's webhook answers exactly as a missing one does.
@@ -34,10 +31,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         const refused = await refusedWebhookUrl(parsed);
         if (refused) throw new ApiError(400, 'webhook_url_not_allowed', `'url' cannot receive webhooks: ${refused}`, 'url');
       }
-      if ((await app.webhooks.list(request.tenant)).length >= MAX_PER_TENANT) {
-        throw new ApiError(409, 'too_many_webhooks', `a tenant may have ${MAX_PER_TENANT} webhooks; delete one first`, null);
-      }
-      const { record, secret } = await app.webhooks.create(request.tenant, url, (events as WebhookRecord['events'] | undefined) ?? [...WEBHOOK_EVENTS], description ?? null);
+      const { record, secret } = await app.webhooks.create(request.tenant, url, (events as WebhookRecord['events'] | undefined) ?? [...WEBHOOK_EVENTS], description ?? null, MAX_WEBHOOKS_PER_TENANT).catch((err: unknown) => {
+        if (err instanceof TooManyWebhooksError) throw new ApiError(409, 'too_many_webhooks', err.message, null);
+        throw err;
+      });
       request.log.info({ webhookId: record.id }, 'webhook created');
       return reply.code(201).send({ ...record, secret });
     },
