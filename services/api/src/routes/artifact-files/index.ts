@@ -4,7 +4,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { JOB_ID_PATTERN } from '@makam/shared';
-import { readTarMember } from '../../artifacts/tar-member.ts';
+import { openTarMember } from '../../artifacts/tar-member.ts';
 import { ApiError, notFound } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
 
@@ -15,7 +15,6 @@ export const ARTIFACT_FILES: Record<string, string> = {
   'labels.json': 'application/json; charset=utf-8',
   'config.json': 'application/json; charset=utf-8',
 };
-const MAX_BYTES = 8 * 1024 * 1024;
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
@@ -40,9 +39,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       if (job.status !== 'succeeded' || !job.artifact) throw new ApiError(409, 'artifact_not_ready', `the job is ${job.status}; its model files can be read once it has succeeded`, 'id');
       const file = app.blobs.artifactPath(job.id);
       if (!(await app.blobs.exists(file))) throw new ApiError(404, 'artifact_missing', 'the model file is missing from the artifact store', 'id');
-      const bytes = await readTarMember(file, name, MAX_BYTES);
-      if (!bytes) throw new ApiError(404, 'file_not_in_artifact', `the model archive has no ${name}`, 'name');
-      return reply.header('content-type', ARTIFACT_FILES[name]!).header('cache-control', 'private, max-age=3600').send(bytes);
+      // Streamed, not buffered: huge labels make a model card of megabytes (it answered 500 above 8 MB).
+      const member = await openTarMember(file, name);
+      if (!member) throw new ApiError(404, 'file_not_in_artifact', `the model archive has no ${name}`, 'name');
+      return reply.header('content-type', ARTIFACT_FILES[name]!).header('content-length', member.size).header('cache-control', 'private, max-age=3600').send(member.stream);
     },
   );
 };
