@@ -252,6 +252,16 @@ for (const dir of ['deploy/base', ...OVERLAYS.map((o) => `deploy/overlays/${o}`)
           assert.equal(volume('hf-cache').persistentVolumeClaim.claimName, 'makam-hf-cache');
         });
 
+        test('the worker\'s upload limits fit its state volume (the free-disk check sees the node, not the sizeLimit)', () => {
+          const worker = container(w, 'worker');
+          const gib = (v: string) => Number(/^(\d+)Gi$/.exec(v)![1]) * 1024 ** 3;
+          const state = gib(pod.volumes.find((v: Obj) => v.name === 'state').emptyDir.sizeLimit);
+          // the worker's defaults (workers-python/src/makam_worker/settings.py) where the pod sets none
+          const checkpoint = Number(envValue(worker, 'MAKAM_WORKER_MAX_CHECKPOINT_BYTES') ?? 32 * 1024 ** 3);
+          const datasets = Number(envValue(worker, 'MAKAM_WORKER_DATASET_CACHE_BYTES') ?? 4 * 1024 ** 3);
+          assert.ok(checkpoint + datasets < state, `${pool}: a ${checkpoint}-byte checkpoint and ${datasets} bytes of datasets exceed the ${state}-byte state volume`);
+        });
+
         test('mutual TLS on the gRPC channel: each side\'s Secret mounted at /etc/makam/tls and named in its settings', () => {
           const worker = container(w, 'worker');
           const dispatcher = container(w, 'dispatcher');
