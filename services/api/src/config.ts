@@ -55,6 +55,8 @@ export const ApiConfigProperties = {
   MAKAM_PRESSURE_SAMPLE_MS: Type.Integer({ default: 1000, minimum: 10, maximum: 60_000 }),
   /** The Retry-After of an overload 503, in seconds. */
   MAKAM_PRESSURE_RETRY_AFTER_S: Type.Integer({ default: 5, minimum: 1, maximum: 3600 }),
+  /** Directories on the workers that model.name may name a path under, colon-separated; empty: hub ids only. */
+  MAKAM_MODEL_ROOTS: Type.String({ default: '', pattern: '^(/[^:]*(:/[^:]*)*)?$' }),
   ...OpsConfigProperties,
 };
 

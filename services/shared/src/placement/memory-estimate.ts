@@ -41,12 +41,17 @@ export interface MemoryEstimate {
 
 const MiB = 1024 * 1024;
 const LORA_MODULE_DIMS = (s: ModelShape): Record<string, [number, number]> => {
-  const kv = (s.hidden / s.heads) * s.kvHeads;
+  if (s.arch === 'gpt2') {
+    // c_proj names both the attention's (h → h) and the MLP's (ff → h) output: r × (3h + ff) in all.
+    return { c_attn: [s.hidden, 3 * s.hidden], c_fc: [s.hidden, s.ff], c_proj: [s.hidden + s.ff, 2 * s.hidden] };
+  }
+  const q = s.heads * s.headDim;
+  const kv = s.kvHeads * s.headDim;
   return {
-    q_proj: [s.hidden, s.hidden],
+    q_proj: [s.hidden, q],
     k_proj: [s.hidden, kv],
     v_proj: [s.hidden, kv],
-    o_proj: [s.hidden, s.hidden],
+    o_proj: [q, s.hidden],
     gate_proj: [s.hidden, s.ff],
     up_proj: [s.hidden, s.ff],
     down_proj: [s.ff, s.hidden],
@@ -57,10 +62,12 @@ function shapeOf(input: EstimateInput): ModelShape {
   const hp = input.hyperparameters;
   if (input.family === 'scratch') {
     const d = Number(hp.d_model);
-    return { kind: 'encoder', vocab: Number(hp.vocab_size), hidden: d, layers: Number(hp.layers), heads: Number(hp.heads), kvHeads: Number(hp.heads), ff: Number(hp.ff_dim), positions: 512, source: 'scratch hyperparameters' };
+    const heads = Number(hp.heads);
+    return { kind: 'encoder', arch: 'bert', vocab: Number(hp.vocab_size), hidden: d, layers: Number(hp.layers), heads, kvHeads: heads, headDim: d / heads, ff: Number(hp.ff_dim), positions: 512, typeVocab: 2, attentionBias: true, mlpBias: true, source: 'scratch hyperparameters' };
   }
   const family = input.family as 'encoder' | 'decoder';
-  if (input.model.config) return shapeFromConfig(input.model.config, input.model.tokenizer?.vocab_size ?? 2000, family);
+  // The worker gives a config-built model the trained tokenizer's vocabulary, whatever the config says.
+  if (input.model.config) return shapeFromConfig(input.model.config, input.model.tokenizer?.vocab_size ?? 2000);
   return shapeFromName(input.model.name ?? '', family);
 }
 

@@ -6,9 +6,11 @@ import { ApiError, notFound } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries, TrialList } from '../../schemas/jobs.ts';
 import { checkHyperparameters } from '../../jobs/check-hyperparameters.ts';
+import { checkModel, parseModelRoots } from '../../jobs/check-model.ts';
 import { checkSearch, largestCorner } from '../../jobs/check-search.ts';
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
+  const modelRoots = parseModelRoots(app.config.MAKAM_MODEL_ROOTS);
   // Another tenant's job answers exactly as a missing one does.
   const loadJob = async (request: FastifyRequest, id: string): Promise<JobRecord> => {
     const job = await app.jobs.get(id);
@@ -31,6 +33,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           throw new ApiError(400, 'invalid_request', "give exactly one of 'model.name' (a Hugging Face id or worker path) and 'model.config' (an architecture to train from scratch)", 'model');
         }
         if (tokenizer && !config) throw new ApiError(400, 'invalid_request', "'model.tokenizer' trains a tokenizer for a 'model.config' model; a named model brings its own", 'model.tokenizer');
+        checkModel(body.model, modelRoots);
       } else if (name || config || tokenizer) {
         const field = name ? 'name' : config ? 'config' : 'tokenizer';
         throw new ApiError(400, 'invalid_request', `family '${family}' takes no 'model.${field}': its ${family === 'scratch' ? 'architecture and tokenizer are hyperparameters (layers, heads, d_model, ff_dim, vocab_size, ...)' : 'features are hyperparameters (word_ngram_max, char_ngram_min, ...)'}`, `model.${field}`);
