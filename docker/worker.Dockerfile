@@ -42,6 +42,8 @@ RUN groupadd --system --gid 10001 makam \
  && chown makam:makam /var/lib/makam-worker /var/cache/huggingface
 # HF_HOME: the Hugging Face cache, a volume the weights are pre-loaded into. HF_HUB_OFFLINE=1
 # (the default; a build arg and an environment variable) keeps a worker from downloading at run time.
+# Listening on 0.0.0.0, the worker starts only with mutual TLS (MAKAM_WORKER_TLS_CERT, _KEY, _CLIENT_CA);
+# without it, it refuses to, unless MAKAM_WORKER_ALLOW_INSECURE=1.
 ENV PATH=/opt/makam/bin:${PATH} \
     HOME=/var/lib/makam-worker \
     HF_HOME=/var/cache/huggingface \
