@@ -182,14 +182,14 @@ def test_finished_runs_nobody_deleted_and_unused_checkpoints_go_after_the_retent
     # a failed run (a dataset of one label fails as bad input) and a cancelled one, neither fetched nor deleted
     one_label = jsonl([{"text": f"metin {i}", "label": "tek"} for i in range(20)])
     assert stub.StartRun(start_request("failed", upload(stub, one_label)), timeout=DEADLINE).created
+    # watched to its end as a dispatcher does: the run is there until it has been finished that long
+    events = list(stub.WatchRun(pb.WatchRunRequest(run_id="failed"), timeout=120))
+    assert events[-1].finished.state == pb.RunState.RUN_STATE_FAILED
     assert stub.StartRun(start_request("cancelled"), timeout=DEADLINE).created
     assert stub.CancelRun(pb.CancelRunRequest(run_id="cancelled"), timeout=DEADLINE).state == pb.RunState.RUN_STATE_CANCELLED
     cp = checkpoint_bytes()
     stub.UploadCheckpoint(iter([pb.UploadCheckpointRequest(header=pb.CheckpointHeader(sha256=hashlib.sha256(cp).hexdigest(), size_bytes=len(cp))),
                                 pb.UploadCheckpointRequest(chunk=cp)]), timeout=DEADLINE)
-    # the failed run's events are readable until it expires (what the dispatcher needs at the end)
-    events = list(stub.WatchRun(pb.WatchRunRequest(run_id="failed"), timeout=120))
-    assert events[-1].finished.state == pb.RunState.RUN_STATE_FAILED
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (leftovers(state_dir / "runs") or leftovers(state_dir / "checkpoints")):
         time.sleep(0.2)
