@@ -10,4 +10,4 @@ npx tsc -p tsconfig.json
 echo "== python worker tests"
 workers-python/.venv/bin/python -m pytest -q workers-python/tests
 echo "== typescript tests"
-node --test --test-concurrency=1 'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts' 'test/chaos/**/*.test.ts' 'test/deploy/**/*.test.ts' 'test/ops/**/*.test.ts' 'test/cli/**/*.test.ts' 'test/dashboard/**/*.test.ts'
+node --test --test-concurrency=1 'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts' 'test/chaos/**/*.test.ts' 'test/deploy/**/*.test.ts' 'test/ops/**/*.test.ts' 'test/cli/**/*.test.ts' 'test/dashboard/**/*.test.ts' 'test/security/**/*.test.ts'
