@@ -239,7 +239,7 @@ def test_an_oversized_spec_or_model_name_is_refused_before_a_run_exists(worker):
     stub, state_dir = worker
     upload(stub, DATASET)
     padded = start_request("padded")
-    padded.model.config.update({"padding": "x" * (2 << 20)})
+    padded.model.config.update({"padding": "x" * (9 << 20)})
     named = start_request("named")
     named.model.ClearField("config")
     named.model.name = "m" * 5000

@@ -28,8 +28,9 @@ logger = logging.getLogger("makam_worker.servicer")
 
 WATCH_POLL_S = 0.1
 CHUNK = 1 << 20  # bytes per message of FetchArtifact and FetchCheckpoint
-# A StartRun is a model spec and hyperparameters: far below this unless someone pads it.
-MAX_START_RUN_BYTES = 1 << 20
+# A StartRun is a model spec and hyperparameters from a job record of at most 1 MiB of JSON (the API's
+# MAX_JOB_RECORD_BYTES), which a protobuf Struct may re-encode several times larger; past this, padding.
+MAX_START_RUN_BYTES = 8 << 20
 MAX_MODEL_NAME_CHARS = 1024
 
 
