@@ -27,6 +27,7 @@ from transformers import PreTrainedTokenizerFast
 from makam_worker.training.encoder import _from_config, _from_pretrained, _tokenizer_settings
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
+from makam_worker.training.model_limits import check_fits, resolve_model_name
 
 BOS, EOS = "<s>", "</s>"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -72,10 +73,16 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
     id2label = dict(enumerate(labels))
     label2id = {name: i for i, name in id2label.items()}
     base_dir: Path | None = None
+
+    def fits(config: Any) -> None:
+        check_fits(config, ctx, family="decoder")
+
     if model_spec.get("name"):
         name = model_spec["name"]
         quantization = _quantization(dtype) if hp.load_in_4bit else None
-        model, tokenizer = _from_pretrained(name, id2label, label2id, dtype=dtype, quantization_config=quantization)
+        where = resolve_model_name(name)
+        model, tokenizer = _from_pretrained(where.location, id2label, label2id, dtype=dtype, quantization_config=quantization,
+                                            hub=where.hub, fits=fits)
         source = name
     elif model_spec.get("config") and ctx.resume_dir is not None:
         # A resumed run: the tokenizer and the untrained base its checkpoint carries, not new ones.
@@ -94,7 +101,7 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         tokenizer = train_byte_bpe(ctx.splits.train_texts, _tokenizer_settings(model_spec.get("tokenizer") or {}))
         model = _from_config(
             dict(model_spec["config"]), tokenizer, id2label, label2id, example="llama",
-            token_ids={"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
+            token_ids={"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}, fits=fits,
         )
         source = f"untrained {model_spec['config'].get('model_type')} built from a config"
         # The untrained base is part of the model: save it as it was before training, to ship with an adapter.

@@ -7,7 +7,9 @@ WordPiece tokenizer is trained on the training split only, so validation text ne
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,14 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertTokenizerFast,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
+from makam_worker.training.model_limits import check_fits, hub_only, resolve_model_name
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TOKENIZER_DEFAULTS: dict[str, int] = {"vocab_size": 2000, "min_frequency": 0}
@@ -40,7 +44,8 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
     """The `encoder` family for the training loop; gradient checkpointing when asked. A config-built
     model's trained tokenizer is kept for checkpoints, and a resumed run reuses the one it carries."""
     saved = ctx.resume_dir / "tokenizer" if ctx.resume_dir is not None else None
-    model, tokenizer = build_encoder(model_spec, ctx.splits.label_names, ctx.splits.train_texts, saved_tokenizer=saved)
+    model, tokenizer = build_encoder(model_spec, ctx.splits.label_names, ctx.splits.train_texts, saved_tokenizer=saved,
+                                     fits=lambda config: check_fits(config, ctx, family="encoder"))
     derived = {}
     if model_spec.get("config"):
         derived["tokenizer"] = ctx.work_dir / "tokenizer"
@@ -73,40 +78,48 @@ def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
 
 
 def build_encoder(
-    model_spec: dict[str, Any], label_names: list[str], train_texts: list[str], saved_tokenizer: Path | None = None
+    model_spec: dict[str, Any], label_names: list[str], train_texts: list[str], saved_tokenizer: Path | None = None,
+    fits: Callable[[PretrainedConfig], Any] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model, with a classification head for `label_names` in id order, and its tokenizer; with
-    a config, the tokenizer in `saved_tokenizer` when given (a resumed run), else one trained anew."""
+    a config, the tokenizer in `saved_tokenizer` when given (a resumed run), else one trained anew.
+    `fits` sees the model's config before the model is allocated (and may refuse it)."""
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
     if model_spec.get("name"):
-        return _from_pretrained(model_spec["name"], id2label, label2id)
+        source = resolve_model_name(model_spec["name"])
+        return _from_pretrained(source.location, id2label, label2id, hub=source.hub, fits=fits)
     if model_spec.get("config"):
         if saved_tokenizer is not None:
             tokenizer = BertTokenizerFast.from_pretrained(saved_tokenizer)
         else:
             tokenizer = train_wordpiece(train_texts, _tokenizer_settings(model_spec.get("tokenizer") or {}))
-        return _from_config(dict(model_spec["config"]), tokenizer, id2label, label2id), tokenizer
+        return _from_config(dict(model_spec["config"]), tokenizer, id2label, label2id, fits=fits), tokenizer
     raise TrainingError("invalid_model", "the model needs a name (id or local path) or a config", retryable=False)
 
 
 def _from_pretrained(
     name: str, id2label: dict[int, str], label2id: dict[str, int], *, dtype: Any = None,
-    quantization_config: Any = None, tokenizer: bool = True,
+    quantization_config: Any = None, tokenizer: bool = True, hub: bool = False,
+    fits: Callable[[PretrainedConfig], Any] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
+    """`name` is a hub id (`hub`) or a path already confined by resolve_model_name, or the run's own directory."""
     from huggingface_hub.errors import HFValidationError
 
     extra = {k: v for k, v in (("dtype", dtype), ("quantization_config", quantization_config)) if v is not None}
+    labels = {"num_labels": len(id2label), "id2label": id2label, "label2id": label2id}
     try:
-        loaded = AutoTokenizer.from_pretrained(name) if tokenizer else None
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name,
-            num_labels=len(id2label),
-            id2label=id2label,
-            label2id=label2id,
-            ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a fresh head
-            **extra,
-        )
+        with hub_only() if hub else contextlib.nullcontext({}) as where:
+            loaded = AutoTokenizer.from_pretrained(name, **where) if tokenizer else None
+            if fits is not None:
+                fits(AutoConfig.from_pretrained(name, **labels, **where))
+            model = AutoModelForSequenceClassification.from_pretrained(
+                name,
+                **labels,
+                ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a fresh head
+                **extra,
+                **where,
+            )
     except (OSError, HFValidationError) as e:
         offline = os.environ.get("HF_HUB_OFFLINE", "0")
         raise TrainingError(
@@ -121,7 +134,7 @@ def _from_pretrained(
 
 def _from_config(
     config: dict[str, Any], tokenizer: PreTrainedTokenizerBase, id2label: dict[int, str], label2id: dict[str, int],
-    *, example: str = "bert", token_ids: dict[str, Any] | None = None,
+    *, example: str = "bert", token_ids: dict[str, Any] | None = None, fits: Callable[[PretrainedConfig], Any] | None = None,
 ) -> PreTrainedModel:
     """An untrained model from `config` (`model_type` plus its fields); shared by the encoder and
     decoder families, which differ in the example type named in errors and the token ids they set."""
@@ -143,6 +156,8 @@ def _from_config(
     )
     try:
         built = AutoConfig.for_model(model_type, **fields)
+        if fits is not None:
+            fits(built)
         model = AutoModelForSequenceClassification.from_config(built)
     except (ValueError, TypeError) as e:
         raise TrainingError("invalid_model_config", f"model.config is not a valid {model_type} config: {e}") from None
