@@ -11,6 +11,12 @@ export const ApiConfigProperties = {
   MAKAM_API_PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535 }),
   /** The largest dataset upload, in bytes. */
   MAKAM_MAX_DATASET_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 1024 }),
+  /** The longest text of a dataset row, and the longest JSON line (or CSV field) as sent, in bytes. */
+  MAKAM_MAX_TEXT_BYTES: Type.Integer({ default: 1024 * 1024, minimum: 64 }),
+  /** The longest label, in characters (every label travels in every job record, event and report). */
+  MAKAM_MAX_LABEL_CHARS: Type.Integer({ default: 100, minimum: 1, maximum: 10_000 }),
+  /** The most distinct labels a dataset may have. */
+  MAKAM_MAX_LABELS: Type.Integer({ default: 200, minimum: 2, maximum: 10_000 }),
   /** The operator's key for /v1/admin (key management); unset turns admin routes off. */
   MAKAM_ADMIN_KEY: Type.Optional(Type.String({ minLength: 16 })),
   /** Requests per minute per tenant, all its API keys together. */

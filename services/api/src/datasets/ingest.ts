@@ -18,7 +18,17 @@ export interface IngestResult {
   label_counts: Record<string, number>;
 }
 
-const MAX_LABELS = 1000;
+/** Bounds on what one dataset may hold; every label travels in every job record, event and report. */
+export interface IngestLimits {
+  /** Bytes of one text, and of one JSON line as sent (MAKAM_MAX_TEXT_BYTES). */
+  maxTextBytes: number;
+  /** Characters of one label (MAKAM_MAX_LABEL_CHARS). */
+  maxLabelChars: number;
+  /** Distinct labels (MAKAM_MAX_LABELS). */
+  maxLabels: number;
+}
+
+export const DEFAULT_INGEST_LIMITS: IngestLimits = { maxTextBytes: 1024 * 1024, maxLabelChars: 100, maxLabels: 200 };
 
 /**
  * Counts bytes; past `limit` it keeps reading but discards, and fails at the end with 413, so the
@@ -47,8 +57,9 @@ function utf8Check(): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       try {
-        const text = decoder.decode(chunk, { stream: true });
-        for (const ch of text) if (ch === '\n') line++;
+        decoder.decode(chunk, { stream: true });
+        // Newlines counted on the bytes (native search): a JS loop per character cost seconds per MB.
+        for (let i = chunk.indexOf(0x0a); i >= 0; i = chunk.indexOf(0x0a, i + 1)) line++;
         cb(null, chunk);
       } catch {
         cb(new ApiError(400, 'invalid_encoding', `the dataset is not valid UTF-8 (near line ${line}); save it as UTF-8`, 'body'));
@@ -65,35 +76,63 @@ function utf8Check(): Transform {
   });
 }
 
-async function* jsonlRows(source: Readable): AsyncGenerator<{ row: unknown; line: number }> {
-  let buffered = '';
+const lineTooLong = (line: number, maxBytes: number): ApiError =>
+  new ApiError(400, 'line_too_long', `line ${line} is longer than the limit of ${maxBytes} bytes (MAKAM_MAX_TEXT_BYTES); shorten its text or split it into several rows`, `line ${line}`);
+
+/**
+ * JSON lines, each chunk scanned once: the pieces of a line are kept as a list and only the new
+ * chunk is searched for '\n', so the work is linear in the upload whatever its line lengths
+ * (rescanning a growing buffer was quadratic: one 16 MB line took 20 s of CPU). A line past
+ * `maxLineBytes` is refused as soon as it gets there.
+ */
+async function* jsonlRows(source: Readable, maxLineBytes: number): AsyncGenerator<{ row: unknown; line: number }> {
+  let pieces: Buffer[] = [];
+  let pending = 0;
   let line = 0;
-  const decoder = new TextDecoder('utf-8');
-  const parseLine = (text: string, n: number) => {
+  const parseLine = (bytes: Buffer, n: number) => {
+    // The upload was checked as UTF-8 when it was received.
+    const text = bytes.toString('utf8').replace(/\r$/, '');
+    if (text.trim() === '') return undefined;
     try {
-      return JSON.parse(text) as unknown;
+      return { row: JSON.parse(text) as unknown, line: n };
     } catch {
       throw new ApiError(400, 'invalid_json', `line ${n} is not valid JSON; each line must be one object like {"text": "...", "label": "..."}`, `line ${n}`);
     }
   };
-  for await (const chunk of source) {
-    buffered += decoder.decode(chunk as Buffer, { stream: true });
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const text = buffered.slice(0, nl).replace(/\r$/, '');
-      buffered = buffered.slice(nl + 1);
+  for await (const chunk of source as AsyncIterable<Buffer>) {
+    let start = 0;
+    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
       line++;
-      if (text.trim() !== '') yield { row: parseLine(text, line), line };
+      if (pending + nl - start > maxLineBytes) throw lineTooLong(line, maxLineBytes);
+      const bytes = pieces.length === 0 ? chunk.subarray(start, nl) : Buffer.concat([...pieces, chunk.subarray(start, nl)]);
+      pieces = [];
+      pending = 0;
+      start = nl + 1;
+      const parsed = parseLine(bytes, line);
+      if (parsed) yield parsed;
+    }
+    if (start < chunk.length) {
+      pieces.push(chunk.subarray(start));
+      pending += chunk.length - start;
+      if (pending > maxLineBytes) throw lineTooLong(line + 1, maxLineBytes);
     }
   }
-  buffered += decoder.decode();
   line++;
-  if (buffered.trim() !== '') yield { row: parseLine(buffered.replace(/\r$/, ''), line), line };
+  const parsed = parseLine(Buffer.concat(pieces), line);
+  if (parsed) yield parsed;
 }
 
-async function* csvRows(source: Readable): AsyncGenerator<{ row: unknown; line: number }> {
+async function* csvRows(source: Readable, maxFieldBytes: number): AsyncGenerator<{ row: unknown; line: number }> {
   const parser = source.pipe(
-    parseCsv({ columns: (header: string[]) => header.map((h) => h.trim().replace(/^\uFEFF/, '')), bom: true, skip_empty_lines: true, relax_column_count: false, info: true }),
+    parseCsv({
+      columns: (header: string[]) => header.map((h) => h.trim().replace(/^\uFEFF/, '')),
+      bom: true,
+      skip_empty_lines: true,
+      relax_column_count: false,
+      info: true,
+      // A field is never buffered past the text limit (csv-parse counts bytes).
+      max_record_size: maxFieldBytes,
+    }),
   );
   try {
     for await (const { record, info } of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
@@ -102,22 +141,34 @@ async function* csvRows(source: Readable): AsyncGenerator<{ row: unknown; line: 
   } catch (err) {
     if (err instanceof ApiError) throw err;
     const e = err as { code?: string; lines?: number; message?: string };
+    if (e.code === 'CSV_MAX_RECORD_SIZE') {
+      throw new ApiError(400, 'line_too_long', `the CSV record at line ${e.lines ?? '?'} is longer than the limit of ${maxFieldBytes} bytes (MAKAM_MAX_TEXT_BYTES); shorten its text or split it into several rows`, `line ${e.lines ?? '?'}`);
+    }
     throw new ApiError(400, 'invalid_csv', `the CSV cannot be read${e.lines ? ` at line ${e.lines}` : ''}: ${e.message ?? 'malformed'}; quote fields that hold commas, quotes or line breaks (RFC 4180)`, 'body');
   }
 }
 
-function normalize(row: unknown, line: number): { text: string; label: string } {
+function normalize(row: unknown, line: number, limits: IngestLimits): { text: string; label: string } {
   if (typeof row !== 'object' || row === null || Array.isArray(row)) {
     throw new ApiError(400, 'invalid_row', `line ${line} must be an object with "text" and "label"`, `line ${line}`);
   }
   const r = row as Record<string, unknown>;
-  if (!('text' in r)) throw new ApiError(400, 'missing_field', `line ${line} has no "text" field; every row needs "text" and "label"`, 'text');
-  if (!('label' in r)) throw new ApiError(400, 'missing_field', `line ${line} has no "label" field; every row needs "text" and "label"`, 'label');
+  if (!Object.hasOwn(r, 'text')) throw new ApiError(400, 'missing_field', `line ${line} has no "text" field; every row needs "text" and "label"`, 'text');
+  if (!Object.hasOwn(r, 'label')) throw new ApiError(400, 'missing_field', `line ${line} has no "label" field; every row needs "text" and "label"`, 'label');
   if (typeof r.text !== 'string') throw new ApiError(400, 'invalid_field', `line ${line}: "text" must be a string`, 'text');
   if (r.text.trim() === '') throw new ApiError(400, 'empty_text', `line ${line}: "text" is empty; remove the row or give it text`, 'text');
   const label = typeof r.label === 'number' || typeof r.label === 'boolean' ? String(r.label) : r.label;
   if (typeof label !== 'string' || label.trim() === '') throw new ApiError(400, 'invalid_field', `line ${line}: "label" must be a non-empty string`, 'label');
-  return { text: r.text.normalize('NFC'), label: label.trim().normalize('NFC') };
+  const text = r.text.normalize('NFC');
+  const textBytes = Buffer.byteLength(text);
+  if (textBytes > limits.maxTextBytes) {
+    throw new ApiError(400, 'text_too_long', `line ${line}: "text" is ${textBytes} bytes, more than the limit of ${limits.maxTextBytes} (MAKAM_MAX_TEXT_BYTES); shorten it or split it into several rows`, 'text');
+  }
+  const normalized = label.trim().normalize('NFC');
+  if (normalized.length > limits.maxLabelChars) {
+    throw new ApiError(400, 'label_too_long', `line ${line}: "label" is ${normalized.length} characters, more than the limit of ${limits.maxLabelChars} (MAKAM_MAX_LABEL_CHARS); use a short name for the class`, 'label');
+  }
+  return { text, label: normalized };
 }
 
 /** Receives the raw upload into a temporary file: size-limited, checked as UTF-8, hashed. */
@@ -127,9 +178,16 @@ export async function receiveRaw(body: Readable, store: BlobStore, maxBytes: num
 
 /**
  * Parses and validates a received upload and stores the normalized dataset under its sha256.
- * `beforeCommit` may refuse (a quota) after validation and before anything is stored.
+ * `beforeCommit` may refuse (a quota) after validation and before anything is stored; once it has
+ * succeeded, a failure to store is the caller's to undo.
  */
-export async function ingestRaw(rawPath: string, format: DatasetFormat, store: BlobStore, beforeCommit?: (result: IngestResult) => Promise<void>): Promise<IngestResult> {
+export async function ingestRaw(
+  rawPath: string,
+  format: DatasetFormat,
+  store: BlobStore,
+  beforeCommit?: (result: IngestResult) => Promise<void>,
+  limits: IngestLimits = DEFAULT_INGEST_LIMITS,
+): Promise<IngestResult> {
   const normalizedPath = await store.tempPath();
   try {
     const out = createWriteStream(normalizedPath);
@@ -137,10 +195,13 @@ export async function ingestRaw(rawPath: string, format: DatasetFormat, store: B
     let rows = 0;
     const source = createReadStream(rawPath);
     try {
-      for await (const { row, line } of format === 'csv' ? csvRows(source) : jsonlRows(source)) {
-        const { text, label } = normalize(row, line);
+      const rowsOf = format === 'csv' ? csvRows(source, limits.maxTextBytes) : jsonlRows(source, limits.maxTextBytes);
+      for await (const { row, line } of rowsOf) {
+        const { text, label } = normalize(row, line, limits);
         counts.set(label, (counts.get(label) ?? 0) + 1);
-        if (counts.size > MAX_LABELS) throw new ApiError(400, 'too_many_labels', `the dataset has more than ${MAX_LABELS} labels`, 'label');
+        if (counts.size > limits.maxLabels) {
+          throw new ApiError(400, 'too_many_labels', `line ${line}: the dataset has more than ${limits.maxLabels} labels, the limit (MAKAM_MAX_LABELS); merge rare classes or split the task`, 'label');
+        }
         rows++;
         if (!out.write(JSON.stringify({ text, label }) + '\n')) await once(out, 'drain');
       }
@@ -159,9 +220,14 @@ export async function ingestRaw(rawPath: string, format: DatasetFormat, store: B
       await store.remove(stored.tempPath);
       throw err;
     }
-    const finalPath = store.datasetPath(stored.sha256);
-    if (await store.exists(finalPath)) await store.remove(stored.tempPath);
-    else await store.commit(stored.tempPath, finalPath);
+    // Written even where the blob exists: a delete may be moving the old copy aside right now,
+    // and the content under a sha256 is the same whoever writes it.
+    try {
+      await store.commit(stored.tempPath, store.datasetPath(stored.sha256));
+    } catch (err) {
+      await store.remove(stored.tempPath);
+      throw err;
+    }
     return result;
   } finally {
     await store.remove(normalizedPath);
@@ -169,10 +235,10 @@ export async function ingestRaw(rawPath: string, format: DatasetFormat, store: B
 }
 
 /** Validates and stores an upload; returns what the dataset record needs. */
-export async function ingestDataset(body: Readable, format: DatasetFormat, store: BlobStore, maxBytes: number): Promise<IngestResult> {
+export async function ingestDataset(body: Readable, format: DatasetFormat, store: BlobStore, maxBytes: number, limits: IngestLimits = DEFAULT_INGEST_LIMITS): Promise<IngestResult> {
   const raw = await receiveRaw(body, store, maxBytes);
   try {
-    return await ingestRaw(raw.tempPath, format, store);
+    return await ingestRaw(raw.tempPath, format, store, undefined, limits);
   } finally {
     await store.remove(raw.tempPath);
   }

@@ -31,3 +31,9 @@ export const Dataset = Type.Object(
   },
   { $id: 'Dataset' },
 );
+
+export const DeletedDataset = Type.Object({
+  id: Type.String(),
+  object: Type.Literal('dataset'),
+  deleted: Type.Literal(true),
+});

@@ -9,6 +9,23 @@ if n >= tonumber(ARGV[2]) then return n end
 redis.call('SADD', KEYS[1], ARGV[1])
 return -1`;
 
+// Takes ARGV[1] bytes of the tenant's stored-bytes count only while the total stays within
+// ARGV[2], and in the same step adds ARGV[3] to the set KEYS[2] (the blob's references): the check
+// and the take are one step, so simultaneous uploads cannot pass the quota together.
+const RESERVE_BYTES = `
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return used end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[3])
+return -1`;
+
+// Gives back what RESERVE_BYTES took; returns how many references the blob has left.
+const RELEASE_BYTES = `
+local left = redis.call('DECRBY', KEYS[1], ARGV[1])
+if left < 0 then redis.call('SET', KEYS[1], 0) end
+redis.call('SREM', KEYS[2], ARGV[2])
+return redis.call('SCARD', KEYS[2])`;
+
 /** Per-tenant counters: active jobs (a set the status script keeps) and stored dataset bytes. */
 export class TenantQuotas {
   private readonly redis: Redis;
@@ -43,5 +60,20 @@ export class TenantQuotas {
 
   async addBytes(tenant: string, bytes: number): Promise<void> {
     await this.redis.incrby(this.bytesKey(tenant), bytes);
+  }
+
+  /**
+   * Takes `bytes` of the tenant's storage quota and adds `holder` to the set `refsKey` (a blob's
+   * references), both or neither; null, or the bytes the tenant already stores when the upload
+   * would pass `limit`.
+   */
+  async reserveBytes(tenant: string, bytes: number, limit: number, refsKey: string, holder: string): Promise<number | null> {
+    const used = (await this.redis.eval(RESERVE_BYTES, 2, this.bytesKey(tenant), refsKey, String(bytes), String(limit), holder)) as number;
+    return used < 0 ? null : used;
+  }
+
+  /** Undoes reserveBytes; returns the references the blob has left. */
+  async releaseBytes(tenant: string, bytes: number, refsKey: string, holder: string): Promise<number> {
+    return (await this.redis.eval(RELEASE_BYTES, 2, this.bytesKey(tenant), refsKey, String(bytes), holder)) as number;
   }
 }
