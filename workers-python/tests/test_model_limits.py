@@ -128,3 +128,15 @@ def test_every_refused_path_reads_the_same_whether_it_exists_or_not(tmp_path, ou
     assert len(messages) == 1, messages
     assert resolve_model_name(f"{root}/tiny", [os.path.realpath(root)]).location == os.path.realpath(root / "tiny")
     assert resolve_model_name("dbmdz/bert-base-turkish-cased", []).hub
+
+
+def test_bad_settings_are_named():
+    from makam_worker.training.model_limits import check_settings
+
+    with pytest.raises(ValueError, match="MAKAM_MODEL_ROOTS"):
+        check_settings({"MAKAM_MODEL_ROOTS": "models:/srv"})
+    with pytest.raises(ValueError, match="MAKAM_MODEL_ROOTS"):
+        check_settings({"MAKAM_MODEL_ROOTS": "/srv/../etc"})
+    with pytest.raises(ValueError, match="MAKAM_WORKER_MEMORY_BYTES"):
+        check_settings({"MAKAM_WORKER_MEMORY_BYTES": "4GiB"})
+    check_settings({"MAKAM_MODEL_ROOTS": "/srv/models:/data", "MAKAM_WORKER_MEMORY_BYTES": "4294967296"})

@@ -57,6 +57,16 @@ def memory_limit_from_env(env: Mapping[str, str] | None = None) -> int | None:
     return int(raw)
 
 
+def check_settings(env: Mapping[str, str] | None = None) -> None:
+    """Raises ValueError naming a bad MAKAM_MODEL_ROOTS or MAKAM_WORKER_MEMORY_BYTES: for the server to stop at start."""
+    model_roots(env)
+    memory_limit_from_env(env)
+
+
+def _settings_error(e: ValueError) -> TrainingError:
+    return TrainingError("worker_misconfigured", f"this worker's settings are invalid: {e}", retryable=False)
+
+
 def is_hub_id(name: str) -> bool:
     return len(name) <= 96 and _HUB_ID.fullmatch(name) is not None and "--" not in name and ".." not in name
 
@@ -76,7 +86,11 @@ def resolve_model_name(name: str, roots: list[str] | None = None) -> ModelSource
     """Where `model.name` is read from; a refused or missing path fails as `model_not_found`, one message for all."""
     if is_hub_id(name):
         return ModelSource(name, hub=True)
-    roots = model_roots() if roots is None else roots
+    if roots is None:
+        try:
+            roots = model_roots()
+        except ValueError as e:
+            raise _settings_error(e) from None
     not_found = TrainingError(
         "model_not_found",
         f"model {name!r} was not found: model.name must be a Hugging Face id in this worker's cache or a model "
@@ -173,7 +187,10 @@ def estimate_training_bytes(config: Any, parameters: int, hp: Any, *, family: st
 
 
 def device_memory(device: Any) -> int:
-    limit = memory_limit_from_env()
+    try:
+        limit = memory_limit_from_env()
+    except ValueError as e:
+        raise _settings_error(e) from None
     if limit is not None:
         return limit
     if device.type == "cuda":
