@@ -14,6 +14,15 @@ test('parameter counts match the published models', () => {
   assert.ok(Math.abs(llama + 128256 * 4096 - 8.03e9) < 0.01e9, String(llama));
 });
 
+test('a known model is counted exactly, and a model named like an Object property is an unknown one', () => {
+  // BertForSequenceClassification of bert-base-uncased with 2 labels, as transformers builds it.
+  assert.equal(parameterCount(shapeFromName('bert-base-uncased', 'encoder'), 2), 109_483_778);
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    const { estimate } = place(input('encoder', { name }), classes);
+    assert.ok(Number.isFinite(estimate.total_bytes) && estimate.parameters > 1e8, `${name}: ${JSON.stringify(estimate)}`);
+  }
+});
+
 test('a BERT-base job goes to gpu-4g and a LLaMA-8B LoRA job to gpu-32g', () => {
   assert.equal(place(input('encoder', { name: 'dbmdz/bert-base-turkish-cased' }), classes).resource_class, 'gpu-4g');
   assert.equal(place(input('decoder', { name: 'meta-llama/Llama-3.1-8B' }, { batch_size: 4 }), classes).resource_class, 'gpu-32g');
