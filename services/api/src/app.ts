@@ -180,6 +180,10 @@ function watchBodyRate(app: FastifyInstance, minBytesPerS: number, windowMs: num
     payload.on('error', stop);
     payload.on('close', stop);
     counted.on('close', stop);
+    // Answered before the body was read (413, 401 from a later hook): the watch ends with the response.
+    reply.raw.on('close', stop);
+    // A parser that stopped listening must not turn a late cut into an uncaught error.
+    counted.on('error', () => {});
     return payload.pipe(counted);
   });
 }

@@ -1,6 +1,7 @@
 // One error shape for every refusal: {"error": {"code", "message", "param"}}.
 import { STATUS_CODES as HTTP_STATUS_TEXT } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { PATTERN_HINTS } from './schemas/common.ts';
 
 export class ApiError extends Error {
   readonly statusCode: number;
@@ -50,6 +51,11 @@ export function describeValidation(err: FastifyError): { message: string; param:
     }
     case 'enum':
       return { param, message: `'${param}' must be one of: ${(first.params.allowedValues as unknown[]).join(', ')}` };
+    case 'pattern': {
+      const hint = PATTERN_HINTS[String(first.params.pattern)];
+      if (hint) return { param, message: `'${param}' must be ${hint}` };
+      return { param: param || null, message: `'${param || context}' ${first.message ?? 'is invalid'}` };
+    }
     case 'const':
       return { param, message: `'${param}' must be ${JSON.stringify(first.params.allowedValue)}` };
     default:

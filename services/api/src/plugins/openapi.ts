@@ -5,6 +5,7 @@ import fp from 'fastify-plugin';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { declareAccess } from '../access.ts';
+import { STREAM_ID_PATTERN } from '../schemas/common.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -66,7 +67,7 @@ export default fp(
           op.responses!['204'] = { description: 'Stream requested after the terminal event: nothing will follow' };
           op.parameters = [
             ...(op.parameters ?? []),
-            { name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string', pattern: '^[0-9]+-[0-9]+$' }, description: 'Resume a stream after this event id' },
+            { name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string', pattern: STREAM_ID_PATTERN }, description: 'Resume a stream after this event id' },
           ];
         }
         return doc as never;

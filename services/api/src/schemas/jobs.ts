@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { DATASET_ID_PATTERN, JOB_ID_PATTERN, JOB_STATUSES, OBJECTIVE_METRICS, PRUNERS, SAMPLERS } from '@makam/shared';
-import { Nullable } from './common.ts';
+import { Nullable, STREAM_ID_PATTERN } from './common.ts';
 
 const LabelWeights = Type.Record(Type.String({ minLength: 1 }), Type.Number({ minimum: 0, maximum: 1000 }), { description: 'A weight per label name' });
 
@@ -170,7 +170,7 @@ export const ListJobsQuery = Type.Object(
 
 export const EventsQuery = Type.Object(
   {
-    after: Type.Optional(Type.String({ pattern: '^[0-9]+-[0-9]+$', description: 'next_cursor of the previous page' })),
+    after: Type.Optional(Type.String({ pattern: STREAM_ID_PATTERN, maxLength: 41, description: 'next_cursor of the previous page' })),
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
   },
   { additionalProperties: false },

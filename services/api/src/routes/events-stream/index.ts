@@ -9,9 +9,10 @@ import { isTerminal, type StoredEvent } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
 import { compareIds, endsJob } from '../../events/job-event-hub.ts';
 import { SSE } from '../../plugins/live-events.ts';
+import { STREAM_ID_HINT, STREAM_ID_PATTERN } from '../../schemas/common.ts';
 import { JobIdParams } from '../../schemas/jobs.ts';
 
-const CURSOR = /^[0-9]+-[0-9]+$/;
+const CURSOR = new RegExp(STREAM_ID_PATTERN);
 const PAGE = 1000;
 /** A slow client whose unsent buffer grows past this is dropped; it resumes from its cursor. */
 const MAX_BUFFERED = 4 * 1024 * 1024;
@@ -19,7 +20,7 @@ const MAX_BUFFERED = 4 * 1024 * 1024;
 const END_GRACE_MS = 5_000;
 
 export const StreamQuery = Type.Object(
-  { after: Type.Optional(Type.String({ pattern: CURSOR.source, description: 'Resume after this cursor (Last-Event-ID wins when both are sent)' })) },
+  { after: Type.Optional(Type.String({ pattern: STREAM_ID_PATTERN, maxLength: 41, description: 'Resume after this cursor (Last-Event-ID wins when both are sent)' })) },
   { additionalProperties: false },
 );
 
@@ -43,7 +44,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       if (!job || job.tenant !== request.tenant) throw notFound('job', id);
       const header = request.headers['last-event-id'];
       const given = (Array.isArray(header) ? header[0] : header)?.trim() || request.query.after || null;
-      if (given && !CURSOR.test(given)) throw new ApiError(400, 'invalid_request', "'Last-Event-ID' must be an event id such as 1700000000000-0", 'Last-Event-ID');
+      if (given && !CURSOR.test(given)) throw new ApiError(400, 'invalid_request', `'Last-Event-ID' must be ${STREAM_ID_HINT}`, 'Last-Event-ID');
       let cursor: string | null = given;
       // Resuming after the job's last event: nothing will ever follow.
       if (cursor) {
