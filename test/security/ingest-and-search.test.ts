@@ -12,6 +12,9 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { BlobStore } from '@makam/shared';
 import { ingestDataset } from '../../services/api/src/datasets/ingest.ts';
+import { checkSearch } from '../../services/api/src/jobs/check-search.ts';
+import { ApiError } from '../../services/api/src/errors.ts';
+import type { SearchRequestT } from '../../services/api/src/schemas/jobs.ts';
 import { startOpsApp, type OpsApp } from '../ops/app.ts';
 
 interface ErrorBody {
@@ -103,13 +106,22 @@ describe('the tune search check', () => {
       const res = await s.api('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
       assert.equal(res.status, 400);
       const err = await errorOf(res);
-      // Fastify's JSON parser may refuse '__proto__' itself; any other key must reach the search check.
-      if (key !== '__proto__' || err.param !== null) {
-        assert.equal(err.param, `search.space.${key}`);
-        assert.match(err.message, /is not a hyperparameter/);
-      }
+      // The body parser refuses some prototype keys itself; the others reach the search check.
+      assert.equal(err.param, `search.space.${key}`);
+      assert.match(err.message, /is not a hyperparameter|not accepted anywhere in a body/);
     });
   }
+
+  test('the search check itself refuses prototype keys as unknown hyperparameters', () => {
+    for (const key of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) {
+      // JSON.parse makes '__proto__' an own key, as a body parser that let it through would.
+      const request = JSON.parse(`{"space":{"${key}":{"type":"int","low":1,"high":3}},"sampler":"grid","trials":3}`) as SearchRequestT;
+      assert.throws(
+        () => checkSearch('encoder', request, {}),
+        (err: unknown) => err instanceof ApiError && err.statusCode === 400 && err.param === `search.space.${key}` && /is not a hyperparameter/.test(err.message),
+      );
+    }
+  });
 });
 
 /** A JSONL dataset of `rows` rows with two labels, each text `textBytes` long. */
