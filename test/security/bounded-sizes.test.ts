@@ -261,6 +261,20 @@ test('a run with a huge report delivers its model; record, events and deliveries
       assert.ok(record2 <= MAX_JOB_RECORD_BYTES, `record ${record2}`);
       assert.ok(event2 <= MAX_JOB_EVENT_BYTES, `event ${event2}`);
       assert.ok(body2 <= MAX_WEBHOOK_BODY_BYTES, `webhook body ${body2}`);
+
+      // A run that fails is cleaned from the worker too (only successes were: a failed run's files stayed).
+      const one = Buffer.from(Array.from({ length: 10 }, (_, j) => JSON.stringify({ text: `tek ${j}`, label: 'yalnız' })).join('\n') + '\n');
+      const oneSha = createHash('sha256').update(one).digest('hex');
+      await writeFile(blobs.datasetPath(oneSha), one);
+      const oneId = newDatasetId();
+      await new DatasetStore(conn, redisKeys(s.prefix)).create({ id: oneId, object: 'dataset', tenant: 'e2e', name: null, format: 'jsonl', sha256: oneSha, size_bytes: one.length, rows: 10, labels: ['yalnız', 'öteki'], label_counts: { yalnız: 10, öteki: 0 }, created_at: new Date().toISOString() });
+      const third = await s.json('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'finetune', model: { family: 'tfidf' }, dataset: oneId, hyperparameters: {} }) });
+      assert.equal(third.status, 202, JSON.stringify(third.body));
+      const failed = await s.finished(third.body.id, 120_000);
+      assert.equal(failed.status, 'failed');
+      const runs = path.join(s.workerStateDir, 'runs');
+      await eventually('the failed run removed from the worker', async () => !(await readdir(runs).catch(() => [] as string[])).includes(failed.id), 10_000);
+      assert.deepEqual(await readdir(runs).catch(() => []), [], 'no run left on the worker');
     });
   } finally {
     delete process.env.MAKAM_WEBHOOK_ALLOW_PRIVATE;

@@ -349,12 +349,16 @@ export class RunDriver {
       const artifact = await this.fetchArtifact();
       await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', level: 'info', message: `model stored (${artifact.size_bytes} bytes, sha256 ${artifact.sha256})` });
       await this.ctx.jobs.transition(this.jobId, 'succeeded', { result: finalMetrics, artifact, finished_at: now, error: null });
-      await this.client.deleteRun({ runId: this.jobId }, { timeoutMs: UNARY_MS }).catch(() => undefined);
+      await this.cleanRun();
       this.log.info({ artifact }, 'job succeeded');
       return 'succeeded';
     }
     const ended = state === RunState.CANCELLED && this.pruning ? 'run ended: stopped by the pruner' : `run ended: ${RunState[state]}${code ? ` (${code}: ${message})` : ''}`;
     await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', level: state === RunState.CANCELLED ? 'info' : 'error', message: ended });
+    // A run that did not succeed is cleaned from the worker too (only successes were, and a failed
+    // run's files stayed on the worker's disk); a retry starts a new run, resuming from the
+    // checkpoint already in the artifact store.
+    await this.cleanRun();
     if (state === RunState.CANCELLED) {
       if (this.pruning && (await this.ctx.jobs.transition(this.jobId, 'pruned', { finished_at: now }, 'pruned', ['running'])).ok) {
         this.log.info('trial pruned');
@@ -366,6 +370,23 @@ export class RunDriver {
     }
     if (retryable) throw new RetryableRunError(code || 'worker_crashed', message || 'the training process died');
     throw new UnrecoverableError(`${code || 'training_failed'}: ${message}`);
+  }
+
+  /**
+   * Deletes the finished run on the worker. Its process may still be exiting after its final event
+   * (the worker then refuses with FAILED_PRECONDITION): asked again for a few seconds, then left to
+   * the worker's own retention.
+   */
+  private async cleanRun(): Promise<void> {
+    for (let i = 0; i < 20; i++) {
+      try {
+        await this.client.deleteRun({ runId: this.jobId }, { timeoutMs: UNARY_MS });
+        return;
+      } catch (err) {
+        if (!isGrpcError(err, GrpcStatus.FAILED_PRECONDITION)) return;
+        await sleep(250, undefined, { signal: this.abort.signal }).catch(() => {});
+      }
+    }
   }
 
   /** Pulls the model into the artifact store and checks its sha256 against the worker's. */
