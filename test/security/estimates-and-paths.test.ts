@@ -110,6 +110,36 @@ test('the estimate counts every parameter a config creates, as the model built o
   console.log(`# ${samples.length} configs: every estimated parameter count equals the meta-device count (largest ${Math.max(...real).toLocaleString('en')})`);
 });
 
+test("the worker's meta-device check estimates a run's memory as the API does", { timeout: 60_000 }, async () => {
+  const { estimateMemory, defaultsFor } = await import('@makam/shared');
+  const cases = [
+    { family: 'encoder', config: { model_type: 'bert', hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 128, type_vocab_size: 7 }, hp: { batch_size: 8, max_length: 128, precision: 'fp32' }, cuda: false },
+    { family: 'encoder', config: { model_type: 'roberta', hidden_size: 96, num_hidden_layers: 3, num_attention_heads: 4, intermediate_size: 300 }, hp: { batch_size: 32, max_length: 256, precision: 'bf16', gradient_checkpointing: true }, cuda: true },
+    { family: 'decoder', config: { model_type: 'llama', hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 128, head_dim: 32 }, hp: { batch_size: 4, max_length: 256, precision: 'bf16', lora_r: 8, lora_target_modules: ['q_proj', 'v_proj', 'down_proj'] }, cuda: true },
+    { family: 'decoder', config: { model_type: 'gpt2', n_embd: 64, n_layer: 2, n_head: 4 }, hp: { batch_size: 2, max_length: 64, precision: 'fp32', load_in_4bit: true, lora_target_modules: ['c_attn', 'c_proj'] }, cuda: false },
+  ] as const;
+  const vocab = 500;
+  const ts = cases.map((c) => {
+    const hyperparameters = { ...defaultsFor(c.family), ...c.hp };
+    return { hp: hyperparameters, total: estimateMemory({ family: c.family, model: { config: c.config, tokenizer: { vocab_size: vocab } }, hyperparameters, labels, rows: 0, datasetBytes: 0, cuda: c.cuda }).total_bytes };
+  });
+  const script = `
+import json, sys, types
+from transformers import AutoConfig
+from makam_worker.training.model_limits import estimate_training_bytes, meta_parameter_count
+out = []
+for c in json.load(sys.stdin):
+    fields = {k: v for k, v in c["config"].items() if k != "model_type"}
+    config = AutoConfig.for_model(c["config"]["model_type"], **fields, vocab_size=c["vocab"], num_labels=c["labels"])
+    hp = types.SimpleNamespace(**c["hp"])
+    out.append(estimate_training_bytes(config, meta_parameter_count(config), hp, family=c["family"], labels=c["labels"], precision=c["hp"]["precision"], cuda=c["cuda"]).total_bytes)
+print(json.dumps(out))`;
+  const child = promisify(execFile)(PYTHON, ['-c', script], { encoding: 'utf8', env: { ...process.env, HF_HUB_OFFLINE: '1' } });
+  child.child.stdin!.end(JSON.stringify(cases.map((c, i) => ({ ...c, hp: ts[i]!.hp, vocab, labels }))));
+  const worker = JSON.parse((await child).stdout.trim().split('\n').at(-1)!) as number[];
+  assert.deepEqual(worker, ts.map((t) => t.total));
+});
+
 test("the issue's lies: a 3.2 B-parameter tiny BERT and a 38 B-parameter gpt2 are counted as what they are", async () => {
   const bert = { model_type: 'bert', hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 128, type_vocab_size: 50_000_000 };
   const res = await submit({ family: 'encoder', config: bert });
