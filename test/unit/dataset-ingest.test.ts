@@ -60,3 +60,18 @@ test('refusals name the problem and store nothing', async () => {
   const tmp = await readdir(path.join(s.root, 'tmp')).catch(() => []);
   assert.deepEqual(tmp, [], 'no temporary file may remain');
 });
+
+test('JSONL: long lines of multi-byte text across read chunks come out whole; limits come from the caller', async () => {
+  const s = await store();
+  // 150 KB lines span several 64 KiB reads, with two-byte characters cut at chunk edges.
+  const long = 'çğış '.repeat(20_000);
+  const r = await ingestDataset(body(`{"text":"a","label":"x"}\r\n{"text":"${long}","label":"y"}\n{"text":"${long}z","label":"x"}`), 'jsonl', s, 1e7);
+  assert.equal(r.rows, 3);
+  const rows = (await readFile(s.datasetPath(r.sha256), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { text: string });
+  assert.equal(rows[1]!.text, long);
+  assert.equal(rows[2]!.text, `${long}z`);
+  const limits = { maxTextBytes: 100_000, maxLabelChars: 3, maxLabels: 2 };
+  await refused(ingestDataset(body(`{"text":"a","label":"x"}\n{"text":"${long}","label":"y"}\n`), 'jsonl', s, 1e7, limits), 'line_too_long', 'line 2');
+  await refused(ingestDataset(body('{"text":"a","label":"x"}\n{"text":"b","label":"long"}\n'), 'jsonl', s, 1e7, limits), 'label_too_long', 'label');
+  await refused(ingestDataset(body('{"text":"a","label":"x"}\n{"text":"b","label":"y"}\n{"text":"c","label":"z"}\n'), 'jsonl', s, 1e7, limits), 'too_many_labels', 'label');
+});

@@ -7,13 +7,14 @@ import { idempotencyKey, withIdempotency } from '../../idempotency.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { Dataset, DatasetIdParams, DatasetUploadQuery, DeletedDataset } from '../../schemas/datasets.ts';
 
-const CONTENT_TYPES: Record<string, DatasetFormat> = {
-  'application/jsonl': 'jsonl',
-  'application/x-ndjson': 'jsonl',
-  'application/x-jsonlines': 'jsonl',
-  'application/json-lines': 'jsonl',
-  'text/csv': 'csv',
-};
+// A Map: the media type comes from the client, and a plain object would answer for 'constructor'.
+const CONTENT_TYPES = new Map<string, DatasetFormat>([
+  ['application/jsonl', 'jsonl'],
+  ['application/x-ndjson', 'jsonl'],
+  ['application/x-jsonlines', 'jsonl'],
+  ['application/json-lines', 'jsonl'],
+  ['text/csv', 'csv'],
+]);
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   // Uploads reach the handler as a stream whatever their type (here only: the parsers of this
@@ -39,7 +40,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const mediaType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-      const format = request.query.format ?? CONTENT_TYPES[mediaType];
+      const format = request.query.format ?? CONTENT_TYPES.get(mediaType);
       if (!format) {
         throw new ApiError(415, 'unsupported_media_type', `send the dataset as application/jsonl or text/csv (got '${mediaType || 'none'}'), or add ?format=jsonl|csv`, 'Content-Type');
       }
