@@ -82,6 +82,8 @@ async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs: numb
 export interface StackOptions {
   /** Extra environment for the dispatcher (e.g. a short MAKAM_LOCK_MS for takeover tests). */
   dispatcherEnv?: Record<string, string>;
+  /** Extra environment for the Python workers (e.g. small upload limits). */
+  workerEnv?: Record<string, string>;
   /** Python workers to start (1); the first is named `worker`, the others `worker2`, `worker3`, ... */
   workers?: number;
 }
@@ -104,7 +106,7 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
   const workerStateDir = path.join(dir, 'worker');
   workerAddresses.forEach((address, i) => {
     const name = i === 0 ? 'worker' : `worker${i + 1}`;
-    procs.push(start(name, PYTHON, ['-m', 'makam_worker', '--listen', address, '--state-dir', i === 0 ? workerStateDir : path.join(dir, name)], { PYTHONUNBUFFERED: '1' }));
+    procs.push(start(name, PYTHON, ['-m', 'makam_worker', '--listen', address, '--state-dir', i === 0 ? workerStateDir : path.join(dir, name)], { PYTHONUNBUFFERED: '1', ...options.workerEnv }));
   });
   const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort) });
   procs.push(api);

@@ -169,7 +169,7 @@ export class RunDriver {
       yield { part: { case: 'header' as const, value: { epoch: cp.epoch, step: cp.step, sizeBytes: BigInt(cp.size_bytes), sha256: cp.sha256 } } };
       for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) yield { part: { case: 'chunk' as const, value: chunk as Buffer } };
     }
-    await this.client.uploadCheckpoint(parts(), { timeoutMs: TRANSFER_MS, signal: this.abort.signal });
+    await this.client.uploadCheckpoint(parts(), { timeoutMs: TRANSFER_MS, signal: this.abort.signal }).catch(refusedUpload('checkpoint_too_large'));
     this.log.info({ epoch: cp.epoch, sha256: cp.sha256 }, 'checkpoint uploaded to worker for resume');
   }
 
@@ -205,7 +205,7 @@ export class RunDriver {
       yield { part: { case: 'header' as const, value: { sha256, sizeBytes } } };
       for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) yield { part: { case: 'chunk' as const, value: chunk as Buffer } };
     }
-    await this.client.uploadDataset(parts(), { timeoutMs: TRANSFER_MS, signal: this.abort.signal });
+    await this.client.uploadDataset(parts(), { timeoutMs: TRANSFER_MS, signal: this.abort.signal }).catch(refusedUpload('dataset_too_large'));
     this.log.info({ sha256 }, 'dataset uploaded to worker');
   }
 
@@ -410,4 +410,16 @@ export class RunDriver {
     await this.ctx.blobs.commit(written.tempPath, this.ctx.blobs.artifactPath(this.jobId));
     return { sha256: written.sha256, size_bytes: written.size };
   }
+}
+
+/**
+ * The worker refuses an upload over its size limit with INVALID_ARGUMENT: the same bytes would be
+ * refused on every attempt, so the job fails at once. A full disk (RESOURCE_EXHAUSTED) may clear
+ * and is retried.
+ */
+function refusedUpload(code: string): (err: unknown) => never {
+  return (err) => {
+    if (isGrpcError(err, GrpcStatus.INVALID_ARGUMENT)) throw new UnrecoverableError(`${code}: ${err.details}`);
+    throw err;
+  };
 }
