@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { idempotencyKey, withIdempotency } from '../../idempotency.ts';
-import { PlacementError, appliesTo, defaultsFor, estimateMemory, fingerprintOf, isTerminal, misapplied, newJobId, objectiveValue, place, queuedJob, requestCancel, trainJobOptions, tuneJobOptions, type DatasetRecord, type JobRecord, type Search } from '@makam/shared';
+import { ModelConfigError, PlacementError, appliesTo, defaultsFor, estimateMemory, fingerprintOf, isTerminal, misapplied, newJobId, objectiveValue, place, queuedJob, requestCancel, trainJobOptions, tuneJobOptions, type DatasetRecord, type JobRecord, type Search } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries, TrialList } from '../../schemas/jobs.ts';
@@ -82,6 +82,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         placement = place(input, app.resourceClasses, body.resource_class);
       } catch (err) {
         if (err instanceof PlacementError) throw new ApiError(400, 'does_not_fit', err.message, body.resource_class ? 'resource_class' : 'hyperparameters');
+        if (err instanceof ModelConfigError) throw new ApiError(400, 'invalid_model_config', err.message, err.param);
         throw err;
       }
       const resourceClass = placement.resource_class;
