@@ -277,4 +277,56 @@ describe('the storage quota and dataset deletion', () => {
     assert.equal(await stored(), 0);
     assert.equal(await s.app.blobs.exists(blob), false, 'the last reference takes the blob with it');
   });
+
+  test('an upload of the same content landing between a delete\'s reference check and its file removal keeps the file', async () => {
+    const content = small(8);
+    const first = (await (await upload(content)).json()) as { id: string; sha256: string };
+    const removed = await s.app.datasets.remove(first.id, 'acme', s.app.quotas.bytesKey('acme'));
+    assert.deepEqual(removed, { outcome: 'deleted', sha256: first.sha256, references: 0 });
+    const finalPath = s.app.blobs.datasetPath(first.sha256);
+    // The real store, with the upload of the same content run just before the delete first touches
+    // the file: the interleaving a busy server can produce, made certain.
+    const second: { id?: string } = {};
+    const interleave = async (p: string) => {
+      if (second.id || p !== finalPath) return;
+      const res = await upload(content);
+      assert.equal(res.status, 201);
+      second.id = ((await res.json()) as { id: string }).id;
+    };
+    const store = new (class extends BlobStore {
+      override async commit(from: string, to: string) {
+        await interleave(from);
+        return super.commit(from, to);
+      }
+      override async remove(p: string) {
+        await interleave(p);
+        return super.remove(p);
+      }
+    })(s.app.blobs.root);
+    await s.app.datasets.dropBlobIfUnused(first.sha256, store);
+    assert.ok(second.id, 'the upload ran inside the delete');
+    assert.ok(await s.app.blobs.exists(finalPath), 'the dataset uploaded during the delete has its file');
+    assert.equal((await s.api(`/v1/datasets/${second.id}`, { method: 'DELETE' })).status, 200);
+    assert.equal(await s.app.blobs.exists(finalPath), false);
+  });
+
+  test('uploads and deletes of the same content racing each other never leave a dataset without its file', async () => {
+    const content = small(7);
+    let live: string[] = [];
+    let sha = '';
+    for (let round = 0; round < 6; round++) {
+      const deletes = live.map((id) => s.api(`/v1/datasets/${id}`, { method: 'DELETE' }).then((r) => r.status));
+      const uploads = Array.from({ length: 3 }, () => upload(content).then(async (r) => ({ status: r.status, body: (await r.json()) as { id: string; sha256: string } })));
+      const [deleted, created] = await Promise.all([Promise.all(deletes), Promise.all(uploads)]);
+      assert.ok(deleted.every((st) => st === 200), `deletes answered ${deleted.join(', ')}`);
+      assert.ok(created.every((c) => c.status === 201), `uploads answered ${created.map((c) => c.status).join(', ')}`);
+      live = created.map((c) => c.body.id);
+      sha = created[0]!.body.sha256;
+      assert.ok(await s.app.blobs.exists(s.app.blobs.datasetPath(sha)), `round ${round}: ${live.length} datasets refer to a missing file`);
+      assert.deepEqual((await s.conn.smembers(s.app.datasets.refsKey(sha))).sort(), [...live].sort(), 'the references are the live records');
+    }
+    for (const id of live) assert.equal((await s.api(`/v1/datasets/${id}`, { method: 'DELETE' })).status, 200);
+    assert.equal(await s.app.blobs.exists(s.app.blobs.datasetPath(sha)), false);
+    assert.equal(await stored(), 0);
+  });
 });
