@@ -10,7 +10,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { BlobStore } from '@makam/shared';
+import { BlobStore, DatasetStore, redisKeys, type DatasetRecord } from '@makam/shared';
 import { ingestDataset } from '../../services/api/src/datasets/ingest.ts';
 import { checkSearch } from '../../services/api/src/jobs/check-search.ts';
 import { ApiError } from '../../services/api/src/errors.ts';
@@ -308,6 +308,21 @@ describe('the storage quota and dataset deletion', () => {
     assert.ok(await s.app.blobs.exists(finalPath), 'the dataset uploaded during the delete has its file');
     assert.equal((await s.api(`/v1/datasets/${second.id}`, { method: 'DELETE' })).status, 200);
     assert.equal(await s.app.blobs.exists(finalPath), false);
+  });
+
+  test('datasets stored before reference sets existed keep a shared file when one of them is deleted', async () => {
+    const a = (await (await upload(small(9))).json()) as DatasetRecord;
+    // B: the same content recorded as the old code did (no reference); A's reference gone too.
+    const b: DatasetRecord = { ...a, id: 'ds_01jd0000000000000000000009' };
+    await s.conn.multi().set(`${s.prefix}:dataset:${b.id}`, JSON.stringify(b)).zadd(`${s.prefix}:datasets`, 0, b.id).incrby(`${s.prefix}:tenant:acme:bytes`, b.size_bytes).exec();
+    await s.conn.del(s.app.datasets.refsKey(a.sha256), `${s.prefix}:datasets:refs-built`);
+    const store = new DatasetStore(s.conn, redisKeys(s.prefix)); // as an API process starting on old data
+    assert.deepEqual(await store.remove(a.id, 'acme', s.app.quotas.bytesKey('acme')), { outcome: 'deleted', sha256: a.sha256, references: 1 });
+    assert.equal(await store.dropBlobIfUnused(a.sha256, s.app.blobs), false);
+    assert.ok(await s.app.blobs.exists(s.app.blobs.datasetPath(a.sha256)), 'B still has its file');
+    assert.equal((await s.api(`/v1/datasets/${b.id}`, { method: 'DELETE' })).status, 200);
+    assert.equal(await s.app.blobs.exists(s.app.blobs.datasetPath(a.sha256)), false);
+    assert.equal(await stored(), 0);
   });
 
   test('uploads and deletes of the same content racing each other never leave a dataset without its file', async () => {

@@ -68,11 +68,40 @@ export class DatasetStore {
     return `${this.keys.datasets}:sha256:${sha256}`;
   }
 
+  private refsBuilt: Promise<void> | null = null;
+
+  /**
+   * Datasets stored before blobs had reference sets get theirs, once per store (a marker key says
+   * a full pass finished), so deleting one never takes a file that an older record still uses.
+   */
+  private ensureRefs(): Promise<void> {
+    this.refsBuilt ??= (async () => {
+      const marker = `${this.keys.datasets}:refs-built`;
+      if (await this.redis.exists(marker)) return;
+      for (let start = 0; ; start += 500) {
+        const ids = await this.redis.zrange(this.keys.datasets, start, start + 499);
+        if (ids.length === 0) break;
+        const raws = await this.redis.mget(ids.map((id) => this.keys.dataset(id)));
+        const multi = this.redis.multi();
+        raws.forEach((raw, i) => {
+          if (raw) multi.sadd(this.refsKey((JSON.parse(raw) as DatasetRecord).sha256), ids[i]!);
+        });
+        await multi.exec();
+      }
+      await this.redis.set(marker, new Date().toISOString());
+    })().catch((err: unknown) => {
+      this.refsBuilt = null; // tried again on the next call
+      throw err;
+    });
+    return this.refsBuilt;
+  }
+
   /**
    * Removes the tenant's dataset `id` in one step (see REMOVE): `bytesKey` is the tenant's
    * stored-bytes counter. The blob is the caller's to drop when no reference is left.
    */
   async remove(id: string, tenant: string, bytesKey: string): Promise<RemoveResult> {
+    await this.ensureRefs();
     const keys = [this.keys.dataset(id), this.keys.datasets, bytesKey, this.keys.tenantActive(tenant)];
     const r = (await this.redis.eval(REMOVE, keys.length, ...keys, id, tenant, this.keys.job(''), this.refsKey(''))) as [string, (string | number)?, number?];
     if (r[0] === 'busy') return { outcome: 'busy', job: String(r[1]) };
@@ -86,6 +115,7 @@ export class DatasetStore {
    * meanwhile puts it back (the content is the same, whoever wrote it).
    */
   async dropBlobIfUnused(sha256: string, blobs: BlobStore): Promise<boolean> {
+    await this.ensureRefs();
     if ((await this.redis.scard(this.refsKey(sha256))) > 0) return false;
     const finalPath = blobs.datasetPath(sha256);
     const aside = await blobs.tempPath();
