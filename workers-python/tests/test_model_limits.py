@@ -140,3 +140,24 @@ def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="MAKAM_WORKER_MEMORY_BYTES"):
         check_settings({"MAKAM_WORKER_MEMORY_BYTES": "4GiB"})
     check_settings({"MAKAM_MODEL_ROOTS": "/srv/models:/data", "MAKAM_WORKER_MEMORY_BYTES": "4294967296"})
+
+
+def test_a_hub_id_loads_from_the_hugging_face_cache(tmp_path, monkeypatch, outside_model):
+    import shutil
+
+    from huggingface_hub import constants
+
+    # The cache as huggingface_hub lays it out: refs/main names the snapshot holding the files.
+    cache = tmp_path / "hf" / "hub"
+    repo = cache / "models--someorg--tiny-bert"
+    shutil.copytree(outside_model, repo / "snapshots" / ("a" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    # An impostor of the same name where the worker runs is never looked at.
+    (tmp_path / "cwd" / "someorg" / "tiny-bert").mkdir(parents=True)
+    (tmp_path / "cwd" / "someorg" / "tiny-bert" / "config.json").write_text("not a config")
+    monkeypatch.chdir(tmp_path / "cwd")
+    spec = {"family": "encoder", "name": "someorg/tiny-bert", "config": None, "tokenizer": None}
+    run_dir = write_run_dir(tmp_path / "runs", "from-cache", ONE_EPOCH, model=spec)
+    assert execute(run_dir) == EXIT_OK, finished(run_dir)
