@@ -157,6 +157,8 @@ describe('dataset ingest', () => {
       ['application/jsonl', Array.from({ length: 6 }, (_, i) => `{"text":"t","label":"l${i}"}\n`).join(''), 'too_many_labels', 'label', 'MAKAM_MAX_LABELS'],
       ['text/csv', `text,label\na,rock\n"${'b'.repeat(70_000)}",pop\n`, 'line_too_long', 'line 3', 'MAKAM_MAX_TEXT_BYTES'],
       ['text/csv', `text,label\na,rock\nb,${'p'.repeat(21)}\n`, 'label_too_long', 'label', 'MAKAM_MAX_LABEL_CHARS'],
+      ['application/jsonl', '{"text":"a","label":"rock"}\n{"text":"b","label":"__proto__"}\n', 'invalid_label', 'label', 'rename the class'],
+      ['text/csv', 'text,label\na,rock\nb,constructor\n', 'invalid_label', 'label', 'rename the class'],
     ];
     for (const [type, body, code, param, setting] of cases) {
       const res = await upload(body, type);

@@ -28,6 +28,10 @@ export interface IngestLimits {
   maxLabels: number;
 }
 
+// The keys request bodies refuse anywhere (services/api/src/json-body.ts): a class with one of these
+// names could never be given class_weights or focal_alpha, and is a prototype key wherever read.
+const RESERVED_LABELS = new Set(['__proto__', 'constructor', 'prototype']);
+
 export const DEFAULT_INGEST_LIMITS: IngestLimits = { maxTextBytes: 1024 * 1024, maxLabelChars: 100, maxLabels: 200 };
 
 /**
@@ -167,6 +171,9 @@ function normalize(row: unknown, line: number, limits: IngestLimits): { text: st
   const normalized = label.trim().normalize('NFC');
   if (normalized.length > limits.maxLabelChars) {
     throw new ApiError(400, 'label_too_long', `line ${line}: "label" is ${normalized.length} characters, more than the limit of ${limits.maxLabelChars} (MAKAM_MAX_LABEL_CHARS); use a short name for the class`, 'label');
+  }
+  if (RESERVED_LABELS.has(normalized)) {
+    throw new ApiError(400, 'invalid_label', `line ${line}: "label" '${normalized}' cannot name a class: labels become keys (label_counts, class_weights, per-class metrics) and request bodies refuse this one; rename the class`, 'label');
   }
   return { text, label: normalized };
 }
