@@ -344,13 +344,26 @@ describe('slow clients', () => {
         });
       });
     const N = 50;
+    let silentClosed = 0;
     const bodies = Array.from({ length: N }, () =>
       trickle(`POST /v1/datasets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/jsonl\r\nContent-Length: 100000\r\n\r\n`),
     );
     const headers = Array.from({ length: N }, () => trickle('GET /v1/jobs HTTP/1.1\r\nHost: x\r\nX-Slow: '));
+    // Connections that send nothing at all are held to the same header deadline (Node counts from the connection).
+    const silent = Array.from({ length: N }, () =>
+      new Promise<{ ms: number; response: string }>((resolve) => {
+        let response = '';
+        const s = net.connect(port, '127.0.0.1');
+        s.on('data', (d) => (response += d.toString()));
+        s.on('error', () => {});
+        s.on('close', () => (silentClosed++, resolve({ ms: Date.now() - started, response })));
+      }),
+    );
     const probes: number[] = [];
     let done = false;
-    const all = Promise.all([...bodies, ...headers]).finally(() => (done = true));
+    const all = Promise.all([...bodies, ...headers]);
+    const quiet = Promise.all(silent);
+    void Promise.all([all, quiet]).finally(() => (done = true));
     while (!done && Date.now() - started < 8000) {
       const t = performance.now();
       assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
@@ -373,8 +386,14 @@ describe('slow clients', () => {
         assert.match(r.response, /^HTTP\/1\.1 408/);
         refused({ statusCode: 408, body: r.response.slice(r.response.indexOf('\r\n\r\n') + 4) }, 408, 'request_timeout');
       }
+      const silentCuts = await Promise.race([quiet, new Promise<null>((r) => setTimeout(() => r(null), 100))]);
+      assert.ok(silentCuts, `every silent connection was closed within 8 s (${silentClosed} of ${N})`);
+      for (const r of silentCuts) {
+        assert.ok(r.ms < 800 + 2000, `a silent connection was closed after ${r.ms} ms`);
+        refused({ statusCode: Number(r.response.slice(9, 12)), body: r.response.slice(r.response.indexOf('\r\n\r\n') + 4) }, 408, 'request_timeout');
+      }
       assert.ok(slowest < 200, `slowest /healthz ${slowest} ms (probes: ${probes.join(' ')})`);
-      console.log(`# slow clients: ${N} body + ${N} header trickles closed in ${Math.max(...results.map((r) => r.ms))} ms; ${probes.length} /healthz probes, slowest ${slowest} ms`);
+      console.log(`# slow clients: ${N} body + ${N} header trickles + ${N} silent connections closed in ${Math.max(...results.map((r) => r.ms), ...silentCuts.map((r) => r.ms))} ms; ${probes.length} /healthz probes, slowest ${slowest} ms`);
     } finally {
       b.app.server.closeAllConnections();
       await b.app.close();
