@@ -127,6 +127,11 @@ def test_every_refused_path_reads_the_same_whether_it_exists_or_not(tmp_path, ou
         messages.add(refused.value.message.replace(repr(name), "NAME"))
     assert len(messages) == 1, messages
     assert resolve_model_name(f"{root}/tiny", [os.path.realpath(root)]).location == os.path.realpath(root / "tiny")
+    # A root that is itself a symlink (/models -> /mnt/models) holds its models by either name.
+    (tmp_path / "alias").symlink_to(root)
+    assert resolve_model_name(f"{tmp_path}/alias/tiny", [f"{tmp_path}/alias"]).location == os.path.realpath(root / "tiny")
+    with pytest.raises(TrainingError):
+        resolve_model_name(f"{tmp_path}/alias/link", [f"{tmp_path}/alias"])
     assert resolve_model_name("dbmdz/bert-base-turkish-cased", []).hub
 
 

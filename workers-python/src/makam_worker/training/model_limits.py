@@ -34,7 +34,7 @@ _HUB_ID = re.compile(rf"(?:{_SEGMENT}/)?{_SEGMENT}")
 
 
 def model_roots(env: Mapping[str, str] | None = None) -> list[str]:
-    """The model roots, real paths; ValueError naming the variable for a relative one or one with '..'."""
+    """The model roots, normalised; ValueError naming the variable for a relative one or one with '..'."""
     env = os.environ if env is None else env
     roots = []
     for raw in env.get(MODEL_ROOTS_ENV, "").split(":"):
@@ -42,7 +42,7 @@ def model_roots(env: Mapping[str, str] | None = None) -> list[str]:
             continue
         if not raw.startswith("/") or ".." in raw.split("/"):
             raise ValueError(f"{MODEL_ROOTS_ENV}: {raw!r} must be an absolute directory without '..'")
-        roots.append(os.path.realpath(raw))
+        roots.append(os.path.normpath(raw))
     return roots
 
 
@@ -104,8 +104,8 @@ def resolve_model_name(name: str, roots: list[str] | None = None) -> ModelSource
     # The normalised path first: nothing outside the roots is ever looked at.
     if not any(_under(normal, root) for root in roots):
         raise not_found
-    real = os.path.realpath(normal)  # a symlink inside a root may point out of it
-    if not any(_under(real, root) for root in roots) or not os.path.isdir(real):
+    real = os.path.realpath(normal)  # a symlink inside a root may point out of it (a root may be a symlink itself)
+    if not any(_under(real, os.path.realpath(root)) for root in roots) or not os.path.isdir(real):
         raise not_found
     return ModelSource(real, hub=False)
 
