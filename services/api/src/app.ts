@@ -165,7 +165,9 @@ function watchBodyRate(app: FastifyInstance, minBytesPerS: number, windowMs: num
       },
     });
     const timer = setInterval(() => {
-      if (received - atLastCheck < needed) {
+      // Bytes waiting to be read mean the route is the slow one, not the client.
+      const waiting = payload.readableLength + counted.readableLength + counted.writableLength;
+      if (received - atLastCheck < needed && waiting === 0) {
         clearInterval(timer);
         reply.header('connection', 'close');
         counted.destroy(
