@@ -150,6 +150,15 @@ describe('dataset ingest', () => {
     assert.ok(slowestMs < 200, `/healthz took ${slowestMs.toFixed(0)} ms during the upload`);
   });
 
+  test('a large valid upload is ingested while /healthz keeps answering under 200 ms', async (t) => {
+    const body = jsonl(100_000, 80, 'big'); // 8.4 MB, every row parsed and rewritten
+    const { result: res, slowestMs, probes } = await withProbe(s.url, () => upload(body));
+    t.diagnostic(`8 MB upload of 100000 rows: ${probes} /healthz probes, slowest ${slowestMs.toFixed(0)} ms`);
+    assert.equal(res.status, 201, await res.clone().text());
+    assert.equal(((await res.json()) as { rows: number }).rows, 100_000);
+    assert.ok(slowestMs < 200, `/healthz took ${slowestMs.toFixed(0)} ms during the upload`);
+  });
+
   test('a long text, a long label and too many labels are refused by name; the same caps hold for CSV', async () => {
     const cases: Array<[string, string, string, string, string]> = [
       ['application/jsonl', `{"text":"a","label":"rock"}\n{"text":"${'\\u00e7'.repeat(20_000)}","label":"pop"}\n`, 'line_too_long', 'line 2', 'MAKAM_MAX_TEXT_BYTES'],
