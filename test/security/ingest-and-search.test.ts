@@ -274,6 +274,12 @@ describe('the storage quota and dataset deletion', () => {
     assert.equal(err.code, 'dataset_in_use');
     assert.ok(err.message.includes(job.id), err.message);
     await s.jobs.transition(job.id, 'cancelled', { finished_at: new Date().toISOString() });
+    // A job being submitted (its place taken, its record not yet written) may name it: it holds it too.
+    await s.conn.sadd(`${s.prefix}:tenant:acme:active`, 'job_01jd0000000000000000000077');
+    const submitting = await s.api(`/v1/datasets/${a.id}`, { method: 'DELETE' });
+    assert.equal(submitting.status, 409);
+    assert.ok((await errorOf(submitting)).message.includes('job_01jd0000000000000000000077'));
+    await s.conn.srem(`${s.prefix}:tenant:acme:active`, 'job_01jd0000000000000000000077');
 
     const gone = await s.api(`/v1/datasets/${a.id}`, { method: 'DELETE' });
     assert.equal(gone.status, 200);
