@@ -73,11 +73,11 @@ export const ModelRequest = Type.Object(
     family: Type.Union([Type.Literal('encoder'), Type.Literal('decoder'), Type.Literal('scratch'), Type.Literal('tfidf')], {
       description: 'encoder: BERT-like; decoder: causal LM with LoRA; scratch: a transformer trained from zero; tfidf: TF-IDF + linear model',
     }),
-    name: Type.Optional(Type.String({ minLength: 1, maxLength: 512, pattern: '^[^\\u0000]+$', description: 'encoder, decoder: a Hugging Face id or a local path on the worker' })),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 512, pattern: '^[^\\u0000]+$', description: "encoder, decoder: a Hugging Face id ('org/name', from the worker's cache) or an absolute path under one of the model roots (MAKAM_MODEL_ROOTS)" })),
     config: Type.Optional(
       Type.Object(
-        { model_type: Type.String({ pattern: '^[a-z0-9_-]+$', description: 'A transformers model type, such as bert or llama' }) },
-        { additionalProperties: true, description: 'encoder, decoder: an architecture config to build an untrained model from' },
+        { model_type: Type.String({ pattern: '^[a-z0-9_-]+$', description: 'A transformers model type whose parameters the estimate counts: bert, roberta, xlm-roberta, llama, mistral, gpt2' }) },
+        { additionalProperties: true, description: "encoder, decoder: an architecture config to build an untrained model from; only the type's known settings (hidden_size, num_hidden_layers, ...), each of its type" },
       ),
     ),
     tokenizer: Type.Optional(
