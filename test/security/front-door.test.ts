@@ -251,6 +251,9 @@ describe('answers in the one error shape', () => {
     assert.equal(refused(await post(''), 400, 'invalid_json').param, 'body');
     assert.equal(refused(await post('{}', { 'content-type': 'application/xml' }), 415, 'unsupported_media_type').param, 'Content-Type');
     assert.equal(refused(await post(JSON.stringify({ kind: 'x'.repeat(2 * 1024 * 1024) })), 413, 'body_too_large').param, 'body');
+    // The static files' refusals (swagger-ui's, always there): coded, naming what to fix.
+    assert.equal(refused(await b.app.inject({ method: 'GET', url: `/docs/static/${'a'.repeat(5000)}` }), 403, 'forbidden').param, 'path');
+    assert.equal(refused(await b.app.inject({ method: 'GET', url: '/docs/static/swagger-ui.css', headers: { range: 'bytes=999999999-' } }), 416, 'range_not_satisfiable').param, 'Range');
   });
 
   test('the HTTP parser refusals (a bad request line, headers too large) answer in the shape too', async () => {

@@ -93,6 +93,12 @@ const STATUS_CODES: Record<number, string> = {
   431: 'headers_too_large',
 };
 
+/** Messages for refusals of plugins that say only their status (the static files' 403 and 416). */
+const STATUS_FALLBACK: Record<number, { message: string; param: string | null }> = {
+  403: { message: 'this path cannot be served; check it (no hidden files, no encoded separators or NUL bytes)', param: 'path' },
+  416: { message: 'the Range header asks for bytes the file does not have; send a range within its size, or no Range', param: 'Range' },
+};
+
 /**
  * Errors of the HTTP parser (before any request exists: bad request line, headers too large,
  * headers or whole request too slow): answered on the raw socket in the one error shape, then closed.
@@ -138,7 +144,10 @@ export function registerErrorHandler(app: FastifyInstance): void {
       const known = FRAMEWORK_ERRORS[(err as FastifyError).code ?? ''];
       if (known) return reply.code(known.status).send({ error: { code: known.code, message: known.message, param: known.param } });
       // JSON.parse's SyntaxError and errors of plugins (static files) carry a status but no code of ours.
-      return reply.code(status).send({ error: { code: STATUS_CODES[status] ?? 'invalid_request', message: err.message, param: null } });
+      const fallback = STATUS_FALLBACK[status];
+      // A bare status text ("Forbidden") says no fix: use ours.
+      const message = fallback && err.message === HTTP_STATUS_TEXT[status] ? fallback.message : err.message;
+      return reply.code(status).send({ error: { code: STATUS_CODES[status] ?? 'invalid_request', message, param: fallback?.param ?? null } });
     }
     const name = (err as Error).name ?? '';
     if (name === 'MaxRetriesPerRequestError' || /Connection is closed|ECONNREFUSED|Stream isn't writeable/.test(err.message)) {
