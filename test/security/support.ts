@@ -180,9 +180,9 @@ export class HealthProbe {
 // ---------------------------------------------------------------------------------------------
 // What Redis stores
 
-/** A digest of every key and its value (DUMP), leaving out counters of limits, in one round trip. */
+/** A digest of every key under the prefix and its value (DUMP), leaving out counters of limits, in one round trip. */
 const DIGEST = `
-local keys = redis.call('KEYS', '*')
+local keys = redis.call('KEYS', ARGV[1])
 table.sort(keys)
 local parts = {}
 for _, k in ipairs(keys) do
@@ -193,7 +193,8 @@ for _, k in ipairs(keys) do
 end
 return redis.sha1hex(table.concat(parts, '|'))`;
 
-export const digest = async (redis: Redis): Promise<string> => (await redis.eval(DIGEST, 0)) as string;
+/** `prefix` covers makam's keys and BullMQ's (MAKAM_QUEUE_PREFIX is `${prefix}-q` in the tests), so a shared Redis does not disturb it. */
+export const digest = async (redis: Redis, prefix: string): Promise<string> => (await redis.eval(DIGEST, 0, `${prefix}*`)) as string;
 
 export async function usedMemory(redis: Redis): Promise<number> {
   const info = await redis.info('memory');
