@@ -28,6 +28,8 @@ export interface RouteEntry {
   access: Access;
   /** Route constraints besides method and path (the event stream's `sse`), if any. */
   constraints?: Record<string, unknown>;
+  /** The request schemas the route validates with (JSON Schema), if it has any. */
+  schema?: { body?: unknown; querystring?: unknown; params?: unknown; headers?: unknown };
 }
 
 const tables = new WeakMap<object, Array<{ method: string; url: string; opts: RouteOptions }>>();
@@ -55,7 +57,14 @@ export function routeTable(app: FastifyInstance): RouteEntry[] {
     url,
     access: accessOf(opts.config as { access?: unknown } | undefined),
     ...(opts.constraints && Object.keys(opts.constraints).length ? { constraints: opts.constraints } : {}),
+    ...requestSchemas(opts.schema as Record<string, unknown> | undefined),
   }));
+}
+
+function requestSchemas(schema: Record<string, unknown> | undefined): Pick<RouteEntry, 'schema'> {
+  if (!schema) return {};
+  const parts = Object.fromEntries((['body', 'querystring', 'params', 'headers'] as const).filter((k) => schema[k] !== undefined).map((k) => [k, schema[k]]));
+  return Object.keys(parts).length ? { schema: parts } : {};
 }
 
 /** Gives `access` to every route registered in `scope` from now on (routes of third-party plugins). */
