@@ -111,6 +111,24 @@ describe('access is decided on the matched route', () => {
     }
   });
 
+  test('a route that declares no access is a tenant route (fail closed), wherever it lives', async () => {
+    const prefix = uniquePrefix();
+    const app = await buildApp(
+      loadApiConfig({ REDIS_URL: redis.url, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-front-door-')), MAKAM_LOG_LEVEL: 'silent', MAKAM_WEBHOOK_DELIVERY: 'false', MAKAM_MAX_EVENT_LOOP_DELAY_MS: '0' }),
+    );
+    try {
+      app.get('/internal/secret', async (request) => ({ tenant: request.tenant }));
+      await app.ready();
+      assert.equal(routeTable(app).find((r) => r.url === '/internal/secret')?.access, 'tenant');
+      refused(await app.inject({ method: 'GET', url: '/internal/secret' }), 401, 'unauthorized');
+      refused(await app.inject({ method: 'GET', url: '/internal/%73ecret' }), 401, 'unauthorized');
+      const key = (await new ApiKeyStore(conn, prefix).create('acme', 'test')).key;
+      assert.deepEqual((await app.inject({ method: 'GET', url: '/internal/secret', headers: bearer(key) })).json(), { tenant: 'acme' });
+    } finally {
+      await app.close();
+    }
+  });
+
   test('an unknown path answers 404 in the error shape, with or without a key', async () => {
     for (const headers of [{}, bearer(acme)]) {
       refused(await b.app.inject({ method: 'GET', url: '/v1/nothing-here', headers }), 404, 'route_not_found');
