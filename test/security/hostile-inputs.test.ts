@@ -476,6 +476,20 @@ test('every body field × hostile values: a coded 4xx, nothing stored, /healthz 
     for (const key of PROTOTYPE_KEYS) await post(`body with the key ${key}`, spliceKey(seeds[0], [], key, Buffer.from('{"polluted":1}')));
 
     const list = fieldsOf(route.body!);
+    // An object whose keys the schema leaves open (model.config: the architecture's own keys, checked
+    // in code) is fuzzed key by key as the seeds fill it, each key typed by its seed value.
+    for (const open of list.filter((f) => f.freeKeys && !list.some((g) => g.path.length === f.path.length + 1 && g.path.at(-1) === '*' && g.path.join('.').startsWith(f.path.join('.'))))) {
+      for (const seed of seeds) {
+        const value = get(seed, concretePath(seed, open.path));
+        if (!value || typeof value !== 'object' || Array.isArray(value)) continue;
+        for (const [key, v] of Object.entries(value)) {
+          const p = [...open.path, key];
+          if (list.some((f) => f.path.join('.') === p.join('.'))) continue;
+          const t = v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'number' ? (Number.isInteger(v) ? 'integer' : 'number') : (typeof v as 'string' | 'boolean' | 'object');
+          list.push({ path: p, types: new Set(t === 'integer' ? ['integer'] : t === 'number' ? ['number', 'integer'] : [t]), freeKeys: false, object: false });
+        }
+      }
+    }
     for (const [index, field] of list.entries()) {
       fields++;
       const seed = seeds.find((s) => has(s, concretePath(s, field.path))) ?? seeds[0]!;
