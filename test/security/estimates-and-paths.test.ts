@@ -219,7 +219,7 @@ test('model.name is a hub id or a path under a model root; anything else is refu
     const res = await submit({ family: 'encoder', name });
     assert.equal(res.statusCode, 202, `${name}: ${res.body}`);
   }
-  for (const name of ['/etc', '/etc/passwd', '/srv/models', '/srv/modelsx/a', '/srv/models/../etc', '/srv/models/./a', '/srv/models/a/../../etc', '../models/a', './a', '.a/b', 'a/b/c', 'org/../x', 'a/..', 'org--x/y', 'org/-x', 'C:\\models\\a', '~/models', 'a b/c', `${'a'.repeat(97)}`, '/srv/models/a\\..\\..\\etc']) {
+  for (const name of ['/etc', '/etc/passwd', '/srv/models', '/srv/modelsx/a', '/srv/models/../etc', '/srv/models/./a', '/srv/models/a/../../etc', '../models/a', './a', '.a/b', 'a/b/c', 'org/../x', 'a/..', 'org--x/y', 'org/-x', 'C:\\models\\a', '~/models', 'a b/c', `${'a'.repeat(97)}`, '/srv/models/a\\..\\..\\etc', '/srv/models/a\ud800b', '/srv/models/a\u0085b', '/srv/models/a\nb']) {
     const res = await submit({ family: 'encoder', name });
     assert.equal(res.statusCode, 400, `${name}: ${res.body}`);
     const { error } = res.json();

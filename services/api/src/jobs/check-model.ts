@@ -25,7 +25,8 @@ export function isHubId(name: string): boolean {
 
 /** A path under one of `roots` after normalisation, never with a '.' or '..' segment; else null. */
 export function confinedPath(name: string, roots: readonly string[]): string | null {
-  if (!name.startsWith('/') || /[\u0000-\u001f\u007f\\]/.test(name)) return null;
+  // Lone surrogates could not be stored or sent as UTF-8; control characters and backslashes have no place in a model folder's path.
+  if (!name.startsWith('/') || !name.isWellFormed() || /[\u0000-\u001f\u007f-\u009f\\]/.test(name)) return null;
   const segments = name.split('/').filter((s) => s !== '');
   if (segments.some((s) => s === '.' || s === '..')) return null;
   const normal = `/${segments.join('/')}`;
