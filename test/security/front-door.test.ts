@@ -342,6 +342,10 @@ describe('JSON bodies are taken as sent', () => {
 });
 
 describe('slow clients', () => {
+  test('a header deadline longer than the request deadline stops the start, naming both settings', async () => {
+    await assert.rejects(build({ MAKAM_HEADERS_TIMEOUT_MS: '5000', MAKAM_REQUEST_TIMEOUT_MS: '1000' }), /MAKAM_HEADERS_TIMEOUT_MS \(5000\) must not exceed MAKAM_REQUEST_TIMEOUT_MS \(1000\)/);
+  });
+
   test('clients trickling a body or headers are cut with 408 in the shape within the limit; /healthz stays fast', async () => {
     const window = 400;
     const b = await build({ MAKAM_MIN_BODY_BYTES_PER_S: '100', MAKAM_BODY_RATE_WINDOW_MS: String(window), MAKAM_HEADERS_TIMEOUT_MS: '800', MAKAM_REQUEST_TIMEOUT_MS: '5000', MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE: '10000' });

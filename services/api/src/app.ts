@@ -32,6 +32,9 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   const ajvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, verbose: true } as const;
   const validators = AjvCompiler();
   const headersTimeout = config.MAKAM_HEADERS_TIMEOUT_MS;
+  if (config.MAKAM_REQUEST_TIMEOUT_MS > 0 && headersTimeout > config.MAKAM_REQUEST_TIMEOUT_MS) {
+    throw new Error(`MAKAM_HEADERS_TIMEOUT_MS (${headersTimeout}) must not exceed MAKAM_REQUEST_TIMEOUT_MS (${config.MAKAM_REQUEST_TIMEOUT_MS}): headers are part of the request`);
+  }
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger | undefined,
     bodyLimit: 1024 * 1024,
