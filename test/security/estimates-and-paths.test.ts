@@ -242,3 +242,25 @@ test('without model roots, only hub ids pass', async () => {
   }
   assert.throws(() => loadApiConfig({ MAKAM_MODEL_ROOTS: 'models:/srv' }), /MAKAM_MODEL_ROOTS/);
 });
+
+test('a run the worker counts too large for its memory fails once as does_not_fit, with the figures, through the real dispatcher and worker', { timeout: 180_000 }, async () => {
+  const { startStack } = await import('../support/stack.ts');
+  // The API places the tiny model anywhere; the worker, told it has 64 MiB, counts it on the meta device first.
+  const stack = await startStack(redis.url, { workerEnv: { MAKAM_WORKER_MEMORY_BYTES: String(64 * 1024 * 1024) } });
+  try {
+    await stack.withLogs(async () => {
+      const upload = await stack.uploadSample();
+      const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
+      const { status, body } = await stack.json('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...request, dataset: upload.body.id }) });
+      assert.equal(status, 202, JSON.stringify(body));
+      const job = await stack.finished(body.id, 120_000);
+      assert.equal(job.status, 'failed');
+      assert.equal(job.error.code, 'does_not_fit', JSON.stringify(job.error));
+      assert.match(job.error.message, /has [\d,]+ parameters and training it needs about [\d.]+ GiB .* but this worker has 0\.06 GiB \(MAKAM_WORKER_MEMORY_BYTES\)/);
+      assert.equal(job.attempts, 1, 'bad input is not retried');
+      assert.equal(job.progress, null, 'nothing was trained');
+    });
+  } finally {
+    await stack.stop();
+  }
+});
