@@ -458,6 +458,7 @@ test('every body field × hostile values: a coded 4xx, nothing stored, /healthz 
   let requests = 0;
   let named = 0;
   const uncarried: string[] = [];
+  const unnamed: string[] = [];
   for (const route of routes.filter((r) => r.body)) {
     const seeds = seedsFor(route);
     const url = materialize(route.url);
@@ -500,6 +501,7 @@ test('every body field × hostile values: a coded 4xx, nothing stored, /healthz 
         const a = await post(`${name} = ${h.label} (${h.category})`, splice(seed, at, h.raw), h.mustRefuse === false);
         const e = errorShape(a);
         if (e?.param && (e.param === name || e.param.startsWith(`${at[0]}`))) named++;
+        else if (e && e.param !== 'body' && unnamed.length < 8) unnamed.push(`${name} = ${h.label}: ${a.status} ${e.code} param=${e.param}`);
       }
       // Keys of an object: prototype keys, and for free keys the names of Object.prototype's members.
       const value = get(seed, at);
@@ -517,6 +519,7 @@ test('every body field × hostile values: a coded 4xx, nothing stored, /healthz 
     }
   }
   console.log(`body fuzz: ${fields} fields, ${requests} requests; ${named} refusals named the field (or its top-level parent) in param; fields no seed carries (spliced in): ${uncarried.join(', ') || 'none'}`);
+  if (unnamed.length) console.log(`refusals whose param names another field or none, for example:\n  ${unnamed.join('\n  ')}`);
   report('body fields');
 });
 
