@@ -191,42 +191,20 @@ after(async () => {
 // ---------------------------------------------------------------------------------------------
 // The route table
 
-/** The app's routes with their declared access and schemas (HEAD routes mirror GET ones). */
+/** The app's routes with their declared access and request schemas (access.ts's route table). */
 function routeTable(app: FastifyInstance): Route[] {
-  const table = access.routeTable(app) as Array<access.RouteEntry & { schema?: Record<string, any> }>;
-  const doc = (app as unknown as { swagger(): any }).swagger();
-  return table
-    .map((r) => {
-      // HEAD routes are GET's twins: same access, same schemas.
-      const schema = r.schema ?? schemaFromOpenApi(doc, r.method === 'HEAD' ? 'GET' : r.method, r.url);
-      return {
-        method: r.method,
-        url: r.url,
-        access: r.access,
-        ...(r.constraints ? { constraints: r.constraints } : {}),
-        ...(schema.body ? { body: schema.body } : {}),
-        ...(schema.querystring ? { querystring: schema.querystring } : {}),
-        ...(schema.params ? { params: schema.params } : {}),
-      };
-    });
-}
-
-/**
- * The route's schemas read back from the OpenAPI document the app generates from them, for a
- * route table that does not carry them (hidden routes have none there).
- */
-function schemaFromOpenApi(doc: any, method: string, url: string): Record<string, any> {
-  const openapiPath = (url.length > 1 ? url.replace(/\/$/, '') : url).replace(/:([A-Za-z_]+)/g, '{$1}');
-  const op = doc.paths?.[openapiPath]?.[method.toLowerCase()];
-  if (!op) return {};
-  const out: Record<string, any> = {};
-  const body = op.requestBody?.content?.['application/json']?.schema;
-  if (body) out.body = body;
-  for (const [where, key] of [['query', 'querystring'], ['path', 'params']] as const) {
-    const ps = (op.parameters ?? []).filter((p: any) => p.in === where);
-    if (ps.length) out[key] = { type: 'object', properties: Object.fromEntries(ps.map((p: any) => [p.name, p.schema])), required: ps.filter((p: any) => p.required).map((p: any) => p.name), additionalProperties: false };
-  }
-  return out;
+  return access.routeTable(app).map((r) => {
+    const schema = (r.schema ?? {}) as Record<string, Record<string, any> | undefined>;
+    return {
+      method: r.method,
+      url: r.url,
+      access: r.access,
+      ...(r.constraints ? { constraints: r.constraints } : {}),
+      ...(schema.body ? { body: schema.body } : {}),
+      ...(schema.querystring ? { querystring: schema.querystring } : {}),
+      ...(schema.params ? { params: schema.params } : {}),
+    };
+  });
 }
 
 /** A route's URL with tenant alpha's objects in its parameters. */
