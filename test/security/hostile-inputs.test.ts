@@ -322,9 +322,22 @@ function notBroken(a: Answer): string | null {
 }
 const accepted = (a: Answer) => a.status >= 200 && a.status < 300;
 
+/**
+ * Findings whose owner had not fixed them when this suite was last run: their failures are
+ * collected under a todo test at the end (printed, never hidden); everything else fails its test.
+ */
+const OPEN: Array<{ owner: string; match: RegExp; log?: RegExp }> = [];
+const stillOpen: string[] = [];
+
 function report(title: string): void {
   if (!failures.length) return;
-  const lines = failures.splice(0);
+  const all = failures.splice(0);
+  const lines = all.filter((l) => {
+    const known = OPEN.find((o) => o.match.test(l));
+    if (known) stillOpen.push(`${known.owner}: ${l}`);
+    return !known;
+  });
+  if (!lines.length) return;
   const file = path.join(tmpdir(), `makam-hostile-${title.replace(/\W+/g, '-')}.txt`);
   writeFileSync(file, lines.join('\n') + '\n');
   console.log(`${title}: ${lines.length} failures, all in ${file}`);
@@ -700,6 +713,11 @@ test('clients that trickle a byte at a time are cut in bounded time and never ho
 
 test('the API process logged no error and is still up', () => {
   assert.equal(api.exitCode, null, apiLog.slice(-2000));
-  const errors = apiLog.split('\n').filter((l) => /"level":(50|60)/.test(l));
+  const errors = apiLog.split('\n').filter((l) => /"level":(50|60)/.test(l) && !OPEN.some((o) => o.log?.test(l)));
   assert.equal(errors.length, 0, errors.slice(0, 5).join('\n'));
+});
+
+test('findings still open, each with its owner', { todo: OPEN.length ? OPEN.map((o) => o.owner).join('; ') : false }, () => {
+  if (stillOpen.length) console.log(`still open (${stillOpen.length}):\n${stillOpen.slice(0, 40).join('\n')}`);
+  assert.deepEqual(stillOpen, []);
 });
