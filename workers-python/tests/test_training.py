@@ -78,7 +78,8 @@ def test_same_seed_gives_the_same_metrics(trained, tmp_path):
     assert history(again) == history(trained)
 
 
-def test_fine_tunes_from_a_local_path_with_a_new_label_set(trained, tmp_path):
+def test_fine_tunes_from_a_local_path_with_a_new_label_set(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("MAKAM_MODEL_ROOTS", str(trained))  # a local path must lie under a model root
     two_labels = [e for e in EXAMPLES if e["label"] != "şehir"]
     spec = {"family": "encoder", "name": str(trained / "model"), "config": None, "tokenizer": None}
     run_dir = write_run_dir(tmp_path, "from-path", {**LEARNS, "epochs": 2}, model=spec, dataset=jsonl(two_labels))

@@ -21,6 +21,7 @@ from makam.worker.v1 import worker_pb2_grpc
 from makam_worker import __version__, logs
 from makam_worker.servicer import WorkerServicer
 from makam_worker.settings import Limits, allow_insecure, is_loopback, limits_from_env
+from makam_worker.training.model_limits import check_settings as check_model_settings
 from makam_worker.tls import TlsFiles
 
 logger = logging.getLogger("makam_worker.server")
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         tls = TlsFiles.from_env(args.tls_cert, args.tls_key, args.tls_client_ca)
         limits = limits_from_env()
         insecure_ok = allow_insecure()
+        check_model_settings()  # MAKAM_MODEL_ROOTS, MAKAM_WORKER_MEMORY_BYTES: named at start, not at the first run
     except ValueError as e:
         logger.error("bad configuration: %s", e)
         return 2
