@@ -39,7 +39,8 @@ before(async () => {
       MAKAM_API_PORT: String(port),
       MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-overload-')),
       MAKAM_LOG_LEVEL: 'warn',
-      MAKAM_RATE_LIMIT_PER_MINUTE: '10000000', // the flood is about overload, not the rate limit
+      MAKAM_RATE_LIMIT_PER_MINUTE: '10000000', // the flood is about overload, not the rate limits
+      MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE: '10000000',
       MAKAM_MAX_EVENT_LOOP_DELAY_MS: '40',
       // A fast machine may keep each delay under 40 ms; a flood still keeps the loop busy.
       MAKAM_MAX_EVENT_LOOP_UTILIZATION: '0.5',

@@ -115,7 +115,7 @@ test('a job whose model cannot be found fails once, with the worker\'s error cod
   const { body: submitted } = await stack.json('/v1/jobs', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ kind: 'finetune', model: { family: 'encoder', name: '/nonexistent/berturk' }, dataset: upload.body.id, hyperparameters: { epochs: 1 } }),
+    body: JSON.stringify({ kind: 'finetune', model: { family: 'encoder', name: `${stack.modelsDir}/nonexistent/berturk` }, dataset: upload.body.id, hyperparameters: { epochs: 1 } }),
   });
   const job = await stack.finished(submitted.id, 90_000);
   assert.equal(job.status, 'failed');

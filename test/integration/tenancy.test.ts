@@ -172,7 +172,7 @@ describe('limits', () => {
       for (let i = 0; i < 7; i++) codes.push((await small.inject({ method: 'GET', url: '/v1/jobs', headers: { authorization: `Bearer ${key}` } })).statusCode);
       assert.deepEqual(codes, [200, 200, 200, 200, 200, 429, 429]);
       const other = await newKey('quiet', small);
-      assert.equal((await small.inject({ method: 'GET', url: '/v1/jobs', headers: { authorization: `Bearer ${other}` } })).statusCode, 200, 'limits are per key');
+      assert.equal((await small.inject({ method: 'GET', url: '/v1/jobs', headers: { authorization: `Bearer ${other}` } })).statusCode, 200, 'limits are per tenant: another tenant is not held back');
       const res = await small.inject({ method: 'GET', url: '/v1/jobs', headers: { authorization: `Bearer ${key}` } });
       assert.equal(res.json().error.code, 'rate_limited');
       assert.match(res.json().error.message, /more than 5 requests a minute/);

@@ -47,6 +47,8 @@ export interface Stack {
   redisUrl: string;
   prefix: string;
   workerAddress: string;
+  /** MAKAM_MODEL_ROOTS of the API and the workers (created by no one: a test makes what it needs). */
+  modelsDir: string;
   /** The Python worker's --state-dir (its runs are under runs/<job id>/). */
   workerStateDir: string;
   storeDir: string;
@@ -101,12 +103,14 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
   const workerAddresses = workerPorts.map((p) => `127.0.0.1:${p}`);
   const workerAddress = workerAddresses[0]!;
   const redisVars = Object.fromEntries(Object.entries(redisEnv(settings)).filter((e): e is [string, string] => e[1] !== undefined));
-  const common = { ...redisVars, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info', MAKAM_RESOURCE_CLASSES: 'cpu' };
+  // Named models are read only under this root (the API and the worker both check); nothing downloads.
+  const modelsDir = path.join(dir, 'models');
+  const common = { ...redisVars, MAKAM_MODEL_ROOTS: modelsDir, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info', MAKAM_RESOURCE_CLASSES: 'cpu' };
   const procs: Proc[] = [];
   const workerStateDir = path.join(dir, 'worker');
   workerAddresses.forEach((address, i) => {
     const name = i === 0 ? 'worker' : `worker${i + 1}`;
-    procs.push(start(name, PYTHON, ['-m', 'makam_worker', '--listen', address, '--state-dir', i === 0 ? workerStateDir : path.join(dir, name)], { PYTHONUNBUFFERED: '1', ...options.workerEnv }));
+    procs.push(start(name, PYTHON, ['-m', 'makam_worker', '--listen', address, '--state-dir', i === 0 ? workerStateDir : path.join(dir, name)], { PYTHONUNBUFFERED: '1', MAKAM_MODEL_ROOTS: modelsDir, HF_HUB_OFFLINE: '1', ...options.workerEnv }));
   });
   const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort) });
   procs.push(api);
@@ -136,6 +140,7 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
     redisUrl,
     prefix,
     workerAddress,
+    modelsDir,
     workerStateDir,
     storeDir,
     procs,
