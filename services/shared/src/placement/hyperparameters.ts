@@ -74,7 +74,8 @@ export const HYPERPARAMETERS: Record<string, Spec> = {
 };
 
 export function appliesTo(name: string, family: Family): boolean {
-  return HYPERPARAMETERS[name]?.families.includes(family) ?? false;
+  // Own keys only: a name like 'constructor' or 'toString' is unknown, not Object.prototype's.
+  return Object.hasOwn(HYPERPARAMETERS, name) && HYPERPARAMETERS[name]!.families.includes(family);
 }
 
 /** The defaults of every hyperparameter that applies to `family`. */
@@ -90,7 +91,7 @@ export function defaultsFor(family: Family): Record<string, unknown> {
 /** The first given key that does not apply to `family`, with the families it does apply to. */
 export function misapplied(given: Record<string, unknown>, family: Family): { name: string; families: readonly Family[] } | null {
   for (const name of Object.keys(given)) {
-    if (!appliesTo(name, family)) return { name, families: HYPERPARAMETERS[name]?.families ?? [] };
+    if (!appliesTo(name, family)) return { name, families: Object.hasOwn(HYPERPARAMETERS, name) ? HYPERPARAMETERS[name]!.families : [] };
   }
   return null;
 }

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { idempotencyKey, withIdempotency } from '../../idempotency.ts';
-import { ModelConfigError, PlacementError, appliesTo, defaultsFor, estimateMemory, fingerprintOf, isTerminal, misapplied, newJobId, objectiveValue, place, queuedJob, requestCancel, trainJobOptions, tuneJobOptions, type DatasetRecord, type JobRecord, type Search } from '@makam/shared';
+import { JobTooLargeError, ModelConfigError, PlacementError, appliesTo, defaultsFor, estimateMemory, fingerprintOf, isTerminal, misapplied, newJobId, objectiveValue, place, queuedJob, requestCancel, trainJobOptions, tuneJobOptions, type DatasetRecord, type JobRecord, type Search } from '@makam/shared';
 import { ApiError, notFound } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries, TrialList } from '../../schemas/jobs.ts';
@@ -108,9 +108,17 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           ...(search ? { search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null } : {}),
         });
         try {
+          // A dataset deleted between the check above and the reservation is caught here: the
+          // delete refuses while the reservation stands, so after this read it cannot go.
+          for (const param of ['dataset', 'validation_dataset', 'test_dataset'] as const) {
+            const dsId = body[param];
+            const ds = dsId ? await app.datasets.get(dsId) : null;
+            if (dsId && (!ds || ds.tenant !== request.tenant)) throw new ApiError(400, 'dataset_not_found', `no dataset with id ${dsId}; upload it with POST /v1/datasets first`, param);
+          }
           await app.jobs.create(job);
         } catch (err) {
           await app.quotas.releaseActiveJob(request.tenant, id).catch(() => undefined);
+          if (err instanceof JobTooLargeError) throw new ApiError(413, 'job_too_large', err.message, 'body');
           throw err;
         }
         try {
