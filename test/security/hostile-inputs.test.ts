@@ -444,6 +444,21 @@ test('every route × path encodings × no key, a bad key, another tenant\'s key:
   report('path encodings');
 });
 
+test("another tenant's objects answer exactly as missing ones, on every route with an id", { timeout: 60_000 }, async () => {
+  const missing = (id: string) => id.slice(0, id.indexOf('_') + 1) + '0'.repeat(26);
+  for (const route of routes.filter((r) => r.access === 'tenant' && /:id/.test(r.url) && r.method !== 'HEAD')) {
+    const theirs = materialize(route.url);
+    const nobodys = [fixtures.job, fixtures.dataset, fixtures.webhook].reduce((p, id) => p.replace(id, missing(id)), theirs);
+    const headers = { authorization: `Bearer ${keys.bravo}`, ...(route.constraints?.sse ? { accept: 'text/event-stream' } : {}) };
+    const a = await run(port, { what: `${route.method} ${theirs} with bravo's key`, out: { method: route.method, path: theirs, headers }, judge: (x) => (x.status === 404 && errorShape(x) ? null : `expected 404 in the error shape, got ${show(x)}`) });
+    const b = await run(port, { what: `${route.method} ${nobodys} with bravo's key`, out: { method: route.method, path: nobodys, headers }, judge: (x) => (x.status === 404 ? null : `expected 404, got ${show(x)}`) });
+    const same = (x: Answer, id: string) => JSON.stringify(errorShape(x)).replaceAll(id, '<id>');
+    const id = [fixtures.job, fixtures.dataset, fixtures.webhook].find((i) => theirs.includes(i))!;
+    if (same(a, id) !== same(b, missing(id))) failures.push(`${route.method} ${route.url}: alpha's object and a missing one answer bravo differently: ${show(a)} / ${show(b)}`);
+  }
+  report("other tenants' objects");
+});
+
 test('every body field × hostile values: a coded 4xx, nothing stored, /healthz never held', { timeout: 300_000 }, async () => {
   let fields = 0;
   let requests = 0;
