@@ -66,7 +66,7 @@ export function describeValidation(err: FastifyError): { message: string; param:
 /** Fastify's own refusals, each with a stable code of ours and a message that says the fix. */
 const FRAMEWORK_ERRORS: Record<string, { status: number; code: string; message: string; param: string | null }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'body_too_large', message: 'the body is larger than this route accepts; send a smaller one', param: 'body' },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'unsupported_media_type', message: 'this Content-Type is not accepted here; send application/json', param: 'Content-Type' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'unsupported_media_type', message: 'this Content-Type is not accepted here; send application/json (dataset uploads: application/jsonl or text/csv)', param: 'Content-Type' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'invalid_content_length', message: 'the body does not match its Content-Length; send the length of the body', param: 'Content-Length' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'invalid_json', message: 'the body is empty; send a JSON object with Content-Type: application/json', param: 'body' },
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'invalid_json', message: 'the body is not valid JSON; send a JSON object', param: 'body' },
