@@ -168,18 +168,6 @@ def test_a_hub_id_loads_from_the_hugging_face_cache(tmp_path, monkeypatch, outsi
     assert execute(run_dir) == EXIT_OK, finished(run_dir)
 
 
-def test_capabilities_report_no_more_memory_than_a_run_may_plan_on(monkeypatch):
-    # The dispatcher's worker_too_small check reads this figure; it must agree with the meta-device check.
-    from makam_worker.capabilities import capabilities
-
-    monkeypatch.setenv("MAKAM_WORKER_MEMORY_BYTES", str(64 * 1024 * 1024))
-    caps = capabilities("w", 0)
-    assert caps.memory_total_bytes == 64 * 1024 * 1024
-    assert caps.memory_free_bytes <= 64 * 1024 * 1024
-    monkeypatch.delenv("MAKAM_WORKER_MEMORY_BYTES")
-    assert capabilities("w", 0).memory_total_bytes > 64 * 1024 * 1024
-
-
 def test_the_worker_refuses_to_start_with_a_bad_model_root(tmp_path, monkeypatch):
     from makam_worker.server import main
 

@@ -9,7 +9,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from makam.worker.v1 import worker_pb2
 from makam_worker import __version__
-from makam_worker.training.model_limits import memory_limit_from_env
 
 FAMILIES = ("encoder", "decoder", "scratch", "tfidf")
 MODEL_FREE = ("scratch", "tfidf")  # families that take no model.name or model.config
@@ -63,13 +62,5 @@ def capabilities(worker_id: str, active_runs: int) -> worker_pb2.GetCapabilities
     else:
         total, free = _system_memory()
         response.device = "cpu"
-    # A run plans on at most MAKAM_WORKER_MEMORY_BYTES (its meta-device check refuses more), so the
-    # dispatcher's worker_too_small check must see the same figure.
-    try:
-        planned = memory_limit_from_env()
-    except ValueError:
-        planned = None  # refused at start; never reached in a running server
-    if planned is not None:
-        total, free = min(total, planned), min(free, planned)
     response.memory_total_bytes, response.memory_free_bytes = total, free
     return response
