@@ -7,7 +7,7 @@ import type { Logger } from '@makam/shared';
 import type { ApiConfig } from './config.ts';
 import { ApiError, clientErrorResponse, frameworkError, registerErrorHandler } from './errors.ts';
 import { trackRoutes } from './access.ts';
-import { parseJsonBody } from './json-body.ts';
+import { decodeUtf8, parseJsonBody } from './json-body.ts';
 import underPressure from '@fastify/under-pressure';
 import auth from './plugins/auth.ts';
 import services from './plugins/services.ts';
@@ -63,7 +63,7 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
           const options = ajvServerOptions as unknown as { customOptions?: object; plugins?: unknown[] };
           const coercing = validators(externalSchemas as never, { ...options, customOptions: { ...ajvOptions, coerceTypes: 'array' } } as never);
           const strict = validators(externalSchemas as never, { ...options, customOptions: { ...ajvOptions, coerceTypes: false } } as never);
-          return (route) => (route.httpPart === 'body' ? strict(route as never) : coercing(route as never));
+          return (route) => (route.httpPart === 'body' ? strict(route as never) : (finiteOnly(coercing(route as never)) as never));
         },
       },
     },
@@ -73,9 +73,9 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   trackRoutes(app as unknown as FastifyInstance);
   // JSON bodies: too deep, a non-finite number or a prototype key answer 400 naming where.
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => {
     try {
-      done(null, parseJsonBody(body as string, config.MAKAM_MAX_JSON_DEPTH));
+      done(null, parseJsonBody(decodeUtf8(body as Buffer), config.MAKAM_MAX_JSON_DEPTH));
     } catch (err) {
       done(err as Error, undefined);
     }
@@ -211,4 +211,26 @@ function pressureFigure(type: string, value: number | undefined, config: ApiConf
     default:
       return type;
   }
+}
+
+type Validate = ((data: unknown) => unknown) & { errors?: unknown };
+
+/**
+ * Coercion turns "Infinity", "-Infinity" or "1e400" in a querystring into a number no field can
+ * use (Redis refuses COUNT Infinity): such a value is refused as the schema's own errors are.
+ */
+function finiteOnly(validate: Validate): Validate {
+  const check: Validate = (data) => {
+    const ok = validate(data);
+    check.errors = validate.errors;
+    if (ok !== true || data === null || typeof data !== 'object') return ok;
+    for (const [name, value] of Object.entries(data)) {
+      if ([value].flat().some((v) => typeof v === 'number' && !Number.isFinite(v))) {
+        check.errors = [{ instancePath: `/${name}`, keyword: 'type', message: 'must be a finite number', params: {} }];
+        return false;
+      }
+    }
+    return true;
+  };
+  return check;
 }

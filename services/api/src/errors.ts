@@ -116,7 +116,9 @@ export function clientErrorResponse(err: NodeJS.ErrnoException): string {
     [status, code, message, param] = [414, 'uri_too_long', 'the URL is too long; send a shorter one', 'path'];
   }
   const body = JSON.stringify({ error: { code, message, param } });
-  return `HTTP/1.1 ${status} ${HTTP_STATUS_TEXT[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  // A HEAD request's answer has no body: bytes after the headers would be read as a broken response.
+  const head = (err as { rawPacket?: Buffer }).rawPacket?.subarray(0, 5).toString('latin1') === 'HEAD ';
+  return `HTTP/1.1 ${status} ${HTTP_STATUS_TEXT[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${head ? '' : body}`;
 }
 
 /** For Fastify's frameworkErrors (bad percent-encoding, a path parameter too long): the one shape. */

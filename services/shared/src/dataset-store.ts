@@ -74,7 +74,7 @@ export class DatasetStore {
    * Datasets stored before blobs had reference sets get theirs, once per store (a marker key says
    * a full pass finished), so deleting one never takes a file that an older record still uses.
    */
-  private ensureRefs(): Promise<void> {
+  ensureRefs(): Promise<void> {
     this.refsBuilt ??= (async () => {
       const marker = `${this.keys.datasets}:refs-built`;
       if (await this.redis.exists(marker)) return;

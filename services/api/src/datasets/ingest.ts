@@ -161,6 +161,10 @@ function normalize(row: unknown, line: number, limits: IngestLimits): { text: st
   if (!Object.hasOwn(r, 'label')) throw new ApiError(400, 'missing_field', `line ${line} has no "label" field; every row needs "text" and "label"`, 'label');
   if (typeof r.text !== 'string') throw new ApiError(400, 'invalid_field', `line ${line}: "text" must be a string`, 'text');
   if (r.text.trim() === '') throw new ApiError(400, 'empty_text', `line ${line}: "text" is empty; remove the row or give it text`, 'text');
+  // A JSON escape like \ud800 without its pair parses but is no Unicode text: the worker could not read it.
+  if (!r.text.isWellFormed()) throw new ApiError(400, 'invalid_field', `line ${line}: "text" holds a lone surrogate (an escape like \\ud800 without its pair); send Unicode text`, 'text');
+  if (typeof r.label === 'number' && !Number.isFinite(r.label)) throw new ApiError(400, 'invalid_field', `line ${line}: "label" is not a finite number (1e400 parses as Infinity); send the label as a string`, 'label');
+  if (typeof r.label === 'string' && !r.label.isWellFormed()) throw new ApiError(400, 'invalid_field', `line ${line}: "label" holds a lone surrogate; send Unicode text`, 'label');
   const label = typeof r.label === 'number' || typeof r.label === 'boolean' ? String(r.label) : r.label;
   if (typeof label !== 'string' || label.trim() === '') throw new ApiError(400, 'invalid_field', `line ${line}: "label" must be a non-empty string`, 'label');
   const text = r.text.normalize('NFC');

@@ -34,7 +34,13 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   app.decorate('redis', redis);
   app.decorate('keys', keys);
   app.decorate('jobs', new JobStore(redis, keys));
-  app.decorate('datasets', new DatasetStore(redis, keys));
+  const datasets = new DatasetStore(redis, keys);
+  app.decorate('datasets', datasets);
+  // Blob reference sets for datasets stored before they existed: built at start, not by the first
+  // request that happens to delete (a refused request must change nothing).
+  app.addHook('onReady', async () => {
+    await datasets.ensureRefs().catch((err: unknown) => app.log.warn({ err: (err as Error).message }, 'dataset references not built yet; retried at the first delete'));
+  });
   app.decorate('blobs', new BlobStore(config.MAKAM_STORE_DIR));
   app.decorate('queues', queues);
   app.decorate('tuneQueues', tuneQueues);
