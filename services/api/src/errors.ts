@@ -93,6 +93,9 @@ const STATUS_CODES: Record<number, string> = {
   431: 'headers_too_large',
 };
 
+/** Our code for an HTTP status that comes without one. */
+export const codeForStatus = (status: number): string => STATUS_CODES[status] ?? (status >= 500 ? 'internal_error' : 'invalid_request');
+
 /** Messages for refusals of plugins that say only their status (the static files' 403 and 416). */
 const STATUS_FALLBACK: Record<number, { message: string; param: string | null }> = {
   403: { message: 'this path cannot be served; check it (no hidden files, no encoded separators or NUL bytes)', param: 'path' },

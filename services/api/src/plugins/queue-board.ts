@@ -9,6 +9,7 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import { createRedis } from '@makam/shared';
 import { WebhookDelivery } from '../webhooks/delivery.ts';
 import { declareAccess } from '../access.ts';
+import { codeForStatus } from '../errors.ts';
 
 export const BOARD_PATH = '/admin/queues';
 
@@ -28,6 +29,21 @@ export default fp(
     });
     await app.register(async (scope) => {
       declareAccess(scope, 'admin');
+      // bull-board answers its own refusals as {"error": {"key": "ERRORS..."}}: put them in the one shape.
+      scope.addHook('onSend', async (_request, reply, payload) => {
+        if (reply.statusCode < 400 || typeof payload !== 'string') return payload;
+        let body: unknown;
+        try {
+          body = JSON.parse(payload);
+        } catch {
+          body = null;
+        }
+        const error = (body as { error?: Record<string, unknown> } | null)?.error;
+        if (error && typeof error.code === 'string' && typeof error.message === 'string' && 'param' in error) return payload;
+        const said = (body as { message?: unknown } | null)?.message ?? error?.key;
+        reply.header('content-type', 'application/json; charset=utf-8');
+        return JSON.stringify({ error: { code: codeForStatus(reply.statusCode), message: `the queue board refused the request${typeof said === 'string' ? ` (${said})` : ''}; check the queue name and the request body`, param: null } });
+      });
       await scope.register(serverAdapter.registerPlugin() as never, { prefix: BOARD_PATH });
     });
     app.addHook('onClose', async () => {
