@@ -12,7 +12,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -183,6 +183,7 @@ after(async () => {
   );
   await local?.close();
   await noAdmin?.close();
+  api?.kill('SIGCONT'); // in case a failed run left it stopped
   api?.kill('SIGTERM');
   store?.disconnect();
   await redis?.stop();
@@ -330,6 +331,8 @@ const OPEN: Array<{ owner: string; match: RegExp; log?: RegExp }> = [];
 const stillOpen: string[] = [];
 
 function report(title: string): void {
+  const file = path.join(tmpdir(), `makam-hostile-${title.replace(/\W+/g, '-')}.txt`);
+  rmSync(file, { force: true }); // no stale list from an earlier run
   if (!failures.length) return;
   const all = failures.splice(0);
   const lines = all.filter((l) => {
@@ -338,7 +341,6 @@ function report(title: string): void {
     return !known;
   });
   if (!lines.length) return;
-  const file = path.join(tmpdir(), `makam-hostile-${title.replace(/\W+/g, '-')}.txt`);
   writeFileSync(file, lines.join('\n') + '\n');
   console.log(`${title}: ${lines.length} failures, all in ${file}`);
   assert.fail(`${title}: ${lines.length} failures\n${lines.slice(0, 60).join('\n')}${lines.length > 60 ? `\n... and ${lines.length - 60} more` : ''}`);
