@@ -457,8 +457,8 @@ export function hostileValues(field: Field, o: HostileOptions): Hostile[] {
   // Wrong types: each JSON type the field does not take; a number field also gets a numeric string.
   if (!unconstrained) {
     for (const t of ALL_TYPES) {
-      if (field.types.has(t) || (t === 'number' && field.types.has('integer') && false)) continue;
-      if (t === 'integer' && field.types.has('number')) continue;
+      // An integer-only field takes no fraction (the 'number' representative is 1.5); a number field takes integers.
+      if (field.types.has(t) || (t === 'integer' && field.types.has('number'))) continue;
       for (const [label, v] of WRONG[t]) out.push({ category: 'wrong type', label, raw: j(v) });
     }
     if (numeric && !field.types.has('string')) out.push({ category: 'wrong type', label: 'a number as a string ("12")', raw: j('12') });
