@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { BlobStore } from './blob-store.ts';
 import type { RedisKeys } from './keys.ts';
+import { runScript } from './lua/scripts.ts';
 
 /** A stored dataset: normalized JSON lines of {"text", "label"} in the blob store under its sha256. */
 export interface DatasetRecord {
@@ -17,31 +18,6 @@ export interface DatasetRecord {
   label_counts: Record<string, number>;
   created_at: string;
 }
-
-// Deletes a tenant's dataset unless an active job of the tenant uses it, and in the same step
-// gives its bytes back to the tenant's quota and drops its reference on the blob.
-// KEYS: the record, the index of datasets, the tenant's stored bytes, the tenant's active jobs.
-// ARGV: id, tenant, the job key prefix, the blob-reference key prefix.
-// Job hash fields are JSON-encoded, so a job naming the dataset holds the id in quotes. A member of
-// the active set without a record is a job being submitted: it may name the dataset, so it blocks too.
-// Returns {'missing'} | {'busy', job id} | {'deleted', sha256, references left}.
-const REMOVE = `
-local raw = redis.call('GET', KEYS[1])
-if not raw then return {'missing'} end
-local rec = cjson.decode(raw)
-if rec.tenant ~= ARGV[2] then return {'missing'} end
-local quoted = '"' .. ARGV[1] .. '"'
-for _, job in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local f = redis.call('HMGET', ARGV[3] .. job, 'status', 'dataset', 'validation_dataset', 'test_dataset')
-  if not f[1] or f[2] == quoted or f[3] == quoted or f[4] == quoted then return {'busy', job} end
-end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-local left = redis.call('DECRBY', KEYS[3], rec.size_bytes)
-if left < 0 then redis.call('SET', KEYS[3], 0) end
-local refs = ARGV[4] .. rec.sha256
-redis.call('SREM', refs, ARGV[1])
-return {'deleted', rec.sha256, redis.call('SCARD', refs)}`;
 
 export type RemoveResult = { outcome: 'missing' } | { outcome: 'busy'; job: string } | { outcome: 'deleted'; sha256: string; references: number };
 
@@ -97,13 +73,13 @@ export class DatasetStore {
   }
 
   /**
-   * Removes the tenant's dataset `id` in one step (see REMOVE): `bytesKey` is the tenant's
+   * Removes the tenant's dataset `id` in one step (lua/removeDataset-4.lua): `bytesKey` is the tenant's
    * stored-bytes counter. The blob is the caller's to drop when no reference is left.
    */
   async remove(id: string, tenant: string, bytesKey: string): Promise<RemoveResult> {
     await this.ensureRefs();
     const keys = [this.keys.dataset(id), this.keys.datasets, bytesKey, this.keys.tenantActive(tenant)];
-    const r = (await this.redis.eval(REMOVE, keys.length, ...keys, id, tenant, this.keys.job(''), this.refsKey(''))) as [string, (string | number)?, number?];
+    const r = (await runScript(this.redis, 'removeDataset', keys, [id, tenant, this.keys.job(''), this.refsKey('')])) as [string, (string | number)?, number?];
     if (r[0] === 'busy') return { outcome: 'busy', job: String(r[1]) };
     if (r[0] === 'deleted') return { outcome: 'deleted', sha256: String(r[1]), references: Number(r[2]) };
     return { outcome: 'missing' };

@@ -3,6 +3,7 @@
 // Lua script; events and metrics are streams whose ids are the cursors clients page with.
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys.ts';
+import { runScript } from './lua/scripts.ts';
 import { isTerminal, sourcesOf, type JobStatus } from './job-state.ts';
 import type { MemoryEstimate } from './placement/memory-estimate.ts';
 import type { Search } from './tuning/search.ts';
@@ -249,36 +250,6 @@ function decode(hash: Record<string, string>): JobRecord {
   return out as unknown as JobRecord;
 }
 
-// Moves a job to ARGV[2] only from one of the statuses in ARGV[1], setting the fields from
-// ARGV[6] on. A job that ends (ARGV[3] = 1) leaves its tenant's set of active jobs
-// (ARGV[4] .. tenant .. ':active'; ARGV[5] is the job id) and is timed in KEYS[2] for retention.
-const TRANSITION = `
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {0, ''} end
-for s in string.gmatch(ARGV[1], '[^,]+') do
-  if s == cur then
-    redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 6))
-    if ARGV[3] == '1' then
-      local tenant = redis.call('HGET', KEYS[1], 'tenant') or ''
-      redis.call('SREM', ARGV[4] .. tenant .. ':active', ARGV[5])
-      local t = redis.call('TIME')
-      redis.call('ZADD', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[5])
-    end
-    return {1, cur}
-  end
-end
-return {0, cur}`;
-
-// Appends a worker event unless its sequence number was already stored (a re-attached watcher
-// resends from the cursor it knew), so the log has no duplicates.
-const APPEND_WORKER_EVENT = `
-local last = tonumber(redis.call('HGET', KEYS[1], 'worker_seq') or '0')
-if tonumber(ARGV[1]) <= last then return 0 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[2])
-if ARGV[3] ~= '' then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'm', ARGV[3]) end
-redis.call('HSET', KEYS[1], 'worker_seq', ARGV[1], unpack(ARGV, 7))
-return 1`;
-
 const EVENTS_MAXLEN = 20_000;
 const METRICS_MAXLEN = 100_000;
 const FINISHED_MAXLEN = 100_000;
@@ -336,7 +307,8 @@ export class JobStore {
 
   /**
    * Moves the job to `to` if the status machine allows it from the current status, setting
-   * `fields` and logging a status event in the same step. Returns the status it came from.
+   * `fields` and logging a status event in the same step (lua/transition-2.lua). Returns the
+   * status it came from.
    */
   async transition(
     id: string,
@@ -347,18 +319,14 @@ export class JobStore {
     onlyFrom?: JobStatus[],
   ): Promise<{ ok: boolean; from: JobStatus | null }> {
     const from = sourcesOf(to).filter((s) => !onlyFrom || onlyFrom.includes(s));
-    const [ok, was] = (await this.redis.eval(
-      TRANSITION,
-      2,
-      this.keys.job(id),
-      this.keys.jobsEnded,
+    const [ok, was] = (await runScript(this.redis, 'transition', [this.keys.job(id), this.keys.jobsEnded], [
       from.join(','),
       to,
       isTerminal(to) ? '1' : '0',
       this.keys.tenantActivePrefix,
       id,
       ...encodeBounded({ ...fields, updated_at: new Date().toISOString() }),
-    )) as [number, string];
+    ])) as [number, string];
     if (ok === 1) {
       const event: JobEvent = { type: 'status', status: to, ...(message ? { message } : {}), ...(fields.attempts ? { attempt: fields.attempts } : {}) };
       await this.appendEvent(id, event);
@@ -390,16 +358,12 @@ export class JobStore {
 
   /**
    * Stores one worker event at most once: the event, its metric point, and the record fields it
-   * updates (progress, latest metrics) in one atomic step. Returns false for a duplicate.
+   * updates (progress, latest metrics) in one atomic step (lua/appendWorkerEvent-3.lua). Returns
+   * false for a duplicate.
    */
   async appendWorkerEvent(id: string, seq: number, event: JobEvent, fields: Partial<JobRecord> = {}): Promise<boolean> {
     const metric = event.type === 'metrics' ? encodeEvent(event) : '';
-    const added = await this.redis.eval(
-      APPEND_WORKER_EVENT,
-      3,
-      this.keys.job(id),
-      this.keys.jobEvents(id),
-      this.keys.jobMetrics(id),
+    const added = await runScript(this.redis, 'appendWorkerEvent', [this.keys.job(id), this.keys.jobEvents(id), this.keys.jobMetrics(id)], [
       String(seq),
       encodeEvent(event),
       metric,
@@ -407,7 +371,7 @@ export class JobStore {
       EVENTS_MAXLEN,
       METRICS_MAXLEN,
       ...encodeBounded({ ...fields, updated_at: new Date().toISOString() }),
-    );
+    ]);
     return added === 1;
   }
 

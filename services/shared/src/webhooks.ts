@@ -4,6 +4,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
+import { runScript } from './lua/scripts.ts';
 
 const ulid = monotonicFactory();
 
@@ -66,14 +67,6 @@ const DELIVERY_ERROR_MAX = 500;
 /** Webhooks a tenant may have. */
 export const MAX_WEBHOOKS_PER_TENANT = 25;
 
-// Counts and adds in one step, so simultaneous creations cannot pass the cap together.
-// KEYS: the tenant's set, the webhook's hash; ARGV: the cap, the id, the record, the secret.
-const CREATE = `
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[2], 'record', ARGV[3], 'secret', ARGV[4])
-redis.call('SADD', KEYS[1], ARGV[2])
-return 1`;
-
 export class TooManyWebhooksError extends Error {
   readonly max: number;
   constructor(max: number) {
@@ -103,11 +96,12 @@ export class WebhookStore {
     return `${this.prefix}:webhook:${id}:deliveries`;
   }
 
-  /** Creates a webhook; its secret is returned here and never again. Throws TooManyWebhooksError when the tenant has `max`. */
+  /** Creates a webhook; its secret is returned here and never again. Throws TooManyWebhooksError when the tenant has `max`
+   * (counted and added in one step, lua/createWebhook-2.lua, so simultaneous creations cannot pass it). */
   async create(tenant: string, url: string, events: WebhookEventType[], description: string | null, max = MAX_WEBHOOKS_PER_TENANT): Promise<{ record: WebhookRecord; secret: string }> {
     const record: WebhookRecord = { id: newWebhookId(), object: 'webhook', tenant, url, events, description, created_at: new Date().toISOString() };
     const secret = `whsec_${randomBytes(24).toString('base64url')}`;
-    const made = await this.redis.eval(CREATE, 2, this.tenantKey(tenant), this.key(record.id), max, record.id, JSON.stringify(record), secret);
+    const made = await runScript(this.redis, 'createWebhook', [this.tenantKey(tenant), this.key(record.id)], [max, record.id, JSON.stringify(record), secret]);
     if (made !== 1) throw new TooManyWebhooksError(max);
     return { record, secret };
   }

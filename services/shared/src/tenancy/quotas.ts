@@ -1,30 +1,5 @@
 import type { Redis } from 'ioredis';
-
-// Joins the tenant's active set only while it holds fewer than the limit: the check and the join
-// are one step, so simultaneous submissions cannot pass the limit together.
-const RESERVE = `
-local n = redis.call('SCARD', KEYS[1])
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return -1 end
-if n >= tonumber(ARGV[2]) then return n end
-redis.call('SADD', KEYS[1], ARGV[1])
-return -1`;
-
-// Takes ARGV[1] bytes of the tenant's stored-bytes count only while the total stays within
-// ARGV[2], and in the same step adds ARGV[3] to the set KEYS[2] (the blob's references): the check
-// and the take are one step, so simultaneous uploads cannot pass the quota together.
-const RESERVE_BYTES = `
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return used end
-redis.call('INCRBY', KEYS[1], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[3])
-return -1`;
-
-// Gives back what RESERVE_BYTES took; returns how many references the blob has left.
-const RELEASE_BYTES = `
-local left = redis.call('DECRBY', KEYS[1], ARGV[1])
-if left < 0 then redis.call('SET', KEYS[1], 0) end
-redis.call('SREM', KEYS[2], ARGV[2])
-return redis.call('SCARD', KEYS[2])`;
+import { runScript } from '../lua/scripts.ts';
 
 /** Per-tenant counters: active jobs (a set the status script keeps) and stored dataset bytes. */
 export class TenantQuotas {
@@ -44,9 +19,9 @@ export class TenantQuotas {
     return this.redis.scard(this.activeJobsKey(tenant));
   }
 
-  /** Takes a place for job `id` among the tenant's active jobs; null, or how many it already has. */
+  /** Takes a place for job `id` among the tenant's active jobs in one step (lua/reserveActiveJob-1.lua); null, or how many it already has. */
   async reserveActiveJob(tenant: string, id: string, limit: number): Promise<number | null> {
-    const n = (await this.redis.eval(RESERVE, 1, this.activeJobsKey(tenant), id, String(limit))) as number;
+    const n = (await runScript(this.redis, 'reserveActiveJob', [this.activeJobsKey(tenant)], [id, String(limit)])) as number;
     return n < 0 ? null : n;
   }
 
@@ -65,15 +40,15 @@ export class TenantQuotas {
   /**
    * Takes `bytes` of the tenant's storage quota and adds `holder` to the set `refsKey` (a blob's
    * references), both or neither; null, or the bytes the tenant already stores when the upload
-   * would pass `limit`.
+   * would pass `limit`. One step (lua/reserveBytes-2.lua), so simultaneous uploads cannot pass it together.
    */
   async reserveBytes(tenant: string, bytes: number, limit: number, refsKey: string, holder: string): Promise<number | null> {
-    const used = (await this.redis.eval(RESERVE_BYTES, 2, this.bytesKey(tenant), refsKey, String(bytes), String(limit), holder)) as number;
+    const used = (await runScript(this.redis, 'reserveBytes', [this.bytesKey(tenant), refsKey], [String(bytes), String(limit), holder])) as number;
     return used < 0 ? null : used;
   }
 
-  /** Undoes reserveBytes; returns the references the blob has left. */
+  /** Undoes reserveBytes (lua/releaseBytes-2.lua); returns the references the blob has left. */
   async releaseBytes(tenant: string, bytes: number, refsKey: string, holder: string): Promise<number> {
-    return (await this.redis.eval(RELEASE_BYTES, 2, this.bytesKey(tenant), refsKey, String(bytes), holder)) as number;
+    return (await runScript(this.redis, 'releaseBytes', [this.bytesKey(tenant), refsKey], [String(bytes), holder])) as number;
   }
 }

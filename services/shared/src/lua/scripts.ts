@@ -1,0 +1,53 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+
+// Redis Lua scripts live beside this file as `<name>-<numberOfKeys>.lua`, each with a header that
+// lists its KEYS and ARGV, as BullMQ keeps its commands. They are read once per process and
+// registered once per connection with ioredis's defineCommand, so a call sends EVALSHA (the text
+// goes to Redis only when its script cache lacks it) rather than the whole script each time.
+
+/** Every script the services run; each must have its file here (checked when this module loads). */
+export const SCRIPT_NAMES = ['transition', 'appendWorkerEvent', 'reserveActiveJob', 'reserveBytes', 'releaseBytes', 'removeDataset', 'createWebhook'] as const;
+export type ScriptName = (typeof SCRIPT_NAMES)[number];
+
+export interface LuaScript {
+  numberOfKeys: number;
+  lua: string;
+}
+
+export const LUA_DIR = path.dirname(fileURLToPath(import.meta.url));
+const FILE = /^([A-Za-z]\w*)-(\d+)\.lua$/;
+
+/** The scripts in `dir`, by name; throws on a name used twice or a listed script with no file. */
+export function loadScripts(dir = LUA_DIR): Map<string, LuaScript> {
+  const scripts = new Map<string, LuaScript>();
+  for (const file of readdirSync(dir).sort()) {
+    const m = FILE.exec(file);
+    if (!m) continue;
+    if (scripts.has(m[1]!)) throw new Error(`Lua script ${m[1]} is in ${dir} twice`);
+    scripts.set(m[1]!, { numberOfKeys: Number(m[2]), lua: readFileSync(path.join(dir, file), 'utf8') });
+  }
+  for (const name of SCRIPT_NAMES) if (!scripts.has(name)) throw new Error(`no Lua script ${name}-<keys>.lua in ${dir}`);
+  return scripts;
+}
+
+const SCRIPTS = loadScripts();
+
+// Prefixed so that a script cannot shadow one of ioredis's own command methods.
+const commandName = (name: ScriptName): string => `makam:${name}`;
+
+type Command = (...args: Array<string | number>) => Promise<unknown>;
+
+/**
+ * Runs script `name` on `redis` with `keys` (as many as its file name says) and `args`, registering
+ * the scripts on that connection first if they are not yet.
+ */
+export async function runScript(redis: Redis, name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> {
+  const script = SCRIPTS.get(name)!;
+  if (keys.length !== script.numberOfKeys) throw new Error(`Lua script ${name} takes ${script.numberOfKeys} keys, given ${keys.length}`);
+  const commands = redis as unknown as Record<string, Command | undefined>;
+  if (!commands[commandName(name)]) for (const [n, s] of SCRIPTS) redis.defineCommand(commandName(n as ScriptName), s);
+  return commands[commandName(name)]!(...keys, ...args);
+}
