@@ -1,4 +1,6 @@
-// The CLI's HTTP client: base URL and API key, the API's error shape turned into exit codes.
+// The CLI's HTTP client: @makam/client's, with the API's refusals turned into exit codes.
+import { ApiError, MakamClient, UnreachableError } from '@makam/client/http';
+import type { ApiErrorBody } from '@makam/client/types';
 
 /** Exit codes, for scripts. */
 export const EXIT = {
@@ -14,7 +16,7 @@ export const EXIT = {
 export class CliError extends Error {
   readonly exitCode: number;
   /** The API's error object, when the API sent one. */
-  readonly apiError: { code: string; message: string; param: string | null } | null;
+  readonly apiError: ApiErrorBody | null;
   readonly status: number | null;
 
   constructor(exitCode: number, message: string, apiError: CliError['apiError'] = null, status: number | null = null) {
@@ -30,10 +32,17 @@ export interface ClientOptions {
   apiKey?: string;
 }
 
-export class ApiClient {
-  readonly base: string;
-  private readonly apiKey: string | undefined;
+/** The API's refusals and network failures as the CLI's exit codes. */
+export function toCliError(err: unknown): unknown {
+  if (err instanceof UnreachableError) return new CliError(EXIT.server, err.message);
+  if (!(err instanceof ApiError)) return err;
+  const e = err.body;
+  const message = e ? `${e.message} (${e.code}${e.param ? `, ${e.param}` : ''})` : `HTTP ${err.status} ${err.statusText}`;
+  return new CliError(err.status >= 500 ? EXIT.server : EXIT.usage, message, e, err.status);
+}
 
+/** The shared client (@makam/client), its errors turned into CliErrors. */
+export class ApiClient extends MakamClient {
   constructor({ api, apiKey }: ClientOptions) {
     let url: URL;
     try {
@@ -41,39 +50,22 @@ export class ApiClient {
     } catch {
       throw new CliError(EXIT.usage, `--api is not a URL: ${api}`);
     }
-    this.base = url.toString().replace(/\/$/, '');
-    this.apiKey = apiKey || undefined;
+    super({ base: url.toString(), apiKey: apiKey || undefined });
   }
 
-  headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}), ...extra };
-  }
-
-  /** A raw request; network failures become exit code 3. */
-  async request(pathname: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<Response> {
+  override async send(pathname: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<Response> {
     try {
-      return await fetch(`${this.base}${pathname}`, { ...init, headers: this.headers(init.headers as Record<string, string> | undefined) });
+      return await super.send(pathname, init);
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      throw new CliError(EXIT.server, `cannot reach the API at ${this.base}: ${e.cause?.code ?? e.cause?.message ?? e.message}`);
+      throw toCliError(err);
     }
   }
 
-  /** Throws a CliError for a non-2xx answer, with the API's message. */
-  async check(res: Response): Promise<Response> {
-    if (res.ok) return res;
-    let apiError: CliError['apiError'] = null;
+  override async check(res: Response): Promise<Response> {
     try {
-      apiError = ((await res.json()) as { error?: CliError['apiError'] }).error ?? null;
-    } catch {
-      // not the API's error shape
+      return await super.check(res);
+    } catch (err) {
+      throw toCliError(err);
     }
-    const message = apiError ? `${apiError.message} (${apiError.code}${apiError.param ? `, ${apiError.param}` : ''})` : `HTTP ${res.status} ${res.statusText}`;
-    throw new CliError(res.status >= 500 ? EXIT.server : EXIT.usage, message, apiError, res.status);
-  }
-
-  async json<T>(pathname: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<T> {
-    const res = await this.check(await this.request(pathname, init));
-    return (await res.json()) as T;
   }
 }

@@ -8,8 +8,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
+import { formatBytes, formatDuration, formatMetric as fmt, formatParam as fmtParam, formatParams as paramsText, formatValue as fmtValue } from '@makam/client/format';
+import { TERMINAL, lastReported } from '@makam/client/jobs';
+import type { CreateJobBody, Job, JobEvent } from '@makam/client/types';
 import { ApiClient, CliError, EXIT } from './api.ts';
-import { ProgressLine, bar, formatBytes, formatDuration } from './progress.ts';
+import { ProgressLine, bar } from './progress.ts';
 import { jobEvents } from './sse.ts';
 
 export interface Globals {
@@ -19,26 +22,9 @@ export interface Globals {
 }
 
 type Json = Record<string, any>;
-const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'pruned']);
-
 const out = (value: unknown) => process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
 const note = (message: string) => process.stderr.write(`${message}\n`);
 const client = (g: Globals) => new ApiClient({ api: g.api, apiKey: g.apiKey });
-const fmt = (n: unknown, digits = 3) => (typeof n === 'number' ? n.toFixed(digits) : '-');
-/** An objective value: four significant digits. */
-const fmtValue = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) ? String(Number(n.toPrecision(4))) : '-');
-/** A searched value: whole numbers as they are, small floats in exponent form (learning rates). */
-export function fmtParam(v: unknown): string {
-  if (typeof v !== 'number') return typeof v === 'object' ? JSON.stringify(v) : String(v);
-  if (Number.isInteger(v)) return String(v);
-  if (v !== 0 && Math.abs(v) < 1e-3) return v.toExponential(2);
-  return String(Number(v.toPrecision(4)));
-}
-const paramsText = (params: Json | null | undefined) =>
-  Object.entries(params ?? {})
-    .map(([k, v]) => `${k}=${fmtParam(v)}`)
-    .join(', ');
-
 /** Columns padded to their widest cell, two spaces apart. */
 function table(header: string[], rows: unknown[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
@@ -46,14 +32,14 @@ function table(header: string[], rows: unknown[][]): string {
 }
 
 /** A tune job's study in one line: "trials 3/8 [bar]  2 complete · 1 pruned · 0 failed · 1 running  best validation_loss 1.263 (trial #2)". */
-export function studyLine(job: Json): string {
+export function studyLine(job: Job): string {
   const s = studyOf(job);
   const finished = s.complete + s.pruned + s.failed;
   return `trials ${finished}/${s.trials}  ${bar(s.trials ? finished / s.trials : 0)}  ${studySummary(job)}`;
 }
-const studyOf = (job: Json): Json => job.study ?? { trials: job.search?.trials ?? 0, complete: 0, pruned: 0, failed: 0, running: 0, best: null };
+const studyOf = (job: Job): Json => job.study ?? { trials: job.search?.trials ?? 0, complete: 0, pruned: 0, failed: 0, running: 0, best: null };
 /** "2 complete · 1 pruned · 0 failed · 1 running  best validation_loss 1.263 (trial #2)". */
-function studySummary(job: Json): string {
+function studySummary(job: Job): string {
   const s = studyOf(job);
   const metric = job.search?.objective?.metric ?? 'objective';
   const best = s.best ? `best ${metric} ${fmtValue(s.best.value)} (trial #${s.best.number})` : 'no trial complete yet';
@@ -61,10 +47,10 @@ function studySummary(job: Json): string {
 }
 
 /** A finetune job's or trial's progress in one line. */
-function progressLine(job: Json): string {
+function progressLine(job: Job): string {
   const p = job.progress;
   const epochs = Number(job.hyperparameters?.epochs ?? 0) || null;
-  const parts = [job.status];
+  const parts: string[] = [job.status];
   if (p) parts.push(`epoch ${p.epoch}${epochs ? `/${epochs}` : ''}`, `step ${p.step}/${p.total_steps}`);
   const m = job.metrics;
   if (m) parts.push(`val_loss ${fmt(m.validation_loss)} acc ${fmt(m.accuracy)} macro_f1 ${fmt(m.macro_f1)}`);
@@ -72,7 +58,7 @@ function progressLine(job: Json): string {
 }
 
 /** "trial #2 of job_...: learning_rate=2.41e-4, warmup_ratio=0.09" for a trial job. */
-const trialOf = (job: Json) => `trial #${job.trial?.number ?? '?'} of ${job.parent}: ${paramsText(job.trial?.params)}`;
+const trialOf = (job: Job) => `trial #${job.trial?.number ?? '?'} of ${job.parent}: ${paramsText(job.trial?.params)}`;
 
 // ---------------------------------------------------------------- datasets
 
@@ -85,20 +71,14 @@ export async function datasetsUpload(g: Globals, file: string, opts: { name?: st
   }
   const format = opts.format ?? (file.toLowerCase().endsWith('.csv') ? 'csv' : 'jsonl');
   if (!['csv', 'jsonl'].includes(format)) throw new CliError(EXIT.usage, `--format must be jsonl or csv, not ${format}`);
-  const query = opts.name ? `?name=${encodeURIComponent(opts.name)}` : '';
-  const ds = await client(g).json<Json>(`/v1/datasets${query}`, {
-    method: 'POST',
-    headers: { 'content-type': format === 'csv' ? 'text/csv' : 'application/jsonl', 'content-length': String(size) },
-    body: Readable.toWeb(createReadStream(file)) as never,
-    duplex: 'half',
-  });
+  const ds = await client(g).uploadDataset(Readable.toWeb(createReadStream(file)) as never, { name: opts.name, contentType: format === 'csv' ? 'text/csv' : 'application/jsonl', size });
   if (g.json) out(ds);
   else out(`${ds.id}  ${ds.rows} rows, ${ds.labels?.length ?? 0} labels: ${(ds.labels ?? []).join(', ')}`);
   return EXIT.ok;
 }
 
 export async function datasetsGet(g: Globals, id: string): Promise<number> {
-  out(await client(g).json<Json>(`/v1/datasets/${encodeURIComponent(id)}`));
+  out(await client(g).getDataset(id));
   return EXIT.ok;
 }
 
@@ -191,11 +171,8 @@ export async function buildJobRequest(opts: SubmitOptions): Promise<Json> {
 
 export async function jobsSubmit(g: Globals, opts: SubmitOptions): Promise<number> {
   const body = await buildJobRequest(opts);
-  const job = await client(g).json<Json>('/v1/jobs', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(opts.idempotencyKey ? { 'idempotency-key': opts.idempotencyKey } : {}) },
-    body: JSON.stringify(body),
-  });
+  // The request goes as the file and flags made it: the API is the one validator.
+  const job = await client(g).createJob(body as CreateJobBody, { idempotencyKey: opts.idempotencyKey });
   if (!opts.watch) {
     if (g.json) out(job);
     else out(`${job.id}  ${job.status} on ${job.resource_class}`);
@@ -207,11 +184,10 @@ export async function jobsSubmit(g: Globals, opts: SubmitOptions): Promise<numbe
 
 export async function jobsList(g: Globals, opts: { limit: string; all?: boolean; kind?: string }): Promise<number> {
   const limit = number('--limit', opts.limit);
-  const kind = opts.kind ? `&kind=${encodeURIComponent(opts.kind)}` : '';
-  const jobs: Json[] = [];
+  const jobs: Job[] = [];
   let after: string | null = null;
   do {
-    const page: Json = await client(g).json<Json>(`/v1/jobs?limit=${Math.min(100, limit)}${kind}${after ? `&after=${after}` : ''}`);
+    const page = await client(g).listJobs({ limit: Math.min(100, limit), kind: opts.kind, after });
     jobs.push(...page.data);
     after = opts.all ? page.next_cursor : null;
   } while (after);
@@ -234,7 +210,7 @@ export async function jobsList(g: Globals, opts: { limit: string; all?: boolean;
       best = s?.best ? `${metric} ${fmt(s.best.value)}` : '-';
     } else {
       const metric = (j.hyperparameters?.metric_for_best_model as string | undefined) ?? 'macro_f1';
-      const value = j.result?.[metric] ?? j.result?.summary?.[metric] ?? j.metrics?.[metric];
+      const value = j.result?.[metric] ?? j.result?.summary?.[metric] ?? (j.metrics as Json | null)?.[metric];
       best = typeof value === 'number' ? `${metric} ${fmt(value)}` : '-';
     }
     return [j.id, kind === 'trial' ? `trial #${j.trial?.number ?? '?'}` : kind, j.status, j.model?.family ?? '-', j.model?.name ?? (j.model?.config ? `(${j.model.config.model_type} config)` : '-'), j.dataset, progress, best, j.created_at?.slice(0, 19).replace('T', ' ') ?? ''];
@@ -244,7 +220,7 @@ export async function jobsList(g: Globals, opts: { limit: string; all?: boolean;
 }
 
 export async function jobsGet(g: Globals, id: string): Promise<number> {
-  const job = await client(g).json<Json>(`/v1/jobs/${encodeURIComponent(id)}`);
+  const job = await client(g).getJob(id);
   out(job);
   if (!g.json) {
     if (job.kind === 'tune') note(`${job.id}  ${job.status}  ${studyLine(job)}`);
@@ -256,13 +232,13 @@ export async function jobsGet(g: Globals, id: string): Promise<number> {
 /** A tune job's trials as a table: number (* the best), state, job status, objective, epochs, each parameter, job id. */
 export async function jobsTrials(g: Globals, id: string): Promise<number> {
   const api = client(g);
-  const list = await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}/trials`);
+  const list = await api.listTrials(id);
   if (g.json) {
     out(list);
     return EXIT.ok;
   }
-  const job = await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}`);
-  const trials = list.data as Json[];
+  const job = await api.getJob(id);
+  const trials = list.data;
   if (trials.length === 0) {
     out(`no trials yet (${job.status})`);
     return EXIT.ok;
@@ -274,8 +250,8 @@ export async function jobsTrials(g: Globals, id: string): Promise<number> {
   const epochs = Number(job.hyperparameters?.epochs ?? 0) || null;
   const rows = trials.map((t) => {
     // A pruned or failed trial has no objective: its last epoch's, in parentheses.
-    const last = [...(t.intermediate_values ?? [])].reverse().find((p: Json) => typeof p.value === 'number');
-    const value = typeof t.value === 'number' ? fmtValue(t.value) : last ? `(${fmtValue(last.value)})` : '-';
+    const last = lastReported(t);
+    const value = typeof t.value === 'number' ? fmtValue(t.value) : last !== null ? `(${fmtValue(last)})` : '-';
     return [`${t.number}${best && best.number === t.number ? '*' : ''}`, t.state, t.status, value, `${t.intermediate_values?.length ?? 0}${epochs ? `/${epochs}` : ''}`, ...names.map((k) => (k in (t.params ?? {}) ? fmtParam(t.params[k]) : '-')), t.job_id];
   });
   out(table(['TRIAL', 'STATE', 'STATUS', metric.toUpperCase(), 'EPOCHS', ...names.map((n) => n.toUpperCase()), 'JOB'], rows));
@@ -284,7 +260,7 @@ export async function jobsTrials(g: Globals, id: string): Promise<number> {
 }
 
 export async function jobsCancel(g: Globals, id: string): Promise<number> {
-  const job = await client(g).json<Json>(`/v1/jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+  const job = await client(g).cancelJob(id);
   if (g.json) out(job);
   else out(`${job.id}  ${job.status}`);
   return EXIT.ok;
@@ -293,7 +269,7 @@ export async function jobsCancel(g: Globals, id: string): Promise<number> {
 /** Follows a job's events to its end: a progress bar (or NDJSON with --json); exit 0 only for success. */
 export async function jobsWatch(g: Globals, id: string): Promise<number> {
   const api = client(g);
-  const job = await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}`);
+  const job = await api.getJob(id);
   if (job.kind === 'tune') return watchTune(g, api, job);
   if (job.kind === 'trial' && !g.json) note(trialOf(job));
   const epochs = Number(job.hyperparameters?.epochs ?? 0) || null;
@@ -327,7 +303,7 @@ export async function jobsWatch(g: Globals, id: string): Promise<number> {
       status = (JSON.parse(msg.data) as { status: string }).status;
       break;
     }
-    const e = JSON.parse(msg.data) as { id: string; created_at?: string; type: string; data: Json };
+    const e = JSON.parse(msg.data) as JobEvent;
     if (g.json) {
       out(JSON.stringify(e));
       if (e.type === 'status') status = e.data.status;
@@ -368,10 +344,10 @@ export async function jobsWatch(g: Globals, id: string): Promise<number> {
         break;
     }
   }
-  if (!TERMINAL.has(status)) status = (await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}`)).status;
+  if (!TERMINAL.has(status)) status = (await api.getJob(id)).status;
   line.done();
   if (!g.json) {
-    const final = await api.json<Json>(`/v1/jobs/${encodeURIComponent(id)}`);
+    const final = await api.getJob(id);
     const m = final.result?.summary ?? final.result ?? final.metrics;
     if (final.status === 'succeeded' && m) out(`${final.id}  succeeded: accuracy ${fmt(m.accuracy)}, macro_f1 ${fmt(m.macro_f1)}, weighted_f1 ${fmt(m.weighted_f1)}`);
     else if (final.status === 'pruned') out(`${final.id}  pruned: stopped by its tune job's pruner${final.trial?.pruned_at_epoch ? ` after epoch ${final.trial.pruned_at_epoch}` : ''} (not an error; a pruned trial leaves no model)`);
@@ -386,11 +362,11 @@ export async function jobsWatch(g: Globals, id: string): Promise<number> {
  * Follows a tune job to its end: its events (trials queued and closed, status) as lines, and the
  * study's progress (polled: trials complete, pruned, failed, running; the best so far) as the bar.
  */
-async function watchTune(g: Globals, api: ApiClient, job: Json): Promise<number> {
-  const id = encodeURIComponent(job.id);
+async function watchTune(g: Globals, api: ApiClient, job: Job): Promise<number> {
+  const id = job.id;
   const line = new ProgressLine();
   let shown = '';
-  const show = (j: Json) => {
+  const show = (j: Job) => {
     const text = studyLine(j);
     if (text !== shown) line.update(text, true);
     shown = text;
@@ -402,7 +378,7 @@ async function watchTune(g: Globals, api: ApiClient, job: Json): Promise<number>
     if (refreshing || g.json) return;
     refreshing = true;
     try {
-      show(await api.json<Json>(`/v1/jobs/${id}`));
+      show(await api.getJob(id));
     } catch {
       // the next poll tries again
     } finally {
@@ -418,7 +394,7 @@ async function watchTune(g: Globals, api: ApiClient, job: Json): Promise<number>
   try {
     for await (const msg of jobEvents(api, job.id)) {
       if (msg.event === 'end') break;
-      const e = JSON.parse(msg.data) as { id: string; created_at?: string; type: string; data: Json };
+      const e = JSON.parse(msg.data) as JobEvent;
       if (g.json) {
         out(JSON.stringify(e));
         continue;
@@ -434,7 +410,7 @@ async function watchTune(g: Globals, api: ApiClient, job: Json): Promise<number>
     stop.abort();
     await poller;
   }
-  const final = await api.json<Json>(`/v1/jobs/${id}`);
+  const final = await api.getJob(id);
   if (!g.json) {
     show(final);
     line.done();
@@ -453,7 +429,7 @@ async function watchTune(g: Globals, api: ApiClient, job: Json): Promise<number>
 /** Downloads the model archive with a progress bar, checking its sha256 against X-Makam-Sha256. */
 export async function jobsDownload(g: Globals, id: string, opts: { output?: string; extract?: string }): Promise<number> {
   const api = client(g);
-  const res = await api.check(await api.request(`/v1/jobs/${encodeURIComponent(id)}/artifacts/model`));
+  const res = await api.modelArchive(id);
   const expected = res.headers.get('x-makam-sha256');
   const size = Number(res.headers.get('content-length') ?? 0);
   const file = path.resolve(opts.output ?? `${id}-model.tar.gz`);
