@@ -24,6 +24,7 @@ import webhookRoutes from './routes/webhooks/index.ts';
 import workerRoutes from './routes/workers/index.ts';
 import datasetRoutes from './routes/datasets/index.ts';
 import jobRoutes from './routes/jobs/index.ts';
+import ownedJob from './jobs/owned-job.ts';
 
 export async function buildApp(config: ApiConfig, logger?: Logger): Promise<FastifyInstance> {
   // Unknown fields are refused, not silently dropped; defaults are filled in. Querystrings and
@@ -118,6 +119,8 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
     }
   });
   await app.register(datasetRoutes, { prefix: '/v1/datasets' });
+  // Every route that takes a job id loads it through app.ownedJob.
+  await app.register(ownedJob);
   await app.register(jobRoutes, { prefix: '/v1/jobs' });
   // No admin key, no admin routes: nothing to guess at.
   if (config.MAKAM_ADMIN_KEY) await app.register(adminRoutes, { prefix: '/v1/admin' });

@@ -5,7 +5,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { JOB_ID_PATTERN } from '@makam/shared';
 import { openTarMember } from '../../artifacts/tar-member.ts';
-import { ApiError, notFound } from '../../errors.ts';
+import { ApiError } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
 
 /** The files that can be read this way, with their content types. */
@@ -34,8 +34,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { id, name } = request.params as { id: string; name: string };
-      const job = await app.jobs.get(id);
-      if (!job || job.tenant !== request.tenant) throw notFound('job', id);
+      const job = await app.ownedJob(request.tenant, id);
       if (job.status !== 'succeeded' || !job.artifact) throw new ApiError(409, 'artifact_not_ready', `the job is ${job.status}; its model files can be read once it has succeeded`, 'id');
       const file = app.blobs.artifactPath(job.id);
       if (!(await app.blobs.exists(file))) throw new ApiError(404, 'artifact_missing', 'the model file is missing from the artifact store', 'id');

@@ -6,7 +6,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { isTerminal, type StoredEvent } from '@makam/shared';
-import { ApiError, notFound } from '../../errors.ts';
+import { ApiError } from '../../errors.ts';
 import { compareIds, endsJob } from '../../events/job-event-hub.ts';
 import { SSE } from '../../plugins/live-events.ts';
 import { STREAM_ID_HINT, STREAM_ID_PATTERN } from '../../schemas/common.ts';
@@ -40,8 +40,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const id = request.params.id;
-      const job = await app.jobs.get(id);
-      if (!job || job.tenant !== request.tenant) throw notFound('job', id);
+      await app.ownedJob(request.tenant, id);
       const header = request.headers['last-event-id'];
       const given = (Array.isArray(header) ? header[0] : header)?.trim() || request.query.after || null;
       if (given && !CURSOR.test(given)) throw new ApiError(400, 'invalid_request', `'Last-Event-ID' must be ${STREAM_ID_HINT}`, 'Last-Event-ID');

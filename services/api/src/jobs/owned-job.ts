@@ -1,0 +1,25 @@
+// The one guard for "this tenant owns this job", used by every route that takes a job id.
+import fp from 'fastify-plugin';
+import type { JobRecord, JobStore } from '@makam/shared';
+import { notFound } from '../errors.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The tenant's job with this id; a missing job and another tenant's answer the same 404. */
+    ownedJob(tenant: string, id: string): Promise<JobRecord>;
+  }
+}
+
+/** Another tenant's job answers exactly as a missing one does, so ids cannot be probed. */
+export async function ownedJob(jobs: Pick<JobStore, 'get'>, tenant: string, id: string): Promise<JobRecord> {
+  const job = await jobs.get(id);
+  if (!job || job.tenant !== tenant) throw notFound('job', id);
+  return job;
+}
+
+export default fp(
+  async (app) => {
+    app.decorate('ownedJob', (tenant: string, id: string) => ownedJob(app.jobs, tenant, id));
+  },
+  { name: 'owned-job' },
+);

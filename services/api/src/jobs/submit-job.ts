@@ -1,0 +1,185 @@
+// POST /v1/jobs as named steps: check the request (kind, model, hyperparameters, search), read
+// its datasets, place it on a resource class, then, once per Idempotency-Key, reserve a place in
+// the tenant's quota, create the record and enqueue it, undoing what was done when a step fails.
+// The order of the steps is the order of the refusals a client sees, so it is kept as it was.
+import type { Queue } from 'bullmq';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { JobTooLargeError, ModelConfigError, PlacementError, appliesTo, defaultsFor, estimateMemory, fingerprintOf, misapplied, newJobId, place, queuedJob, trainJobOptions, tuneJobOptions, type DatasetRecord, type Family, type JobRecord, type Placement, type Search, type TrainJobData } from '@makam/shared';
+import { ApiError } from '../errors.ts';
+import { withIdempotency } from '../idempotency.ts';
+import type { CreateJobBodyT } from '../schemas/jobs.ts';
+import { checkHyperparameters } from './check-hyperparameters.ts';
+import { checkModel } from './check-model.ts';
+import { checkSearch, largestCorner } from './check-search.ts';
+
+export interface SubmitDeps {
+  /** The app's services: config, datasets, jobs, quotas, queues, resource classes, idempotency. */
+  app: FastifyInstance;
+  /** The operator's model roots, parsed once at start (check-model.ts). */
+  modelRoots: readonly string[];
+}
+
+export interface SubmitRequest {
+  tenant: string;
+  body: CreateJobBodyT;
+  /** Read only after the body has passed its checks, so a bad body is refused before a bad header. */
+  idempotencyKey: () => string | null;
+  log: FastifyBaseLogger;
+}
+
+type DatasetParam = 'dataset' | 'validation_dataset' | 'test_dataset';
+const DATASET_PARAMS = ['dataset', 'validation_dataset', 'test_dataset'] as const;
+
+/** Submits a job; the answer is 202 with the queued job, or the stored answer of an earlier request with the same key. */
+export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{ status: number; body: unknown }> {
+  const { app } = deps;
+  const { tenant, body } = req;
+  checkKind(body);
+  checkModelRequest(body, deps.modelRoots);
+  const { hyperparameters, search } = resolveHyperparameters(body);
+  const train = await readDatasets(app, tenant, body, hyperparameters);
+  const placement = placeJob(app, body, hyperparameters, search, train);
+  const queue = (search ? app.tuneQueues : app.queues).get(placement.resource_class)!;
+  return withIdempotency(app, tenant, 'jobs', req.idempotencyKey(), fingerprintOf(body), async () => {
+    const id = await reserveActiveJob(app, tenant);
+    const job = queuedJob({
+      id,
+      tenant,
+      kind: body.kind,
+      model: body.model,
+      dataset: body.dataset,
+      validation_dataset: body.validation_dataset ?? null,
+      test_dataset: body.test_dataset ?? null,
+      hyperparameters,
+      resource_class: placement.resource_class,
+      estimate: placement.estimate,
+      ...(search ? { search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null } : {}),
+    });
+    await createRecord(app, tenant, body, job);
+    await enqueue(app, job, queue, search !== undefined);
+    req.log.info({ jobId: job.id, resourceClass: placement.resource_class }, 'job queued');
+    return { status: 202, body: job };
+  });
+}
+
+/** A tune job needs a search, and only a tune job takes one. */
+function checkKind(body: CreateJobBodyT): void {
+  if (body.kind === 'tune' && !body.search) throw new ApiError(400, 'invalid_request', "a tune job needs 'search': the space, objective and trials", 'search');
+  if (body.kind === 'finetune' && body.search) throw new ApiError(400, 'invalid_request', "'search' belongs to tune jobs; set kind to 'tune' or drop search", 'search');
+}
+
+/** Encoder and decoder models are named or configured (exactly one); the other families take neither. */
+function checkModelRequest(body: CreateJobBodyT, modelRoots: readonly string[]): void {
+  const family = body.model.family;
+  const { name, config, tokenizer } = body.model;
+  if (family === 'encoder' || family === 'decoder') {
+    if (Boolean(name) === Boolean(config)) {
+      throw new ApiError(400, 'invalid_request', "give exactly one of 'model.name' (a Hugging Face id or worker path) and 'model.config' (an architecture to train from scratch)", 'model');
+    }
+    if (tokenizer && !config) throw new ApiError(400, 'invalid_request', "'model.tokenizer' trains a tokenizer for a 'model.config' model; a named model brings its own", 'model.tokenizer');
+    checkModel(body.model, modelRoots);
+  } else if (name || config || tokenizer) {
+    const field = name ? 'name' : config ? 'config' : 'tokenizer';
+    throw new ApiError(400, 'invalid_request', `family '${family}' takes no 'model.${field}': its ${family === 'scratch' ? 'architecture and tokenizer are hyperparameters (layers, heads, d_model, ff_dim, vocab_size, ...)' : 'features are hyperparameters (word_ngram_max, char_ngram_min, ...)'}`, `model.${field}`);
+  }
+}
+
+/** The family's defaults under the given values, checked; a tune job's searched names are left to its trials. */
+function resolveHyperparameters(body: CreateJobBodyT): { hyperparameters: Record<string, unknown>; search: Search | undefined } {
+  const family = body.model.family;
+  const given = (body.hyperparameters ?? {}) as Record<string, unknown>;
+  const wrong = misapplied(given, family);
+  if (wrong) {
+    throw new ApiError(400, 'invalid_request', `hyperparameter '${wrong.name}' applies to ${wrong.families.join(', ')}, not to family '${family}'`, `hyperparameters.${wrong.name}`);
+  }
+  const hyperparameters = { ...defaultsFor(family), ...given };
+  checkHyperparameters(family, hyperparameters);
+  if (!body.search) return { hyperparameters, search: undefined };
+  const search = checkSearch(family, body.search, given);
+  // The best checkpoint of each trial is the one its objective rates best.
+  if (appliesTo('metric_for_best_model', family) && given.metric_for_best_model === undefined) hyperparameters.metric_for_best_model = search.objective.metric;
+  for (const name of Object.keys(search.space)) delete hyperparameters[name];
+  return { hyperparameters, search };
+}
+
+/** The tenant's dataset given as `param`, or 400 dataset_not_found (another tenant's is missing too). */
+async function ownedDataset(app: FastifyInstance, tenant: string, id: string, param: DatasetParam): Promise<DatasetRecord> {
+  const ds = await app.datasets.get(id);
+  if (!ds || ds.tenant !== tenant) throw new ApiError(400, 'dataset_not_found', `no dataset with id ${id}; upload it with POST /v1/datasets first`, param);
+  return ds;
+}
+
+/** Reads the job's datasets and checks the labels against the training set's; returns the training set. */
+async function readDatasets(app: FastifyInstance, tenant: string, body: CreateJobBodyT, hyperparameters: Record<string, unknown>): Promise<DatasetRecord> {
+  const datasets: Partial<Record<DatasetParam, DatasetRecord>> = {};
+  for (const param of DATASET_PARAMS) {
+    const id = body[param];
+    if (id) datasets[param] = await ownedDataset(app, tenant, id, param);
+  }
+  const train = datasets.dataset!;
+  for (const param of ['validation_dataset', 'test_dataset'] as const) {
+    const unseen = datasets[param]?.labels.filter((l) => !train.labels.includes(l)) ?? [];
+    if (unseen.length > 0) throw new ApiError(400, 'label_not_in_training', `${param} labels missing from the training dataset: ${unseen.join(', ')}`, param);
+  }
+  for (const param of ['focal_alpha', 'class_weights'] as const) {
+    const weights = hyperparameters[param];
+    if (weights && typeof weights === 'object') {
+      const unknown = Object.keys(weights).filter((l) => !train.labels.includes(l));
+      if (unknown.length) throw new ApiError(400, 'invalid_request', `${param} names labels the dataset does not have: ${unknown.join(', ')}; its labels: ${train.labels.join(', ')}`, `hyperparameters.${param}`);
+    }
+  }
+  return train;
+}
+
+/** The resource class the job fits (a tune job: its largest trial), or 400 does_not_fit / invalid_model_config. */
+function placeJob(app: FastifyInstance, body: CreateJobBodyT, hyperparameters: Record<string, unknown>, search: Search | undefined, train: DatasetRecord): Placement {
+  const family: Family = body.model.family;
+  try {
+    const input = { family, model: body.model, hyperparameters, labels: train.labels.length, rows: train.rows, datasetBytes: train.size_bytes };
+    if (search) input.hyperparameters = largestCorner(search.space, { ...defaultsFor(family), ...hyperparameters }, (hp) => estimateMemory({ ...input, hyperparameters: hp, cuda: true }).total_bytes);
+    return place(input, app.resourceClasses, body.resource_class);
+  } catch (err) {
+    if (err instanceof PlacementError) throw new ApiError(400, 'does_not_fit', err.message, body.resource_class ? 'resource_class' : 'hyperparameters');
+    if (err instanceof ModelConfigError) throw new ApiError(400, 'invalid_model_config', err.message, err.param);
+    throw err;
+  }
+}
+
+/** A new job id with its place in the tenant's active-job quota, or 429 too_many_active_jobs. */
+async function reserveActiveJob(app: FastifyInstance, tenant: string): Promise<string> {
+  const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
+  const id = newJobId();
+  const active = await app.quotas.reserveActiveJob(tenant, id, limit);
+  if (active !== null) {
+    throw new ApiError(429, 'too_many_active_jobs', `the tenant has ${active} queued or running jobs, its limit is ${limit}; wait for one to finish or cancel one`, null);
+  }
+  return id;
+}
+
+/** Stores the record; on any refusal the quota place is given back (an oversized record: 413 job_too_large). */
+async function createRecord(app: FastifyInstance, tenant: string, body: CreateJobBodyT, job: JobRecord): Promise<void> {
+  try {
+    // A dataset deleted between the check above and the reservation is caught here: the
+    // delete refuses while the reservation stands, so after this read it cannot go.
+    for (const param of DATASET_PARAMS) {
+      const id = body[param];
+      if (id) await ownedDataset(app, tenant, id, param);
+    }
+    await app.jobs.create(job);
+  } catch (err) {
+    await app.quotas.releaseActiveJob(tenant, job.id).catch(() => undefined);
+    if (err instanceof JobTooLargeError) throw new ApiError(413, 'job_too_large', err.message, 'body');
+    throw err;
+  }
+}
+
+/** Queues the stored job; a stored job that cannot be queued is marked failed, not left queued forever. */
+async function enqueue(app: FastifyInstance, job: JobRecord, queue: Queue<TrainJobData>, tune: boolean): Promise<void> {
+  try {
+    if (tune) await queue.add('tune', { jobId: job.id }, tuneJobOptions(job.id));
+    else await queue.add('train', { jobId: job.id }, trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS));
+  } catch (err) {
+    await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() });
+    throw err;
+  }
+}
