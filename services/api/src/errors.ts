@@ -1,6 +1,8 @@
 // One error shape for every refusal: {"error": {"code", "message", "param"}}.
 import { STATUS_CODES as HTTP_STATUS_TEXT } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+// ioredis exports its error classes only from this path (its index exports ReplyError alone).
+import { MaxRetriesPerRequestError } from 'ioredis/built/errors/index.js';
 import { PATTERN_HINTS } from './schemas/common.ts';
 
 export class ApiError extends Error {
@@ -135,6 +137,20 @@ export function sendApiError(reply: FastifyReply, err: ApiError): FastifyReply {
   return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message, param: err.param } });
 }
 
+/** Socket error codes of a Redis that is down or out of reach (Node's own, on the error's `code`). */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * A Redis that is away, known by type rather than by message: a request connection (fail-fast,
+ * maxRetriesPerRequest 2) gives its queued commands up with ioredis' MaxRetriesPerRequestError once
+ * its reconnects fail, and a connection that cannot open fails with the socket's error code.
+ */
+export function isStoreUnavailable(err: unknown): boolean {
+  if (err instanceof MaxRetriesPerRequestError) return true;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return typeof code === 'string' && UNREACHABLE.has(code);
+}
+
 export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
     if (err instanceof ApiError) {
@@ -154,8 +170,7 @@ export function registerErrorHandler(app: FastifyInstance): void {
       const message = fallback && err.message === HTTP_STATUS_TEXT[status] ? fallback.message : err.message;
       return reply.code(status).send({ error: { code: STATUS_CODES[status] ?? 'invalid_request', message, param: fallback?.param ?? null } });
     }
-    const name = (err as Error).name ?? '';
-    if (name === 'MaxRetriesPerRequestError' || /Connection is closed|ECONNREFUSED|Stream isn't writeable/.test(err.message)) {
+    if (isStoreUnavailable(err)) {
       request.log.warn({ err: err.message }, 'redis unavailable');
       return reply.code(503).header('retry-after', '5').send({ error: { code: 'store_unavailable', message: 'the job store is unavailable; retry in a few seconds', param: null } });
     }
