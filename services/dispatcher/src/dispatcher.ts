@@ -5,10 +5,11 @@
 // as a fallback for messages lost while the connection was down.
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import { BlobStore, DatasetStore, JobStore, Telemetry, createRedis, isTerminal, queueName, redisKeys, type Logger, type Redis, type TrainJobData } from '@makam/shared';
 import type { DispatcherConfig } from './config.ts';
-import { RetryableRunError, RunDriver, type RunOutcome } from './run-driver.ts';
+import { Detached, JobFailure, RetryableFailure } from './failures.ts';
+import { RunDriver, type RunOutcome } from './run-driver.ts';
 import { DispatcherTelemetry } from './telemetry.ts';
 import { StudyClient, defaultStudyPython } from './tuning/study-client.ts';
 import { TuneCoordinator } from './tuning/tune-coordinator.ts';
@@ -147,7 +148,7 @@ export class Dispatcher {
     const jobId = job.data.jobId;
     const log = this.log.child({ jobId });
     const record = await this.jobs.get(jobId);
-    if (!record) throw new UnrecoverableError(`no job record for ${jobId}`);
+    if (!record) throw new JobFailure('job_missing', `no job record for ${jobId}`);
     if (isTerminal(record.status)) return 'skipped';
     const attempt = job.attemptsMade + 1;
     const finalAttempt = attempt >= (job.opts.attempts ?? 1);
@@ -167,15 +168,15 @@ export class Dispatcher {
       if (record.status === 'cancelling') void this.cancel(jobId);
       return await driver.run(record, attempt, reattach);
     } catch (err) {
-      if ((err as Error).message === 'detached') throw err;
+      if (err instanceof Detached) throw err;
       const now = new Date().toISOString();
-      if (err instanceof UnrecoverableError) {
-        const [code, ...rest] = err.message.split(': ');
-        await this.jobs.transition(jobId, 'failed', { error: { code: code!, message: rest.join(': ') || err.message }, finished_at: now });
-        log.warn({ err: err.message }, 'job failed');
+      if (err instanceof JobFailure) {
+        await this.jobs.transition(jobId, 'failed', { error: { code: err.code, message: err.message }, finished_at: now });
+        log.warn({ code: err.code, err: err.message }, 'job failed');
         throw err;
       }
-      const code = err instanceof RetryableRunError ? err.code : 'dispatch_error';
+      // Anything else (a RetryableFailure, a Redis or gRPC fault of our own) is worth another attempt.
+      const code = err instanceof RetryableFailure ? err.code : 'dispatch_error';
       const message = (err as Error).message;
       // A run lost while it was being cancelled is cancelled, not retried.
       if ((await this.jobs.transition(jobId, 'cancelled', { finished_at: now }, `cancelled (${code})`, ['cancelling'])).ok) return 'cancelled';

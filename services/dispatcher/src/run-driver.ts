@@ -5,8 +5,8 @@
 import { createReadStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { UnrecoverableError } from 'bullmq';
 import { isGrpcError, type BlobStore, type DatasetStore, type JobEvent, type JobRecord, type JobStore, type Logger, type MetricPoint, type TrialInfo, type WorkerClient } from '@makam/shared';
+import { Detached, JobFailure, RetryableFailure } from './failures.ts';
 import type { StudyClient } from './tuning/study-client.ts';
 import { RunState, type WatchRunResponse } from '@makam/shared/gen/makam/worker/v1/worker_pb.js';
 
@@ -29,15 +29,6 @@ export interface RunContext {
 
 /** Outcome of a run as the dispatcher hands it to BullMQ. */
 export type RunOutcome = 'succeeded' | 'cancelled' | 'pruned' | 'skipped';
-
-/** A failure that another attempt may cure (a worker crash or a lost worker). */
-export class RetryableRunError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
 
 export class RunDriver {
   private readonly ctx: RunContext;
@@ -108,7 +99,7 @@ export class RunDriver {
     const load = async (id: string | null) => {
       if (!id) return null;
       const ds = await this.ctx.datasets.get(id);
-      if (!ds) throw new UnrecoverableError(`dataset_missing: the job's dataset ${id} is gone`);
+      if (!ds) throw new JobFailure('dataset_missing', `the job's dataset ${id} is gone`);
       return ds;
     };
     const [train, validation, test] = [await load(record.dataset), await load(record.validation_dataset), await load(record.test_dataset ?? null)];
@@ -129,7 +120,7 @@ export class RunDriver {
     const startRun = () =>
       this.client.startRun(request, { timeoutMs: UNARY_MS }).catch((err: unknown) => {
         // The worker refuses what no retry can fix: a bad model spec or hyperparameters.
-        if (isGrpcError(err, GrpcStatus.INVALID_ARGUMENT)) throw new UnrecoverableError(`invalid_job: ${err.details}`);
+        if (isGrpcError(err, GrpcStatus.INVALID_ARGUMENT)) throw new JobFailure('invalid_job', err.details, { cause: err });
         throw err;
       });
     let started = await startRun();
@@ -153,13 +144,13 @@ export class RunDriver {
   private async checkCapacity(record: JobRecord): Promise<void> {
     const caps = await this.client.getCapabilities({}, { timeoutMs: UNARY_MS });
     if (!caps.families.includes(record.model.family)) {
-      throw new UnrecoverableError(`family_unsupported: the worker at ${this.address} trains ${caps.families.join(', ')}, not ${record.model.family}`);
+      throw new JobFailure('family_unsupported', `the worker at ${this.address} trains ${caps.families.join(', ')}, not ${record.model.family}`);
     }
     const need = record.estimate?.total_bytes ?? 0;
     const have = Number(caps.memoryTotalBytes);
     if (need > have) {
       const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
-      throw new UnrecoverableError(`worker_too_small: the job needs about ${gib(need)} but the worker at ${this.address} (${caps.gpuName || caps.device}) has ${gib(have)}; submit it to a larger resource_class`);
+      throw new JobFailure('worker_too_small', `the job needs about ${gib(need)} but the worker at ${this.address} (${caps.gpuName || caps.device}) has ${gib(have)}; submit it to a larger resource_class`);
     }
   }
 
@@ -235,15 +226,15 @@ export class RunDriver {
           received = Number(event.seq);
           if (outcome) return outcome;
         }
-        throw new RetryableRunError('watch_ended', 'the worker ended the event stream before the run finished');
+        throw new RetryableFailure('watch_ended', 'the worker ended the event stream before the run finished');
       } catch (err) {
         if (this.finished) throw err;
-        if (this.abort.signal.aborted) throw new Error('detached');
-        if (isGrpcError(err, GrpcStatus.NOT_FOUND)) throw new RetryableRunError('run_lost', 'the worker no longer knows the run (restarted with a new state directory?)');
-        if (!isGrpcError(err, GrpcStatus.UNAVAILABLE, GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.INTERNAL, GrpcStatus.UNKNOWN, GrpcStatus.CANCELLED) && !(err instanceof RetryableRunError)) throw err;
+        if (this.abort.signal.aborted) throw new Detached();
+        if (isGrpcError(err, GrpcStatus.NOT_FOUND)) throw new RetryableFailure('run_lost', 'the worker no longer knows the run (restarted with a new state directory?)');
+        if (!isGrpcError(err, GrpcStatus.UNAVAILABLE, GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.INTERNAL, GrpcStatus.UNKNOWN, GrpcStatus.CANCELLED) && !(err instanceof RetryableFailure)) throw err;
         lostSince ??= Date.now();
         if (Date.now() - lostSince > this.ctx.reconnectMs) {
-          throw new RetryableRunError('worker_unreachable', `lost the worker at ${this.address}: ${(err as Error).message}`);
+          throw new RetryableFailure('worker_unreachable', `lost the worker at ${this.address}: ${(err as Error).message}`, { cause: err });
         }
         this.log.warn({ err: (err as Error).message }, 'event stream broke; reconnecting');
         await sleep(1000, undefined, { signal: this.abort.signal }).catch(() => {});
@@ -368,8 +359,8 @@ export class RunDriver {
       this.log.info('job cancelled');
       return 'cancelled';
     }
-    if (retryable) throw new RetryableRunError(code || 'worker_crashed', message || 'the training process died');
-    throw new UnrecoverableError(`${code || 'training_failed'}: ${message}`);
+    if (retryable) throw new RetryableFailure(code || 'worker_crashed', message || 'the training process died');
+    throw new JobFailure(code || 'training_failed', message);
   }
 
   /**
@@ -405,7 +396,7 @@ export class RunDriver {
     const h = header as { sha256: string; size: number } | null;
     if (!h || h.sha256 !== written.sha256 || h.size !== written.size) {
       await this.ctx.blobs.remove(written.tempPath);
-      throw new RetryableRunError('artifact_corrupt', `artifact sha256 mismatch: worker said ${h?.sha256}, received ${written.sha256}`);
+      throw new RetryableFailure('artifact_corrupt', `artifact sha256 mismatch: worker said ${h?.sha256}, received ${written.sha256}`);
     }
     await this.ctx.blobs.commit(written.tempPath, this.ctx.blobs.artifactPath(this.jobId));
     return { sha256: written.sha256, size_bytes: written.size };
@@ -419,7 +410,7 @@ export class RunDriver {
  */
 function refusedUpload(code: string): (err: unknown) => never {
   return (err) => {
-    if (isGrpcError(err, GrpcStatus.INVALID_ARGUMENT)) throw new UnrecoverableError(`${code}: ${err.details}`);
+    if (isGrpcError(err, GrpcStatus.INVALID_ARGUMENT)) throw new JobFailure(code, err.details, { cause: err });
     throw err;
   };
 }

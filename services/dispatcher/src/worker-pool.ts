@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectWorker, workerCredentials, type WorkerClient, type WorkerTls } from '@makam/shared';
+import { Detached } from './failures.ts';
 
 const PROBE_MS = 3_000;
 const WAIT_MS = 1_000;
@@ -40,7 +41,7 @@ export class WorkerPool {
         if (answers) return { address, client };
         this.busy.delete(address);
       }
-      if (signal.aborted) throw new Error('detached');
+      if (signal.aborted) throw new Detached();
       if (!waited) onWait?.();
       await sleep(WAIT_MS, undefined, { signal }).catch(() => undefined);
     }

@@ -4,7 +4,7 @@
 // study process, so it needs no worker. Everything it knows is in Redis: a coordinator that dies is
 // replaced by another (BullMQ's stalled-job check) that picks the study up where it was.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
+import { Worker, type Job, type Queue } from 'bullmq';
 import {
   createRedis,
   isTerminal,
@@ -27,6 +27,7 @@ import {
   type TrialInfo,
 } from '@makam/shared';
 import type { DispatcherConfig } from '../config.ts';
+import { Detached, JobFailure } from '../failures.ts';
 import type { StudyClient } from './study-client.ts';
 
 export interface CoordinatorDeps {
@@ -77,7 +78,7 @@ export class TuneCoordinator {
     const log = this.d.log.child({ jobId: id, kind: 'tune' });
     const { jobs } = this.d;
     let record = await jobs.get(id);
-    if (!record) throw new UnrecoverableError(`no job record for ${id}`);
+    if (!record) throw new JobFailure('job_missing', `no job record for ${id}`);
     if (isTerminal(record.status)) return 'skipped';
     if (record.status === 'queued') {
       const moved = await jobs.transition(id, 'running', { attempts: job.attemptsMade + 1, started_at: record.started_at ?? new Date().toISOString(), error: null }, 'study started', ['queued']);
@@ -100,7 +101,7 @@ export class TuneCoordinator {
       let cancelSent = false;
       let shown = '';
       for (;;) {
-        if (this.closing) throw new Error('detached');
+        if (this.closing) throw new Detached();
         // One read of the records a poll; what the poll changes is kept in `trials` as it goes.
         record = (await jobs.get(id))!;
         trials = await jobs.trials(id);
@@ -139,7 +140,7 @@ export class TuneCoordinator {
         await sleep(this.d.config.MAKAM_TUNE_POLL_MS);
       }
     } catch (err) {
-      if ((err as Error).message === 'detached' || err instanceof UnrecoverableError) throw err;
+      if (err instanceof Detached || err instanceof JobFailure) throw err;
       // The study process or Redis failed: BullMQ retries the coordination, which resumes.
       log.warn({ err: (err as Error).message }, 'coordination interrupted; it resumes on the next attempt');
       if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
