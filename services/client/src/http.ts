@@ -60,7 +60,7 @@ export class MakamClient {
     } catch (err) {
       if (init.signal?.aborted) throw err;
       const e = err as Error & { cause?: { code?: string; message?: string } };
-      throw new UnreachableError(this.base || 'this page', e.cause?.code ?? e.cause?.message ?? e.message);
+      throw new UnreachableError(this.base || "the page's origin", e.cause?.code ?? e.cause?.message ?? e.message);
     }
   }
 
