@@ -1,8 +1,11 @@
 // @makam/client, the package the CLI and the dashboard share: its one server-sent-events parser
 // (from a ReadableStream as the browser's fetch gives, or an async iterable, split anywhere), its
-// formatters, and its errors (the API's error object kept; an unreachable API named).
+// formatters, and its errors (the API's error object kept; an unreachable API named). It stays
+// browser-safe: no node: import, and nothing from outside the package but types.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { formatBytes, formatDuration, formatMetric, formatParam, formatParams, formatValue } from '@makam/client/format';
 import { ApiError, MakamClient, UnreachableError } from '@makam/client/http';
 import { parseSse, type SseMessage } from '@makam/client/sse';
@@ -54,4 +57,16 @@ test("the client's errors: the API's error object, an unreachable API", async ()
   const refused = new Response(JSON.stringify({ error: { code: 'not_found', message: 'no job with id job_x', param: 'id' } }), { status: 404, statusText: 'Not Found' });
   await assert.rejects(client.check(refused), (err) => err instanceof ApiError && err.status === 404 && err.code === 'not_found' && err.message === 'no job with id job_x' && err.body?.param === 'id');
   await assert.rejects(client.check(new Response('oops', { status: 502 })), (err) => err instanceof ApiError && err.code === 'http_error' && err.message === 'HTTP 502');
+});
+
+test('the client is browser-safe: no node: imports, and only types from outside the package', async () => {
+  const dir = path.join(import.meta.dirname, '../../services/client/src');
+  for (const name of await readdir(dir)) {
+    const text = await readFile(path.join(dir, name), 'utf8');
+    for (const m of text.matchAll(/^(import|export)\b([^;]*?)\bfrom '([^']+)'/gms)) {
+      const [, , clause, from] = m as unknown as [string, string, string, string];
+      assert.ok(!from.startsWith('node:'), `${name} imports ${from}`);
+      if (!from.startsWith('./')) assert.match(clause!, /^ type\b/, `${name} imports values from ${from}: only types may come from outside the package`);
+    }
+  }
 });
