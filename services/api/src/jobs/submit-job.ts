@@ -42,19 +42,7 @@ export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{
   const queue = (search ? app.tuneQueues : app.queues).get(placement.resource_class)!;
   return withIdempotency(app, tenant, 'jobs', req.idempotencyKey(), fingerprintOf(body), async () => {
     const id = await reserveActiveJob(app, tenant);
-    const job = queuedJob({
-      id,
-      tenant,
-      kind: body.kind,
-      model: body.model,
-      dataset: body.dataset,
-      validation_dataset: body.validation_dataset ?? null,
-      test_dataset: body.test_dataset ?? null,
-      hyperparameters,
-      resource_class: placement.resource_class,
-      estimate: placement.estimate,
-      ...(search ? { search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null } : {}),
-    });
+    const job = newJobRecord(id, tenant, body, hyperparameters, placement, search);
     await createRecord(app, tenant, body, job);
     await enqueue(app, job, queue, search !== undefined);
     req.log.info({ jobId: job.id, resourceClass: placement.resource_class }, 'job queued');
@@ -154,6 +142,23 @@ async function reserveActiveJob(app: FastifyInstance, tenant: string): Promise<s
     throw new ApiError(429, 'too_many_active_jobs', `the tenant has ${active} queued or running jobs, its limit is ${limit}; wait for one to finish or cancel one`, null);
   }
   return id;
+}
+
+/** The queued record of the job; a tune job's study starts empty. */
+function newJobRecord(id: string, tenant: string, body: CreateJobBodyT, hyperparameters: Record<string, unknown>, placement: Placement, search: Search | undefined): JobRecord {
+  return queuedJob({
+    id,
+    tenant,
+    kind: body.kind,
+    model: body.model,
+    dataset: body.dataset,
+    validation_dataset: body.validation_dataset ?? null,
+    test_dataset: body.test_dataset ?? null,
+    hyperparameters,
+    resource_class: placement.resource_class,
+    estimate: placement.estimate,
+    ...(search ? { search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null } : {}),
+  });
 }
 
 /** Stores the record; on any refusal the quota place is given back (an oversized record: 413 job_too_large). */

@@ -5,6 +5,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { JOB_ID_PATTERN } from '@makam/shared';
 import { openTarMember } from '../../artifacts/tar-member.ts';
+import { storedArtifact } from '../../jobs/artifact.ts';
 import { ApiError } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
 
@@ -35,9 +36,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const { id, name } = request.params as { id: string; name: string };
       const job = await app.ownedJob(request.tenant, id);
-      if (job.status !== 'succeeded' || !job.artifact) throw new ApiError(409, 'artifact_not_ready', `the job is ${job.status}; its model files can be read once it has succeeded`, 'id');
-      const file = app.blobs.artifactPath(job.id);
-      if (!(await app.blobs.exists(file))) throw new ApiError(404, 'artifact_missing', 'the model file is missing from the artifact store', 'id');
+      const { file } = await storedArtifact(app.blobs, job, 'its model files can be read');
       // Streamed, not buffered: huge labels make a model card of megabytes (it answered 500 above 8 MB).
       const member = await openTarMember(file, name);
       if (!member) throw new ApiError(404, 'file_not_in_artifact', `the model archive has no ${name}`, 'name');

@@ -1,11 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { idempotencyKey } from '../../idempotency.ts';
-import { isTerminal, objectiveValue, requestCancel } from '@makam/shared';
+import { isTerminal, requestCancel } from '@makam/shared';
 import { ApiError } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries, TrialList } from '../../schemas/jobs.ts';
 import { parseModelRoots } from '../../jobs/check-model.ts';
+import { storedArtifact } from '../../jobs/artifact.ts';
 import { submitJob } from '../../jobs/submit-job.ts';
+import { listTrials } from '../../jobs/trials.ts';
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const deps = { app, modelRoots: parseModelRoots(app.config.MAKAM_MODEL_ROOTS) };
@@ -48,33 +50,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/:id/trials',
     { schema: { summary: "A tune job's trials by number: parameters, state, per-epoch objective and final metrics", params: JobIdParams, response: { 200: TrialList, ...errorResponses } } },
-    async (request) => {
-      const job = await app.ownedJob(request.tenant, request.params.id);
-      if (job.kind !== 'tune') throw new ApiError(400, 'not_a_tune_job', `the job is a ${job.kind} job; only tune jobs have trials`, 'id');
-      const metric = job.search!.objective.metric;
-      const trials = await app.jobs.trials(job.id);
-      const data = await Promise.all(
-        trials.map(async (t) => {
-          const series = await app.jobs.metrics(t.id);
-          const trial = t.trial!;
-          return {
-            number: trial.number,
-            job_id: t.id,
-            status: t.status,
-            state: trial.state,
-            params: trial.params,
-            value: trial.value ?? (t.status === 'succeeded' ? objectiveValue(t.result, metric) : null),
-            intermediate_values: series.map((p) => ({ epoch: p.epoch, value: p[metric] })),
-            result: t.result,
-            error: t.error,
-            attempts: t.attempts,
-            started_at: t.started_at,
-            finished_at: t.finished_at,
-          };
-        }),
-      );
-      return { object: 'list' as const, data };
-    },
+    async (request) => listTrials(app.jobs, await app.ownedJob(request.tenant, request.params.id)),
   );
 
   app.post(
@@ -102,18 +78,14 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const job = await app.ownedJob(request.tenant, request.params.id);
-      if (job.status !== 'succeeded' || !job.artifact) {
-        throw new ApiError(409, 'artifact_not_ready', `the job is ${job.status}; its model can be downloaded once it has succeeded`, 'id');
-      }
-      const file = app.blobs.artifactPath(job.id);
-      if (!(await app.blobs.exists(file))) throw new ApiError(404, 'artifact_missing', 'the model file is missing from the artifact store', 'id');
+      const artifact = await storedArtifact(app.blobs, job, 'its model can be downloaded');
       return reply
         .header('content-type', 'application/gzip')
-        .header('content-length', String(job.artifact.size_bytes))
+        .header('content-length', String(artifact.size_bytes))
         .header('content-disposition', `attachment; filename="${job.id}-model.tar.gz"`)
-        .header('x-makam-sha256', job.artifact.sha256)
-        .header('repr-digest', `sha-256=:${Buffer.from(job.artifact.sha256, 'hex').toString('base64')}:`)
-        .send(app.blobs.read(file));
+        .header('x-makam-sha256', artifact.sha256)
+        .header('repr-digest', `sha-256=:${Buffer.from(artifact.sha256, 'hex').toString('base64')}:`)
+        .send(app.blobs.read(artifact.file));
     },
   );
 };
