@@ -4,9 +4,6 @@ import { formatDuration, formatMetric, formatValue } from '@makam/client/format'
 import type { Job } from '@makam/client/types';
 import type { ApiError } from '@makam/client/http';
 
-export { formatParam as fmtParam, formatParams as paramsText } from '@makam/client/format';
-export { TERMINAL } from '@makam/client/jobs';
-
 export type Json = Record<string, any>;
 export type Child = Node | string | number | null | undefined | false;
 

@@ -2,7 +2,8 @@
 // seconds; a tune job's trials shown or hidden (the choice kept in localStorage).
 import type { JobList } from '@makam/client/types';
 import { client } from './api.ts';
-import { badge, bestMetricName, errorBox, fmt, fmtValue, h, kindOf, modelName, TERMINAL, when, type Json } from './dom.ts';
+import { TERMINAL } from '@makam/client/jobs';
+import { badge, bestMetricName, errorBox, fmt, fmtValue, h, kindOf, modelName, when, type Json } from './dom.ts';
 
 const SHOW_TRIALS = 'makam.showTrials';
 

@@ -1,7 +1,8 @@
 // The top of a job page: id, kind and status with the download and cancel buttons; on a trial's
 // page, its tune job and parameters; then the summary cards.
 import { client } from '../api.ts';
-import { badge, duration, errorBox, fmtParam, fmtValue, h, kindOf, modelName, stateBadge, when, type Child, type Json } from '../dom.ts';
+import { formatParam } from '@makam/client/format';
+import { badge, duration, errorBox, fmtValue, h, kindOf, modelName, stateBadge, when, type Child, type Json } from '../dom.ts';
 import type { JobView, Panel } from './view.ts';
 
 /** `redraw` redraws the header's neighbours too, after a cancel changed the record. */
@@ -67,7 +68,7 @@ export function trialOfPanel(): Panel {
           'div',
           { class: 'panel trial-panel', 'data-testid': 'trial-of' },
           h('div', {}, h('strong', {}, `Trial #${t.number}`), ' of tune job ', h('a', { href: `#/jobs/${job.parent}`, 'data-testid': 'parent-link', class: 'mono' }, job.parent ?? ''), ' · ', stateBadge(t.state), typeof t.value === 'number' ? ` · ${metric} ${fmtValue(t.value)}` : ''),
-          h('div', { class: 'params', 'data-testid': 'trial-params' }, ...Object.entries((t.params ?? {}) as Json).map(([k, v]) => h('span', { class: 'chip mono' }, `${k} = ${fmtParam(v)}`))),
+          h('div', { class: 'params', 'data-testid': 'trial-params' }, ...Object.entries((t.params ?? {}) as Json).map(([k, v]) => h('span', { class: 'chip mono' }, `${k} = ${formatParam(v)}`))),
           job.status === 'pruned' ? h('div', { class: 'muted small' }, `Stopped by the study's pruner${t.pruned_at_epoch ? ` after epoch ${t.pruned_at_epoch}` : ''}: its ${metric} lagged the other trials' at the same epoch. Not an error; it leaves no model.`) : '',
         ),
       );

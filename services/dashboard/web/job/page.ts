@@ -2,7 +2,8 @@
 // from (view.ts) current, and decides which panels redraw on what: the event stream (live curves,
 // progress, log), a tune job's poll (its study and trials), and the final fetch once the job ends.
 import { client, followEvents } from '../api.ts';
-import { errorBox, h, kindOf, sleep, TERMINAL } from '../dom.ts';
+import { TERMINAL } from '@makam/client/jobs';
+import { errorBox, h, kindOf, sleep } from '../dom.ts';
 import { curvesPanel } from './curves.ts';
 import { evaluationOf, evaluationPanel } from './evaluation.ts';
 import { eventsLogPanel } from './events-log.ts';

@@ -1,6 +1,7 @@
 // The progress bar: a finetune job's (or trial's) epoch, step and ETA from the live events; a tune
 // job's trials finished out of its budget.
-import { duration, fmt, h, TERMINAL, type Json } from '../dom.ts';
+import { TERMINAL } from '@makam/client/jobs';
+import { duration, fmt, h, type Json } from '../dom.ts';
 import type { JobView, Panel } from './view.ts';
 
 /** "3 of 8 trials finished: 2 complete · 1 pruned · 0 failed · 1 running". */

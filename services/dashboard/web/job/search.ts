@@ -1,6 +1,8 @@
 // A tune job's search: each parameter's importance (fANOVA, once the study is done), and the
 // space with the study's settings.
-import { fmtParam, h, TERMINAL, type Json } from '../dom.ts';
+import { formatParam } from '@makam/client/format';
+import { TERMINAL } from '@makam/client/jobs';
+import { h, type Json } from '../dom.ts';
 import { studyOf } from './study.ts';
 import type { JobView, Panel } from './view.ts';
 
@@ -24,9 +26,9 @@ export function importancesPanel(): Panel {
 }
 
 function describeSpace(spec: Json): string {
-  if (spec.type === 'categorical') return `one of ${(spec.choices as unknown[]).map(fmtParam).join(', ')}`;
-  const extra = [spec.log ? 'log' : '', spec.step !== undefined && spec.step !== null ? `step ${fmtParam(spec.step)}` : ''].filter(Boolean).join(', ');
-  return `${spec.type} ${fmtParam(spec.low)} … ${fmtParam(spec.high)}${extra ? ` (${extra})` : ''}`;
+  if (spec.type === 'categorical') return `one of ${(spec.choices as unknown[]).map(formatParam).join(', ')}`;
+  const extra = [spec.log ? 'log' : '', spec.step !== undefined && spec.step !== null ? `step ${formatParam(spec.step)}` : ''].filter(Boolean).join(', ');
+  return `${spec.type} ${formatParam(spec.low)} … ${formatParam(spec.high)}${extra ? ` (${extra})` : ''}`;
 }
 
 export function searchSpacePanel(): Panel {

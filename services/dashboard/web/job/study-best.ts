@@ -1,5 +1,7 @@
 // A tune job's best trial (so far): its objective, a link to its page, its parameters.
-import { fmtValue, h, paramsText, TERMINAL } from '../dom.ts';
+import { formatParams } from '@makam/client/format';
+import { TERMINAL } from '@makam/client/jobs';
+import { fmtValue, h } from '../dom.ts';
 import { studyOf } from './study.ts';
 import type { JobView, Panel } from './view.ts';
 
@@ -20,7 +22,7 @@ export function studyBestPanel(): Panel {
                 { class: 'card best-card' },
                 h('div', { class: 'label' }, `${metric} (${direction})`),
                 h('div', { class: 'value big', 'data-testid': 'best-value', 'data-value': best.value }, fmtValue(best.value)),
-                h('div', { class: 'small' }, h('a', { href: `#/jobs/${best.job_id}`, 'data-testid': 'best-link' }, `trial #${best.number}`), ' · ', h('span', { class: 'mono', 'data-testid': 'best-params' }, paramsText(best.params))),
+                h('div', { class: 'small' }, h('a', { href: `#/jobs/${best.job_id}`, 'data-testid': 'best-link' }, `trial #${best.number}`), ' · ', h('span', { class: 'mono', 'data-testid': 'best-params' }, formatParams(best.params))),
               )
             : h('div', { class: 'card-note muted' }, 'no trial has completed yet'),
         ),

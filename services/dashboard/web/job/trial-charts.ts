@@ -2,7 +2,8 @@
 // objective per epoch, where the pruner stopped the laggards.
 import type { Trial } from '@makam/client/types';
 import { renderChart, type Series } from '../chart.ts';
-import { fmtValue, h, paramsText, STATE_COLORS } from '../dom.ts';
+import { formatParams } from '@makam/client/format';
+import { fmtValue, h, STATE_COLORS } from '../dom.ts';
 import { studyOf, trialPoint } from './study.ts';
 import type { JobView, Panel } from './view.ts';
 
@@ -44,7 +45,7 @@ export function objectivePerTrialPanel(): Panel {
           marker,
           points: list.map((t) => [t.number, trialPoint(t)!] as [number, number]),
           noLegend: list.length === 0 && state !== 'complete',
-          titles: list.map((t) => `trial #${t.number} ${t.state}: ${metric} ${fmtValue(trialPoint(t))}${t.state === 'complete' ? '' : ` at epoch ${t.intermediate_values.length}`} (${paramsText(t.params)})`),
+          titles: list.map((t) => `trial #${t.number} ${t.state}: ${metric} ${fmtValue(trialPoint(t))}${t.state === 'complete' ? '' : ` at epoch ${t.intermediate_values.length}`} (${formatParams(t.params)})`),
         };
       };
       renderChart(

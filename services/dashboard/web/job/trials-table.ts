@@ -1,6 +1,7 @@
 // A tune job's trials, one row each: state, job status, each searched value, the objective (or the
 // last epoch's, for a pruned or failed trial), epochs and run time; the best starred.
-import { badge, duration, fmtParam, fmtValue, h, stateBadge } from '../dom.ts';
+import { formatParam } from '@makam/client/format';
+import { badge, duration, fmtValue, h, stateBadge } from '../dom.ts';
 import { studyOf, trialPoint } from './study.ts';
 import type { JobView, Panel } from './view.ts';
 
@@ -28,7 +29,7 @@ export function trialsTablePanel(): Panel {
             h('td', {}, h('a', { href: `#/jobs/${t.job_id}`, title: t.job_id }, `#${t.number}`), isBest ? h('span', { class: 'star', title: 'the best trial' }, ' ★') : ''),
             h('td', {}, stateBadge(t.state)),
             h('td', {}, badge(t.status)),
-            ...names.map((k) => h('td', { class: 'mono', 'data-param': k }, k in (t.params ?? {}) ? fmtParam(t.params[k]) : '–')),
+            ...names.map((k) => h('td', { class: 'mono', 'data-param': k }, k in (t.params ?? {}) ? formatParam(t.params[k]) : '–')),
             h('td', { 'data-testid': 'trial-value', 'data-value': shown ?? '' }, shown !== null ? fmtValue(shown) : last !== null ? h('span', { class: 'muted', title: 'the last epoch reported' }, `(${fmtValue(last)})`) : '–'),
             h('td', { 'data-testid': 'trial-epochs' }, `${t.intermediate_values.length}${epochs ? `/${epochs}` : ''}`),
             h('td', {}, started ? duration(((ended ?? Date.now()) - started) / 1000) : '–'),
