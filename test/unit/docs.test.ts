@@ -2,10 +2,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { hyperparameterTable } from '../../scripts/hyperparameter-table.ts';
+import { OUTPUTS, renderAll } from '../../scripts/gen-contracts.ts';
 import { ROOT } from '../support/stack.ts';
 
-test('docs/hyperparameters.md is generated from the schema and is fresh', async () => {
-  const committed = await readFile(path.join(ROOT, 'docs/hyperparameters.md'), 'utf8');
-  assert.equal(committed, hyperparameterTable(), 'run: node scripts/hyperparameter-table.ts > docs/hyperparameters.md');
+test('docs/hyperparameters.md is generated from the contract and is fresh', async () => {
+  const committed = await readFile(path.join(ROOT, OUTPUTS.md), 'utf8');
+  assert.equal(committed, renderAll()[OUTPUTS.md], 'run: node scripts/gen-contracts.ts');
+});
+
+test('docs/hyperparameters.md shows each default once, in its own column, never inside a meaning', async () => {
+  const committed = await readFile(path.join(ROOT, OUTPUTS.md), 'utf8');
+  const rows = committed.split('\n').filter((line) => line.startsWith('| `'));
+  assert.equal(rows.length, 48);
+  for (const row of rows) {
+    const meaning = row.split(' | ').at(-1)!;
+    assert.doesNotMatch(meaning, /\((true|false|\d[\d.e-]*)\)/, row);
+  }
 });

@@ -122,5 +122,5 @@ def test_label_weights_are_checked_against_the_labels():
     hp = Hyperparameters.from_dict({"class_weights": {"pop": 2.0, "caz": 1.0}})
     with pytest.raises(ValueError, match="'caz'"):
         hp.label_weights("class_weights", ["pop", "rock"])
-    assert Hyperparameters.from_dict({"focal_alpha": {"pop": 2.0}}).label_weights("focal_alpha", ["pop", "rock"]) == {
+    assert Hyperparameters.from_dict({"loss": "focal", "focal_alpha": {"pop": 2.0}}).label_weights("focal_alpha", ["pop", "rock"]) == {
         "pop": 2.0}

@@ -164,7 +164,7 @@ def test_balanced_class_weights_come_from_the_training_split():
     named = loss_for(Hyperparameters.from_dict({"class_weights": {"doğa": 4}}), splits_of([0, 1, 2]))
     assert named.class_weights.tolist() == [1.0, 4.0, 1.0]
     with pytest.raises(TrainingError, match="'caz'") as info:
-        loss_for(Hyperparameters.from_dict({"focal_alpha": {"caz": 2}}), splits_of([0, 1, 2]))
+        loss_for(Hyperparameters.from_dict({"loss": "focal", "focal_alpha": {"caz": 2}}), splits_of([0, 1, 2]))
     assert info.value.code == "invalid_hyperparameters"
 
 

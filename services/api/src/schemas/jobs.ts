@@ -1,71 +1,12 @@
 import { Type, type Static } from 'typebox';
-import { DATASET_ID_PATTERN, JOB_ID_PATTERN, JOB_STATUSES, OBJECTIVE_METRICS, PRUNERS, SAMPLERS } from '@makam/shared';
+import { DATASET_ID_PATTERN, HyperparametersSchema, JOB_ID_PATTERN, JOB_STATUSES, OBJECTIVE_METRICS, PRUNERS, SAMPLERS } from '@makam/shared';
 import { Nullable, STREAM_ID_PATTERN } from './common.ts';
 
-const LabelWeights = Type.Record(Type.String({ minLength: 1 }), Type.Number({ minimum: 0, maximum: 1000 }), { description: 'A weight per label name' });
-
 /**
- * Every hyperparameter a job accepts (each family takes a subset; see HYPERPARAMETERS in
- * services/shared/src/placement/hyperparameters.ts for which and for the per-family defaults).
+ * Every hyperparameter a job accepts (each family takes a subset), generated with the worker's
+ * dataclass and docs/hyperparameters.md from contracts/hyperparameters.json.
  */
-export const Hyperparameters = Type.Object(
-  {
-    // Data, every family.
-    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, description: 'Seeds the splits, initialisation and shuffling (42)' })),
-    validation_fraction: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 0.5, description: 'Share carved (stratified, seeded) for validation when no validation_dataset is given (0.1)' })),
-    test_fraction: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, description: 'Share carved for the final test when no test_dataset is given (0: none)' })),
-    remove_eval_duplicates: Type.Optional(Type.Boolean({ description: 'Remove validation/test texts that also occur in training (true); leaks are reported either way' })),
-    unicode_nfc: Type.Optional(Type.Boolean({ description: 'Unicode NFC normalisation (true)' })),
-    lowercase: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('turkish')], { description: "Turkish-aware lowercasing (I→ı, İ→i): 'turkish' for scratch and tfidf, 'none' for encoder and decoder" })),
-    unescape_newlines: Type.Optional(Type.Boolean({ description: 'Turn literal \\r\\n, \\n, \\t escapes into real characters (true)' })),
-    drop_chord_lines: Type.Optional(Type.Boolean({ description: 'Drop lines made only of chord names such as Am Dm G/B (false)' })),
-    // Training, neural families.
-    epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Passes over the training split (3)' })),
-    batch_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'Examples per forward pass (16); the effective batch is batch_size × gradient_accumulation_steps' })),
-    learning_rate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Peak learning rate (encoder 5e-5, decoder 1e-4, scratch 5e-4)' })),
-    max_length: Type.Optional(Type.Integer({ minimum: 8, maximum: 512, description: 'Tokens per text (encoder 128, decoder and scratch 256)' })),
-    warmup_ratio: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, description: 'Share of steps with linear warmup (0.1)' })),
-    warmup_steps: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000, description: 'Warmup steps; overrides warmup_ratio when > 0 (0)' })),
-    lr_scheduler: Type.Optional(Type.Union([Type.Literal('linear'), Type.Literal('cosine'), Type.Literal('constant')], { description: 'Decay after warmup (linear)' })),
-    weight_decay: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'AdamW weight decay, never on biases and norms (0.01)' })),
-    max_grad_norm: Type.Optional(Type.Number({ minimum: 0, maximum: 1000, description: 'Gradient clipping norm; 0 disables (1.0)' })),
-    gradient_accumulation_steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Micro-batches per optimizer step (1)' })),
-    precision: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('fp32'), Type.Literal('bf16'), Type.Literal('fp16')], { description: "auto: bf16 on CUDA that supports it, else fp32; fp16 uses a gradient scaler (auto)" })),
-    label_smoothing: Type.Optional(Type.Number({ minimum: 0, maximum: 0.99, description: 'Label smoothing (0)' })),
-    loss: Type.Optional(Type.Union([Type.Literal('cross_entropy'), Type.Literal('focal')], { description: 'cross_entropy or focal (cross_entropy)' })),
-    focal_gamma: Type.Optional(Type.Number({ minimum: 0, maximum: 10, description: 'Focal loss gamma (2.0)' })),
-    focal_alpha: Type.Optional(Nullable(LabelWeights)),
-    class_weights: Type.Optional(Nullable(Type.Union([Type.Literal('balanced'), LabelWeights]))),
-    early_stopping_patience: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'Epochs without improvement before stopping; 0 disables (0)' })),
-    metric_for_best_model: Type.Optional(Type.Union(['macro_f1', 'accuracy', 'weighted_f1', 'validation_loss'].map((m) => Type.Literal(m)) as never, { description: 'Picks the best checkpoint and drives early stopping (macro_f1)' })),
-    truncation: Type.Optional(Type.Union([Type.Literal('head'), Type.Literal('tail'), Type.Literal('head+tail')], { description: 'Which tokens of a long text to keep (head)' })),
-    gradient_checkpointing: Type.Optional(Type.Boolean({ description: 'Recompute activations in backward to save memory (false)' })),
-    // LoRA, decoder.
-    lora_r: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'LoRA rank (16)' })),
-    lora_alpha: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 4096, description: 'LoRA alpha (32)' })),
-    lora_dropout: Type.Optional(Type.Number({ minimum: 0, maximum: 0.9, description: 'LoRA dropout (0.05)' })),
-    lora_target_modules: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.]+$' }), { minItems: 1, maxItems: 64, description: 'Modules LoRA adapts (q_proj, k_proj, v_proj, o_proj)' })),
-    load_in_4bit: Type.Optional(Type.Boolean({ description: '4-bit QLoRA; needs bitsandbytes on the worker (false)' })),
-    export: Type.Optional(Type.Union([Type.Literal('adapter'), Type.Literal('merged')], { description: 'The LoRA adapter or the merged model (adapter)' })),
-    // The from-scratch transformer.
-    layers: Type.Optional(Type.Integer({ minimum: 1, maximum: 48, description: 'Transformer blocks (4)' })),
-    heads: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'Attention heads; must divide d_model (4)' })),
-    d_model: Type.Optional(Type.Integer({ minimum: 16, maximum: 4096, description: 'Model width (256)' })),
-    ff_dim: Type.Optional(Type.Integer({ minimum: 16, maximum: 16384, description: 'Feed-forward width (1024)' })),
-    dropout: Type.Optional(Type.Number({ minimum: 0, maximum: 0.9, description: 'Dropout (0.1)' })),
-    vocab_size: Type.Optional(Type.Integer({ minimum: 100, maximum: 250_000, description: 'SentencePiece vocabulary size (8000)' })),
-    tokenizer_model: Type.Optional(Type.Union([Type.Literal('bpe'), Type.Literal('unigram')], { description: 'SentencePiece model type (bpe)' })),
-    pooling: Type.Optional(Type.Union([Type.Literal('mean'), Type.Literal('cls')], { description: 'How a text becomes one vector (mean)' })),
-    // TF-IDF.
-    word_ngram_max: Type.Optional(Type.Integer({ minimum: 1, maximum: 5, description: 'Word n-grams 1..n (2)' })),
-    char_ngram_min: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, description: 'Shortest character n-gram (2)' })),
-    char_ngram_max: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, description: 'Longest character n-gram (5)' })),
-    C: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e6, description: 'Inverse regularisation strength (1.0)' })),
-    classifier: Type.Optional(Type.Union([Type.Literal('linear_svc'), Type.Literal('logreg')], { description: 'LinearSVC or logistic regression (linear_svc)' })),
-    max_features: Type.Optional(Nullable(Type.Integer({ minimum: 100, maximum: 100_000_000 }))),
-  },
-  { additionalProperties: false },
-);
+export const Hyperparameters = HyperparametersSchema;
 export type HyperparametersT = Static<typeof Hyperparameters>;
 
 export const ModelRequest = Type.Object(
