@@ -124,3 +124,30 @@ def test_label_weights_are_checked_against_the_labels():
         hp.label_weights("class_weights", ["pop", "rock"])
     assert Hyperparameters.from_dict({"loss": "focal", "focal_alpha": {"pop": 2.0}}).label_weights("focal_alpha", ["pop", "rock"]) == {
         "pop": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("family", "values", "field"),
+    [
+        # The bounds the API and the worker once kept apart; contracts/hyperparameters.json now holds one each.
+        ("encoder", {"seed": 2**31}, "seed"),
+        ("scratch", {"d_model": 8, "heads": 1}, "d_model"),
+        ("scratch", {"ff_dim": 8}, "ff_dim"),
+        ("scratch", {"vocab_size": 250_001}, "vocab_size"),
+        ("encoder", {"validation_fraction": 0.4, "test_fraction": 0.3}, "test_fraction"),
+        ("encoder", {"focal_alpha": {"pop": 2.0}}, "focal_alpha"),
+        ("decoder", {"load_in_4bit": True, "export": "merged"}, "export"),
+        ("encoder", {"class_weights": {}}, "class_weights"),
+        ("decoder", {"lora_target_modules": ["q_proj\n"]}, "lora_target_modules"),
+        ("tfidf", {"max_features": 99}, "max_features"),
+    ],
+)
+def test_one_bound_per_contract_entry(family, values, field):
+    with pytest.raises(ValueError, match=field):
+        Hyperparameters.from_dict(values, family)
+
+
+def test_the_highest_values_the_api_takes_are_taken():
+    hp = Hyperparameters.from_dict({"seed": 2**31 - 1, "vocab_size": 250_000, "d_model": 16, "heads": 16,
+                                    "validation_fraction": 0.5, "test_fraction": 0.1}, "scratch")
+    assert (hp.seed, hp.vocab_size, hp.d_model) == (2**31 - 1, 250_000, 16)
