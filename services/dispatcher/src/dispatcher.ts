@@ -155,7 +155,9 @@ export class Dispatcher {
     // A record already running means its dispatcher died: re-attach to the run on that worker.
     const reattach = (record.status === 'running' || record.status === 'cancelling') && record.worker !== null && this.pool.has(record.worker);
     const { address, client } = await this.pool.acquire(reattach ? record.worker : null, this.closing.signal, () => log.warn('every free worker is down; the job waits for one'));
-    const driver = new RunDriver({ jobs: this.jobs, datasets: this.datasets, blobs: this.blobs, log, reconnectMs: this.config.MAKAM_WORKER_RECONNECT_MS, study: this.study }, jobId, address, this.telemetry.measure(client));
+    const ctx = { jobs: this.jobs, datasets: this.datasets, blobs: this.blobs, log, reconnectMs: this.config.MAKAM_WORKER_RECONNECT_MS };
+    // A trial's metrics go to its study through the coordinator's reporter; the driver only asks it.
+    const driver = new RunDriver(ctx, jobId, address, this.telemetry.measure(client), this.coordinator.reporterFor(record, log));
     this.drivers.set(jobId, driver);
     try {
       if (!reattach) {

@@ -1,21 +1,19 @@
 // Drives one job on one Python worker: makes sure the worker has the data, starts the run (or
 // re-attaches to the run already there), relays its events into Redis exactly once, pulls the
 // finished model into the artifact store, and records how the job ended. Everything here waits on
-// I/O, so BullMQ keeps renewing the job's lock while a run takes hours.
-import { createReadStream } from 'node:fs';
+// I/O, so BullMQ keeps renewing the job's lock while a run takes hours. Moving files is
+// transfers.ts's; what a trial tells its study is its RunReporter's.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { isGrpcError, type BlobStore, type DatasetStore, type JobEvent, type JobRecord, type JobStore, type Logger, type MetricPoint, type TrialInfo, type WorkerClient } from '@makam/shared';
+import { isGrpcError, type BlobStore, type DatasetStore, type JobEvent, type JobRecord, type JobStore, type Logger, type MetricPoint, type WorkerClient } from '@makam/shared';
 import { Detached, JobFailure, RetryableFailure } from './failures.ts';
-import type { StudyClient } from './tuning/study-client.ts';
+import { download, upload, type Transfers } from './transfers.ts';
 import { RunState, type WatchRunResponse } from '@makam/shared/gen/makam/worker/v1/worker_pb.js';
 
 const UNARY_MS = 30_000;
 const PROBE_MS = 5_000;
 const WATCHDOG_MS = 10_000;
-const TRANSFER_MS = 30 * 60_000;
 const WATCH_MS = 30 * 24 * 3600_000;
-const CHUNK = 1024 * 1024;
 
 export interface RunContext {
   jobs: JobStore;
@@ -23,9 +21,21 @@ export interface RunContext {
   blobs: BlobStore;
   log: Logger;
   reconnectMs: number;
-  /** Where a trial reports its per-epoch objective and hears whether to stop. */
-  study: StudyClient;
 }
+
+/**
+ * Who hears of a run's metrics beyond its job record, and may stop it: a trial's study, whose
+ * pruner ranks it against the other trials. The tune coordinator provides one per trial job.
+ */
+export interface RunReporter {
+  /** True once the run is to stop for the reporter's reason (a pruned trial, perhaps before a restart). */
+  readonly stopping: boolean;
+  /** Hears one epoch's metrics; true when the run must stop now. Its own faults are logged, never thrown. */
+  report(point: MetricPoint): Promise<boolean>;
+}
+
+/** For a job nobody but its record hears of. */
+export const NO_REPORTER: RunReporter = { stopping: false, report: async () => false };
 
 /** Outcome of a run as the dispatcher hands it to BullMQ. */
 export type RunOutcome = 'succeeded' | 'cancelled' | 'pruned' | 'skipped';
@@ -35,22 +45,22 @@ export class RunDriver {
   private readonly jobId: string;
   private readonly address: string;
   private readonly client: WorkerClient;
+  private readonly reporter: RunReporter;
   private readonly log: Logger;
   private readonly abort = new AbortController();
+  private readonly transfers: Transfers;
   private cancelSent = false;
   /** Set once the run's final event arrived: what follows is the outcome, not a stream fault. */
   private finished = false;
-  /** A tune job's trial: its metrics go to the study, whose pruner may stop it. */
-  private trial: TrialInfo | null = null;
-  private lastEpoch = Infinity;
-  private pruning = false;
 
-  constructor(ctx: RunContext, jobId: string, address: string, client: WorkerClient) {
+  constructor(ctx: RunContext, jobId: string, address: string, client: WorkerClient, reporter: RunReporter = NO_REPORTER) {
     this.ctx = ctx;
     this.jobId = jobId;
     this.address = address;
     this.client = client;
+    this.reporter = reporter;
     this.log = ctx.log.child({ jobId, worker: address });
+    this.transfers = { client, blobs: ctx.blobs, runId: jobId, log: this.log, signal: this.abort.signal };
   }
 
   /** Asks the worker to stop the run; the watch then sees its CANCELLED event. Idempotent. */
@@ -75,10 +85,7 @@ export class RunDriver {
 
   /** Starts or re-attaches, then follows the run to its end. */
   async run(record: JobRecord, attempt: number, reattach: boolean): Promise<RunOutcome> {
-    this.trial = record.trial ?? null;
-    this.lastEpoch = Number(record.hyperparameters.epochs ?? Infinity);
-    this.pruning = this.trial?.pruned_at_epoch !== undefined;
-    if (this.pruning) void this.cancel().catch(() => undefined); // pruned before a dispatcher restart
+    if (this.reporter.stopping) void this.cancel().catch(() => undefined); // pruned before a dispatcher restart
     let state: RunState | undefined;
     if (reattach) {
       try {
@@ -104,10 +111,10 @@ export class RunDriver {
     };
     const [train, validation, test] = [await load(record.dataset), await load(record.validation_dataset), await load(record.test_dataset ?? null)];
     await this.checkCapacity(record);
-    for (const ds of [train, validation, test]) if (ds) await this.ensureDataset(ds.sha256);
+    for (const ds of [train, validation, test]) if (ds) await upload(this.transfers, { kind: 'dataset', sha256: ds.sha256 });
     // A retry resumes from the last checkpoint an earlier attempt left in the artifact store.
     const resume = record.checkpoint && (await this.ctx.blobs.exists(this.ctx.blobs.checkpointPath(this.jobId))) ? record.checkpoint : null;
-    if (resume) await this.uploadCheckpoint(resume);
+    if (resume) await upload(this.transfers, { kind: 'checkpoint', checkpoint: resume });
     const request = {
       runId: this.jobId,
       resumeCheckpointSha256: resume?.sha256 ?? '',
@@ -152,52 +159,6 @@ export class RunDriver {
       const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
       throw new JobFailure('worker_too_small', `the job needs about ${gib(need)} but the worker at ${this.address} (${caps.gpuName || caps.device}) has ${gib(have)}; submit it to a larger resource_class`);
     }
-  }
-
-  private async uploadCheckpoint(cp: { epoch: number; step: number; sha256: string; size_bytes: number }): Promise<void> {
-    const path = this.ctx.blobs.checkpointPath(this.jobId);
-    async function* parts() {
-      yield { part: { case: 'header' as const, value: { epoch: cp.epoch, step: cp.step, sizeBytes: BigInt(cp.size_bytes), sha256: cp.sha256 } } };
-      for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) yield { part: { case: 'chunk' as const, value: chunk as Buffer } };
-    }
-    await this.client.uploadCheckpoint(parts(), { timeoutMs: TRANSFER_MS, signal: this.abort.signal }).catch(refusedUpload('checkpoint_too_large'));
-    this.log.info({ epoch: cp.epoch, sha256: cp.sha256 }, 'checkpoint uploaded to worker for resume');
-  }
-
-  /** Pulls the run's latest checkpoint into the artifact store, so it outlives the worker. */
-  private async pullCheckpoint(seq: number, attempt: number, epoch: number, step: number): Promise<void> {
-    let header: { epoch: number; step: number; sha256: string; size: number } | null = null;
-    const client = this.client;
-    const jobId = this.jobId;
-    const signal = this.abort.signal;
-    async function* bytes() {
-      for await (const msg of client.fetchCheckpoint({ runId: jobId }, { timeoutMs: TRANSFER_MS, signal })) {
-        if (msg.part.case === 'header') header = { epoch: msg.part.value.epoch, step: msg.part.value.step, sha256: msg.part.value.sha256, size: Number(msg.part.value.sizeBytes) };
-        else if (msg.part.case === 'chunk') yield msg.part.value;
-      }
-    }
-    const written = await this.ctx.blobs.writeTemp(bytes());
-    const h = header as { epoch: number; step: number; sha256: string; size: number } | null;
-    if (!h || h.sha256 !== written.sha256 || h.size !== written.size || h.epoch < epoch) {
-      await this.ctx.blobs.remove(written.tempPath);
-      throw new Error(`checkpoint of epoch ${epoch} did not arrive whole (got ${h ? `epoch ${h.epoch}, sha256 ${h.sha256}` : 'no header'})`);
-    }
-    await this.ctx.blobs.commit(written.tempPath, this.ctx.blobs.checkpointPath(this.jobId));
-    const checkpoint = { epoch: h.epoch, step: h.step, sha256: h.sha256, size_bytes: h.size };
-    await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'checkpoint', attempt, ...checkpoint }, { checkpoint });
-  }
-
-  private async ensureDataset(sha256: string): Promise<void> {
-    const { present } = await this.client.hasDataset({ sha256 }, { timeoutMs: UNARY_MS });
-    if (present) return;
-    const path = this.ctx.blobs.datasetPath(sha256);
-    const sizeBytes = BigInt(await this.ctx.blobs.size(path));
-    async function* parts() {
-      yield { part: { case: 'header' as const, value: { sha256, sizeBytes } } };
-      for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) yield { part: { case: 'chunk' as const, value: chunk as Buffer } };
-    }
-    await this.client.uploadDataset(parts(), { timeoutMs: TRANSFER_MS, signal: this.abort.signal }).catch(refusedUpload('dataset_too_large'));
-    this.log.info({ sha256 }, 'dataset uploaded to worker');
   }
 
   /** Relays events until the run's final event; reconnects while the worker comes back in time. */
@@ -289,12 +250,14 @@ export class RunDriver {
         const v = e.value;
         const point = { epoch: v.epoch, step: v.step, train_loss: v.trainLoss, validation_loss: v.validationLoss, accuracy: v.accuracy, weighted_f1: v.weightedF1, macro_f1: v.macroF1 };
         await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'metrics', attempt, ...point }, { metrics: point });
-        await this.report(point);
+        if (await this.reporter.report(point)) await this.cancel().catch((err: Error) => this.log.warn({ err: err.message }, 'prune did not reach the worker'));
         return null;
       }
       case 'checkpoint':
         try {
-          await this.pullCheckpoint(seq, attempt, e.value.epoch, e.value.step);
+          // Pulled into the artifact store as it is saved, so it outlives the worker.
+          const checkpoint = await download(this.transfers, { kind: 'checkpoint', minEpoch: e.value.epoch });
+          await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'checkpoint', attempt, ...checkpoint }, { checkpoint });
         } catch (err) {
           // A lost checkpoint costs a retry some epochs, never the run.
           this.log.warn({ err: (err as Error).message, epoch: e.value.epoch }, 'checkpoint not stored');
@@ -312,46 +275,26 @@ export class RunDriver {
     }
   }
 
-  /** A trial's objective at this epoch goes to its study; when the pruner says so, the run stops. */
-  private async report(point: MetricPoint): Promise<void> {
-    const trial = this.trial;
-    if (!trial || this.pruning) return;
-    const value = point[trial.objective.metric];
-    let prune: boolean;
-    try {
-      ({ prune } = await this.ctx.study.report(trial.study, trial.number, point.epoch, value));
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'trial metric not reported to its study; the trial goes on unpruned');
-      return;
-    }
-    // The last epoch's value still counts for the other trials, but stopping a run that has
-    // trained all it will would only throw its result away.
-    if (!prune || point.epoch >= this.lastEpoch) return;
-    this.pruning = true;
-    await this.ctx.jobs.update(this.jobId, { trial: { ...trial, pruned_at_epoch: point.epoch } });
-    await this.ctx.jobs.appendEvent(this.jobId, { type: 'log', level: 'info', message: `pruned at epoch ${point.epoch}: the study's pruner ranks ${trial.objective.metric} ${value} too low against the other trials` });
-    this.log.info({ epoch: point.epoch, value }, 'trial pruned; stopping its run');
-    await this.cancel().catch((err: Error) => this.log.warn({ err: err.message }, 'prune did not reach the worker'));
-  }
-
   private async finish(seq: number, state: RunState, code: string, message: string, retryable: boolean, finalMetrics: Record<string, unknown> | null): Promise<RunOutcome> {
     const now = new Date().toISOString();
     if (state === RunState.SUCCEEDED) {
-      const artifact = await this.fetchArtifact();
+      const { sha256, size_bytes } = await download(this.transfers, { kind: 'artifact' });
+      const artifact = { sha256, size_bytes };
       await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', level: 'info', message: `model stored (${artifact.size_bytes} bytes, sha256 ${artifact.sha256})` });
       await this.ctx.jobs.transition(this.jobId, 'succeeded', { result: finalMetrics, artifact, finished_at: now, error: null });
       await this.cleanRun();
       this.log.info({ artifact }, 'job succeeded');
       return 'succeeded';
     }
-    const ended = state === RunState.CANCELLED && this.pruning ? 'run ended: stopped by the pruner' : `run ended: ${RunState[state]}${code ? ` (${code}: ${message})` : ''}`;
+    const pruned = state === RunState.CANCELLED && this.reporter.stopping;
+    const ended = pruned ? 'run ended: stopped by the pruner' : `run ended: ${RunState[state]}${code ? ` (${code}: ${message})` : ''}`;
     await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', level: state === RunState.CANCELLED ? 'info' : 'error', message: ended });
     // A run that did not succeed is cleaned from the worker too (only successes were, and a failed
     // run's files stayed on the worker's disk); a retry starts a new run, resuming from the
     // checkpoint already in the artifact store.
     await this.cleanRun();
     if (state === RunState.CANCELLED) {
-      if (this.pruning && (await this.ctx.jobs.transition(this.jobId, 'pruned', { finished_at: now }, 'pruned', ['running'])).ok) {
+      if (pruned && (await this.ctx.jobs.transition(this.jobId, 'pruned', { finished_at: now }, 'pruned', ['running'])).ok) {
         this.log.info('trial pruned');
         return 'pruned';
       }
@@ -379,38 +322,4 @@ export class RunDriver {
       }
     }
   }
-
-  /** Pulls the model into the artifact store and checks its sha256 against the worker's. */
-  private async fetchArtifact(): Promise<{ sha256: string; size_bytes: number }> {
-    let header: { sha256: string; size: number } | null = null;
-    const client = this.client;
-    const jobId = this.jobId;
-    const signal = this.abort.signal;
-    async function* bytes() {
-      for await (const msg of client.fetchArtifact({ runId: jobId }, { timeoutMs: TRANSFER_MS, signal })) {
-        if (msg.part.case === 'header') header = { sha256: msg.part.value.sha256, size: Number(msg.part.value.sizeBytes) };
-        else if (msg.part.case === 'chunk') yield msg.part.value;
-      }
-    }
-    const written = await this.ctx.blobs.writeTemp(bytes());
-    const h = header as { sha256: string; size: number } | null;
-    if (!h || h.sha256 !== written.sha256 || h.size !== written.size) {
-      await this.ctx.blobs.remove(written.tempPath);
-      throw new RetryableFailure('artifact_corrupt', `artifact sha256 mismatch: worker said ${h?.sha256}, received ${written.sha256}`);
-    }
-    await this.ctx.blobs.commit(written.tempPath, this.ctx.blobs.artifactPath(this.jobId));
-    return { sha256: written.sha256, size_bytes: written.size };
-  }
-}
-
-/**
- * The worker refuses an upload over its size limit with INVALID_ARGUMENT: the same bytes would be
- * refused on every attempt, so the job fails at once. A full disk (RESOURCE_EXHAUSTED) may clear
- * and is retried.
- */
-function refusedUpload(code: string): (err: unknown) => never {
-  return (err) => {
-    if (isGrpcError(err, GrpcStatus.INVALID_ARGUMENT)) throw new JobFailure(code, err.details, { cause: err });
-    throw err;
-  };
 }

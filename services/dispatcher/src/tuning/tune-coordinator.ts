@@ -28,7 +28,9 @@ import {
 } from '@makam/shared';
 import type { DispatcherConfig } from '../config.ts';
 import { Detached, JobFailure } from '../failures.ts';
+import { NO_REPORTER, type RunReporter } from '../run-driver.ts';
 import type { StudyClient } from './study-client.ts';
+import { TrialReporter } from './trial-reporter.ts';
 
 export interface CoordinatorDeps {
   config: DispatcherConfig;
@@ -66,6 +68,12 @@ export class TuneCoordinator {
       stalledInterval: config.MAKAM_LOCK_MS,
     });
     this.worker.on('error', (err) => this.d.log.error({ err: err.message }, 'tune queue worker error'));
+  }
+
+  /** What a job's run reports to: a trial's study, which may prune it; nothing for other jobs. */
+  reporterFor(record: JobRecord, log: Logger): RunReporter {
+    if (!record.trial) return NO_REPORTER;
+    return new TrialReporter({ jobs: this.d.jobs, study: this.d.study, log }, record.id, record.trial, Number(record.hyperparameters.epochs ?? Infinity));
   }
 
   async close(): Promise<void> {
