@@ -98,7 +98,8 @@ export class Dispatcher {
       stalledInterval: this.config.MAKAM_LOCK_MS,
     });
     this.worker.on('error', (err) => this.log.error({ err: err.message }, 'queue worker error'));
-    this.worker.on('failed', (job, err) => this.log.warn({ jobId: job?.id, err: err.message, attemptsMade: job?.attemptsMade }, 'attempt failed'));
+    // A failure's code travels on its class, no longer in its message.
+    this.worker.on('failed', (job, err) => this.log.warn({ jobId: job?.id, code: err instanceof JobFailure || err instanceof RetryableFailure ? err.code : undefined, err: err.message, attemptsMade: job?.attemptsMade }, 'attempt failed'));
     this.coordinator.start();
     this.poller = setInterval(() => void this.pollCancels(), this.config.MAKAM_CANCEL_POLL_MS);
     if (this.config.MAKAM_JOB_RETENTION_DAYS > 0) this.sweeper = setInterval(() => void this.sweep(), this.config.MAKAM_RETENTION_SWEEP_MS);
