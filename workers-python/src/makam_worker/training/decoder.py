@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from makam_worker.training.encoder import _from_config, _from_pretrained, _tokenizer_settings
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
+from makam_worker.training.hf_models import enable_gradient_checkpointing, from_config, from_pretrained, tokenizer_settings
 from makam_worker.training.model_limits import check_fits, resolve_model_name
 
 BOS, EOS = "<s>", "</s>"
@@ -81,7 +81,7 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         name = model_spec["name"]
         quantization = _quantization(dtype) if hp.load_in_4bit else None
         where = resolve_model_name(name)
-        model, tokenizer = _from_pretrained(where.location, id2label, label2id, dtype=dtype, quantization_config=quantization,
+        model, tokenizer = from_pretrained(where.location, id2label, label2id, dtype=dtype, quantization_config=quantization,
                                             hub=where.hub, fits=fits)
         source = name
     elif model_spec.get("config") and ctx.resume_dir is not None:
@@ -91,15 +91,15 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         shutil.rmtree(base_dir, ignore_errors=True)
         shutil.copytree(ctx.resume_dir / "base", base_dir)
         if hp.load_in_4bit:
-            model, _ = _from_pretrained(str(base_dir), id2label, label2id, dtype=dtype,
+            model, _ = from_pretrained(str(base_dir), id2label, label2id, dtype=dtype,
                                         quantization_config=_quantization(dtype), tokenizer=False)
         else:  # loaded in fp32 and cast, as a fresh run casts its fp32 base (buffers such as RoPE's included)
-            model, _ = _from_pretrained(str(base_dir), id2label, label2id, dtype=torch.float32, tokenizer=False)
+            model, _ = from_pretrained(str(base_dir), id2label, label2id, dtype=torch.float32, tokenizer=False)
             model.to(dtype)
         source = f"untrained {model_spec['config'].get('model_type')} built from a config"
     elif model_spec.get("config"):
-        tokenizer = train_byte_bpe(ctx.splits.train_texts, _tokenizer_settings(model_spec.get("tokenizer") or {}))
-        model = _from_config(
+        tokenizer = train_byte_bpe(ctx.splits.train_texts, tokenizer_settings(model_spec.get("tokenizer") or {}))
+        model = from_config(
             dict(model_spec["config"]), tokenizer, id2label, label2id, example="llama",
             token_ids={"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}, fits=fits,
         )
@@ -108,7 +108,7 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         base_dir = ctx.work_dir / "base"
         model.save_pretrained(base_dir)
         if hp.load_in_4bit:
-            model, _ = _from_pretrained(str(base_dir), id2label, label2id, dtype=dtype,
+            model, _ = from_pretrained(str(base_dir), id2label, label2id, dtype=dtype,
                                         quantization_config=_quantization(dtype), tokenizer=False)
         else:
             model.to(dtype)
@@ -126,8 +126,6 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=hp.gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
     elif hp.gradient_checkpointing:
-        from makam_worker.training.encoder import enable_gradient_checkpointing
-
         enable_gradient_checkpointing(model)
         model.enable_input_require_grads()
     if not hp.load_in_4bit:

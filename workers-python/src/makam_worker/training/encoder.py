@@ -7,17 +7,12 @@ WordPiece tokenizer is trained on the training split only, so validation text ne
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
     BertTokenizerFast,
     PretrainedConfig,
     PreTrainedModel,
@@ -26,10 +21,10 @@ from transformers import (
 
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
-from makam_worker.training.model_limits import check_fits, hub_only, resolve_model_name
+from makam_worker.training.hf_models import enable_gradient_checkpointing, from_config, from_pretrained, tokenizer_settings
+from makam_worker.training.model_limits import check_fits, resolve_model_name
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-TOKENIZER_DEFAULTS: dict[str, int] = {"vocab_size": 2000, "min_frequency": 0}
 
 
 LOADING = """\
@@ -70,13 +65,6 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
     )
 
 
-def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
-    try:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    except ValueError as e:
-        raise TrainingError("invalid_hyperparameters", f"gradient_checkpointing: {e}; set it to false") from None
-
-
 def build_encoder(
     model_spec: dict[str, Any], label_names: list[str], train_texts: list[str], saved_tokenizer: Path | None = None,
     fits: Callable[[PretrainedConfig], Any] | None = None,
@@ -88,107 +76,14 @@ def build_encoder(
     label2id = {name: i for i, name in id2label.items()}
     if model_spec.get("name"):
         source = resolve_model_name(model_spec["name"])
-        return _from_pretrained(source.location, id2label, label2id, hub=source.hub, fits=fits)
+        return from_pretrained(source.location, id2label, label2id, hub=source.hub, fits=fits)
     if model_spec.get("config"):
         if saved_tokenizer is not None:
             tokenizer = BertTokenizerFast.from_pretrained(saved_tokenizer)
         else:
-            tokenizer = train_wordpiece(train_texts, _tokenizer_settings(model_spec.get("tokenizer") or {}))
-        return _from_config(dict(model_spec["config"]), tokenizer, id2label, label2id, fits=fits), tokenizer
+            tokenizer = train_wordpiece(train_texts, tokenizer_settings(model_spec.get("tokenizer") or {}))
+        return from_config(dict(model_spec["config"]), tokenizer, id2label, label2id, fits=fits), tokenizer
     raise TrainingError("invalid_model", "the model needs a name (id or local path) or a config", retryable=False)
-
-
-def _from_pretrained(
-    name: str, id2label: dict[int, str], label2id: dict[str, int], *, dtype: Any = None,
-    quantization_config: Any = None, tokenizer: bool = True, hub: bool = False,
-    fits: Callable[[PretrainedConfig], Any] | None = None,
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
-    """`name` is a hub id (`hub`) or a path already confined by resolve_model_name, or the run's own directory."""
-    from huggingface_hub.errors import HFValidationError
-
-    extra = {k: v for k, v in (("dtype", dtype), ("quantization_config", quantization_config)) if v is not None}
-    labels = {"num_labels": len(id2label), "id2label": id2label, "label2id": label2id}
-    try:
-        with hub_only() if hub else contextlib.nullcontext({}) as where:
-            loaded = AutoTokenizer.from_pretrained(name, **where) if tokenizer else None
-            if fits is not None:
-                fits(AutoConfig.from_pretrained(name, **labels, **where))
-            model = AutoModelForSequenceClassification.from_pretrained(
-                name,
-                **labels,
-                ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a fresh head
-                **extra,
-                **where,
-            )
-    except (OSError, HFValidationError) as e:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0")
-        raise TrainingError(
-            "model_not_found",
-            f"model {name!r} was not found as a local path or in the Hugging Face cache "
-            f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}, HF_HUB_OFFLINE={offline}): "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
-            retryable=False,
-        ) from None
-    return model, loaded
-
-
-def _from_config(
-    config: dict[str, Any], tokenizer: PreTrainedTokenizerBase, id2label: dict[int, str], label2id: dict[str, int],
-    *, example: str = "bert", token_ids: dict[str, Any] | None = None, fits: Callable[[PretrainedConfig], Any] | None = None,
-) -> PreTrainedModel:
-    """An untrained model from `config` (`model_type` plus its fields); shared by the encoder and
-    decoder families, which differ in the example type named in errors and the token ids they set."""
-    model_type = config.pop("model_type", None)
-    if not isinstance(model_type, str) or not model_type:
-        raise TrainingError("invalid_model_config", f"model.config needs a 'model_type', such as '{example}'")
-    try:
-        defaults = AutoConfig.for_model(model_type)
-    except ValueError:
-        raise TrainingError("invalid_model_config", f"unknown model_type {model_type!r}; try '{example}'") from None
-    fields = {key: _like_default(getattr(defaults, key, None), value) for key, value in config.items()}
-    # The trained tokenizer fixes the vocabulary and the special tokens, whatever the config said.
-    fields.update(
-        vocab_size=len(tokenizer),
-        **(token_ids if token_ids is not None else {"pad_token_id": tokenizer.pad_token_id}),
-        num_labels=len(id2label),
-        id2label=id2label,
-        label2id=label2id,
-    )
-    try:
-        built = AutoConfig.for_model(model_type, **fields)
-        if fits is not None:
-            fits(built)
-        model = AutoModelForSequenceClassification.from_config(built)
-    except (ValueError, TypeError) as e:
-        raise TrainingError("invalid_model_config", f"model.config is not a valid {model_type} config: {e}") from None
-    limit = getattr(built, "max_position_embeddings", None)
-    if isinstance(limit, int):
-        tokenizer.model_max_length = limit
-    return model
-
-
-def _like_default(default: Any, value: Any) -> Any:
-    """protobuf Struct numbers are floats: 32.0 becomes 32 where the config expects an int."""
-    if isinstance(value, float) and value.is_integer() and (isinstance(default, int) or default is None):
-        return int(value)
-    return value
-
-
-def _tokenizer_settings(settings: dict[str, Any]) -> dict[str, int]:
-    unknown = sorted(set(settings) - set(TOKENIZER_DEFAULTS))
-    if unknown:
-        raise TrainingError(
-            "invalid_model_config",
-            f"unknown tokenizer setting {unknown[0]!r}; use {', '.join(sorted(TOKENIZER_DEFAULTS))}",
-        )
-    merged = {**TOKENIZER_DEFAULTS, **settings}
-    for key, value in merged.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
-            raise TrainingError("invalid_model_config", f"tokenizer.{key} must be a whole number >= 0 (got {value!r})")
-        merged[key] = int(value)
-    if merged["vocab_size"] < 100:
-        raise TrainingError("invalid_model_config", f"tokenizer.vocab_size must be at least 100 (got {merged['vocab_size']})")
-    return merged
 
 
 def train_wordpiece(texts: list[str], settings: dict[str, int]) -> PreTrainedTokenizerBase:

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
+from makam_worker.training.common import Log
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
-from makam_worker.training.job import Log
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,17 @@ run never loads it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
+from makam_worker.training.common import Log
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits, load_splits
 from makam_worker.training.errors import Cancelled, TrainingError
 from makam_worker.training.textprep import OPTIONS
-
-Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 def parse_hyperparameters(values: dict[str, Any], family: str = "encoder") -> Hyperparameters:
@@ -26,20 +24,6 @@ def parse_hyperparameters(values: dict[str, Any], family: str = "encoder") -> Hy
         return Hyperparameters.from_dict(values, family)
     except ValueError as e:
         raise TrainingError("invalid_hyperparameters", str(e)) from None
-
-
-def data_warnings(hp: Hyperparameters, splits: Splits) -> list[str]:
-    """Log lines about the data, sent right after the `started` event."""
-    warnings = []
-    leaks = sum(splits.report["leaks"].values())
-    if leaks:
-        what = "removed from" if hp.remove_eval_duplicates else "left in (remove_eval_duplicates is false)"
-        warnings.append(f"{leaks} evaluation text(s) also occur in training (or test in validation): {what} "
-                        "the evaluation splits; see data.leaks in the metrics")
-    emptied = sum(splits.report["emptied_by_preparation"].values())
-    if emptied:
-        warnings.append(f"{emptied} text(s) were empty after preparation and were dropped")
-    return warnings
 
 
 def train_run(paths: RunPaths, spec: dict[str, Any], events: EventLog, should_stop: Callable[[], bool], log: Log) -> dict:

@@ -11,9 +11,9 @@ from typing import Any
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.training import artifact
+from makam_worker.training.common import Log
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
-from makam_worker.training.job import Log
 from makam_worker.training.textprep import OPTIONS
 
 TEXTPREP = Path(__file__).with_name("textprep.py")

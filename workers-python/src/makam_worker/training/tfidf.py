@@ -23,9 +23,9 @@ from typing import Any
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.training import report
+from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
-from makam_worker.training.job import Log, data_warnings
 from makam_worker.training.metrics import classification_metrics, evaluation_report
 from makam_worker.training.throughput import Meter
 

@@ -27,11 +27,11 @@ from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.training import checkpoint, report
 from makam_worker.training.checkpoint import LoopState, Resume, restore, snapshot
+from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
 from makam_worker.training.errors import TrainingError
-from makam_worker.training.family import BuildContext, Built, Log
-from makam_worker.training.job import data_warnings
+from makam_worker.training.family import BuildContext, Built
 from makam_worker.training.losses import ClassificationLoss, balanced_weights, label_weight_vector
 from makam_worker.training.metrics import classification_metrics, evaluation_report
 from makam_worker.training.throughput import Meter
