@@ -252,7 +252,7 @@ def test_decoder_merged_export_is_a_plain_model(merged):
 
 
 def test_decoder_4bit_without_bitsandbytes_fails_clearly(tmp_path):
-    from makam_worker.training.decoder import bitsandbytes_available
+    from makam_worker.training.families.decoder import bitsandbytes_available
 
     if bitsandbytes_available():
         pytest.skip("bitsandbytes is installed here")

@@ -23,7 +23,7 @@ def save_tiny_model(directory: Path) -> Path:
     """An untrained tiny BERT with its tokenizer, as a model directory on disk."""
     from transformers import AutoModelForSequenceClassification, BertConfig
 
-    from makam_worker.training.encoder import train_wordpiece
+    from makam_worker.training.families.encoder import train_wordpiece
 
     tokenizer = train_wordpiece([e["text"] for e in EXAMPLES], {"vocab_size": 300, "min_frequency": 0})
     fields = {k: v for k, v in TINY_BERT.items() if k != "model_type"}

@@ -158,7 +158,7 @@ def test_capabilities(worker):
     assert caps.device in {"cpu", "cuda"} and list(caps.families) == ["encoder", "decoder", "scratch", "tfidf"]
     assert caps.memory_total_bytes >= caps.memory_free_bytes > 0
     assert {"python", "torch", "transformers", "peft", "sentencepiece", "scikit-learn", "makam_worker"} <= set(caps.versions)
-    from makam_worker.training.decoder import bitsandbytes_available
+    from makam_worker.training.families.decoder import bitsandbytes_available
 
     assert ("bitsandbytes" in caps.versions) == bitsandbytes_available()
     assert caps.worker_id.endswith(":" + caps.worker_id.rsplit(":", 1)[1])

@@ -84,7 +84,7 @@ def test_truncation_keeps_the_head_the_tail_or_both():
 
 @pytest.mark.parametrize("mode", ["head", "tail", "head+tail"])
 def test_the_text_encoder_truncates_inside_the_special_tokens(mode):
-    from makam_worker.training.encoder import train_wordpiece
+    from makam_worker.training.families.encoder import train_wordpiece
 
     words = [f"w{i}" for i in range(30)]
     tokenizer = train_wordpiece([" ".join(words)], {"vocab_size": 200, "min_frequency": 0})

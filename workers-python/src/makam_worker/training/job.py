@@ -53,7 +53,7 @@ def train_run(paths: RunPaths, spec: dict[str, Any], events: EventLog, should_st
     if family == "tfidf":
         if spec.get("resume_checkpoint_sha256"):
             raise TrainingError("invalid_checkpoint", "the tfidf family saves no checkpoints and cannot resume from one")
-        from makam_worker.training.tfidf import train_tfidf
+        from makam_worker.training.families.tfidf import train_tfidf
 
         return train_tfidf(paths, spec, hp, splits, events, check_stop, log)
     from makam_worker.training.trainer import train_neural

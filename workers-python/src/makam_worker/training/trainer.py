@@ -334,11 +334,11 @@ class ProgressReporter:
 
 def _builder(family: str) -> Callable[[dict[str, Any], BuildContext], Built]:
     if family == "encoder":
-        from makam_worker.training.encoder import build
+        from makam_worker.training.families.encoder import build
     elif family == "decoder":
-        from makam_worker.training.decoder import build
+        from makam_worker.training.families.decoder import build
     elif family == "scratch":
-        from makam_worker.training.scratch import build
+        from makam_worker.training.families.scratch import build
     else:
         raise TrainingError("invalid_model", f"unknown model family {family!r}")
     return build

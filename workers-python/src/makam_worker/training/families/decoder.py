@@ -26,7 +26,7 @@ from transformers import PreTrainedTokenizerFast
 
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
-from makam_worker.training.hf_models import enable_gradient_checkpointing, from_config, from_pretrained, tokenizer_settings
+from makam_worker.training.families.hf_models import enable_gradient_checkpointing, from_config, from_pretrained, tokenizer_settings
 from makam_worker.training.model_limits import check_fits, resolve_model_name
 
 BOS, EOS = "<s>", "</s>"
