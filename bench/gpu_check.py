@@ -1,6 +1,6 @@
 """A few minutes on a CUDA machine: the worker's encoder and decoder paths at real sizes.
 
-Every run goes through the worker's training child (makam_worker.training.run.execute), on synthetic
+Every run goes through the worker's training child (makam_worker.training.child.execute), on synthetic
 data written to a temporary directory, and reads samples/s, tokens/s and peak memory from the
 run's own final_metrics.throughput (torch.cuda.max_memory_allocated), plus the allocator's peak
 reserved memory read here after each run.
@@ -71,7 +71,7 @@ def write(path: Path, rows: list[dict[str, str]]) -> str:
 def run(tmp: Path, name: str, model: dict, hyperparameters: dict, datasets: dict[str, str]) -> dict:
     import torch
 
-    from makam_worker.training.run import EXIT_OK, execute
+    from makam_worker.training.child import EXIT_OK, execute
 
     run_dir = tmp / name
     run_dir.mkdir()

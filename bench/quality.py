@@ -1,6 +1,6 @@
 """Quality benchmark of the worker's tfidf and scratch families on real Turkish data (CPU).
 
-Each run goes through the worker's own training child (makam_worker.training.run.execute) exactly as
+Each run goes through the worker's own training child (makam_worker.training.child.execute) exactly as
 a job would: a spec.json with the datasets and hyperparameters, then the events and metrics it writes.
 Datasets are read from ../shared/data and written as JSONL to a temporary directory, never into the
 repository.
@@ -85,7 +85,7 @@ def lyrics(tmp: Path) -> dict[str, Path]:
 
 
 def run(tmp: Path, name: str, family: str, datasets: dict[str, Path], hyperparameters: dict[str, Any]) -> dict:
-    from makam_worker.training.run import EXIT_OK, execute
+    from makam_worker.training.child import EXIT_OK, execute
 
     run_dir = tmp / name.replace(" ", "-").replace("=", "-").replace("(", "").replace(")", "")
     run_dir.mkdir()

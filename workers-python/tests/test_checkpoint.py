@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import EXAMPLES, LEARNS, jsonl, model_spec, read_events, write_run_dir
-from makam_worker.training.run import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
+from makam_worker.training.child import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
 from test_families import TINY_LLAMA
 
 EPOCHS, K = 6, 3

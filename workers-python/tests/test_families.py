@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from conftest import EXAMPLES, FRAMES, TINY_BERT, extract, jsonl, read_events, write_run_dir
-from makam_worker.training.run import EXIT_FAILED, EXIT_OK, execute
+from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
 
 SEED = 3
 TINY_LLAMA = {

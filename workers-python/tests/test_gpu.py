@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from conftest import LABELS, LEARNS, extract, read_events, write_run_dir
-from makam_worker.training.run import EXIT_OK, execute
+from makam_worker.training.child import EXIT_OK, execute
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

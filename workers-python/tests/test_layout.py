@@ -100,7 +100,7 @@ def test_find_cycle_reports_a_cycle_and_passes_a_dag():
 
 def test_the_graph_sees_imports_inside_functions_and_submodules():
     edges = graph()
-    assert f"{PACKAGE}.trainer" in edges[f"{PACKAGE}.job"]  # imported inside train_run
+    assert f"{PACKAGE}.trainer" in edges[f"{PACKAGE}.pipeline"]  # imported inside train_run
     assert f"{PACKAGE}.report" in edges[f"{PACKAGE}.trainer"]  # `from makam_worker.training import report`
 
 

@@ -14,7 +14,7 @@ from conftest import EXAMPLES, LABELS, QUICK, TINY_BERT, read_events, write_run_
 
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.model_limits import resolve_model_name
-from makam_worker.training.run import EXIT_FAILED, EXIT_OK, execute
+from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
 
 ONE_EPOCH = {**QUICK, "epochs": 1}
 

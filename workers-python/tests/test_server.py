@@ -35,7 +35,7 @@ def child_pids(run_dir: Path) -> list[int]:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if b"makam_worker.training.run" in cmdline and str(run_dir).encode() in cmdline and state != "Z":
+        if b"makam_worker.training.child" in cmdline and str(run_dir).encode() in cmdline and state != "Z":
             pids.append(int(proc.name))
     return pids
 

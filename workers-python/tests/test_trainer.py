@@ -15,7 +15,7 @@ from makam_worker.training.data import Splits
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.losses import ClassificationLoss
 from makam_worker.training.modeling_makam_scratch import MakamScratchConfig, MakamScratchForSequenceClassification
-from makam_worker.training.run import EXIT_FAILED, EXIT_OK, execute
+from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
 from makam_worker.training.trainer import (
     TextEncoder, collate, loss_for, optimizer_for, resolve_precision, scheduler_for, train_step, truncate, windows,
 )

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from conftest import EXAMPLES, LABELS, LEARNS, extract, jsonl, model_spec, read_events, write_run_dir
-from makam_worker.training.run import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
+from makam_worker.training.child import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
 
 
 @pytest.fixture(scope="module")

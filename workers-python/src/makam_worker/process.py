@@ -71,7 +71,7 @@ class RunProcess:
     def spawn(cls, paths: RunPaths) -> RunProcess:
         with paths.train_log.open("ab") as log_file:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "makam_worker.training.run", str(paths.dir)],
+                [sys.executable, "-m", "makam_worker.training.child", str(paths.dir)],
                 start_new_session=True,  # its own process group: a cancel kills it and nothing else
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

@@ -14,12 +14,12 @@ import grpc
 from makam.worker.v1 import worker_pb2, worker_pb2_grpc
 from makam_worker import logs
 from makam_worker.capabilities import FAMILIES, MODEL_FREE, capabilities
-from makam_worker.checkpoints import CheckpointStore, open_latest
+from makam_worker.checkpoint_store import CheckpointStore, open_latest
 from makam_worker.convert import event_to_proto, spec_from_request, state_to_proto
 from makam_worker.datasets import DatasetStore, check_sha256
-from makam_worker.errors import FailedPrecondition, InvalidArgument, NotFound, WorkerError
+from makam_worker.request_errors import FailedPrecondition, InvalidArgument, NotFound, WorkerError
 from makam_worker.events import EventTail
-from makam_worker.runs import RunManager, check_run_id
+from makam_worker.run_manager import RunManager, check_run_id
 from makam_worker.settings import Limits
 from makam_worker.store import DiskGuard
 from makam_worker.training.config import Hyperparameters

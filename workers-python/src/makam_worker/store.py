@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from makam_worker.errors import InvalidArgument, WorkerError
+from makam_worker.request_errors import InvalidArgument, WorkerError
 from makam_worker.ids import is_valid_sha256
 
 

@@ -1,6 +1,6 @@
 """The neural families' checkpoints: everything a run resumed at epoch k+1 needs to go on exactly as
 the run that saved epoch k would have. trainer.py saves one at the end of every epoch; the file's
-layout (meta.json, state.pt, derived/) is in makam_worker/checkpoints.py.
+layout (meta.json, state.pt, derived/) is in makam_worker/checkpoint_store.py.
 
 state.pt (torch.save, read back with weights_only=True) holds:
 - weights: the trainable parameters (all of them for encoder and scratch; LoRA and the head for decoder)
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from makam_worker.checkpoints import DERIVED, FORMAT, STATE, CheckpointInfo, HashingWriter, meta_member, read_meta, write_info
+from makam_worker.checkpoint_store import DERIVED, FORMAT, STATE, CheckpointInfo, HashingWriter, meta_member, read_meta, write_info
 from makam_worker.layout import RunPaths
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits

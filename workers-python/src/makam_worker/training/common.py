@@ -1,5 +1,5 @@
 """What every family and the run itself use, importing nothing of makam_worker at run time (a leaf,
-so that job.py, trainer.py, tfidf.py, family.py and report.py depend on it and not on each other):
+so that pipeline.py, trainer.py, tfidf.py, family.py and report.py depend on it and not on each other):
 the logger type and the log lines about the data."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The neural families' training, in the order of transformers' run_glue_no_trainer.py: seed, model,
 loaders, optimizer (no decay on biases and norms), schedule, resume, loop with per-epoch validation,
 best checkpoint, early stopping and a checkpoint of the training state, final evaluation of the best
-checkpoint on the test split (else validation), save, pack. job.py has done the data step before.
+checkpoint on the test split (else validation), save, pack. pipeline.py has done the data step before.
 """
 
 from __future__ import annotations

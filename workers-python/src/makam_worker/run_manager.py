@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from makam_worker import logs
-from makam_worker.errors import FailedPrecondition, InvalidArgument, NotFound
+from makam_worker.request_errors import FailedPrecondition, InvalidArgument, NotFound
 from makam_worker.events import EventLog, find_finished, read_events
 from makam_worker.ids import is_valid_run_id
 from makam_worker.layout import RunPaths, runs_dir

@@ -1,4 +1,4 @@
-"""The training child's entry point: `python -m makam_worker.training.run <run_dir>`.
+"""The training child's entry point: `python -m makam_worker.training.child <run_dir>`.
 
 Reads spec.json, appends events to events.jsonl and ends with a `finished` event, except when
 cancelled (SIGTERM): then it exits without one and the server, which waits for the exit, writes it.
@@ -32,7 +32,7 @@ def execute(run_dir: Path, should_stop: Callable[[], bool] = lambda: False) -> i
     events = EventLog(paths.events)
     log = logs.for_run(logger, run_dir.name)
     try:
-        from makam_worker.training.job import train_run  # torch loads after the SIGTERM handler is set
+        from makam_worker.training.pipeline import train_run  # torch loads after the SIGTERM handler is set
 
         spec = json.loads(paths.spec.read_text())
         summary = train_run(paths, spec, events, should_stop, log)
@@ -68,7 +68,7 @@ def _is_oom(error: Exception) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m makam_worker.training.run <run_dir>", file=sys.stderr)
+        print("usage: python -m makam_worker.training.child <run_dir>", file=sys.stderr)
         return 2
     stop = threading.Event()
     # SIGTERM only sets a flag: the loop checks it every step and exits between steps.

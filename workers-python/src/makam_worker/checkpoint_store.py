@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from makam_worker.errors import InvalidArgument
+from makam_worker.request_errors import InvalidArgument
 from makam_worker.layout import RunPaths, checkpoints_dir
 from makam_worker.store import ContentStore, DiskGuard
 
