@@ -6,6 +6,7 @@ source "$(dirname "$0")/env.sh"
 echo "== generated code is fresh"
 bash scripts/gen-proto.sh --check
 node scripts/gen-contracts.ts --check
+node scripts/gen-study-protocol.ts --check
 echo "== typecheck"
 npx tsc -p tsconfig.json
 echo "== python worker tests"

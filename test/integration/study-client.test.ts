@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLogger, studyKey, type Search } from '@makam/shared';
-import { StudyClient, defaultStudyPython } from '../../services/dispatcher/src/tuning/study-client.ts';
+import { StudyClient, checkStudyRequest, defaultStudyPython } from '../../services/dispatcher/src/tuning/study-client.ts';
 import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
 
 let redis: TestRedis;
@@ -60,4 +60,19 @@ test('a call in flight when the child dies is refused, not left waiting; refusal
   await assert.rejects(pending, /the study process exited/);
   await assert.rejects(client.ask(studyKey(uniquePrefix(), 'job_01jd0000000000000000000002')), /study not_found/);
   await assert.rejects(client.create(key, { ...search, seed: 1 }), /study conflict/);
+});
+
+test('a request outside contracts/study-protocol.json is refused before it is written', async () => {
+  const key = studyKey(uniquePrefix(), 'job_01jd0000000000000000000003');
+  assert.throws(() => checkStudyRequest({ id: 1, op: 'delete', study: key }), /study bad_request: unknown op "delete"/);
+  assert.throws(() => checkStudyRequest({ id: 1, op: 'ask', study: key, extra: 1 }), /study bad_request: ask/);
+  assert.throws(() => checkStudyRequest({ id: 1, op: 'tell', study: key, number: 0, state: 'done' }), /study bad_request: tell \/state/);
+  assert.throws(() => checkStudyRequest({ id: 1, op: 'report', study: key, number: 0, step: 1 }), /study bad_request: report/);
+  assert.doesNotThrow(() => checkStudyRequest({ id: 1, op: 'tell', study: key, number: 0, state: 'fail', value: null }));
+  // Through the client: refused without reaching (or starting) the study process.
+  client.close();
+  await assert.rejects(client.create(key, { ...search, sampler: 'annealing' as Search['sampler'] }), /study bad_request: create \/sampler/);
+  await assert.rejects(client.report(key, 0.5, 1, 0.1), /study bad_request: report \/number/);
+  assert.equal(client.pid, undefined, 'no process was started for a refused request');
+  assert.deepEqual(await client.create(key, search), { created: true });
 });

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from makam_study import study as st  # first: it lets redis import on Pythons below 3.11.3
+from makam_study import protocol
 from makam_study.__main__ import redact, secrets_of
 
 import redis  # noqa: E402  (a pinned dependency: missing, the tests fail rather than skip)
@@ -392,6 +393,26 @@ def test_bad_requests_answered_and_the_loop_goes_on(child: Child, key: str) -> N
     assert code(child.call("fail_running", study=key)) == "bad_request"
     assert child.ok("ping") == {}
     assert child.ok("ask", study=key)["number"] == 0
+
+
+def test_a_message_outside_the_contract_is_refused(studies: st.Studies, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """contracts/study-protocol.json is the protocol: the ops answered are its ops, an arg it does
+    not list is refused, and a result lacking a key it promises is not sent as a success."""
+    contract = json.loads((Path(__file__).resolve().parents[2] / "contracts" / "study-protocol.json").read_text())
+    assert set(st.OPS) == set(contract["ops"]) == set(protocol.ARGS)
+    assert protocol.CODES == tuple(contract["codes"])
+    for op, spec in contract["ops"].items():
+        required, props = spec["args"]["required"], spec["args"]["properties"]
+        assert protocol.ARGS[op] == (frozenset(required), frozenset(props) - frozenset(required))
+        line = json.dumps({"id": 3, "op": op, **{k: None for k in required}, "not_in_contract": 1})
+        reply = st.handle(studies, line)
+        assert reply["ok"] is False and reply["error"]["code"] == "bad_request", op
+        assert reply["error"]["message"] == f"{op}: unknown not_in_contract"
+    reply = st.handle(studies, json.dumps({"id": 4, "op": "delete", "study": key}))
+    assert reply == st.error(4, "bad_request", "unknown op 'delete'")
+    monkeypatch.setitem(st.OPS, "ask", lambda _studies, _args: {"number": 0})  # no params
+    reply = st.handle(studies, json.dumps({"id": 5, "op": "ask", "study": key}))
+    assert reply == st.error(5, "internal", "ask: the result lacks params")
 
 
 def test_only_json_lines_on_stdout(redis_url: str, key: str) -> None:

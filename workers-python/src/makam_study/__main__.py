@@ -8,36 +8,13 @@ In: one JSON object per line, `{"id": <int>, "op": "<name>", ...args}`; blank li
 Out: one line per request, in order: `{"id": <id>, "ok": true, "result": {...}}` or
 `{"id": <id>, "ok": false, "error": {"code": "<code>", "message": "<text>"}}` (id null when the
 line was not JSON, not an object, or had no integer id). Nothing else is written to stdout (logs
-go to stderr). Numbers that are not finite are written as null. EOF on stdin: exit 0.
+go to stderr). Numbers that are not finite are written as null. EOF on stdin: exit 0. The loop
+goes on after every error.
 
-Codes: bad_request (malformed line, unknown op, missing/unknown/ill-typed arg, a space Optuna
-refuses), not_found (no study under the key, or no such trial), conflict (create with a config
-other than the stored one), unavailable (Redis unreachable / timed out / refused credentials;
-retry), internal (anything else). The loop goes on after every error.
-
-Ops (every op but ping takes "study": the Redis key prefix, e.g. "makam:study:<job id>"):
-  ping                                   -> {}              (does not touch Redis)
-  create  space direction sampler pruner seed trials
-                                         -> {"created": bool}  (false: same config already stored)
-      space: {name: {"type":"int","low","high","step"?,"log"?}
-                  | {"type":"float","low","high","step"?,"log"?}
-                  | {"type":"categorical","choices":[scalars]}}
-      direction: maximize|minimize; sampler: tpe|random|grid (grid: floats need a step);
-      pruner: {"type": median|successive_halving|none, "startup_trials"?, "warmup_epochs"?}
-  ask                                    -> {"number": int, "params": {...}}
-                                            grid, every point asked: {"number": null, "params": null}
-  report  number step value              -> {"prune": bool}  (steps are epochs, from 1; warmup_epochs W
-                                            keeps steps 1..W from being pruned)  (value may be null = NaN; a finished
-                                            trial: false, nothing stored; a step again: ignored)
-  tell    number state value?            -> {"told": bool}   (state complete|pruned|fail; value
-                                            required for complete, ignored otherwise; null/NaN/inf
-                                            tells fail; already finished: false)
-  summary importances?                   -> {"trials": [{"number", "state", "params", "value",
-                                            "intermediate": [[step, value]...], "started_at",
-                                            "finished_at"}], "best": {"number","value","params"}|null,
-                                            "importances": {param: float}|null}
-  fail_running keep                      -> {"failed": [numbers]}  (RUNNING trials not in keep
-                                            told FAIL)
+The ops (ping, create, ask, report, tell, summary, fail_running), each one's args and result, and
+the error codes are written once, in contracts/study-protocol.json (JSON Schema with each op's
+description); scripts/gen-study-protocol.ts generates makam_study/protocol.py from it (the
+dispatcher's side: services/dispatcher/src/tuning/study-protocol.gen.ts).
 """
 
 from __future__ import annotations

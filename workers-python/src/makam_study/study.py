@@ -32,6 +32,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalRedisBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from makam_study import protocol
+
 STUDY_NAME = "makam"
 CONFIG_ATTR = "makam_config"
 SEED_STRIDE = 1_000_003
@@ -42,10 +44,12 @@ CACHE_SIZE = 32
 LOG_WAIT_S = 10.0
 LOG_BATCH = 256
 
-DIRECTIONS = ("maximize", "minimize")
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "successive_halving", "none")
+# The protocol's ops, args, enums and codes: generated from contracts/study-protocol.json.
+DIRECTIONS = protocol.ENUMS["direction"]
+SAMPLERS = protocol.ENUMS["sampler"]
+PRUNERS = protocol.ENUMS["pruner.type"]
 TELL_STATES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "fail": TrialState.FAIL}
+assert tuple(TELL_STATES) == protocol.ENUMS["state"], "tell states differ from contracts/study-protocol.json"
 
 log = logging.getLogger("makam_study")
 
@@ -527,22 +531,22 @@ def _study_key(args: Mapping[str, Any]) -> str:
 
 
 def _op_ping(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "ping", set())
+    check_keys(a, "ping", *protocol.ARGS["ping"])
     return {}
 
 
 def _op_create(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "create", {"study", "space", "direction", "sampler", "pruner", "seed", "trials"})
+    check_keys(a, "create", *protocol.ARGS["create"])
     return studies.create(_study_key(a), parse_config(a))
 
 
 def _op_ask(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "ask", {"study"})
+    check_keys(a, "ask", *protocol.ARGS["ask"])
     return studies.ask(_study_key(a))
 
 
 def _op_report(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "report", {"study", "number", "step", "value"})
+    check_keys(a, "report", *protocol.ARGS["report"])
     return studies.report(
         _study_key(a),
         as_int(a["number"], "number", 0),
@@ -552,7 +556,7 @@ def _op_report(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _op_tell(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "tell", {"study", "number", "state"}, {"value"})
+    check_keys(a, "tell", *protocol.ARGS["tell"])
     state = as_str(a["state"], "state", tuple(TELL_STATES))
     if state == "complete" and "value" not in a:
         raise bad_request("tell: a complete trial needs a value")
@@ -561,19 +565,19 @@ def _op_tell(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _op_summary(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "summary", {"study"}, {"importances"})
+    check_keys(a, "summary", *protocol.ARGS["summary"])
     return studies.summary(_study_key(a), as_bool(a.get("importances", False), "importances"))
 
 
 def _op_fail_running(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "fail_running", {"study", "keep"})
+    check_keys(a, "fail_running", *protocol.ARGS["fail_running"])
     keep = a["keep"]
     if not isinstance(keep, list):
         raise bad_request("keep must be a list of trial numbers")
     return studies.fail_running(_study_key(a), [as_int(n, "keep[]", 0) for n in keep])
 
 
-OPS = {
+OPS: dict[str, Any] = {
     "ping": _op_ping,
     "create": _op_create,
     "ask": _op_ask,
@@ -582,11 +586,13 @@ OPS = {
     "summary": _op_summary,
     "fail_running": _op_fail_running,
 }
+assert OPS.keys() == protocol.ARGS.keys(), "ops differ from contracts/study-protocol.json"
 # Codes that say the request was wrong, not that the cached study may be damaged.
 CLIENT_CODES = ("bad_request", "not_found", "conflict")
 
 
 def error(request_id: int | None, code: str, message: str) -> dict[str, Any]:
+    assert code in protocol.CODES, f"error code {code!r} is not in contracts/study-protocol.json"
     return {"id": request_id, "ok": False, "error": {"code": code, "message": message}}
 
 
@@ -608,7 +614,11 @@ def handle(studies: Studies, line: str) -> dict[str, Any]:
     args = {k: v for k, v in request.items() if k not in ("id", "op")}
     key = args.get("study") if isinstance(args.get("study"), str) else None
     try:
-        return {"id": request_id, "ok": True, "result": run(studies, args)}
+        result = run(studies, args)
+        missing = protocol.RESULT_KEYS[op] - result.keys()
+        if missing:  # a reply outside the contract is not sent as a success
+            raise StudyError("internal", f"{op}: the result lacks {', '.join(sorted(missing))}")
+        return {"id": request_id, "ok": True, "result": result}
     except StudyError as e:
         if e.code not in CLIENT_CODES and key is not None:
             studies.forget(key)

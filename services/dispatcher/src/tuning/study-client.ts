@@ -1,31 +1,54 @@
 // The dispatcher's side of the study process (`python -m makam_study`, in workers-python): Optuna's
 // samplers and pruners are Python, so one long-lived child per dispatcher runs them, over JSON
 // lines on stdin/stdout. The studies themselves live in Redis (Optuna's journal storage), so a
-// child that dies loses nothing: the next call starts another.
+// child that dies loses nothing: the next call starts another. The messages are typed once, in
+// contracts/study-protocol.json (study-protocol.gen.ts here, makam_study/protocol.py there); a
+// request outside it is refused here, before it is written.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { redisEnv, type Logger, type ParamSpace, type RedisSettings, type Search } from '@makam/shared';
+import Schema from 'typebox/schema';
+import { redisEnv, type Logger, type RedisSettings, type Search } from '@makam/shared';
+import { STUDY_REQUEST_SCHEMAS, type StudyOp, type StudyOps, type StudyReply } from './study-protocol.gen.ts';
 
 const CALL_MS = 120_000;
 
-export interface AskedTrial {
-  number: number | null;
-  params: Record<string, unknown> | null;
+export type AskedTrial = StudyOps['ask']['result'];
+export type StudySummary = StudyOps['summary']['result'];
+
+const requestValidators = Object.fromEntries(
+  Object.entries(STUDY_REQUEST_SCHEMAS).map(([op, schema]) => [op, Schema.Compile(schema as Schema.XSchema)]),
+) as Record<StudyOp, Schema.Validator>;
+
+/** Refuses a request line outside contracts/study-protocol.json (an unknown op, a missing, unknown or ill-typed arg). */
+export function checkStudyRequest(request: { id: number; op: string } & Record<string, unknown>): void {
+  const validator = Object.hasOwn(requestValidators, request.op) ? requestValidators[request.op as StudyOp] : undefined;
+  if (!validator) throw new Error(`study bad_request: unknown op ${JSON.stringify(request.op)} (not in contracts/study-protocol.json)`);
+  const [ok, errors] = validator.Errors(request);
+  if (!ok) {
+    const first = errors[0];
+    throw new Error(`study bad_request: ${request.op}${first ? ` ${first.instancePath || '/'} ${first.message}` : ''} (contracts/study-protocol.json)`);
+  }
 }
 
-export interface StudySummary {
-  trials: Array<{ number: number; state: 'RUNNING' | 'COMPLETE' | 'PRUNED' | 'FAIL' | 'WAITING'; params: Record<string, unknown>; value: number | null; intermediate: Array<[number, number]> }>;
-  best: { number: number; value: number; params: Record<string, unknown> } | null;
-  importances: Record<string, number> | null;
+/** The checkout holding this file: the nearest folder above it with workers-python/pyproject.toml. */
+function repoRoot(): string | null {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(path.join(dir, 'workers-python', 'pyproject.toml'))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
 }
 
-/** The workers-python virtual environment of a checkout, else python3 from PATH. */
+/** The workers-python virtual environment of a checkout, else python3 from PATH (MAKAM_STUDY_PYTHON overrides both). */
 export function defaultStudyPython(): string {
-  const venv = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../workers-python/.venv/bin/python');
-  return existsSync(venv) ? venv : 'python3';
+  const root = repoRoot();
+  const venv = root && path.join(root, 'workers-python', '.venv', 'bin', 'python');
+  return venv && existsSync(venv) ? venv : 'python3';
 }
 
 export class StudyClient {
@@ -59,15 +82,15 @@ export class StudyClient {
     const child = spawn(this.python, ['-m', 'makam_study'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     createInterface({ input: child.stdout }).on('line', (line) => {
-      let msg: { id: number; ok: boolean; result?: unknown; error?: { code: string; message: string } };
+      let msg: StudyReply;
       try {
         msg = JSON.parse(line);
       } catch {
         this.log.warn({ line: line.slice(0, 200) }, 'study process wrote a line that is not JSON');
         return;
       }
-      const call = this.pending.get(msg.id);
-      if (!call) return;
+      const call = msg.id === null ? undefined : this.pending.get(msg.id);
+      if (!call || msg.id === null) return;
       this.pending.delete(msg.id);
       clearTimeout(call.timer);
       if (msg.ok) call.resolve(msg.result);
@@ -89,23 +112,29 @@ export class StudyClient {
     return child;
   }
 
-  private call<T>(op: string, args: Record<string, unknown>): Promise<T> {
-    const child = this.ensure();
+  private call<K extends StudyOp>(op: K, args: StudyOps[K]['args']): Promise<StudyOps[K]['result']> {
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
+    const request = { id, op, ...args };
+    try {
+      checkStudyRequest(request);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const child = this.ensure();
+    return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new Error(`the study process did not answer ${op} within ${CALL_MS / 1000} s`));
         child.kill('SIGKILL'); // a stuck child is replaced on the next call
       }, CALL_MS);
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
-      child.stdin.write(`${JSON.stringify({ id, op, ...args })}\n`);
+      child.stdin.write(`${JSON.stringify(request)}\n`);
     });
   }
 
   create(study: string, search: Search): Promise<{ created: boolean }> {
     const { space, objective, sampler, pruner, seed, trials } = search;
-    return this.call('create', { study, space: space as Record<string, ParamSpace>, direction: objective.direction, sampler, pruner, seed, trials });
+    return this.call('create', { study, space: space as StudyOps['create']['args']['space'], direction: objective.direction, sampler, pruner, seed, trials });
   }
 
   ask(study: string): Promise<AskedTrial> {
