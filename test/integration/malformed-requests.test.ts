@@ -12,6 +12,7 @@ import { loadApiConfig } from '../../services/api/src/config.ts';
 import { createKey } from '../support/keys.ts';
 import { ROOT } from '../support/stack.ts';
 import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
+import { digest } from '../security/support.ts';
 
 let redis: TestRedis;
 let app: FastifyInstance;
@@ -43,19 +44,8 @@ after(async () => {
   await redis?.stop();
 });
 
-/** A digest of everything makam and BullMQ store (rate-limit counters excluded), in one round trip. */
-const DIGEST = `
-local keys = redis.call('KEYS', '*')
-table.sort(keys)
-local parts = {}
-for _, k in ipairs(keys) do
-  if not string.find(k, ':ratelimit:', 1, true) then
-    table.insert(parts, k)
-    table.insert(parts, redis.call('DUMP', k))
-  end
-end
-return redis.sha1hex(table.concat(parts, '|'))`;
-const snapshot = async (): Promise<string> => (await app.redis.eval(DIGEST, 0)) as string;
+// Everything makam and BullMQ store under the test's prefix (rate-limit counters excluded).
+const snapshot = (): Promise<string> => digest(app.redis, prefix);
 
 const valid = () => ({ kind: 'finetune', model: { family: 'encoder', config: { model_type: 'bert', hidden_size: 32 } }, dataset: datasetId, hyperparameters: { epochs: 2 } });
 const junk = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.string(), { maxLength: 3 }), fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }));
