@@ -10,7 +10,7 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
-import { connectWorker, workerCredentials, type WorkerTls } from '@makam/shared';
+import { connectWorker, workerCredentials, type WorkerTls } from '../services/dispatcher/src/grpc/worker-client.ts';
 
 export interface AwaitOptions {
   /** Give up after this many milliseconds. */

@@ -6,7 +6,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectWorker } from '@makam/shared';
+import { connectWorker } from '../services/dispatcher/src/grpc/worker-client.ts';
 
 const { values: args } = parseArgs({
   options: { api: { type: 'string' }, 'api-key': { type: 'string' }, worker: { type: 'string' }, data: { type: 'string' }, job: { type: 'string' }, out: { type: 'string' } },

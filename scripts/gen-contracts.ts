@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SOURCE = 'contracts/hyperparameters.json';
 export const OUTPUTS = {
-  ts: 'services/shared/src/contracts/hyperparameters.gen.ts',
+  ts: 'services/api/src/contracts/hyperparameters.gen.ts',
   py: 'workers-python/src/makam_worker/contracts/hyperparameters.py',
   md: 'docs/hyperparameters.md',
 } as const;

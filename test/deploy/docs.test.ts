@@ -2,7 +2,8 @@
 // with the estimate the API places jobs by, so a change to the estimator shows here.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { estimateMemory, parseResourceClasses, place } from '@makam/shared';
+import { estimateMemory } from '../../services/api/src/placement/memory-estimate.ts';
+import { parseResourceClasses, place } from '../../services/api/src/placement/resource-classes.ts';
 import { read } from './helpers.ts';
 
 const DOCS = read('docs/deploy.md');

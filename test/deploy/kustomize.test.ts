@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { QueueKeys } from 'bullmq';
-import { queueName } from '@makam/shared';
+import { queueName } from '@makam/shared/queues';
 import {
   byKind,
   checkKubernetesTypes,

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
-import { createRedis, type RedisSettings } from '@makam/shared';
+import { createRedis, type RedisSettings } from '@makam/shared/redis';
 import { loadApiConfig } from '../../services/api/src/config.ts';
 import { loadDispatcherConfig } from '../../services/dispatcher/src/config.ts';
 import { freePort } from '../support/ports.ts';

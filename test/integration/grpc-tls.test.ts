@@ -7,7 +7,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectWorker, workerCredentials } from '@makam/shared';
+import { connectWorker, workerCredentials } from '../../services/dispatcher/src/grpc/worker-client.ts';
 import { freePort } from '../support/ports.ts';
 import { PYTHON, ROOT } from '../support/stack.ts';
 

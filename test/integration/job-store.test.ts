@@ -1,7 +1,10 @@
 // The job store's Lua scripts against a real Redis.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { JobStore, createRedis, newJobId, redisKeys, type JobRecord, type Redis } from '@makam/shared';
+import { JobStore, type JobRecord } from '@makam/shared/job-store';
+import { createRedis, type Redis } from '@makam/shared/redis';
+import { newJobId } from '@makam/shared/ids';
+import { redisKeys } from '@makam/shared/keys';
 import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
 
 let server: TestRedis;

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRedis, type Redis } from '@makam/shared';
+import { createRedis, type Redis } from '@makam/shared/redis';
 import { LUA_DIR, SCRIPT_NAMES, loadScripts, runScript } from '../../services/shared/src/lua/scripts.ts';
 import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
 

@@ -3,7 +3,8 @@
 // call, and refusals come back as errors naming their code.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLogger, studyKey, type Search } from '@makam/shared';
+import { createLogger } from '@makam/shared/logger';
+import { studyKey, type Search } from '@makam/shared/tuning/search';
 import { StudyClient, checkStudyRequest, defaultStudyPython } from '../../services/dispatcher/src/tuning/study-client.ts';
 import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { Redis } from 'ioredis';
-import { tuneQueueName } from '@makam/shared';
+import { tuneQueueName } from '@makam/shared/queues';
 import { buildApp } from '../../services/api/src/app.ts';
 import { loadApiConfig } from '../../services/api/src/config.ts';
 import { ROOT } from '../support/stack.ts';

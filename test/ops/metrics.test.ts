@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Telemetry, emptyLag, observeLag } from '@makam/shared';
+import { Telemetry, emptyLag, observeLag } from '@makam/shared/telemetry';
 import { ROOT } from '../support/stack.ts';
 import { startOpsApp, type OpsApp } from './app.ts';
 

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WebhookStore } from '@makam/shared';
+import { WebhookStore } from '../../services/api/src/webhooks/webhook-store.ts';
 import { startOpsApp, type OpsApp } from './app.ts';
 
 let ops: OpsApp;

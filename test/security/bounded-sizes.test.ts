@@ -9,23 +9,13 @@ import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import {
-  BlobStore,
-  DatasetStore,
-  JobStore,
-  MAX_JOB_EVENT_BYTES,
-  MAX_JOB_RECORD_BYTES,
-  MAX_JOB_RESULT_BYTES,
-  MAX_NEW_JOB_BYTES,
-  MAX_WEBHOOKS_PER_TENANT,
-  createRedis,
-  newDatasetId,
-  newJobId,
-  queuedJob,
-  redisKeys,
-  type JobEvent,
-  type Redis,
-} from '@makam/shared';
+import { BlobStore } from '@makam/shared/blob-store';
+import { DatasetStore } from '@makam/shared/dataset-store';
+import { JobStore, MAX_JOB_EVENT_BYTES, MAX_JOB_RECORD_BYTES, MAX_JOB_RESULT_BYTES, MAX_NEW_JOB_BYTES, queuedJob, type JobEvent } from '@makam/shared/job-store';
+import { MAX_WEBHOOKS_PER_TENANT } from '../../services/api/src/webhooks/webhook-store.ts';
+import { createRedis, type Redis } from '@makam/shared/redis';
+import { newDatasetId, newJobId } from '@makam/shared/ids';
+import { redisKeys } from '@makam/shared/keys';
 import { sweepEndedJobs } from '../../services/dispatcher/src/dispatcher.ts';
 import { MAX_DELIVERY_JOB_DATA_BYTES, MAX_WEBHOOK_BODY_BYTES, WEBHOOK_QUEUE } from '../../services/api/src/webhooks/delivery.ts';
 import { startOpsApp, type OpsApp } from '../ops/app.ts';

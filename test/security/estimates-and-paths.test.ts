@@ -97,7 +97,7 @@ test('the estimate counts every parameter a config creates, as the model built o
     const res = await submit({ family: 'encoder', config, tokenizer: { vocab_size: vocab } }, { resource_class: 'gpu-32g' });
     // A default-sized LLaMA does not fit gpu-32g: its refusal carries no count, so it is counted directly.
     if (res.statusCode === 400 && res.json().error.code === 'does_not_fit') {
-      const { shapeFromConfig, parameterCount } = await import('@makam/shared');
+      const { shapeFromConfig, parameterCount } = await import('../../services/api/src/placement/model-shapes.ts');
       estimated.push(parameterCount(shapeFromConfig(config, vocab), labels));
       continue;
     }
@@ -111,7 +111,8 @@ test('the estimate counts every parameter a config creates, as the model built o
 });
 
 test("the worker's meta-device check estimates a run's memory as the API does", { timeout: 60_000 }, async () => {
-  const { estimateMemory, defaultsFor } = await import('@makam/shared');
+  const { estimateMemory } = await import('../../services/api/src/placement/memory-estimate.ts');
+  const { defaultsFor } = await import('../../services/api/src/placement/hyperparameters.ts');
   const cases = [
     { family: 'encoder', config: { model_type: 'bert', hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 128, type_vocab_size: 7 }, hp: { batch_size: 8, max_length: 128, precision: 'fp32' }, cuda: false },
     { family: 'encoder', config: { model_type: 'roberta', hidden_size: 96, num_hidden_layers: 3, num_attention_heads: 4, intermediate_size: 300 }, hp: { batch_size: 32, max_length: 256, precision: 'bf16', gradient_checkpointing: true }, cuda: true },
@@ -149,7 +150,7 @@ test("the issue's lies: a 3.2 B-parameter tiny BERT and a 38 B-parameter gpt2 ar
   const gib = Number(/needs about ([\d.]+) GiB/.exec(error.message)?.[1]);
   assert.ok(gib > 50, `3.2 B fp32 parameters with gradients and AdamW need over 50 GiB, the estimate says ${gib}: ${error.message}`);
   const [real] = await metaCounts([{ config: bert, vocab: 2000, labels }]);
-  const { shapeFromConfig, parameterCount } = await import('@makam/shared');
+  const { shapeFromConfig, parameterCount } = await import('../../services/api/src/placement/model-shapes.ts');
   assert.ok(real! > 3.2e9, String(real));
   assert.equal(parameterCount(shapeFromConfig(bert, 2000), labels), real);
 

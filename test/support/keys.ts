@@ -1,4 +1,5 @@
-import { ApiKeyStore, createRedis, type RedisSettings } from '@makam/shared';
+import { ApiKeyStore } from '../../services/api/src/tenancy/api-keys.ts';
+import { createRedis, type RedisSettings } from '@makam/shared/redis';
 
 /** Creates an API key for `tenant` straight in Redis, as the admin CLI does. */
 export async function createKey(redisUrl: string | RedisSettings, prefix: string, tenant: string): Promise<string> {

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { BlobStore } from '@makam/shared';
+import { BlobStore } from '@makam/shared/blob-store';
 import { ingestDataset } from '../../services/api/src/datasets/ingest.ts';
 import { ApiError } from '../../services/api/src/errors.ts';
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { JOB_STATUSES, canTransition, isTerminal, sourcesOf } from '@makam/shared';
+import { JOB_STATUSES, canTransition, isTerminal, sourcesOf } from '@makam/shared/job-state';
 
 test('a job moves queued → running → succeeded', () => {
   assert.ok(canTransition('queued', 'running'));

@@ -1,6 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PlacementError, defaultsFor, estimateMemory, parameterCount, parseResourceClasses, place, shapeFromName, type Family } from '@makam/shared';
+import { PlacementError, parseResourceClasses, place } from '../../services/api/src/placement/resource-classes.ts';
+import { defaultsFor } from '../../services/api/src/placement/hyperparameters.ts';
+import { estimateMemory } from '../../services/api/src/placement/memory-estimate.ts';
+import { parameterCount, shapeFromName } from '../../services/api/src/placement/model-shapes.ts';
+import type { Family } from '../../services/api/src/contracts/hyperparameters.gen.ts';
 
 const classes = parseResourceClasses('cpu,gpu-4g,gpu-32g');
 const GiB = 1024 ** 3;

@@ -4,7 +4,8 @@
 //   node services/api/src/admin.ts keys list [--tenant acme]
 //   node services/api/src/admin.ts keys revoke key_...
 import { parseArgs } from 'node:util';
-import { ApiKeyStore, createRedis } from '@makam/shared';
+import { ApiKeyStore } from './tenancy/api-keys.ts';
+import { createRedis } from '@makam/shared/redis';
 import { loadApiConfig } from './config.ts';
 
 const { positionals, values } = parseArgs({ allowPositionals: true, options: { tenant: { type: 'string' }, name: { type: 'string' } } });

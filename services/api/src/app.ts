@@ -3,7 +3,7 @@ import { Transform } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import AjvCompiler from '@fastify/ajv-compiler';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { Logger } from '@makam/shared';
+import type { Logger } from '@makam/shared/logger';
 import type { ApiConfig } from './config.ts';
 import { ApiError, clientErrorResponse, frameworkError, registerErrorHandler } from './errors.ts';
 import { trackRoutes } from './access.ts';

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { SharedConfig, loadConfig } from '@makam/shared';
+import { SharedConfig, loadConfig } from '@makam/shared/config';
 import { OpsConfigProperties } from './ops-config.ts';
 
 /** The API's settings (environment variables), with defaults. */

@@ -1,5 +1,5 @@
 // The API process: config, logger, listen, and a graceful close on SIGTERM/SIGINT.
-import { createLogger } from '@makam/shared';
+import { createLogger } from '@makam/shared/logger';
 import { buildApp } from './app.ts';
 import { loadApiConfig } from './config.ts';
 

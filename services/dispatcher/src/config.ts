@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { SharedConfig, loadConfig } from '@makam/shared';
+import { SharedConfig, loadConfig } from '@makam/shared/config';
 
 /** A dispatcher's settings (environment variables), with defaults. */
 export const DispatcherConfigProperties = {

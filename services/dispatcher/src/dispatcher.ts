@@ -6,7 +6,15 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Queue, Worker, type Job } from 'bullmq';
-import { BlobStore, DatasetStore, JobStore, Telemetry, createRedis, isTerminal, queueName, redisKeys, type Logger, type Redis, type TrainJobData } from '@makam/shared';
+import { BlobStore } from '@makam/shared/blob-store';
+import { DatasetStore } from '@makam/shared/dataset-store';
+import { JobStore } from '@makam/shared/job-store';
+import { Telemetry } from '@makam/shared/telemetry';
+import { createRedis, type Redis } from '@makam/shared/redis';
+import { isTerminal } from '@makam/shared/job-state';
+import { queueName, type TrainJobData } from '@makam/shared/queues';
+import { redisKeys } from '@makam/shared/keys';
+import type { Logger } from '@makam/shared/logger';
 import type { DispatcherConfig } from './config.ts';
 import { Detached, JobFailure, RetryableFailure } from './failures.ts';
 import { RunDriver, type RunOutcome } from './run-driver.ts';

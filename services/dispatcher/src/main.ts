@@ -1,5 +1,5 @@
 // A dispatcher process for one resource class (MAKAM_CLASS) and its workers (MAKAM_WORKERS).
-import { createLogger } from '@makam/shared';
+import { createLogger } from '@makam/shared/logger';
 import { loadDispatcherConfig } from './config.ts';
 import { Dispatcher } from './dispatcher.ts';
 

@@ -5,7 +5,12 @@
 // transfers.ts's; what a trial tells its study is its RunReporter's.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { isGrpcError, type BlobStore, type DatasetStore, type JobEvent, type JobRecord, type JobStore, type Logger, type MetricPoint, type WorkerClient } from '@makam/shared';
+import { isGrpcError } from './grpc/adapter.ts';
+import type { BlobStore } from '@makam/shared/blob-store';
+import type { DatasetStore } from '@makam/shared/dataset-store';
+import type { JobEvent, JobRecord, JobStore, MetricPoint } from '@makam/shared/job-store';
+import type { Logger } from '@makam/shared/logger';
+import type { WorkerClient } from './grpc/worker-client.ts';
 import { Detached, JobFailure, RetryableFailure } from './failures.ts';
 import { download, upload, type Transfers } from './transfers.ts';
 import { RunState, type WatchRunResponse } from '@makam/shared/gen/makam/worker/v1/worker_pb.js';

@@ -2,7 +2,10 @@
 // with a TTL, refreshed every interval, so a dead dispatcher's workers drop off the list) and the
 // metric-ingest lag of the runs it follows (the worker's event time to the moment the event is
 // stored in Redis), batched and added to its class's histogram each interval.
-import { Telemetry, connectWorker, createRedis, emptyLag, observeLag, type LagHistogram, type Logger, type Redis, type WorkerClient } from '@makam/shared';
+import { Telemetry, emptyLag, observeLag, type LagHistogram } from '@makam/shared/telemetry';
+import { connectWorker, type WorkerClient } from './grpc/worker-client.ts';
+import { createRedis, type Redis } from '@makam/shared/redis';
+import type { Logger } from '@makam/shared/logger';
 import type { DispatcherConfig } from './config.ts';
 
 /** How often workers are asked for their capabilities and lag observations are flushed. */

@@ -4,7 +4,10 @@
 // kind of file; what differs per kind (the RPC, the header, the store path) is looked up here.
 import { createReadStream } from 'node:fs';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { isGrpcError, type BlobStore, type Logger, type WorkerClient } from '@makam/shared';
+import { isGrpcError } from './grpc/adapter.ts';
+import type { BlobStore } from '@makam/shared/blob-store';
+import type { Logger } from '@makam/shared/logger';
+import type { WorkerClient } from './grpc/worker-client.ts';
 import { JobFailure, RetryableFailure } from './failures.ts';
 
 const UNARY_MS = 30_000;

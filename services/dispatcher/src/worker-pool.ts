@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectWorker, workerCredentials, type WorkerClient, type WorkerTls } from '@makam/shared';
+import { connectWorker, workerCredentials, type WorkerClient, type WorkerTls } from './grpc/worker-client.ts';
 import { Detached } from './failures.ts';
 
 const PROBE_MS = 3_000;

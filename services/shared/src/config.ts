@@ -2,7 +2,6 @@
 // with defaults; a bad value stops the process with a message naming the variable.
 import envSchema from 'env-schema';
 import { Type, type Static, type TObject, type TProperties } from 'typebox';
-import { parseResourceClasses, type ResourceClass } from './placement/resource-classes.ts';
 import { checkRedisSettings, type RedisSettings } from './redis.ts';
 
 /** Settings every makam process reads. */
@@ -35,8 +34,4 @@ export function loadConfig<P extends TProperties>(properties: P, env: NodeJS.Pro
   });
   if ('REDIS_URL' in properties) checkRedisSettings(config as unknown as RedisSettings);
   return config;
-}
-
-export function resourceClasses(config: { MAKAM_RESOURCE_CLASSES: string }): ResourceClass[] {
-  return parseResourceClasses(config.MAKAM_RESOURCE_CLASSES);
 }

@@ -5,7 +5,6 @@ import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys.ts';
 import { runScript } from './lua/scripts.ts';
 import { isTerminal, sourcesOf, type JobStatus } from './job-state.ts';
-import type { MemoryEstimate } from './placement/memory-estimate.ts';
 import type { Search } from './tuning/search.ts';
 
 /** A model as the job request names it. */
@@ -31,6 +30,20 @@ export interface MetricPoint {
   accuracy: number;
   weighted_f1: number;
   macro_f1: number;
+}
+
+/** The API's training-memory estimate of a job (services/api/src/placement/memory-estimate.ts), kept on the
+ * record so the dispatcher can check a worker has room for it. */
+export interface MemoryEstimate {
+  total_bytes: number;
+  parameters: number;
+  trainable_parameters: number;
+  weights_bytes: number;
+  gradients_bytes: number;
+  optimizer_bytes: number;
+  activations_bytes: number;
+  overhead_bytes: number;
+  basis: string;
 }
 
 export interface JobError {

@@ -5,7 +5,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { Transform, type Readable } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
-import type { BlobStore } from '@makam/shared';
+import type { BlobStore } from '@makam/shared/blob-store';
 import { ApiError } from '../errors.ts';
 
 export type DatasetFormat = 'jsonl' | 'csv';

@@ -5,7 +5,10 @@
 // one blocked client, not N. The reader stops (and its connection closes) when its last watcher
 // leaves or the job ends.
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import { createRedis, isTerminal, type JobEvent, type JobStatus, type Redis, type RedisKeys, type RedisSettings, type StoredEvent } from '@makam/shared';
+import { createRedis, type Redis, type RedisSettings } from '@makam/shared/redis';
+import { isTerminal, type JobStatus } from '@makam/shared/job-state';
+import type { JobEvent, StoredEvent } from '@makam/shared/job-store';
+import type { RedisKeys } from '@makam/shared/keys';
 
 /** Stream ids ("ms-seq") in order. */
 export function compareIds(a: string, b: string): number {

@@ -1,5 +1,6 @@
 // The stored model archive of a succeeded job, for the routes that serve it whole or a file of it.
-import type { BlobStore, JobRecord } from '@makam/shared';
+import type { BlobStore } from '@makam/shared/blob-store';
+import type { JobRecord } from '@makam/shared/job-store';
 import { ApiError } from '../errors.ts';
 
 /**

@@ -1,5 +1,5 @@
 // Checks between hyperparameters that a JSON schema cannot express, each refusal naming the field.
-import type { Family } from '@makam/shared';
+import type { Family } from '../contracts/hyperparameters.gen.ts';
 import { ApiError } from '../errors.ts';
 
 const refuse = (param: string, message: string): never => {

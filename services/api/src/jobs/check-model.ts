@@ -1,7 +1,7 @@
 // Checks of `model` that a JSON schema cannot express, each refusal naming the field and the fix:
 // a config the estimate can count key by key, and a name that is a hub id or a path under a model root.
 import path from 'node:path';
-import { ModelConfigError, checkModelConfig } from '@makam/shared';
+import { ModelConfigError, checkModelConfig } from '../placement/model-shapes.ts';
 import { ApiError } from '../errors.ts';
 
 // huggingface_hub's repo id rules: [org/]name, letters, digits, '-', '_', '.', no '--' or '..', at most 96 characters.

@@ -2,7 +2,9 @@
 // naming the field, and fills in the defaults. Every bound and choice is checked as a finetune
 // job would check it, so a trial never starts with a value its run would refuse.
 import { Value } from 'typebox/value';
-import { HYPERPARAMETERS, MAX_GRID_POINTS, appliesTo, extremes, gridCount, gridSize, type Family, type ParamSpace, type Search } from '@makam/shared';
+import { HYPERPARAMETERS, appliesTo } from '../placement/hyperparameters.ts';
+import { MAX_GRID_POINTS, extremes, gridCount, gridSize, type ParamSpace, type Search } from '@makam/shared/tuning/search';
+import type { Family } from '../contracts/hyperparameters.gen.ts';
 import { ApiError } from '../errors.ts';
 import { Hyperparameters, type SearchRequestT } from '../schemas/jobs.ts';
 

@@ -1,6 +1,6 @@
 // The one guard for "this tenant owns this job", used by every route that takes a job id.
 import fp from 'fastify-plugin';
-import type { JobRecord, JobStore } from '@makam/shared';
+import type { JobRecord, JobStore } from '@makam/shared/job-store';
 import { notFound } from '../errors.ts';
 
 declare module 'fastify' {

@@ -4,7 +4,17 @@
 // The order of the steps is the order of the refusals a client sees, so it is kept as it was.
 import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { JobTooLargeError, ModelConfigError, PlacementError, appliesTo, defaultsFor, estimateMemory, fingerprintOf, misapplied, newJobId, place, queuedJob, trainJobOptions, tuneJobOptions, type DatasetRecord, type Family, type JobRecord, type Placement, type Search, type TrainJobData } from '@makam/shared';
+import { JobTooLargeError, queuedJob, type JobRecord } from '@makam/shared/job-store';
+import { ModelConfigError } from '../placement/model-shapes.ts';
+import { PlacementError, place, type Placement } from '../placement/resource-classes.ts';
+import { appliesTo, defaultsFor, misapplied } from '../placement/hyperparameters.ts';
+import { estimateMemory } from '../placement/memory-estimate.ts';
+import { fingerprintOf } from '../tenancy/idempotency-store.ts';
+import { newJobId } from '@makam/shared/ids';
+import { trainJobOptions, tuneJobOptions, type TrainJobData } from '@makam/shared/queues';
+import type { DatasetRecord } from '@makam/shared/dataset-store';
+import type { Family } from '../contracts/hyperparameters.gen.ts';
+import type { Search } from '@makam/shared/tuning/search';
 import { ApiError } from '../errors.ts';
 import { withIdempotency } from '../idempotency.ts';
 import type { CreateJobBodyT } from '../schemas/jobs.ts';

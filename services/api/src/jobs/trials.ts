@@ -1,6 +1,7 @@
 // A tune job's trials as GET /v1/jobs/:id/trials answers them: each trial job with its
 // parameters, state, per-epoch objective and final metrics.
-import { objectiveValue, type JobRecord, type JobStore } from '@makam/shared';
+import { objectiveValue } from '@makam/shared/tuning/search';
+import type { JobRecord, JobStore } from '@makam/shared/job-store';
 import { ApiError } from '../errors.ts';
 
 export async function listTrials(jobs: Pick<JobStore, 'trials' | 'metrics'>, job: JobRecord) {

@@ -12,7 +12,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import rateLimit, { normalizeIP } from '@fastify/rate-limit';
-import { ApiKeyStore, sameSecret } from '@makam/shared';
+import { ApiKeyStore, sameSecret } from '../tenancy/api-keys.ts';
 import { accessOf } from '../access.ts';
 import { ApiError, sendApiError } from '../errors.ts';
 

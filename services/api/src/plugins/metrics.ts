@@ -7,7 +7,8 @@
 //   with a TTL), and metric-ingest lag (observed by the dispatchers, summed in Redis).
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { INGEST_LAG_BUCKETS, JOB_STATUSES, Telemetry, isTerminal, type JobStatus } from '@makam/shared';
+import { INGEST_LAG_BUCKETS, Telemetry } from '@makam/shared/telemetry';
+import { JOB_STATUSES, isTerminal, type JobStatus } from '@makam/shared/job-state';
 
 declare module 'fastify' {
   interface FastifyInstance {

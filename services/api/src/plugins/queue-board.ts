@@ -6,7 +6,7 @@ import fp from 'fastify-plugin';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import { createRedis } from '@makam/shared';
+import { createRedis } from '@makam/shared/redis';
 import { WebhookDelivery } from '../webhooks/delivery.ts';
 import { declareAccess } from '../access.ts';
 import { codeForStatus } from '../errors.ts';

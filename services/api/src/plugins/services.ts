@@ -2,7 +2,15 @@
 // and two BullMQ queues per resource class (training runs, and tune jobs for the coordinators).
 import fp from 'fastify-plugin';
 import type { Queue } from 'bullmq';
-import { BlobStore, DatasetStore, IdempotencyStore, JobStore, TenantQuotas, createQueues, createRedis, redisKeys, resourceClasses, tuneQueueName, type Redis, type RedisKeys, type ResourceClass, type TrainJobData } from '@makam/shared';
+import { BlobStore } from '@makam/shared/blob-store';
+import { DatasetStore } from '@makam/shared/dataset-store';
+import { IdempotencyStore } from '../tenancy/idempotency-store.ts';
+import { JobStore } from '@makam/shared/job-store';
+import { TenantQuotas } from '../tenancy/quotas.ts';
+import { createQueues, tuneQueueName, type TrainJobData } from '@makam/shared/queues';
+import { createRedis, type Redis } from '@makam/shared/redis';
+import { redisKeys, type RedisKeys } from '@makam/shared/keys';
+import { resourceClasses, type ResourceClass } from '../placement/resource-classes.ts';
 import type { ApiConfig } from '../config.ts';
 
 declare module 'fastify' {

@@ -1,7 +1,7 @@
 // The webhook registry, and (unless MAKAM_WEBHOOK_DELIVERY=false) this process's share of the
 // delivery work: see webhooks/delivery.ts for who sends and why.
 import fp from 'fastify-plugin';
-import { WebhookStore } from '@makam/shared';
+import { WebhookStore } from '../webhooks/webhook-store.ts';
 import { WebhookDelivery } from '../webhooks/delivery.ts';
 
 declare module 'fastify' {

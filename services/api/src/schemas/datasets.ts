@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { DATASET_ID_PATTERN } from '@makam/shared';
+import { DATASET_ID_PATTERN } from '@makam/shared/ids';
 import { Nullable } from './common.ts';
 
 export const DatasetIdParams = Type.Object(

@@ -1,5 +1,8 @@
 import { Type, type Static } from 'typebox';
-import { DATASET_ID_PATTERN, HyperparametersSchema, JOB_ID_PATTERN, JOB_STATUSES, OBJECTIVE_METRICS, PRUNERS, SAMPLERS } from '@makam/shared';
+import { DATASET_ID_PATTERN, JOB_ID_PATTERN } from '@makam/shared/ids';
+import { HyperparametersSchema } from '../contracts/hyperparameters.gen.ts';
+import { JOB_STATUSES } from '@makam/shared/job-state';
+import { OBJECTIVE_METRICS, PRUNERS, SAMPLERS } from '@makam/shared/tuning/search';
 import { Nullable, STREAM_ID_PATTERN } from './common.ts';
 
 /**

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { WEBHOOK_EVENTS, WEBHOOK_ID_PATTERN } from '@makam/shared';
+import { WEBHOOK_EVENTS, WEBHOOK_ID_PATTERN } from '../webhooks/webhook-store.ts';
 import { Nullable } from './common.ts';
 
 const EventType = Type.Union(WEBHOOK_EVENTS.map((e) => Type.Literal(e)) as never, { description: 'A job reaching a terminal status' });

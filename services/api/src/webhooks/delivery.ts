@@ -20,7 +20,10 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import ipaddr from 'ipaddr.js';
 import { fetch, type Dispatcher } from 'undici';
 import { isPublicAddress, publicOnlyAgent } from './address-policy.ts';
-import { boundJson, createRedis, MAX_JOB_RECORD_BYTES, signBody, SIGNATURE_HEADER, TIMESTAMP_HEADER, type JobRecord, type JobStore, type Redis, type RedisKeys, type RedisSettings, type WebhookEventType, type WebhookStore } from '@makam/shared';
+import { boundJson, MAX_JOB_RECORD_BYTES, type JobRecord, type JobStore } from '@makam/shared/job-store';
+import { createRedis, type Redis, type RedisSettings } from '@makam/shared/redis';
+import { signBody, SIGNATURE_HEADER, TIMESTAMP_HEADER, type WebhookEventType, type WebhookStore } from './webhook-store.ts';
+import type { RedisKeys } from '@makam/shared/keys';
 
 export const WEBHOOK_QUEUE = 'webhook-deliveries';
 const GROUP = 'webhooks';

@@ -10,7 +10,9 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import Schema from 'typebox/schema';
-import { redisEnv, type Logger, type RedisSettings, type Search } from '@makam/shared';
+import { redisEnv, type RedisSettings } from '@makam/shared/redis';
+import type { Logger } from '@makam/shared/logger';
+import type { Search } from '@makam/shared/tuning/search';
 import { STUDY_REQUEST_SCHEMAS, type StudyOp, type StudyOps, type StudyReply } from './study-protocol.gen.ts';
 
 const CALL_MS = 120_000;

@@ -1,7 +1,8 @@
 // A trial's run reports each epoch's objective to its study, whose pruner may stop it. The tune
 // coordinator makes one per trial job and the dispatcher hands it to the RunDriver, which sees only
 // the RunReporter interface and keeps no trial or pruning state of its own.
-import type { JobStore, Logger, MetricPoint, TrialInfo } from '@makam/shared';
+import type { JobStore, MetricPoint, TrialInfo } from '@makam/shared/job-store';
+import type { Logger } from '@makam/shared/logger';
 import type { RunReporter } from '../run-driver.ts';
 import type { StudyClient } from './study-client.ts';
 

@@ -5,27 +5,16 @@
 // replaced by another (BullMQ's stalled-job check) that picks the study up where it was.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker, type Job, type Queue } from 'bullmq';
-import {
-  createRedis,
-  isTerminal,
-  newJobId,
-  objectiveValue,
-  queuedJob,
-  requestCancel,
-  studyKey,
-  trainJobOptions,
-  tuneQueueName,
-  type BestTrial,
-  type BlobStore,
-  type JobRecord,
-  type JobStore,
-  type Logger,
-  type Redis,
-  type RedisKeys,
-  type StudyProgress,
-  type TrainJobData,
-  type TrialInfo,
-} from '@makam/shared';
+import { createRedis, type Redis } from '@makam/shared/redis';
+import { isTerminal } from '@makam/shared/job-state';
+import { newJobId } from '@makam/shared/ids';
+import { objectiveValue, studyKey } from '@makam/shared/tuning/search';
+import { queuedJob, type BestTrial, type JobRecord, type JobStore, type StudyProgress, type TrialInfo } from '@makam/shared/job-store';
+import { requestCancel } from '@makam/shared/cancel';
+import { trainJobOptions, tuneQueueName, type TrainJobData } from '@makam/shared/queues';
+import type { BlobStore } from '@makam/shared/blob-store';
+import type { Logger } from '@makam/shared/logger';
+import type { RedisKeys } from '@makam/shared/keys';
 import type { DispatcherConfig } from '../config.ts';
 import { Detached, JobFailure } from '../failures.ts';
 import { NO_REPORTER, type RunReporter } from '../run-driver.ts';

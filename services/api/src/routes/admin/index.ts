@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { TENANT_PATTERN } from '@makam/shared';
+import { TENANT_PATTERN } from '../../tenancy/api-keys.ts';
 import { declareAccess } from '../../access.ts';
 import { ApiError } from '../../errors.ts';
 import { errorResponses, Nullable } from '../../schemas/common.ts';

@@ -3,7 +3,7 @@
 // config.json), read from the archive without unpacking it. The dashboard shows these.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { JOB_ID_PATTERN } from '@makam/shared';
+import { JOB_ID_PATTERN } from '@makam/shared/ids';
 import { openTarMember } from '../../artifacts/tar-member.ts';
 import { storedArtifact } from '../../jobs/artifact.ts';
 import { ApiError } from '../../errors.ts';

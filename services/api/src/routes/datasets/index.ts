@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Readable } from 'node:stream';
-import { newDatasetId, type DatasetRecord } from '@makam/shared';
+import { newDatasetId } from '@makam/shared/ids';
+import type { DatasetRecord } from '@makam/shared/dataset-store';
 import { ApiError, notFound } from '../../errors.ts';
 import { ingestRaw, receiveRaw, tooLarge, type DatasetFormat, type IngestLimits } from '../../datasets/ingest.ts';
 import { idempotencyKey, withIdempotency } from '../../idempotency.ts';

@@ -5,7 +5,8 @@
 // gets 204, which tells an EventSource to stop reconnecting.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { isTerminal, type StoredEvent } from '@makam/shared';
+import { isTerminal } from '@makam/shared/job-state';
+import type { StoredEvent } from '@makam/shared/job-store';
 import { ApiError } from '../../errors.ts';
 import { compareIds, endsJob } from '../../events/job-event-hub.ts';
 import { SSE } from '../../plugins/live-events.ts';

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { idempotencyKey } from '../../idempotency.ts';
-import { isTerminal, requestCancel } from '@makam/shared';
+import { isTerminal } from '@makam/shared/job-state';
+import { requestCancel } from '@makam/shared/cancel';
 import { ApiError } from '../../errors.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries, TrialList } from '../../schemas/jobs.ts';

@@ -2,7 +2,7 @@
 // read, delete, and read its delivery log (every attempt, newest first).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
-import { MAX_WEBHOOKS_PER_TENANT, TooManyWebhooksError, WEBHOOK_EVENTS, type WebhookRecord } from '@makam/shared';
+import { MAX_WEBHOOKS_PER_TENANT, TooManyWebhooksError, WEBHOOK_EVENTS, type WebhookRecord } from '../../webhooks/webhook-store.ts';
 import { ApiError, notFound } from '../../errors.ts';
 import { refusedWebhookUrl } from '../../webhooks/address-policy.ts';
 import { errorResponses } from '../../schemas/common.ts';

@@ -2,7 +2,7 @@
 // (GetCapabilities, refreshed every 10 s; a worker unheard of for 30 s drops off).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { Telemetry } from '@makam/shared';
+import { Telemetry } from '@makam/shared/telemetry';
 import { errorResponses } from '../../schemas/common.ts';
 
 const Worker = Type.Object({

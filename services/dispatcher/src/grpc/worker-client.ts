@@ -1,7 +1,7 @@
 // The dispatcher's view of one Python training worker.
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { WorkerService } from '../gen/makam/worker/v1/worker_pb.js';
+import { WorkerService } from '@makam/shared/gen/makam/worker/v1/worker_pb.js';
 import { createPromiseClient } from './adapter.ts';
 
 /** PEM files for TLS to the workers; with cert and key it is mutual TLS. */

@@ -11,7 +11,8 @@
 //   overhead    = 512 MiB CUDA context and workspace (GPU classes), then × 1.1 for fragmentation
 // where P = parameters, b = micro-batch (batch_size), s = max_length, h = hidden size, L = layers.
 // LoRA: T = Σ over layers and target modules of r × (d_in + d_out), plus the classification head.
-import type { Family } from './hyperparameters.ts';
+import type { MemoryEstimate } from '@makam/shared/job-store';
+import type { Family } from '../contracts/hyperparameters.gen.ts';
 import { parameterCount, shapeFromConfig, shapeFromName, type ModelShape } from './model-shapes.ts';
 
 export interface EstimateInput {
@@ -25,18 +26,6 @@ export interface EstimateInput {
   datasetBytes: number;
   /** Whether the class trains on CUDA (adds the context; flash attention applies). */
   cuda: boolean;
-}
-
-export interface MemoryEstimate {
-  total_bytes: number;
-  parameters: number;
-  trainable_parameters: number;
-  weights_bytes: number;
-  gradients_bytes: number;
-  optimizer_bytes: number;
-  activations_bytes: number;
-  overhead_bytes: number;
-  basis: string;
 }
 
 const MiB = 1024 * 1024;

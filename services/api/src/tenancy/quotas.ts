@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { runScript } from '../lua/scripts.ts';
+import { runScript } from '@makam/shared/lua/scripts';
 
 /** Per-tenant counters: active jobs (a set the status script keeps) and stored dataset bytes. */
 export class TenantQuotas {

@@ -4,7 +4,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
-import { runScript } from './lua/scripts.ts';
+import { runScript } from '@makam/shared/lua/scripts';
 
 const ulid = monotonicFactory();
 

@@ -1,6 +1,7 @@
 // Resource classes and how a job is placed on one: the smallest class that fits its estimate.
-import type { Family } from './hyperparameters.ts';
-import { estimateMemory, type EstimateInput, type MemoryEstimate } from './memory-estimate.ts';
+import type { MemoryEstimate } from '@makam/shared/job-store';
+import type { Family } from '../contracts/hyperparameters.gen.ts';
+import { estimateMemory, type EstimateInput } from './memory-estimate.ts';
 
 export interface ResourceClass {
   name: string;
@@ -90,4 +91,7 @@ function suggestFor(input: Omit<EstimateInput, 'cuda'>, c: ResourceClass): strin
   return s.length ? `; to fit ${c.name}: ${s.join(', or ')}` : '';
 }
 
-export type { Family };
+
+export function resourceClasses(config: { MAKAM_RESOURCE_CLASSES: string }): ResourceClass[] {
+  return parseResourceClasses(config.MAKAM_RESOURCE_CLASSES);
+}

@@ -1,9 +1,8 @@
 // The hyperparameters a job accepts, which family each applies to, and their defaults: read from
 // the table generated from contracts/hyperparameters.json (the worker's dataclass and the docs come
 // from the same file; scripts/gen-contracts.ts --check keeps them fresh).
-import { FAMILIES, HYPERPARAMETER_TABLE, type Family } from '../contracts/hyperparameters.gen.ts';
+import { HYPERPARAMETER_TABLE, type Family } from '../contracts/hyperparameters.gen.ts';
 
-export { FAMILIES, FRACTIONS_SUM_MAX, HyperparametersSchema, type Family, type HyperparametersValues } from '../contracts/hyperparameters.gen.ts';
 export const NEURAL: readonly Family[] = ['encoder', 'decoder', 'scratch'];
 
 /** Every hyperparameter: the families it applies to and its default for each of them. */
