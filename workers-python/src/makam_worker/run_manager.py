@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -11,7 +10,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from makam_worker import logs
 from makam_worker.request_errors import FailedPrecondition, InvalidArgument, NotFound
@@ -19,6 +17,7 @@ from makam_worker.events import EventLog, find_finished, read_events
 from makam_worker.ids import is_valid_run_id
 from makam_worker.layout import RunPaths, runs_dir
 from makam_worker.process import RunProcess, process_alive
+from makam_worker.run_spec import RunSpec
 
 logger = logging.getLogger("makam_worker.runs")
 
@@ -69,7 +68,7 @@ class RunManager:
             pid=proc.pid if proc is not None and proc.alive else 0,
         )
 
-    def start(self, run_id: str, spec: dict[str, Any], resume: Path | None = None) -> tuple[RunStatus, bool]:
+    def start(self, run_id: str, spec: RunSpec, resume: Path | None = None) -> tuple[RunStatus, bool]:
         """Creates the run dir and spawns the child; an existing run is returned as it is (created False).
         `resume`, an uploaded checkpoint, is moved into the new run dir (resume.tar) for the child."""
         check_run_id(run_id)
@@ -80,7 +79,7 @@ class RunManager:
             # Build the dir aside and rename it in, so a run dir always has its spec.
             tmp = self.dir / f".tmp-{run_id}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
-            (tmp / "spec.json").write_text(json.dumps(spec, ensure_ascii=False, indent=2) + "\n")
+            (tmp / "spec.json").write_text(spec.to_json(), encoding="utf-8")
             (tmp / "events.jsonl").touch()
             if resume is not None:
                 try:
@@ -143,10 +142,10 @@ class RunManager:
             if not proc.alive:
                 continue
             try:
-                spec = json.loads(RunPaths(self.dir / run_id).spec.read_text())
-            except (OSError, ValueError):
+                spec = RunSpec.from_json(RunPaths(self.dir / run_id).spec.read_text(encoding="utf-8"))
+            except (OSError, ValueError):  # InvalidRunSpec too: that run fails without reading a dataset
                 continue
-            paths.update(Path(spec[k]) for k in ("train_dataset", "validation_dataset", "test_dataset") if spec.get(k))
+            paths.update(spec.datasets)
         return paths
 
     def remove_expired(self, retention_s: float) -> list[str]:

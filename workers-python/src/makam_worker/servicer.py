@@ -20,9 +20,9 @@ from makam_worker.datasets import DatasetStore, check_sha256
 from makam_worker.request_errors import FailedPrecondition, InvalidArgument, NotFound, WorkerError
 from makam_worker.events import EventTail
 from makam_worker.run_manager import RunManager, check_run_id
+from makam_worker.run_spec import InvalidRunSpec, RunSpec
 from makam_worker.settings import Limits
 from makam_worker.store import DiskGuard
-from makam_worker.training.config import Hyperparameters
 
 logger = logging.getLogger("makam_worker.servicer")
 
@@ -145,7 +145,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             return worker_pb2.StartRunResponse(state=state_to_proto(status.state), created=created,
                                                last_seq=status.last_seq)
 
-    def _spec(self, request: worker_pb2.StartRunRequest) -> dict:
+    def _spec(self, request: worker_pb2.StartRunRequest) -> RunSpec:
         if (size := request.ByteSize()) > MAX_START_RUN_BYTES:
             raise InvalidArgument(f"the StartRun request is {size} bytes, over the {MAX_START_RUN_BYTES} this worker "
                                   "takes; send a smaller model config, tokenizer or hyperparameters")
@@ -181,12 +181,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             if not self.checkpoints.has(request.resume_checkpoint_sha256):
                 raise FailedPrecondition(
                     f"checkpoint {request.resume_checkpoint_sha256} is not on this worker; upload it first")
-        spec = spec_from_request(request, str(train), optional.get("validation"), optional.get("test"))
+        # Parsed as the child will parse spec.json, so a spec StartRun takes is one the child can run.
         try:
-            Hyperparameters.from_dict(spec["hyperparameters"], model.family)
-        except ValueError as e:
-            raise InvalidArgument(f"hyperparameters: {e}") from None
-        return spec
+            return RunSpec.from_dict(spec_from_request(request, str(train), optional.get("validation"), optional.get("test")))
+        except InvalidRunSpec as e:
+            raise InvalidArgument(str(e)) from None
 
     def GetRun(self, request, context):
         with _status(context):

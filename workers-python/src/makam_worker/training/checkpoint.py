@@ -28,6 +28,7 @@ import torch
 
 from makam_worker.checkpoint_store import DERIVED, FORMAT, STATE, CheckpointInfo, HashingWriter, meta_member, read_meta, write_info
 from makam_worker.layout import RunPaths
+from makam_worker.run_spec import RunSpec
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
 from makam_worker.training.errors import TrainingError
@@ -147,12 +148,12 @@ def save(
 # --- resuming -----------------------------------------------------------------------------------
 
 
-def _check_meta(meta: dict[str, Any], spec: dict[str, Any], hp: Hyperparameters, splits: Splits) -> None:
+def _check_meta(meta: dict[str, Any], spec: RunSpec, hp: Hyperparameters, splits: Splits) -> None:
     if meta.get("family") != hp.family:
         raise invalid(f"it was saved by a run of the {meta.get('family')} family and this run is {hp.family}")
     if meta.get("labels") != splits.label_names:
         raise invalid(f"its labels {meta.get('labels')} are not this run's {splits.label_names}")
-    if meta.get("model") != spec.get("model"):
+    if meta.get("model") != spec.model.to_dict():
         raise invalid("it is of another model (model.name, model.config or model.tokenizer differ)")
     if not 1 <= meta["epoch"] <= hp.epochs:
         raise invalid(f"it ends epoch {meta['epoch']} and this run has {hp.epochs} epochs")
@@ -175,7 +176,7 @@ class Resume:
         return self.unpacked / DERIVED
 
     @classmethod
-    def open(cls, paths: RunPaths, spec: dict[str, Any], hp: Hyperparameters, splits: Splits) -> Resume:
+    def open(cls, paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits) -> Resume:
         target = paths.work / "resume"
         try:
             with tarfile.open(paths.resume, mode="r:") as tar:

@@ -1,12 +1,12 @@
 """The training child's entry point: `python -m makam_worker.training.child <run_dir>`.
 
-Reads spec.json, appends events to events.jsonl and ends with a `finished` event, except when
+Parses spec.json once (a RunSpec; one it cannot parse fails the run as invalid_spec or
+invalid_hyperparameters), appends events to events.jsonl and ends with a `finished` event, except when
 cancelled (SIGTERM): then it exits without one and the server, which waits for the exit, writes it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -18,6 +18,7 @@ from pathlib import Path
 from makam_worker import logs
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
+from makam_worker.run_spec import InvalidRunSpec, RunSpec
 from makam_worker.training.errors import Cancelled, TrainingError
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 128 + signal.SIGTERM
@@ -34,7 +35,10 @@ def execute(run_dir: Path, should_stop: Callable[[], bool] = lambda: False) -> i
     try:
         from makam_worker.training.pipeline import train_run  # torch loads after the SIGTERM handler is set
 
-        spec = json.loads(paths.spec.read_text())
+        try:
+            spec = RunSpec.from_json(paths.spec.read_text(encoding="utf-8"))
+        except InvalidRunSpec as e:
+            raise TrainingError(e.code, str(e)[:MAX_MESSAGE]) from None
         summary = train_run(paths, spec, events, should_stop, log)
     except Cancelled:
         log.info("cancelled; exiting for the server to record it")

@@ -1,4 +1,4 @@
-"""One run from spec.json to the packed artifact: hyperparameters for the family, data (prepared,
+"""One run from its RunSpec (spec.json, parsed by child.py) to the packed artifact: data (prepared,
 split, leaks reported and removed), then the family's training (trainer.py for the neural
 families, tfidf.py for the TF-IDF floor). Importing this module does not import torch, so a tfidf
 run never loads it.
@@ -7,42 +7,27 @@ run never loads it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
+from makam_worker.run_spec import RunSpec
 from makam_worker.training.common import Log
-from makam_worker.training.config import Hyperparameters
-from makam_worker.training.data import Splits, load_splits
+from makam_worker.training.data import load_splits
 from makam_worker.training.errors import Cancelled, TrainingError
 from makam_worker.training.textprep import OPTIONS
 
 
-def parse_hyperparameters(values: dict[str, Any], family: str = "encoder") -> Hyperparameters:
-    try:
-        return Hyperparameters.from_dict(values, family)
-    except ValueError as e:
-        raise TrainingError("invalid_hyperparameters", str(e)) from None
-
-
-def train_run(paths: RunPaths, spec: dict[str, Any], events: EventLog, should_stop: Callable[[], bool], log: Log) -> dict:
+def train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Callable[[], bool], log: Log) -> dict:
     """Trains, writes model/, model.tar.gz and its sha256; returns the final metrics."""
 
     def check_stop() -> None:
         if should_stop():
             raise Cancelled()
 
-    model_spec = spec.get("model") or {}
-    family = model_spec.get("family") or "encoder"
-    hp = parse_hyperparameters(spec.get("hyperparameters") or {}, family)
-
-    def optional(key: str) -> Path | None:
-        return Path(spec[key]) if spec.get(key) else None
-
+    hp = spec.hyperparameters
     splits = load_splits(
-        Path(spec["train_dataset"]), optional("validation_dataset"), hp.validation_fraction, hp.seed,
-        test_path=optional("test_dataset"), test_fraction=hp.test_fraction,
+        spec.train_dataset, spec.validation_dataset, hp.validation_fraction, hp.seed,
+        test_path=spec.test_dataset, test_fraction=hp.test_fraction,
         prepare={name: getattr(hp, name) for name in OPTIONS}, remove_eval_duplicates=hp.remove_eval_duplicates,
     )
     log.info("data: %d training, %d validation and %d test examples, %d labels; leaks %s",
@@ -50,8 +35,8 @@ def train_run(paths: RunPaths, spec: dict[str, Any], events: EventLog, should_st
              len(splits.label_names), splits.report["leaks"])
     check_stop()
 
-    if family == "tfidf":
-        if spec.get("resume_checkpoint_sha256"):
+    if hp.family == "tfidf":
+        if spec.resume_checkpoint_sha256:
             raise TrainingError("invalid_checkpoint", "the tfidf family saves no checkpoints and cannot resume from one")
         from makam_worker.training.families.tfidf import train_tfidf
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
+from makam_worker.run_spec import ModelSpec, RunSpec
 from makam_worker.training import artifact
 from makam_worker.training.common import Log
 from makam_worker.training.config import Hyperparameters
@@ -56,7 +57,7 @@ def final_metrics(
 
 
 def finish(
-    paths: RunPaths, spec: dict[str, Any], hp: Hyperparameters, splits: Splits, events: EventLog, log: Log, *,
+    paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits, events: EventLog, log: Log, *,
     history: list[dict[str, Any]], best_epoch: int, best_row: dict[str, Any] | None, stopped_early: bool,
     evaluation: dict[str, Any], throughput: dict[str, Any], source: str, loading: str, model_info: dict[str, Any],
     trained_on: str = "train",
@@ -90,7 +91,7 @@ def finish(
     preprocessing = {name: getattr(hp, name) for name in OPTIONS}
     (model_dir / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n")
     shutil.copyfile(TEXTPREP, model_dir / "textprep.py")
-    card = model_card(spec.get("model") or {}, hp, splits, summary, source, loading)
+    card = model_card(spec.model, hp, splits, summary, source, loading)
     artifact.write_files(model_dir, splits.label_names, metrics, card)
     digest = artifact.pack(paths)
     log.info("artifact packed: sha256 %s", digest)
@@ -109,7 +110,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     ]
 
 
-def model_card(model_spec: dict[str, Any], hp: Hyperparameters, splits: Splits, summary: dict[str, Any],
+def model_card(model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, summary: dict[str, Any],
                source: str, loading: str) -> str:
     evaluation = summary["test"]
     labels = splits.label_names

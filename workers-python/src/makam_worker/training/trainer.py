@@ -25,6 +25,7 @@ from transformers.utils import logging as hf_logging
 
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
+from makam_worker.run_spec import RunSpec
 from makam_worker.training import checkpoint, report
 from makam_worker.training.checkpoint import LoopState, Resume, restore, snapshot
 from makam_worker.training.common import Log, data_warnings
@@ -345,7 +346,7 @@ def _builder(family: str) -> Callable[[dict[str, Any], BuildContext], Built]:
 
 
 def train_neural(
-    paths: RunPaths, spec: dict[str, Any], hp: Hyperparameters, splits: Splits, events: EventLog,
+    paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits, events: EventLog,
     check_stop: Callable[[], None], log: Log,
 ) -> dict:
     hf_logging.disable_progress_bar()  # tqdm bars would fill train.log
@@ -355,12 +356,12 @@ def train_neural(
     precision = resolve_precision(hp.precision, device)
     loss_fn = loss_for(hp, splits)
     # Checked against this run before anything is built: another family, labels or model fails here.
-    resume = Resume.open(paths, spec, hp, splits) if spec.get("resume_checkpoint_sha256") else None
+    resume = Resume.open(paths, spec, hp, splits) if spec.resume_checkpoint_sha256 else None
     meter = Meter(device)
     meter.start()  # peak memory counts from just before the model is built
     ctx = BuildContext(hp=hp, splits=splits, device=device, precision=precision, work_dir=paths.work, log=log,
                        resume_dir=resume.derived if resume is not None else None)
-    built = _builder(hp.family)(spec["model"], ctx)
+    built = _builder(hp.family)(spec.model, ctx)
     model = built.model
     check_stop()
 
@@ -399,7 +400,7 @@ def train_neural(
 
     reporter = ProgressReporter(events, total_steps)
     checkpoint_meta = {
-        "family": hp.family, "model": spec.get("model"), "labels": splits.label_names, "total_steps": total_steps,
+        "family": hp.family, "model": spec.model.to_dict(), "labels": splits.label_names, "total_steps": total_steps,
         "steps_per_epoch": steps_per_epoch, "precision": precision,
     }
     model.train()

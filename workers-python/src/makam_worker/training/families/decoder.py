@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerFast
 
+from makam_worker.run_spec import ModelSpec
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
 from makam_worker.training.families.hf_models import enable_gradient_checkpointing, from_config, from_pretrained, tokenizer_settings
@@ -58,7 +59,7 @@ def bitsandbytes_available() -> bool:
     return importlib.util.find_spec("bitsandbytes") is not None
 
 
-def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
+def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
     hp, labels = ctx.hp, ctx.splits.label_names
@@ -77,14 +78,14 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
     def fits(config: Any) -> None:
         check_fits(config, ctx, family="decoder")
 
-    if model_spec.get("name"):
-        name = model_spec["name"]
+    if model_spec.name:
+        name = model_spec.name
         quantization = _quantization(dtype) if hp.load_in_4bit else None
         where = resolve_model_name(name)
         model, tokenizer = from_pretrained(where.location, id2label, label2id, dtype=dtype, quantization_config=quantization,
                                             hub=where.hub, fits=fits)
         source = name
-    elif model_spec.get("config") and ctx.resume_dir is not None:
+    elif model_spec.config and ctx.resume_dir is not None:
         # A resumed run: the tokenizer and the untrained base its checkpoint carries, not new ones.
         tokenizer = PreTrainedTokenizerFast.from_pretrained(ctx.resume_dir / "tokenizer")
         base_dir = ctx.work_dir / "base"
@@ -96,14 +97,14 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         else:  # loaded in fp32 and cast, as a fresh run casts its fp32 base (buffers such as RoPE's included)
             model, _ = from_pretrained(str(base_dir), id2label, label2id, dtype=torch.float32, tokenizer=False)
             model.to(dtype)
-        source = f"untrained {model_spec['config'].get('model_type')} built from a config"
-    elif model_spec.get("config"):
-        tokenizer = train_byte_bpe(ctx.splits.train_texts, tokenizer_settings(model_spec.get("tokenizer") or {}))
+        source = f"untrained {model_spec.config.get('model_type')} built from a config"
+    elif model_spec.config:
+        tokenizer = train_byte_bpe(ctx.splits.train_texts, tokenizer_settings(model_spec.tokenizer or {}))
         model = from_config(
-            dict(model_spec["config"]), tokenizer, id2label, label2id, example="llama",
+            dict(model_spec.config), tokenizer, id2label, label2id, example="llama",
             token_ids={"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}, fits=fits,
         )
-        source = f"untrained {model_spec['config'].get('model_type')} built from a config"
+        source = f"untrained {model_spec.config.get('model_type')} built from a config"
         # The untrained base is part of the model: save it as it was before training, to ship with an adapter.
         base_dir = ctx.work_dir / "base"
         model.save_pretrained(base_dir)

@@ -19,6 +19,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from makam_worker.run_spec import ModelSpec
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
 from makam_worker.training.families.hf_models import enable_gradient_checkpointing, from_config, from_pretrained, tokenizer_settings
@@ -35,14 +36,14 @@ batch = tokenizer(texts, padding=True, truncation=True, max_length={max_length},
 labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]"""
 
 
-def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
+def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
     """The `encoder` family for the training loop; gradient checkpointing when asked. A config-built
     model's trained tokenizer is kept for checkpoints, and a resumed run reuses the one it carries."""
     saved = ctx.resume_dir / "tokenizer" if ctx.resume_dir is not None else None
     model, tokenizer = build_encoder(model_spec, ctx.splits.label_names, ctx.splits.train_texts, saved_tokenizer=saved,
                                      fits=lambda config: check_fits(config, ctx, family="encoder"))
     derived = {}
-    if model_spec.get("config"):
+    if model_spec.config:
         derived["tokenizer"] = ctx.work_dir / "tokenizer"
         tokenizer.save_pretrained(derived["tokenizer"])
     if ctx.hp.gradient_checkpointing:
@@ -57,7 +58,7 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
 
-    source = model_spec.get("name") or f"untrained {model_spec['config'].get('model_type')} built from a config"
+    source = model_spec.name or f"untrained {model_spec.config.get('model_type')} built from a config"
     return Built(
         model=model, tokenizer=tokenizer, max_length=max_length, pad_token_id=tokenizer.pad_token_id, save=save,
         source=source, loading=LOADING.format(max_length=max_length), notes=notes,
@@ -66,7 +67,7 @@ def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
 
 
 def build_encoder(
-    model_spec: dict[str, Any], label_names: list[str], train_texts: list[str], saved_tokenizer: Path | None = None,
+    model_spec: ModelSpec, label_names: list[str], train_texts: list[str], saved_tokenizer: Path | None = None,
     fits: Callable[[PretrainedConfig], Any] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model, with a classification head for `label_names` in id order, and its tokenizer; with
@@ -74,15 +75,15 @@ def build_encoder(
     `fits` sees the model's config before the model is allocated (and may refuse it)."""
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
-    if model_spec.get("name"):
-        source = resolve_model_name(model_spec["name"])
+    if model_spec.name:
+        source = resolve_model_name(model_spec.name)
         return from_pretrained(source.location, id2label, label2id, hub=source.hub, fits=fits)
-    if model_spec.get("config"):
+    if model_spec.config:
         if saved_tokenizer is not None:
             tokenizer = BertTokenizerFast.from_pretrained(saved_tokenizer)
         else:
-            tokenizer = train_wordpiece(train_texts, tokenizer_settings(model_spec.get("tokenizer") or {}))
-        return from_config(dict(model_spec["config"]), tokenizer, id2label, label2id, fits=fits), tokenizer
+            tokenizer = train_wordpiece(train_texts, tokenizer_settings(model_spec.tokenizer or {}))
+        return from_config(dict(model_spec.config), tokenizer, id2label, label2id, fits=fits), tokenizer
     raise TrainingError("invalid_model", "the model needs a name (id or local path) or a config", retryable=False)
 
 

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from makam_worker.run_spec import ModelSpec
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, parameter_counts
 from makam_worker.training.modeling_makam_scratch import (
@@ -56,8 +57,8 @@ def train_sentencepiece(texts: list[str], vocab_size: int, model_type: str) -> b
     return out.getvalue()
 
 
-def build(model_spec: dict[str, Any], ctx: BuildContext) -> Built:
-    if model_spec.get("name") or model_spec.get("config"):
+def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
+    if model_spec.name or model_spec.config:
         raise TrainingError("invalid_model", "the scratch family takes no model name or config: "
                             "its shape comes from the hyperparameters (layers, heads, d_model, ff_dim)")
     hp, labels = ctx.hp, ctx.splits.label_names

@@ -22,6 +22,7 @@ from typing import Any
 
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
+from makam_worker.run_spec import RunSpec
 from makam_worker.training import report
 from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
@@ -61,14 +62,13 @@ def _float32() -> Any:
 
 
 def train_tfidf(
-    paths: RunPaths, spec: dict[str, Any], hp: Hyperparameters, splits: Splits, events: EventLog,
+    paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits, events: EventLog,
     check_stop: Callable[[], None], log: Log,
 ) -> dict:
     import joblib
     from sklearn.metrics import log_loss
 
-    model_spec = spec.get("model") or {}
-    if model_spec.get("name") or model_spec.get("config"):
+    if spec.model.name or spec.model.config:
         from makam_worker.training.errors import TrainingError
 
         raise TrainingError("invalid_model", "the tfidf family takes no model name or config: "
