@@ -9,15 +9,23 @@ from typing import Any
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
+MACRO_F1_OVER = "present_or_predicted"
+"""The labels macro F1 averages over: those in the evaluated split or predicted on it, as scikit-learn's
+f1_score does by default (labels=None). A dataset label absent from a small split and never predicted
+has no F1 to speak of; counting it as 0 would pull the mean down for nothing the model did."""
+
+
 def classification_metrics(references: list[int], predictions: list[int], label_names: list[str]) -> dict[str, Any]:
     ids = list(range(len(label_names)))
+    present = sorted(set(references) | set(predictions))
     precision, recall, f1, support = precision_recall_fscore_support(
         references, predictions, labels=ids, zero_division=0
     )
     return {
         "accuracy": float(accuracy_score(references, predictions)),
-        "weighted_f1": float(f1_score(references, predictions, labels=ids, average="weighted", zero_division=0)),
-        "macro_f1": float(f1_score(references, predictions, labels=ids, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(references, predictions, labels=present, average="weighted", zero_division=0)),
+        "macro_f1": float(f1_score(references, predictions, labels=present, average="macro", zero_division=0)),
+        "macro_f1_over": MACRO_F1_OVER,
         "per_class": {
             name: {
                 "precision": float(precision[i]),

@@ -144,7 +144,7 @@ def model_card(model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, summa
         "",
         *_table(["metric", "value"], [
             ["accuracy", evaluation["accuracy"]],
-            ["macro F1", evaluation["macro_f1"]],
+            ["macro F1 (over the labels in this split or predicted)", evaluation["macro_f1"]],
             ["weighted F1", evaluation["weighted_f1"]],
             [f"majority baseline accuracy (always {evaluation['majority_label']!r})",
              evaluation["majority_baseline_accuracy"]],
