@@ -119,3 +119,26 @@ def test_common_is_a_leaf():
 @pytest.mark.parametrize("name", sorted(training_modules()))
 def test_every_module_imports(name):
     importlib.import_module(name)
+
+
+def server_modules() -> dict[str, Path]:
+    base = ROOT / "makam_worker"
+    return {module_name(p): p for p in sorted(base.glob("*.py"))}
+
+
+def test_no_training_module_is_named_like_a_server_module():
+    """One name per concept: `training/checkpoint.py` beside `checkpoint_store.py` read as one thing
+    (it is the loop's state, now `train_state.py`); a stem that is another's first words misleads so."""
+    server = {name.rpartition(".")[2] for name in server_modules()}
+    training = {name.rpartition(".")[2] for name in training_modules()}
+    confusable = sorted((t, s) for t in training for s in server
+                        if t == s or s.startswith(f"{t}_") or t.startswith(f"{s}_"))
+    assert confusable == []
+
+
+def test_the_run_spec_is_a_leaf_of_the_training_package():
+    """The server writes spec.json through run_spec without importing the training code (or torch)."""
+    name = "makam_worker.run_spec"
+    found = imports_of(name, server_modules()[name], set(server_modules()) | set(training_modules()))
+    assert not {m for m in found if m.startswith(PACKAGE)}
+    assert found <= {"makam_worker.contracts.hyperparameters", "makam_worker.contracts"}

@@ -26,8 +26,8 @@ from transformers.utils import logging as hf_logging
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import RunSpec
-from makam_worker.training import checkpoint, report
-from makam_worker.training.checkpoint import LoopState, Resume, restore, snapshot
+from makam_worker.training import report, train_state
+from makam_worker.training.train_state import LoopState, Resume, restore, snapshot
 from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
@@ -448,7 +448,7 @@ def train_neural(
                     f"early stopping after epoch {epoch}: {hp.metric_for_best_model} has not improved for "
                     f"{loop.since_best} epoch(s); the best epoch is {loop.best_epoch}"))
         began = time.monotonic()
-        saved = checkpoint.save(paths, meta=checkpoint_meta, model=model, optimizer=optimizer, scheduler=scheduler,
+        saved = train_state.save(paths, meta=checkpoint_meta, model=model, optimizer=optimizer, scheduler=scheduler,
                                 scaler=scaler, loop=loop, meter=meter, device=device, derived=built.derived)
         log.info("checkpoint of epoch %d saved: %d bytes in %.1fs", epoch, saved.size_bytes, time.monotonic() - began)
         events.append("checkpoint", epoch=saved.epoch, step=saved.step)  # only once the file is whole

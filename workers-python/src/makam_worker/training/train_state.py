@@ -1,6 +1,7 @@
-"""The neural families' checkpoints: everything a run resumed at epoch k+1 needs to go on exactly as
-the run that saved epoch k would have. trainer.py saves one at the end of every epoch; the file's
-layout (meta.json, state.pt, derived/) is in makam_worker/checkpoint_store.py.
+"""The training state a neural run saves in its checkpoints and a resumed run restores: everything a run
+resumed at epoch k+1 needs to go on exactly as the run that saved epoch k would have. trainer.py saves
+it at the end of every epoch; the checkpoint file's layout (meta.json, state.pt, derived/) and the
+store of uploaded ones are makam_worker/checkpoint_store.py.
 
 state.pt (torch.save, read back with weights_only=True) holds:
 - weights: the trainable parameters (all of them for encoder and scratch; LoRA and the head for decoder)
