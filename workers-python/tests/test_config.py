@@ -11,6 +11,7 @@ COMMON = {
     "weight_decay": 0.01, "max_grad_norm": 1.0, "gradient_accumulation_steps": 1, "precision": "auto",
     "label_smoothing": 0.0, "loss": "cross_entropy", "focal_gamma": 2.0, "focal_alpha": None, "class_weights": None,
     "early_stopping_patience": 0, "metric_for_best_model": "macro_f1", "truncation": "head",
+    "group_by_length": False, "compile": False,
 }
 EXPECTED = {
     "encoder": {**DATA, **COMMON, "lowercase": "none", "learning_rate": 5e-5, "max_length": 128,

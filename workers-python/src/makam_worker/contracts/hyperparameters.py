@@ -46,6 +46,8 @@ SPECS: dict[str, dict[str, Any]] = {
     "metric_for_best_model": {"type": "enum", "families": ("encoder", "decoder", "scratch"), "choices": ("macro_f1", "accuracy", "weighted_f1", "validation_loss",)},
     "truncation": {"type": "enum", "families": ("encoder", "decoder", "scratch"), "choices": ("head", "tail", "head+tail",)},
     "gradient_checkpointing": {"type": "boolean", "families": ("encoder", "decoder")},
+    "group_by_length": {"type": "boolean", "families": ("encoder", "decoder", "scratch")},
+    "compile": {"type": "boolean", "families": ("encoder", "decoder", "scratch")},
     "lora_r": {"type": "integer", "families": ("decoder",), "minimum": 1, "maximum": 1024},
     "lora_alpha": {"type": "number", "families": ("decoder",), "maximum": 4096, "exclusiveMinimum": 0},
     "lora_dropout": {"type": "number", "families": ("decoder",), "minimum": 0, "maximum": 0.9},
@@ -138,6 +140,10 @@ class Hyperparameters:
     """Which tokens of a long text to keep: the first, the last, or both (a quarter head, the rest tail)."""
     gradient_checkpointing: bool = field(default=False, metadata=_meta("gradient_checkpointing"))
     """Recompute activations in the backward pass: less memory, about a third more time."""
+    group_by_length: bool = field(default=False, metadata=_meta("group_by_length"))
+    """Training batches of texts of similar length (shuffled mega-batches sorted by length, as transformers' LengthGroupedSampler): less padding, a less random batch order."""
+    compile: bool = field(default=False, metadata=_meta("compile"))
+    """torch.compile the model: faster steps on a GPU after a compile of tens of seconds; for long runs."""
     lora_r: int = field(default=16, metadata=_meta("lora_r"))
     """LoRA rank."""
     lora_alpha: float = field(default=32.0, metadata=_meta("lora_alpha"))

@@ -161,21 +161,23 @@ class MakamScratchForSequenceClassification(MakamScratchPreTrainedModel):
         b, t = input_ids.shape
         if t > self.config.max_position_embeddings:
             raise ValueError(f"input is {t} tokens, above max_position_embeddings={self.config.max_position_embeddings}")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         x = self.embeddings(input_ids)
         if self.positions is not None:
             x = x + self.positions(torch.arange(t, device=input_ids.device))
         else:
             x = x * math.sqrt(self.config.hidden_size) + self.sinusoid[:t].to(x.dtype)
         x = self.embedding_dropout(x)
-        keep = attention_mask.bool()
-        mask = None if bool(keep.all()) else keep[:, None, None, :]
+        # No mask given means no padding: nothing to check, so no host sync on CUDA (the training loop
+        # leaves the mask out of batches without padding); a given mask of all ones is dropped too.
+        keep = attention_mask.bool() if attention_mask is not None else None
+        mask = None if keep is None or bool(keep.all()) else keep[:, None, None, :]
         for block in self.blocks:
             x = block(x, mask)
         x = self.norm(x)
         if self.config.pooling == "cls":
             pooled = x[:, 0]
+        elif keep is None:
+            pooled = x.sum(dim=1) / t
         else:
             weights = keep.unsqueeze(-1).to(x.dtype)
             pooled = (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)

@@ -38,6 +38,7 @@ from makam_worker.training.metrics import classification_metrics, evaluation_rep
 from makam_worker.training.throughput import Meter
 
 PROGRESS_INTERVAL_S = 1.0
+COMPILE_OPTIONS: dict[str, Any] = {}  # torch.compile's defaults (inductor); tests trace with the eager backend
 NORM_NAMES = ("norm", "ln_", "layernorm")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 SCHEDULES = {
@@ -133,9 +134,15 @@ class TextEncoder:
         return out, truncated
 
 
-def collate(rows: list[tuple[int, list[int], int]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Dynamic padding: each batch is as long as its longest text, padded on the right."""
-    width = max(len(ids) for _, ids, _ in rows)
+def collate(rows: list[tuple[int, list[int], int]], pad_token_id: int, multiple_of: int = 1,
+            max_width: int | None = None) -> dict[str, torch.Tensor]:
+    """Dynamic padding: each batch is as long as its longest text, rounded up to a multiple of
+    `multiple_of` (8 on CUDA, where tensor-core tiles want it) but never past `max_width` (the
+    model's positions), padded on the right."""
+    longest = max(len(ids) for _, ids, _ in rows)
+    width = -(-longest // multiple_of) * multiple_of
+    if max_width is not None:
+        width = max(longest, min(width, max_width))
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for r, (_, ids, _) in enumerate(rows):
@@ -151,10 +158,15 @@ def collate(rows: list[tuple[int, list[int], int]], pad_token_id: int) -> dict[s
 
 class EpochShuffle(torch.utils.data.Sampler[int]):
     """A permutation per epoch that depends only on (seed, epoch), so a run resumed at epoch k+1 sees
-    the batches an uninterrupted run would (one generator carried across epochs would not)."""
+    the batches an uninterrupted run would (one generator carried across epochs would not).
 
-    def __init__(self, size: int, seed: int) -> None:
+    With `lengths` (group_by_length), the permutation is transformers' length-grouped one, as its
+    LengthGroupedSampler makes it: shuffled, cut into mega-batches of up to 50 batches, each sorted by
+    length, so a batch holds texts of similar length and pads little."""
+
+    def __init__(self, size: int, seed: int, lengths: list[int] | None = None, batch_size: int = 1) -> None:
         self.size, self.seed, self.epoch = size, seed, 1
+        self.lengths, self.batch_size = lengths, batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -165,28 +177,35 @@ class EpochShuffle(torch.utils.data.Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         # seed < 2**32 and epoch <= 1000 < 2**20: every (seed, epoch) has its own generator seed.
         generator = torch.Generator().manual_seed((self.seed << 20) + self.epoch)
+        if self.lengths is not None:
+            from transformers.trainer_pt_utils import get_length_grouped_indices
+
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
 
 def loader(ids: list[list[int]], labels: list[int], batch_size: int, pad_token_id: int, *,
-           shuffle: bool, seed: int = 0) -> DataLoader:
+           shuffle: bool, seed: int = 0, group_by_length: bool = False, multiple_of: int = 1,
+           max_width: int | None = None, pin_memory: bool = False) -> DataLoader:
     """Batches of (index, ids, label) rows: shuffled per epoch by an EpochShuffle (call its
-    set_epoch), or else sorted by length."""
+    set_epoch; length-grouped with `group_by_length`), or else sorted by length. Collated one batch
+    at a time as the loop asks (see `collate` for the padding); pinned for non_blocking copies on CUDA."""
     rows = [(i, x, y) for i, (x, y) in enumerate(zip(ids, labels))]
     if not shuffle:
         rows.sort(key=lambda row: len(row[1]))  # less padding; predictions are put back in order
+    lengths = [len(x) for x in ids] if group_by_length else None
     return DataLoader(
-        rows, batch_size=batch_size, sampler=EpochShuffle(len(rows), seed) if shuffle else None,
-        collate_fn=lambda b: collate(b, pad_token_id),
+        rows, batch_size=batch_size, sampler=EpochShuffle(len(rows), seed, lengths, batch_size) if shuffle else None,
+        collate_fn=lambda b: collate(b, pad_token_id, multiple_of, max_width), pin_memory=pin_memory,
     )
 
 
 # --- optimisation -------------------------------------------------------------------------------
 
 
-def optimizer_for(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.Optimizer:
+def optimizer_for(model: torch.nn.Module, hp: Hyperparameters, device: torch.device | None = None) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and normalisation weights (any 1-d parameter, or one whose
-    name says norm)."""
+    name says norm). On CUDA the fused kernel: one launch for every parameter instead of a few per tensor."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -194,7 +213,8 @@ def optimizer_for(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.Op
         is_norm = any(n in name.lower() for n in NORM_NAMES)
         (no_decay if param.ndim < 2 or name.endswith(".bias") or is_norm else decay).append(param)
     groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=hp.learning_rate)
+    fused = device is not None and device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=hp.learning_rate, **({"fused": True} if fused else {}))
 
 
 def scheduler_for(optimizer: torch.optim.Optimizer, hp: Hyperparameters, total_steps: int) -> Any:
@@ -224,6 +244,15 @@ def autocast(device: torch.device, precision: str) -> Any:
     return nullcontext()
 
 
+def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor | None]:
+    """The model's inputs on `device` (non_blocking: pinned batches copy while the GPU works). A batch
+    without padding goes without its mask, which is known here on the host: the models then skip the
+    mask (flash attention on CUDA) without a device-side `mask.all()` check, a host sync per step."""
+    mask = batch["attention_mask"]
+    return {"input_ids": batch["input_ids"].to(device, non_blocking=True),
+            "attention_mask": None if bool(mask.all()) else mask.to(device, non_blocking=True)}
+
+
 def windows(batches: Iterable[dict[str, torch.Tensor]], k: int) -> Iterator[list[dict[str, torch.Tensor]]]:
     """Groups micro-batches k at a time (the last group may be shorter): one group, one optimizer step."""
     group: list[dict[str, torch.Tensor]] = []
@@ -247,25 +276,25 @@ def train_step(
     max_grad_norm: float = 0.0,
     scaler: Any = None,
     scheduler: Any = None,
-) -> float | None:
+) -> torch.Tensor | None:
     """One optimizer step over the micro-batches of `window`: each micro-batch's loss is divided by
     the denominator of the whole window, so k micro-batches give the gradient of one batch k times
     larger. Gradients stay in .grad until the next step (zeroed at its start). Returns the window's
-    loss, or None when its denominator is 0 (every example weighs 0) and no step was taken."""
+    loss as a tensor on the device (read it with .item() only when it is logged: each read waits for
+    the GPU), or None when its denominator is 0 (every example weighs 0) and no step was taken."""
     optimizer.zero_grad(set_to_none=True)
     denominator = sum(float(loss_fn.denominator(b["labels"])) for b in window)
     if denominator <= 0:
         return None
-    total = 0.0
+    total = torch.zeros((), device=device, dtype=torch.float64)  # float64: the sum a Python float made
     for batch in window:
-        labels = batch["labels"].to(device)
+        labels = batch["labels"].to(device, non_blocking=True)
         with autocast(device, precision):
-            logits = model(input_ids=batch["input_ids"].to(device),
-                           attention_mask=batch["attention_mask"].to(device)).logits
+            logits = model(**model_inputs(batch, device)).logits
         numerator, _ = loss_fn.terms(logits, labels)
         loss = numerator.sum() / denominator
         (scaler.scale(loss) if scaler is not None else loss).backward()
-        total += loss.item()
+        total += loss.detach()
     if scaler is not None:
         scaler.unscale_(optimizer)
     if max_grad_norm > 0:
@@ -288,21 +317,21 @@ def evaluate(model: torch.nn.Module, data: DataLoader, device: torch.device, pre
     predictions and references, in the split's order."""
     was_training = model.training
     model.eval()
-    loss_sum, count = 0.0, 0
-    predicted: dict[int, int] = {}
-    reference: dict[int, int] = {}
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    indices, predicted, reference = [], [], []
     for batch in data:
-        labels = batch["labels"].to(device)
+        labels = batch["labels"].to(device, non_blocking=True)
         with autocast(device, precision):
-            logits = model(input_ids=batch["input_ids"].to(device),
-                           attention_mask=batch["attention_mask"].to(device)).logits
-        loss_sum += torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
-        count += labels.numel()
-        for i, p, y in zip(batch["index"].tolist(), logits.argmax(dim=-1).tolist(), labels.tolist()):
-            predicted[i], reference[i] = p, y
+            logits = model(**model_inputs(batch, device)).logits
+        loss_sum += torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+        indices.append(batch["index"])
+        predicted.append(logits.argmax(dim=-1))  # kept on the device: one host sync for the whole split
+        reference.append(batch["labels"])
     model.train(was_training)
-    order = sorted(predicted)
-    return loss_sum / count, [predicted[i] for i in order], [reference[i] for i in order]
+    order = torch.cat(indices).argsort()
+    count = int(order.numel())
+    return (float(loss_sum) / count, torch.cat(predicted).cpu()[order].tolist(),
+            torch.cat(reference)[order].tolist())
 
 
 def improved(metric: str, value: float, best: float | None) -> bool:
@@ -316,16 +345,18 @@ class ProgressReporter:
 
     def __init__(self, events: EventLog, total_steps: int, interval_s: float = PROGRESS_INTERVAL_S) -> None:
         self.events, self.total_steps, self.interval_s = events, total_steps, interval_s
-        self._loss_sum, self._count, self._last = 0.0, 0, time.monotonic()
+        self._loss_sum: torch.Tensor | float = 0.0
+        self._count, self._last = 0, time.monotonic()
 
-    def step(self, epoch: int, step: int, loss: float, lr: float, *, epoch_end: bool) -> None:
-        self._loss_sum += loss
+    def step(self, epoch: int, step: int, loss: torch.Tensor | float, lr: float, *, epoch_end: bool) -> None:
+        """`loss` may be a tensor on the device: it is summed there and read once per progress event."""
+        self._loss_sum = self._loss_sum + loss
         self._count += 1
         now = time.monotonic()
         if epoch_end or now - self._last >= self.interval_s:
             self.events.append(
                 "progress", epoch=epoch, step=step, total_steps=self.total_steps,
-                train_loss=self._loss_sum / self._count, learning_rate=lr,
+                train_loss=float(self._loss_sum) / self._count, learning_rate=lr,
             )
             self._loss_sum, self._count, self._last = 0.0, 0, now
 
@@ -370,11 +401,18 @@ def train_neural(
     val_ids, _ = text_encoder(splits.validation_texts)
     test_ids, _ = text_encoder(splits.test_texts) if splits.has_test else ([], 0)
     pad = built.pad_token_id
-    train_loader = loader(train_ids, splits.train_labels, hp.batch_size, pad, shuffle=True, seed=hp.seed)
-    val_loader = loader(val_ids, splits.validation_labels, hp.batch_size, pad, shuffle=False)
+    cuda = device.type == "cuda"
+    batching = {"multiple_of": 8 if cuda else 1, "max_width": built.max_length, "pin_memory": cuda}
+    train_loader = loader(train_ids, splits.train_labels, hp.batch_size, pad, shuffle=True, seed=hp.seed,
+                          group_by_length=hp.group_by_length, **batching)
+    val_loader = loader(val_ids, splits.validation_labels, hp.batch_size, pad, shuffle=False, **batching)
+    # From the lengths, not from the batches: the epoch's windows are streamed, never all held at once.
     steps_per_epoch = math.ceil(len(train_loader) / hp.gradient_accumulation_steps)
     total_steps = hp.epochs * steps_per_epoch
-    optimizer = optimizer_for(model, hp)
+    if hp.compile:
+        # In place (nn.Module.compile), so state_dict keys, checkpoints and the export stay as they are.
+        model.compile(**COMPILE_OPTIONS)
+    optimizer = optimizer_for(model, hp, device)
     scheduler = scheduler_for(optimizer, hp, total_steps)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
@@ -410,8 +448,7 @@ def train_neural(
         epoch_loss, epoch_steps = 0.0, 0
         meter.resume()
         train_loader.sampler.set_epoch(epoch)
-        groups = list(windows(train_loader, hp.gradient_accumulation_steps))
-        for i, window in enumerate(groups):
+        for i, window in enumerate(windows(train_loader, hp.gradient_accumulation_steps)):
             check_stop()
             loss = train_step(model, window, loss_fn, optimizer, device=device, precision=precision,
                               max_grad_norm=hp.max_grad_norm, scaler=scaler, scheduler=scheduler)
@@ -421,13 +458,14 @@ def train_neural(
             if loss is not None:
                 epoch_loss += loss
                 epoch_steps += 1
-            reporter.step(epoch, loop.step, loss or 0.0, scheduler.get_last_lr()[0], epoch_end=i == len(groups) - 1)
+            reporter.step(epoch, loop.step, loss if loss is not None else 0.0, scheduler.get_last_lr()[0],
+                          epoch_end=i == steps_per_epoch - 1)
         meter.pause()
 
         val_loss, predictions, references = evaluate(model, val_loader, device, precision)
         scores = classification_metrics(references, predictions, splits.label_names)
         row = {
-            "epoch": epoch, "step": loop.step, "train_loss": epoch_loss / max(epoch_steps, 1), "validation_loss": val_loss,
+            "epoch": epoch, "step": loop.step, "train_loss": float(epoch_loss) / max(epoch_steps, 1), "validation_loss": val_loss,
             "accuracy": scores["accuracy"], "weighted_f1": scores["weighted_f1"], "macro_f1": scores["macro_f1"],
         }
         loop.epoch = epoch
@@ -456,7 +494,7 @@ def train_neural(
 
     restore(model, loop.best_weights)
     if splits.has_test:
-        test_loader = loader(test_ids, splits.test_labels, hp.batch_size, pad, shuffle=False)
+        test_loader = loader(test_ids, splits.test_labels, hp.batch_size, pad, shuffle=False, **batching)
         split, (eval_loss, predictions, references) = "test", evaluate(model, test_loader, device, precision)
     else:
         split, (eval_loss, predictions, references) = "validation", evaluate(model, val_loader, device, precision)

@@ -27,7 +27,9 @@ from transformers import PreTrainedTokenizerFast
 from makam_worker.run_spec import ModelSpec
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
-from makam_worker.training.families.hf_models import enable_gradient_checkpointing, from_config, from_pretrained, tokenizer_settings
+from makam_worker.training.families.hf_models import (
+    attention_notes, enable_gradient_checkpointing, from_config, from_pretrained, tokenizer_settings,
+)
 from makam_worker.training.model_limits import check_fits, resolve_model_name
 
 BOS, EOS = "<s>", "</s>"
@@ -116,7 +118,7 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
     else:
         raise TrainingError("invalid_model", "the model needs a name (id or local path) or a config", retryable=False)
 
-    notes = ensure_pad_token(tokenizer, model)
+    notes = ensure_pad_token(tokenizer, model) + attention_notes(model)
     derived = {}
     if base_dir is not None:
         model.config.save_pretrained(base_dir)  # with pad_token_id

@@ -22,7 +22,9 @@ from transformers import (
 from makam_worker.run_spec import ModelSpec
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
-from makam_worker.training.families.hf_models import enable_gradient_checkpointing, from_config, from_pretrained, tokenizer_settings
+from makam_worker.training.families.hf_models import (
+    attention_notes, enable_gradient_checkpointing, from_config, from_pretrained, tokenizer_settings,
+)
 from makam_worker.training.model_limits import check_fits, resolve_model_name
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -49,7 +51,7 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
     if ctx.hp.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     model.to(ctx.device)
-    notes = ensure_pad_token(tokenizer, model)
+    notes = ensure_pad_token(tokenizer, model) + attention_notes(model)
     max_length = min(ctx.hp.max_length, tokenizer.model_max_length)
     if max_length < ctx.hp.max_length:
         notes.append(f"max_length lowered to the model's limit of {max_length}")

@@ -17,6 +17,28 @@ from makam_worker.training.model_limits import hub_only
 TOKENIZER_DEFAULTS: dict[str, int] = {"vocab_size": 2000, "min_frequency": 0}
 
 
+def with_sdpa(load: Callable[..., PreTrainedModel]) -> PreTrainedModel:
+    """`load(**kwargs)` asking for SDPA attention (torch's fused kernels: flash or memory-efficient on
+    CUDA), or, for a model type transformers has no SDPA attention for, eager attention; the
+    family logs that through `attention_notes`."""
+    try:
+        return load(attn_implementation="sdpa")
+    except (ValueError, ImportError) as e:
+        if "scaled_dot_product_attention" not in str(e) and "sdpa" not in str(e).lower():
+            raise
+        return load(attn_implementation="eager")  # explicit: the first try left "sdpa" in a passed config
+
+
+def attention_notes(model: Any) -> list[str]:
+    """A note for the run's log when the model does not use SDPA attention (see with_sdpa)."""
+    config = getattr(model, "config", None)
+    implementation = getattr(config, "_attn_implementation", None)
+    if implementation in (None, "sdpa"):
+        return []
+    return [f"attention: {implementation}, not sdpa (transformers has no SDPA attention for "
+            f"{getattr(config, 'model_type', 'this model')}): slower and more memory at long max_length"]
+
+
 def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
     try:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -39,13 +61,14 @@ def from_pretrained(
             loaded = AutoTokenizer.from_pretrained(name, **where) if tokenizer else None
             if fits is not None:
                 fits(AutoConfig.from_pretrained(name, **labels, **where))
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model = with_sdpa(lambda **attention: AutoModelForSequenceClassification.from_pretrained(
                 name,
                 **labels,
                 ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a fresh head
                 **extra,
                 **where,
-            )
+                **attention,
+            ))
     except (OSError, HFValidationError) as e:
         offline = os.environ.get("HF_HUB_OFFLINE", "0")
         raise TrainingError(
@@ -84,7 +107,7 @@ def from_config(
         built = AutoConfig.for_model(model_type, **fields)
         if fits is not None:
             fits(built)
-        model = AutoModelForSequenceClassification.from_config(built)
+        model = with_sdpa(lambda **attention: AutoModelForSequenceClassification.from_config(built, **attention))
     except (ValueError, TypeError) as e:
         raise TrainingError("invalid_model_config", f"model.config is not a valid {model_type} config: {e}") from None
     limit = getattr(built, "max_position_embeddings", None)
