@@ -4,7 +4,7 @@ A checkpoint is an uncompressed tar that the training child writes at the end of
 `run_dir/checkpoint.tar` (aside, then renamed in), with these members in this order:
 
     meta.json    format, family, model, labels, epoch, step, total_steps, steps_per_epoch
-    state.pt     torch.save of the training state (training/checkpoint.py says what is in it)
+    state.pt     torch.save of the training state (training/train_state.py says what is in it)
     derived/...  what the run derived from its data and a resumed run must reuse as it is
                  (a tokenizer trained on the split, a config-built base model)
 
