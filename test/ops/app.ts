@@ -5,7 +5,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { JobStore, queuedJob, type JobRecord } from '@makam/shared/job-store';
+import { JobStore, queuedJob, type FinetuneJob } from '@makam/shared/job-store';
 import { createRedis, type Redis } from '@makam/shared/redis';
 import { newJobId } from '@makam/shared/ids';
 import { redisKeys } from '@makam/shared/keys';
@@ -28,7 +28,7 @@ export interface OpsApp {
   otherKey: string;
   /** fetch against the API with the `acme` key. */
   api(pathname: string, init?: RequestInit): Promise<Response>;
-  job(fields?: Partial<JobRecord>): Promise<JobRecord>;
+  job(fields?: Partial<FinetuneJob>): Promise<FinetuneJob>;
   close(): Promise<void>;
 }
 

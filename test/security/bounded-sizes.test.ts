@@ -123,7 +123,8 @@ test('jobs past their retention are removed: record, streams, model and their pl
   const base = { tenant: 'acme', model: { family: 'tfidf' }, dataset: 'ds_x', validation_dataset: null, test_dataset: null, hyperparameters: {}, resource_class: 'cpu', estimate: null };
   const make = async (kind: 'finetune' | 'tune') => {
     const id = newJobId();
-    await jobs.create(queuedJob({ id, kind, ...base }));
+    const search = { space: {}, objective: { metric: 'macro_f1' as const, direction: 'maximize' as const }, trials: 1, parallelism: 1, sampler: 'tpe' as const, pruner: { type: 'none' as const }, seed: 0 };
+    await jobs.create(kind === 'tune' ? queuedJob({ id, kind, ...base, search, study: null, best_trial: null, importances: null }) : queuedJob({ id, kind, ...base }));
     await jobs.transition(id, 'running', { attempts: 1 });
     return id;
   };

@@ -240,7 +240,7 @@ describe('answers in the one error shape', () => {
       hyperparameters: {},
       resource_class: 'cpu',
       estimate: null,
-    } as never);
+    });
     await jobs.create(record);
     jobId = record.id;
   });

@@ -17,6 +17,23 @@ export class JobFailure extends UnrecoverableError {
   }
 }
 
+/**
+ * The study process answered outside contracts/study-protocol.json (a field missing or ill-typed):
+ * a bug on one side of the protocol, which no retry cures, so the tune job fails at once.
+ */
+export class StudyProtocolError extends JobFailure {
+  /** The op whose reply broke the contract. */
+  readonly op: string;
+  /** Where in the reply (a JSON pointer, `/result/number`). */
+  readonly field: string;
+
+  constructor(op: string, field: string, problem: string) {
+    super('study_protocol_error', `the study process's reply to ${op} breaks contracts/study-protocol.json: ${field || '/'} ${problem}`);
+    this.op = op;
+    this.field = field;
+  }
+}
+
 /** A failure another attempt may cure (a worker crash, a lost worker, a corrupt download). */
 export class RetryableFailure extends Error {
   /** The code the job record's error shows (`worker_unreachable`, `run_lost`, …). */

@@ -84,12 +84,12 @@ export interface TrialInfo {
   pruned_at_epoch?: number;
 }
 
-export interface JobRecord {
+/** What every job's record holds, whatever its kind. */
+interface JobBase {
   id: string;
   object: 'job';
   /** The tenant that owns the job; other tenants see it as missing. */
   tenant: string;
-  kind: 'finetune' | 'tune' | 'trial';
   status: JobStatus;
   model: ModelRequest;
   dataset: string;
@@ -113,32 +113,57 @@ export interface JobRecord {
   run_attempt?: number;
   worker: string | null;
   cancel_requested: boolean;
-  /** tune: the search, filled with defaults. */
-  search?: Search;
-  /** tune: the study's counts and best trial so far. */
-  study?: StudyProgress | null;
-  /** tune: the best trial once the study is done. */
-  best_trial?: BestTrial | null;
-  /** tune: how much each searched parameter mattered (Optuna's importance), once done. */
-  importances?: Record<string, number> | null;
-  /** trial: the tune job it belongs to. */
-  parent?: string | null;
-  trial?: TrialInfo | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
   updated_at: string;
 }
 
-/** What a new job is made of; the rest of its record starts empty. */
-export type NewJob = Pick<JobRecord, 'id' | 'tenant' | 'kind' | 'model' | 'dataset' | 'validation_dataset' | 'test_dataset' | 'hyperparameters' | 'resource_class' | 'estimate'> & Partial<JobRecord>;
+/** One training run. */
+export interface FinetuneJob extends JobBase {
+  kind: 'finetune';
+}
+
+/** An Optuna search whose trials are jobs of their own. */
+export interface TuneJob extends JobBase {
+  kind: 'tune';
+  /** The search, filled with defaults. */
+  search: Search;
+  /** The study's counts and best trial so far. */
+  study: StudyProgress | null;
+  /** The best trial once the study is done. */
+  best_trial: BestTrial | null;
+  /** How much each searched parameter mattered (Optuna's importance), once done. */
+  importances: Record<string, number> | null;
+}
+
+/** One training run of a tune job's study. */
+export interface TrialJob extends JobBase {
+  kind: 'trial';
+  /** The tune job it belongs to. */
+  parent: string;
+  trial: TrialInfo;
+}
+
+/** A job's record; `kind` says which fields it has beyond the common ones. */
+export type JobRecord = FinetuneJob | TuneJob | TrialJob;
+
+/** Fields written to an existing record (any kind's). */
+export type JobFields = Partial<Omit<FinetuneJob, 'kind'> & Omit<TuneJob, 'kind'> & Omit<TrialJob, 'kind'>>;
+
+/** The fields a new record starts with, unless the new job sets them. */
+type QueuedField = 'object' | 'status' | 'progress' | 'metrics' | 'result' | 'artifact' | 'error' | 'attempts' | 'worker' | 'cancel_requested' | 'created_at' | 'started_at' | 'finished_at' | 'updated_at';
+type NewOf<J> = J extends JobRecord ? Omit<J, QueuedField> & Partial<Pick<J, QueuedField>> : never;
+
+/** What a new job is made of, by kind; the rest of its record starts empty. */
+export type NewJob = NewOf<JobRecord>;
 
 /** The record of a job just queued. */
-export function queuedJob(job: NewJob): JobRecord {
+export function queuedJob<J extends NewJob>(job: J) {
   const now = new Date().toISOString();
   return {
-    object: 'job',
-    status: 'queued',
+    object: 'job' as const,
+    status: 'queued' as JobStatus,
     progress: null,
     metrics: null,
     result: null,
@@ -154,6 +179,9 @@ export function queuedJob(job: NewJob): JobRecord {
     ...job,
   };
 }
+
+export const isTune = (job: JobRecord): job is TuneJob => job.kind === 'tune';
+export const isTrial = (job: JobRecord): job is TrialJob => job.kind === 'trial';
 
 /** What the event log holds; `type` says which. */
 export type JobEvent =
@@ -233,7 +261,7 @@ export function boundJson<T>(value: T, maxBytes: number): T {
   return Object.fromEntries([...scalars.slice(0, 20), ['truncated', true]]) as T;
 }
 
-function encode(fields: Partial<JobRecord>): string[] {
+function encode(fields: JobFields): string[] {
   const out: string[] = [];
   for (const [k, v] of Object.entries(fields)) {
     if (v === undefined) continue;
@@ -243,7 +271,7 @@ function encode(fields: Partial<JobRecord>): string[] {
 }
 
 /** The fields a run adds to a record, each within its cap. */
-function encodeBounded(fields: Partial<JobRecord>): string[] {
+function encodeBounded(fields: JobFields): string[] {
   const out = encode(fields);
   for (let i = 1; i < out.length; i += 2) {
     const max = out[i - 1] === 'result' ? MAX_JOB_RESULT_BYTES : MAX_JOB_FIELD_BYTES;
@@ -287,16 +315,16 @@ export class JobStore {
       .zadd(this.keys.tenantJobs(record.tenant), 0, record.id)
       .zadd(this.keys.tenantJobsOfKind(record.tenant, record.kind), 0, record.id);
     // A tune job's trials run under its one place in the tenant's active-job limit.
-    if (!record.parent) multi.sadd(this.keys.tenantActive(record.tenant), record.id);
-    else multi.zadd(this.keys.tuneTrials(record.parent), record.trial!.number, record.id);
+    if (record.kind === 'trial') multi.zadd(this.keys.tuneTrials(record.parent), record.trial.number, record.id);
+    else multi.sadd(this.keys.tenantActive(record.tenant), record.id);
     await multi.xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', encodeEvent({ type: 'status', status: record.status })).exec();
   }
 
   /** A tune job's trial jobs, by trial number. */
-  async trials(tuneId: string): Promise<JobRecord[]> {
+  async trials(tuneId: string): Promise<TrialJob[]> {
     const ids = await this.redis.zrange(this.keys.tuneTrials(tuneId), 0, -1);
     const records = await Promise.all(ids.map((id) => this.get(id)));
-    return records.filter((r): r is JobRecord => r !== null);
+    return records.filter((r): r is TrialJob => r !== null && isTrial(r));
   }
 
   async get(id: string): Promise<JobRecord | null> {
@@ -326,7 +354,7 @@ export class JobStore {
   async transition(
     id: string,
     to: JobStatus,
-    fields: Partial<JobRecord> = {},
+    fields: JobFields = {},
     message?: string,
     /** Narrows the statuses the job may come from (never widens the machine's). */
     onlyFrom?: JobStatus[],
@@ -351,7 +379,7 @@ export class JobStore {
   }
 
   /** Sets fields that carry no status change (progress, worker, flags). */
-  async update(id: string, fields: Partial<JobRecord>): Promise<void> {
+  async update(id: string, fields: JobFields): Promise<void> {
     await this.redis.hset(this.keys.job(id), ...encodeBounded({ ...fields, updated_at: new Date().toISOString() }));
   }
 
@@ -374,7 +402,7 @@ export class JobStore {
    * updates (progress, latest metrics) in one atomic step (lua/appendWorkerEvent-3.lua). Returns
    * false for a duplicate.
    */
-  async appendWorkerEvent(id: string, seq: number, event: JobEvent, fields: Partial<JobRecord> = {}): Promise<boolean> {
+  async appendWorkerEvent(id: string, seq: number, event: JobEvent, fields: JobFields = {}): Promise<boolean> {
     const metric = event.type === 'metrics' ? encodeEvent(event) : '';
     const added = await runScript(this.redis, 'appendWorkerEvent', [this.keys.job(id), this.keys.jobEvents(id), this.keys.jobMetrics(id)], [
       String(seq),

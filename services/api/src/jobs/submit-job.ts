@@ -156,10 +156,9 @@ async function reserveActiveJob(app: FastifyInstance, tenant: string): Promise<s
 
 /** The queued record of the job; a tune job's study starts empty. */
 function newJobRecord(id: string, tenant: string, body: CreateJobBodyT, hyperparameters: Record<string, unknown>, placement: Placement, search: Search | undefined): JobRecord {
-  return queuedJob({
+  const job = {
     id,
     tenant,
-    kind: body.kind,
     model: body.model,
     dataset: body.dataset,
     validation_dataset: body.validation_dataset ?? null,
@@ -167,8 +166,10 @@ function newJobRecord(id: string, tenant: string, body: CreateJobBodyT, hyperpar
     hyperparameters,
     resource_class: placement.resource_class,
     estimate: placement.estimate,
-    ...(search ? { search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null } : {}),
-  });
+  };
+  // checkKind has matched kind and search: a tune job has one, a finetune job none.
+  if (!search) return queuedJob({ ...job, kind: 'finetune' });
+  return queuedJob({ ...job, kind: 'tune', search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null });
 }
 
 /** Stores the record; on any refusal the quota place is given back (an oversized record: 413 job_too_large). */

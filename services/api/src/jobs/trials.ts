@@ -6,13 +6,12 @@ import { ApiError } from '../errors.ts';
 
 export async function listTrials(jobs: Pick<JobStore, 'trials' | 'metrics'>, job: JobRecord) {
   if (job.kind !== 'tune') throw new ApiError(400, 'not_a_tune_job', `the job is a ${job.kind} job; only tune jobs have trials`, 'id');
-  // Non-null while JobRecord is one wide type: a tune job has its search, a trial job its trial.
-  const metric = job.search!.objective.metric;
+  const metric = job.search.objective.metric;
   const trials = await jobs.trials(job.id);
   const data = await Promise.all(
     trials.map(async (t) => {
       const series = await jobs.metrics(t.id);
-      const trial = t.trial!;
+      const { trial } = t;
       return {
         number: trial.number,
         job_id: t.id,

@@ -9,14 +9,14 @@ import { createRedis, type Redis } from '@makam/shared/redis';
 import { isTerminal } from '@makam/shared/job-state';
 import { newJobId } from '@makam/shared/ids';
 import { objectiveValue, studyKey } from '@makam/shared/tuning/search';
-import { queuedJob, type BestTrial, type JobRecord, type JobStore, type StudyProgress, type TrialInfo } from '@makam/shared/job-store';
+import { isTune, queuedJob, type BestTrial, type JobRecord, type JobStore, type StudyProgress, type TrialInfo, type TrialJob, type TuneJob } from '@makam/shared/job-store';
 import { requestCancel } from '@makam/shared/cancel';
 import { trainJobOptions, tuneQueueName, type TrainJobData } from '@makam/shared/queues';
 import type { BlobStore } from '@makam/shared/blob-store';
 import type { Logger } from '@makam/shared/logger';
 import type { RedisKeys } from '@makam/shared/keys';
 import type { DispatcherConfig } from '../config.ts';
-import { Detached, JobFailure } from '../failures.ts';
+import { Detached, JobFailure, StudyProtocolError } from '../failures.ts';
 import { NO_REPORTER, type RunReporter } from '../run-driver.ts';
 import type { StudyClient } from './study-client.ts';
 import { TrialReporter } from './trial-reporter.ts';
@@ -40,6 +40,7 @@ type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'skipped';
 export class TuneCoordinator {
   private readonly d: CoordinatorDeps;
   private worker: Worker<TrainJobData, Outcome> | null = null;
+  private connection: Redis | null = null;
   private closing = false;
 
   constructor(deps: CoordinatorDeps) {
@@ -48,8 +49,9 @@ export class TuneCoordinator {
 
   start(): void {
     const { config } = this.d;
+    this.connection = createRedis(config, { blocking: true });
     this.worker = new Worker<TrainJobData, Outcome>(tuneQueueName(config.MAKAM_CLASS), (job) => this.process(job), {
-      connection: createRedis(config, { blocking: true }),
+      connection: this.connection,
       prefix: config.MAKAM_QUEUE_PREFIX,
       concurrency: config.MAKAM_TUNE_CONCURRENCY,
       maxStalledCount: 10,
@@ -61,27 +63,28 @@ export class TuneCoordinator {
 
   /** What a job's run reports to: a trial's study, which may prune it; nothing for other jobs. */
   reporterFor(record: JobRecord, log: Logger): RunReporter {
-    if (!record.trial) return NO_REPORTER;
+    if (record.kind !== 'trial') return NO_REPORTER;
     return new TrialReporter({ jobs: this.d.jobs, study: this.d.study, log }, record.id, record.trial, Number(record.hyperparameters.epochs ?? Infinity));
   }
 
   async close(): Promise<void> {
     this.closing = true;
     await this.worker?.close(true);
+    // BullMQ closes only the connections it made; this one is ours.
+    this.connection?.disconnect();
   }
 
   private async process(job: Job<TrainJobData, Outcome>): Promise<Outcome> {
     const id = job.data.jobId;
     const log = this.d.log.child({ jobId: id, kind: 'tune' });
     const { jobs } = this.d;
-    let record = await jobs.get(id);
-    if (!record) throw new JobFailure('job_missing', `no job record for ${id}`);
+    let record = await this.tuneJob(id);
     if (isTerminal(record.status)) return 'skipped';
     if (record.status === 'queued') {
       const moved = await jobs.transition(id, 'running', { attempts: job.attemptsMade + 1, started_at: record.started_at ?? new Date().toISOString(), error: null }, 'study started', ['queued']);
       if (!moved.ok) return 'skipped';
     }
-    const search = record.search!;
+    const { search } = record;
     const key = studyKey(this.d.config.MAKAM_REDIS_PREFIX, id);
     try {
       await this.d.study.create(key, search);
@@ -89,7 +92,7 @@ export class TuneCoordinator {
       // A coordinator that died between asking for a trial and queueing its job left that trial
       // running in the study; close it. Trial records without a queue entry are queued again
       // (BullMQ ignores an id it already holds).
-      const { failed } = await this.d.study.failRunning(key, trials.map((t) => t.trial!.number));
+      const { failed } = await this.d.study.failRunning(key, trials.map((t) => t.trial.number));
       if (failed.length) log.warn({ trials: failed }, 'closed trials that never got a job');
       for (const t of trials) if (t.status === 'queued') await this.enqueue(t.id);
       log.info({ trials: trials.length, budget: search.trials }, 'coordinating the study');
@@ -100,9 +103,9 @@ export class TuneCoordinator {
       for (;;) {
         if (this.closing) throw new Detached();
         // One read of the records a poll; what the poll changes is kept in `trials` as it goes.
-        record = (await jobs.get(id))!;
+        record = await this.tuneJob(id);
         trials = await jobs.trials(id);
-        for (const t of trials) if (isTerminal(t.status) && !t.trial!.told) t.trial = await this.closeTrial(record, key, t, log);
+        for (const t of trials) if (isTerminal(t.status) && !t.trial.told) t.trial = await this.closeTrial(record, key, t, log);
         const active = trials.filter((t) => !isTerminal(t.status));
         if (record.status === 'cancelling') {
           if (!cancelSent) {
@@ -122,7 +125,8 @@ export class TuneCoordinator {
               exhausted = true; // a grid with every point asked
               break;
             }
-            const trial = await this.createTrial(record, key, asked.number, asked.params!, log);
+            if (asked.params === null) throw new StudyProtocolError('ask', '/result/params', 'is null while number is not');
+            const trial = await this.createTrial(record, key, asked.number, asked.params, log);
             trials.push(trial);
             active.push(trial);
           }
@@ -137,7 +141,13 @@ export class TuneCoordinator {
         await sleep(this.d.config.MAKAM_TUNE_POLL_MS);
       }
     } catch (err) {
-      if (err instanceof Detached || err instanceof JobFailure) throw err;
+      if (err instanceof Detached) throw err;
+      if (err instanceof JobFailure) {
+        // No retry cures it, and BullMQ fails only the queue entry: the record says why now.
+        await jobs.transition(id, 'failed', { error: { code: err.code, message: err.message }, finished_at: new Date().toISOString() });
+        log.error({ code: err.code, err: err.message }, 'tune job failed');
+        throw err;
+      }
       // The study process or Redis failed: BullMQ retries the coordination, which resumes.
       log.warn({ err: (err as Error).message }, 'coordination interrupted; it resumes on the next attempt');
       if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
@@ -147,13 +157,21 @@ export class TuneCoordinator {
     }
   }
 
+  /** The tune job's record as it is now; a record gone or of another kind fails the coordination for good. */
+  private async tuneJob(id: string): Promise<TuneJob> {
+    const record = await this.d.jobs.get(id);
+    if (!record) throw new JobFailure('job_missing', `no job record for ${id}`);
+    if (!isTune(record)) throw new JobFailure('not_a_tune_job', `job ${id} is a ${record.kind} job, not a tune job`);
+    return record;
+  }
+
   private async enqueue(trialId: string): Promise<void> {
     await this.d.trainQueue.add('train', { jobId: trialId }, trainJobOptions(trialId, this.d.config.MAKAM_JOB_ATTEMPTS));
   }
 
-  private async createTrial(tune: JobRecord, key: string, number: number, params: Record<string, unknown>, log: Logger): Promise<JobRecord> {
-    const trial: TrialInfo = { number, params, study: key, objective: tune.search!.objective, state: 'running', value: null, told: false };
-    const record = queuedJob({
+  private async createTrial(tune: TuneJob, key: string, number: number, params: Record<string, unknown>, log: Logger): Promise<TrialJob> {
+    const trial: TrialInfo = { number, params, study: key, objective: tune.search.objective, state: 'running', value: null, told: false };
+    const record: TrialJob = queuedJob({
       id: newJobId(),
       tenant: tune.tenant,
       kind: 'trial',
@@ -175,9 +193,9 @@ export class TuneCoordinator {
   }
 
   /** Tells the study how a trial ended, once; returns the trial as now recorded. */
-  private async closeTrial(tune: JobRecord, key: string, t: JobRecord, log: Logger): Promise<TrialInfo> {
-    const info = t.trial!;
-    const metric = tune.search!.objective.metric;
+  private async closeTrial(tune: TuneJob, key: string, t: TrialJob, log: Logger): Promise<TrialInfo> {
+    const info = t.trial;
+    const metric = tune.search.objective.metric;
     let state: TrialInfo['state'] = t.status === 'succeeded' ? 'complete' : t.status === 'pruned' ? 'pruned' : 'fail';
     const value = state === 'complete' ? objectiveValue(t.result, metric) : null;
     if (state === 'complete' && value === null) state = 'fail';
@@ -190,24 +208,25 @@ export class TuneCoordinator {
     return closed;
   }
 
-  private progress(tune: JobRecord, trials: JobRecord[]): StudyProgress {
-    const count = (s: TrialInfo['state']) => trials.filter((t) => t.trial!.told && t.trial!.state === s).length;
-    const sign = tune.search!.objective.direction === 'maximize' ? 1 : -1;
+  private progress(tune: TuneJob, trials: TrialJob[]): StudyProgress {
+    const count = (s: TrialInfo['state']) => trials.filter((t) => t.trial.told && t.trial.state === s).length;
+    const sign = tune.search.objective.direction === 'maximize' ? 1 : -1;
     let best: BestTrial | null = null;
     for (const t of trials) {
-      const info = t.trial!;
+      const info = t.trial;
       if (info.state !== 'complete' || info.value === null) continue;
       if (!best || sign * info.value > sign * best.value) best = { number: info.number, job_id: t.id, value: info.value, params: info.params };
     }
-    return { trials: tune.search!.trials, complete: count('complete'), pruned: count('pruned'), failed: count('fail'), running: trials.filter((t) => !t.trial!.told).length, best };
+    return { trials: tune.search.trials, complete: count('complete'), pruned: count('pruned'), failed: count('fail'), running: trials.filter((t) => !t.trial.told).length, best };
   }
 
-  private async finish(tune: JobRecord, key: string, trials: JobRecord[], how: 'done' | 'cancelled', log: Logger): Promise<Outcome> {
+  private async finish(tune: TuneJob, key: string, trials: TrialJob[], how: 'done' | 'cancelled', log: Logger): Promise<Outcome> {
     const { jobs, blobs } = this.d;
     const summary = await this.d.study.summary(key, true);
     const progress = this.progress(tune, trials);
-    const bestJob = summary.best ? trials.find((t) => t.trial!.number === summary.best!.number) : undefined;
-    const best_trial: BestTrial | null = summary.best && bestJob ? { number: summary.best.number, job_id: bestJob.id, value: summary.best.value, params: summary.best.params } : null;
+    const best = summary.best;
+    const bestJob = best ? trials.find((t) => t.trial.number === best.number) : undefined;
+    const best_trial: BestTrial | null = best && bestJob ? { number: best.number, job_id: bestJob.id, value: best.value, params: best.params } : null;
     const now = new Date().toISOString();
     const fields = { study: progress, best_trial, importances: summary.importances, finished_at: now };
     if (how === 'cancelled') {
@@ -223,7 +242,7 @@ export class TuneCoordinator {
     }
     // The tune job's model is its best trial's, with that trial's test report.
     await blobs.link(blobs.artifactPath(bestJob.id), blobs.artifactPath(tune.id));
-    await jobs.transition(tune.id, 'succeeded', { ...fields, result: bestJob.result, artifact: bestJob.artifact, error: null }, `best: trial ${best_trial.number} (${tune.search!.objective.metric} ${best_trial.value})`);
+    await jobs.transition(tune.id, 'succeeded', { ...fields, result: bestJob.result, artifact: bestJob.artifact, error: null }, `best: trial ${best_trial.number} (${tune.search.objective.metric} ${best_trial.value})`);
     log.info({ best: best_trial }, 'tune job succeeded');
     return 'succeeded';
   }
