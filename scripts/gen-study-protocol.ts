@@ -1,6 +1,7 @@
 // Generates both sides of contracts/study-protocol.json (the dispatcher <-> study process protocol):
-// the dispatcher's TypeScript types and request schemas (validated with ajv before a request is
-// written) and the study process's Python table of ops, args, result keys, enums and codes.
+// the dispatcher's TypeScript types, its request and result schemas (a request is checked before it
+// is written, a reply when it comes back) and the study process's Python table of ops, args, result
+// keys, enums and codes. The shared definitions ($defs) are written once; each schema refers to them.
 //   node scripts/gen-study-protocol.ts           write them
 //   node scripts/gen-study-protocol.ts --check   fail if a committed copy is stale (scripts/test.sh runs it)
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -91,11 +92,10 @@ function tsOfType(t: string, s: Schema, indent: string): string {
   }
 }
 
-/** One op's request line as JSON Schema: id, op and the op's args, nothing else. */
+/** One op's request line as JSON Schema: id, op and the op's args, nothing else ($refs into STUDY_DEFS). */
 function requestSchema(c: Contract, name: string): Schema {
   const args = c.ops[name]!.args;
   return {
-    $defs: c.$defs,
     type: 'object',
     properties: { id: { type: 'integer' }, op: { const: name }, ...args.properties },
     required: ['id', 'op', ...(args.required ?? [])],
@@ -126,9 +126,14 @@ export function renderTs(c: Contract): string {
   out.push(`export type StudyReply =`);
   out.push(`  | { id: number; ok: true; result: StudyOps[StudyOp]['result'] }`);
   out.push(`  | { id: number | null; ok: false; error: { code: StudyErrorCode; message: string } };`, '');
+  out.push(`/** The definitions the schemas below refer to (\`#/$defs/<name>\`): compile a schema as { $defs: STUDY_DEFS, ...schema }. */`);
+  out.push(`export const STUDY_DEFS: Record<string, Record<string, unknown>> = ${JSON.stringify(c.$defs, null, 2)};`, '');
   out.push(`/** Each op's request line as JSON Schema (id, op and its args; nothing else). */`);
-  const schemas = Object.fromEntries(Object.keys(c.ops).map((n) => [n, requestSchema(c, n)]));
-  out.push(`export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = ${JSON.stringify(schemas, null, 2)};`);
+  const requests = Object.fromEntries(Object.keys(c.ops).map((n) => [n, requestSchema(c, n)]));
+  out.push(`export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = ${JSON.stringify(requests, null, 2)};`, '');
+  out.push(`/** Each op's result as JSON Schema (what a reply with ok: true carries under result). */`);
+  const results = Object.fromEntries(Object.entries(c.ops).map(([n, op]) => [n, op.result]));
+  out.push(`export const STUDY_RESULT_SCHEMAS: Record<StudyOp, Record<string, unknown>> = ${JSON.stringify(results, null, 2)};`);
   return out.join('\n') + '\n';
 }
 

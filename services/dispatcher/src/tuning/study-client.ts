@@ -3,7 +3,8 @@
 // lines on stdin/stdout. The studies themselves live in Redis (Optuna's journal storage), so a
 // child that dies loses nothing: the next call starts another. The messages are typed once, in
 // contracts/study-protocol.json (study-protocol.gen.ts here, makam_study/protocol.py there); a
-// request outside it is refused here, before it is written.
+// request outside it is refused here, before it is written, and a reply outside it fails its call
+// with a StudyProtocolError naming the op and the field, so no ill-typed value reaches the caller.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -13,16 +14,19 @@ import Schema from 'typebox/schema';
 import { redisEnv, type RedisSettings } from '@makam/shared/redis';
 import type { Logger } from '@makam/shared/logger';
 import type { Search } from '@makam/shared/tuning/search';
-import { STUDY_REQUEST_SCHEMAS, type StudyOp, type StudyOps, type StudyReply } from './study-protocol.gen.ts';
+import { StudyProtocolError } from '../failures.ts';
+import { STUDY_DEFS, STUDY_ERROR_CODES, STUDY_REQUEST_SCHEMAS, STUDY_RESULT_SCHEMAS, type StudyOp, type StudyOps } from './study-protocol.gen.ts';
 
 const CALL_MS = 120_000;
 
 export type AskedTrial = StudyOps['ask']['result'];
 export type StudySummary = StudyOps['summary']['result'];
 
-const requestValidators = Object.fromEntries(
-  Object.entries(STUDY_REQUEST_SCHEMAS).map(([op, schema]) => [op, Schema.Compile(schema as Schema.XSchema)]),
-) as Record<StudyOp, Schema.Validator>;
+const compileAll = (schemas: Record<StudyOp, Record<string, unknown>>) =>
+  Object.fromEntries(Object.entries(schemas).map(([op, schema]) => [op, Schema.Compile({ $defs: STUDY_DEFS, ...schema } as Schema.XSchema)])) as Record<StudyOp, Schema.Validator>;
+const requestValidators = compileAll(STUDY_REQUEST_SCHEMAS);
+const resultValidators = compileAll(STUDY_RESULT_SCHEMAS);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Refuses a request line outside contracts/study-protocol.json (an unknown op, a missing, unknown or ill-typed arg). */
 export function checkStudyRequest(request: { id: number; op: string } & Record<string, unknown>): void {
@@ -33,6 +37,28 @@ export function checkStudyRequest(request: { id: number; op: string } & Record<s
     const first = errors[0];
     throw new Error(`study bad_request: ${request.op}${first ? ` ${first.instancePath || '/'} ${first.message}` : ''} (contracts/study-protocol.json)`);
   }
+}
+
+/**
+ * The result of a reply to `op`, checked against the contract: the value on ok, a StudyProtocolError
+ * naming the field when the reply or its result breaks it, or the study's own refusal.
+ */
+export function checkStudyReply<K extends StudyOp>(op: K, reply: Record<string, unknown>): StudyOps[K]['result'] {
+  if (reply.ok === true) {
+    if (!Object.hasOwn(reply, 'result')) throw new StudyProtocolError(op, '/result', 'is missing');
+    const [ok, errors] = resultValidators[op].Errors(reply.result);
+    if (!ok) {
+      const first = errors[0];
+      throw new StudyProtocolError(op, `/result${first?.instancePath ?? ''}`, first?.message ?? 'does not match');
+    }
+    return reply.result as StudyOps[K]['result'];
+  }
+  if (reply.ok !== false) throw new StudyProtocolError(op, '/ok', 'must be true or false');
+  const error = reply.error;
+  if (!isObject(error) || typeof error.message !== 'string' || !(STUDY_ERROR_CODES as readonly unknown[]).includes(error.code)) {
+    throw new StudyProtocolError(op, '/error', `must be { code: ${STUDY_ERROR_CODES.join(' | ')}, message: string }`);
+  }
+  throw new Error(`study ${error.code}: ${error.message}`);
 }
 
 /** The checkout holding this file: the nearest folder above it with workers-python/pyproject.toml. */
@@ -55,7 +81,7 @@ export function defaultStudyPython(): string {
 
 export class StudyClient {
   private child: ChildProcessWithoutNullStreams | null = null;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<number, { op: StudyOp; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private nextId = 1;
   private readonly python: string;
   private readonly redis: RedisSettings;
@@ -84,19 +110,27 @@ export class StudyClient {
     const child = spawn(this.python, ['-m', 'makam_study'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     createInterface({ input: child.stdout }).on('line', (line) => {
-      let msg: StudyReply;
+      let msg: unknown;
       try {
         msg = JSON.parse(line);
       } catch {
         this.log.warn({ line: line.slice(0, 200) }, 'study process wrote a line that is not JSON');
         return;
       }
-      const call = msg.id === null ? undefined : this.pending.get(msg.id);
-      if (!call || msg.id === null) return;
-      this.pending.delete(msg.id);
+      // A line that names no call in flight (an id null refusal of a line it could not read) is only logged.
+      const id = isObject(msg) && typeof msg.id === 'number' ? msg.id : undefined;
+      const call = id === undefined ? undefined : this.pending.get(id);
+      if (!call || id === undefined || !isObject(msg)) {
+        this.log.warn({ line: line.slice(0, 200) }, 'study process wrote a reply to no call in flight');
+        return;
+      }
+      this.pending.delete(id);
       clearTimeout(call.timer);
-      if (msg.ok) call.resolve(msg.result);
-      else call.reject(new Error(`study ${msg.error?.code ?? 'error'}: ${msg.error?.message ?? ''}`));
+      try {
+        call.resolve(checkStudyReply(call.op, msg));
+      } catch (err) {
+        call.reject(err as Error);
+      }
     });
     createInterface({ input: child.stderr }).on('line', (line) => this.log.debug({ line }, 'study process'));
     const gone = (why: string) => {
@@ -129,7 +163,7 @@ export class StudyClient {
         reject(new Error(`the study process did not answer ${op} within ${CALL_MS / 1000} s`));
         child.kill('SIGKILL'); // a stuck child is replaced on the next call
       }, CALL_MS);
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      this.pending.set(id, { op, resolve: resolve as (v: unknown) => void, reject, timer });
       child.stdin.write(`${JSON.stringify(request)}\n`);
     });
   }

@@ -121,141 +121,143 @@ export type StudyReply =
   | { id: number; ok: true; result: StudyOps[StudyOp]['result'] }
   | { id: number | null; ok: false; error: { code: StudyErrorCode; message: string } };
 
-/** Each op's request line as JSON Schema (id, op and its args; nothing else). */
-export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
-  "ping": {
-    "$defs": {
-      "StudyKey": {
-        "type": "string",
-        "minLength": 1,
-        "description": "The Redis key prefix, e.g. makam:study:<job id>"
+/** The definitions the schemas below refer to (`#/$defs/<name>`): compile a schema as { $defs: STUDY_DEFS, ...schema }. */
+export const STUDY_DEFS: Record<string, Record<string, unknown>> = {
+  "StudyKey": {
+    "type": "string",
+    "minLength": 1,
+    "description": "The Redis key prefix, e.g. makam:study:<job id>"
+  },
+  "ParamSpace": {
+    "type": "object",
+    "properties": {
+      "type": {
+        "enum": [
+          "int",
+          "float",
+          "categorical"
+        ]
       },
-      "ParamSpace": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "int",
-              "float",
-              "categorical"
-            ]
-          },
-          "low": {
-            "type": "number"
-          },
-          "high": {
-            "type": "number"
-          },
-          "step": {
-            "type": "number"
-          },
-          "log": {
-            "type": "boolean"
-          },
-          "choices": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-              "type": [
-                "string",
-                "number",
-                "boolean",
-                "null"
-              ]
-            }
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
+      "low": {
+        "type": "number"
       },
-      "Pruner": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "median",
-              "successive_halving",
-              "none"
-            ]
-          },
-          "startup_trials": {
-            "type": "integer",
-            "minimum": 0
-          },
-          "warmup_epochs": {
-            "type": "integer",
-            "minimum": 0
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
+      "high": {
+        "type": "number"
       },
-      "TrialSummary": {
-        "type": "object",
-        "properties": {
-          "number": {
-            "type": "integer"
-          },
-          "state": {
-            "enum": [
-              "RUNNING",
-              "COMPLETE",
-              "PRUNED",
-              "FAIL",
-              "WAITING"
-            ]
-          },
-          "params": {
-            "type": "object"
-          },
-          "value": {
-            "type": [
-              "number",
-              "null"
-            ]
-          },
-          "intermediate": {
-            "type": "array",
-            "items": {
-              "type": "array",
-              "prefixItems": [
-                {
-                  "type": "integer"
-                },
-                {
-                  "type": "number"
-                }
-              ],
-              "minItems": 2,
-              "maxItems": 2
-            }
-          },
-          "started_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          },
-          "finished_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          }
-        },
-        "required": [
+      "step": {
+        "type": "number"
+      },
+      "log": {
+        "type": "boolean"
+      },
+      "choices": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+          "type": [
+            "string",
+            "number",
+            "boolean",
+            "null"
+          ]
+        }
+      }
+    },
+    "required": [
+      "type"
+    ],
+    "additionalProperties": false
+  },
+  "Pruner": {
+    "type": "object",
+    "properties": {
+      "type": {
+        "enum": [
+          "median",
+          "successive_halving",
+          "none"
+        ]
+      },
+      "startup_trials": {
+        "type": "integer",
+        "minimum": 0
+      },
+      "warmup_epochs": {
+        "type": "integer",
+        "minimum": 0
+      }
+    },
+    "required": [
+      "type"
+    ],
+    "additionalProperties": false
+  },
+  "TrialSummary": {
+    "type": "object",
+    "properties": {
+      "number": {
+        "type": "integer"
+      },
+      "state": {
+        "enum": [
+          "RUNNING",
+          "COMPLETE",
+          "PRUNED",
+          "FAIL",
+          "WAITING"
+        ]
+      },
+      "params": {
+        "type": "object"
+      },
+      "value": {
+        "type": [
           "number",
-          "state",
-          "params",
-          "value",
-          "intermediate"
+          "null"
+        ]
+      },
+      "intermediate": {
+        "type": "array",
+        "items": {
+          "type": "array",
+          "prefixItems": [
+            {
+              "type": "integer"
+            },
+            {
+              "type": "number"
+            }
+          ],
+          "minItems": 2,
+          "maxItems": 2
+        }
+      },
+      "started_at": {
+        "type": [
+          "string",
+          "null"
+        ]
+      },
+      "finished_at": {
+        "type": [
+          "string",
+          "null"
         ]
       }
     },
+    "required": [
+      "number",
+      "state",
+      "params",
+      "value",
+      "intermediate"
+    ]
+  }
+};
+
+/** Each op's request line as JSON Schema (id, op and its args; nothing else). */
+export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
+  "ping": {
     "type": "object",
     "properties": {
       "id": {
@@ -272,138 +274,6 @@ export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
     "additionalProperties": false
   },
   "create": {
-    "$defs": {
-      "StudyKey": {
-        "type": "string",
-        "minLength": 1,
-        "description": "The Redis key prefix, e.g. makam:study:<job id>"
-      },
-      "ParamSpace": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "int",
-              "float",
-              "categorical"
-            ]
-          },
-          "low": {
-            "type": "number"
-          },
-          "high": {
-            "type": "number"
-          },
-          "step": {
-            "type": "number"
-          },
-          "log": {
-            "type": "boolean"
-          },
-          "choices": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-              "type": [
-                "string",
-                "number",
-                "boolean",
-                "null"
-              ]
-            }
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "Pruner": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "median",
-              "successive_halving",
-              "none"
-            ]
-          },
-          "startup_trials": {
-            "type": "integer",
-            "minimum": 0
-          },
-          "warmup_epochs": {
-            "type": "integer",
-            "minimum": 0
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "TrialSummary": {
-        "type": "object",
-        "properties": {
-          "number": {
-            "type": "integer"
-          },
-          "state": {
-            "enum": [
-              "RUNNING",
-              "COMPLETE",
-              "PRUNED",
-              "FAIL",
-              "WAITING"
-            ]
-          },
-          "params": {
-            "type": "object"
-          },
-          "value": {
-            "type": [
-              "number",
-              "null"
-            ]
-          },
-          "intermediate": {
-            "type": "array",
-            "items": {
-              "type": "array",
-              "prefixItems": [
-                {
-                  "type": "integer"
-                },
-                {
-                  "type": "number"
-                }
-              ],
-              "minItems": 2,
-              "maxItems": 2
-            }
-          },
-          "started_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          },
-          "finished_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          }
-        },
-        "required": [
-          "number",
-          "state",
-          "params",
-          "value",
-          "intermediate"
-        ]
-      }
-    },
     "type": "object",
     "properties": {
       "id": {
@@ -461,138 +331,6 @@ export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
     "additionalProperties": false
   },
   "ask": {
-    "$defs": {
-      "StudyKey": {
-        "type": "string",
-        "minLength": 1,
-        "description": "The Redis key prefix, e.g. makam:study:<job id>"
-      },
-      "ParamSpace": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "int",
-              "float",
-              "categorical"
-            ]
-          },
-          "low": {
-            "type": "number"
-          },
-          "high": {
-            "type": "number"
-          },
-          "step": {
-            "type": "number"
-          },
-          "log": {
-            "type": "boolean"
-          },
-          "choices": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-              "type": [
-                "string",
-                "number",
-                "boolean",
-                "null"
-              ]
-            }
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "Pruner": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "median",
-              "successive_halving",
-              "none"
-            ]
-          },
-          "startup_trials": {
-            "type": "integer",
-            "minimum": 0
-          },
-          "warmup_epochs": {
-            "type": "integer",
-            "minimum": 0
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "TrialSummary": {
-        "type": "object",
-        "properties": {
-          "number": {
-            "type": "integer"
-          },
-          "state": {
-            "enum": [
-              "RUNNING",
-              "COMPLETE",
-              "PRUNED",
-              "FAIL",
-              "WAITING"
-            ]
-          },
-          "params": {
-            "type": "object"
-          },
-          "value": {
-            "type": [
-              "number",
-              "null"
-            ]
-          },
-          "intermediate": {
-            "type": "array",
-            "items": {
-              "type": "array",
-              "prefixItems": [
-                {
-                  "type": "integer"
-                },
-                {
-                  "type": "number"
-                }
-              ],
-              "minItems": 2,
-              "maxItems": 2
-            }
-          },
-          "started_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          },
-          "finished_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          }
-        },
-        "required": [
-          "number",
-          "state",
-          "params",
-          "value",
-          "intermediate"
-        ]
-      }
-    },
     "type": "object",
     "properties": {
       "id": {
@@ -613,138 +351,6 @@ export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
     "additionalProperties": false
   },
   "report": {
-    "$defs": {
-      "StudyKey": {
-        "type": "string",
-        "minLength": 1,
-        "description": "The Redis key prefix, e.g. makam:study:<job id>"
-      },
-      "ParamSpace": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "int",
-              "float",
-              "categorical"
-            ]
-          },
-          "low": {
-            "type": "number"
-          },
-          "high": {
-            "type": "number"
-          },
-          "step": {
-            "type": "number"
-          },
-          "log": {
-            "type": "boolean"
-          },
-          "choices": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-              "type": [
-                "string",
-                "number",
-                "boolean",
-                "null"
-              ]
-            }
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "Pruner": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "median",
-              "successive_halving",
-              "none"
-            ]
-          },
-          "startup_trials": {
-            "type": "integer",
-            "minimum": 0
-          },
-          "warmup_epochs": {
-            "type": "integer",
-            "minimum": 0
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "TrialSummary": {
-        "type": "object",
-        "properties": {
-          "number": {
-            "type": "integer"
-          },
-          "state": {
-            "enum": [
-              "RUNNING",
-              "COMPLETE",
-              "PRUNED",
-              "FAIL",
-              "WAITING"
-            ]
-          },
-          "params": {
-            "type": "object"
-          },
-          "value": {
-            "type": [
-              "number",
-              "null"
-            ]
-          },
-          "intermediate": {
-            "type": "array",
-            "items": {
-              "type": "array",
-              "prefixItems": [
-                {
-                  "type": "integer"
-                },
-                {
-                  "type": "number"
-                }
-              ],
-              "minItems": 2,
-              "maxItems": 2
-            }
-          },
-          "started_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          },
-          "finished_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          }
-        },
-        "required": [
-          "number",
-          "state",
-          "params",
-          "value",
-          "intermediate"
-        ]
-      }
-    },
     "type": "object",
     "properties": {
       "id": {
@@ -782,138 +388,6 @@ export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
     "additionalProperties": false
   },
   "tell": {
-    "$defs": {
-      "StudyKey": {
-        "type": "string",
-        "minLength": 1,
-        "description": "The Redis key prefix, e.g. makam:study:<job id>"
-      },
-      "ParamSpace": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "int",
-              "float",
-              "categorical"
-            ]
-          },
-          "low": {
-            "type": "number"
-          },
-          "high": {
-            "type": "number"
-          },
-          "step": {
-            "type": "number"
-          },
-          "log": {
-            "type": "boolean"
-          },
-          "choices": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-              "type": [
-                "string",
-                "number",
-                "boolean",
-                "null"
-              ]
-            }
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "Pruner": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "median",
-              "successive_halving",
-              "none"
-            ]
-          },
-          "startup_trials": {
-            "type": "integer",
-            "minimum": 0
-          },
-          "warmup_epochs": {
-            "type": "integer",
-            "minimum": 0
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "TrialSummary": {
-        "type": "object",
-        "properties": {
-          "number": {
-            "type": "integer"
-          },
-          "state": {
-            "enum": [
-              "RUNNING",
-              "COMPLETE",
-              "PRUNED",
-              "FAIL",
-              "WAITING"
-            ]
-          },
-          "params": {
-            "type": "object"
-          },
-          "value": {
-            "type": [
-              "number",
-              "null"
-            ]
-          },
-          "intermediate": {
-            "type": "array",
-            "items": {
-              "type": "array",
-              "prefixItems": [
-                {
-                  "type": "integer"
-                },
-                {
-                  "type": "number"
-                }
-              ],
-              "minItems": 2,
-              "maxItems": 2
-            }
-          },
-          "started_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          },
-          "finished_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          }
-        },
-        "required": [
-          "number",
-          "state",
-          "params",
-          "value",
-          "intermediate"
-        ]
-      }
-    },
     "type": "object",
     "properties": {
       "id": {
@@ -953,138 +427,6 @@ export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
     "additionalProperties": false
   },
   "summary": {
-    "$defs": {
-      "StudyKey": {
-        "type": "string",
-        "minLength": 1,
-        "description": "The Redis key prefix, e.g. makam:study:<job id>"
-      },
-      "ParamSpace": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "int",
-              "float",
-              "categorical"
-            ]
-          },
-          "low": {
-            "type": "number"
-          },
-          "high": {
-            "type": "number"
-          },
-          "step": {
-            "type": "number"
-          },
-          "log": {
-            "type": "boolean"
-          },
-          "choices": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-              "type": [
-                "string",
-                "number",
-                "boolean",
-                "null"
-              ]
-            }
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "Pruner": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "median",
-              "successive_halving",
-              "none"
-            ]
-          },
-          "startup_trials": {
-            "type": "integer",
-            "minimum": 0
-          },
-          "warmup_epochs": {
-            "type": "integer",
-            "minimum": 0
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "TrialSummary": {
-        "type": "object",
-        "properties": {
-          "number": {
-            "type": "integer"
-          },
-          "state": {
-            "enum": [
-              "RUNNING",
-              "COMPLETE",
-              "PRUNED",
-              "FAIL",
-              "WAITING"
-            ]
-          },
-          "params": {
-            "type": "object"
-          },
-          "value": {
-            "type": [
-              "number",
-              "null"
-            ]
-          },
-          "intermediate": {
-            "type": "array",
-            "items": {
-              "type": "array",
-              "prefixItems": [
-                {
-                  "type": "integer"
-                },
-                {
-                  "type": "number"
-                }
-              ],
-              "minItems": 2,
-              "maxItems": 2
-            }
-          },
-          "started_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          },
-          "finished_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          }
-        },
-        "required": [
-          "number",
-          "state",
-          "params",
-          "value",
-          "intermediate"
-        ]
-      }
-    },
     "type": "object",
     "properties": {
       "id": {
@@ -1108,138 +450,6 @@ export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
     "additionalProperties": false
   },
   "fail_running": {
-    "$defs": {
-      "StudyKey": {
-        "type": "string",
-        "minLength": 1,
-        "description": "The Redis key prefix, e.g. makam:study:<job id>"
-      },
-      "ParamSpace": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "int",
-              "float",
-              "categorical"
-            ]
-          },
-          "low": {
-            "type": "number"
-          },
-          "high": {
-            "type": "number"
-          },
-          "step": {
-            "type": "number"
-          },
-          "log": {
-            "type": "boolean"
-          },
-          "choices": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-              "type": [
-                "string",
-                "number",
-                "boolean",
-                "null"
-              ]
-            }
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "Pruner": {
-        "type": "object",
-        "properties": {
-          "type": {
-            "enum": [
-              "median",
-              "successive_halving",
-              "none"
-            ]
-          },
-          "startup_trials": {
-            "type": "integer",
-            "minimum": 0
-          },
-          "warmup_epochs": {
-            "type": "integer",
-            "minimum": 0
-          }
-        },
-        "required": [
-          "type"
-        ],
-        "additionalProperties": false
-      },
-      "TrialSummary": {
-        "type": "object",
-        "properties": {
-          "number": {
-            "type": "integer"
-          },
-          "state": {
-            "enum": [
-              "RUNNING",
-              "COMPLETE",
-              "PRUNED",
-              "FAIL",
-              "WAITING"
-            ]
-          },
-          "params": {
-            "type": "object"
-          },
-          "value": {
-            "type": [
-              "number",
-              "null"
-            ]
-          },
-          "intermediate": {
-            "type": "array",
-            "items": {
-              "type": "array",
-              "prefixItems": [
-                {
-                  "type": "integer"
-                },
-                {
-                  "type": "number"
-                }
-              ],
-              "minItems": 2,
-              "maxItems": 2
-            }
-          },
-          "started_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          },
-          "finished_at": {
-            "type": [
-              "string",
-              "null"
-            ]
-          }
-        },
-        "required": [
-          "number",
-          "state",
-          "params",
-          "value",
-          "intermediate"
-        ]
-      }
-    },
     "type": "object",
     "properties": {
       "id": {
@@ -1266,5 +476,133 @@ export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
       "keep"
     ],
     "additionalProperties": false
+  }
+};
+
+/** Each op's result as JSON Schema (what a reply with ok: true carries under result). */
+export const STUDY_RESULT_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
+  "ping": {
+    "type": "object",
+    "properties": {},
+    "required": []
+  },
+  "create": {
+    "type": "object",
+    "properties": {
+      "created": {
+        "type": "boolean"
+      }
+    },
+    "required": [
+      "created"
+    ]
+  },
+  "ask": {
+    "type": "object",
+    "properties": {
+      "number": {
+        "type": [
+          "integer",
+          "null"
+        ]
+      },
+      "params": {
+        "type": [
+          "object",
+          "null"
+        ]
+      }
+    },
+    "required": [
+      "number",
+      "params"
+    ]
+  },
+  "report": {
+    "type": "object",
+    "properties": {
+      "prune": {
+        "type": "boolean"
+      }
+    },
+    "required": [
+      "prune"
+    ]
+  },
+  "tell": {
+    "type": "object",
+    "properties": {
+      "told": {
+        "type": "boolean"
+      }
+    },
+    "required": [
+      "told"
+    ]
+  },
+  "summary": {
+    "type": "object",
+    "properties": {
+      "trials": {
+        "type": "array",
+        "items": {
+          "$ref": "#/$defs/TrialSummary"
+        }
+      },
+      "best": {
+        "anyOf": [
+          {
+            "type": "object",
+            "properties": {
+              "number": {
+                "type": "integer"
+              },
+              "value": {
+                "type": "number"
+              },
+              "params": {
+                "type": "object"
+              }
+            },
+            "required": [
+              "number",
+              "value",
+              "params"
+            ]
+          },
+          {
+            "type": "null"
+          }
+        ]
+      },
+      "importances": {
+        "type": [
+          "object",
+          "null"
+        ],
+        "additionalProperties": {
+          "type": "number"
+        }
+      }
+    },
+    "required": [
+      "trials",
+      "best",
+      "importances"
+    ]
+  },
+  "fail_running": {
+    "type": "object",
+    "properties": {
+      "failed": {
+        "type": "array",
+        "items": {
+          "type": "integer"
+        }
+      }
+    },
+    "required": [
+      "failed"
+    ]
   }
 };
