@@ -3,11 +3,16 @@
 Only the child writes events while it lives. When it exits without a `finished` event, this
 thread writes one: CANCELLED after a cancel, FAILED/worker_stopped after a server stop, and
 FAILED/worker_crashed otherwise (a crash, an OOM kill, a SIGKILL).
+
+A run is forked from the worker's warm training process when one is ready (warm.py), else spawned
+as `python -m makam_worker.training.child <run_dir>`; either way it is its own process group and
+holds its run's lock (run_lock.py) while it lives.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing.process
 import os
 import signal
 import subprocess
@@ -16,9 +21,12 @@ import threading
 import time
 from pathlib import Path
 
-from makam_worker import logs
+from makam_worker import logs, run_lock
 from makam_worker.events import EventLog, find_finished, read_events
 from makam_worker.layout import RunPaths
+from makam_worker.training import tokenizer_cache
+from makam_worker.warm import WarmProcess
+from makam_worker.warm import shared as warm_process
 
 logger = logging.getLogger("makam_worker.process")
 
@@ -36,7 +44,12 @@ def describe_exit(returncode: int) -> str:
 
 
 def process_alive(pid: int, run_dir: Path) -> bool:
-    """True while `pid` is a live (not zombie) training process of this run dir."""
+    """True while `pid` is a live (not zombie) training process of this run dir: its run lock is held
+    (a forked run's command line does not name the run dir), or, for a child of an older worker
+    that took no lock, `pid` lives with the run dir on its command line."""
+    held = run_lock.held(run_dir)
+    if held is not None:
+        return held
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -56,10 +69,12 @@ def process_alive(pid: int, run_dir: Path) -> bool:
 
 
 class RunProcess:
-    """A child spawned by this server (`popen`), or one adopted after a server restart (pid only)."""
+    """A child spawned by this server (`popen`), one forked from its warm process (`forked`), or one
+    adopted after a server restart (pid only)."""
 
-    def __init__(self, paths: RunPaths, pid: int, popen: subprocess.Popen[bytes] | None) -> None:
-        self.paths, self.pid, self.popen = paths, pid, popen
+    def __init__(self, paths: RunPaths, pid: int, popen: subprocess.Popen[bytes] | None,
+                 forked: multiprocessing.process.BaseProcess | None = None) -> None:
+        self.paths, self.pid, self.popen, self.forked = paths, pid, popen, forked
         self.log = logs.for_run(logger, paths.dir.name)
         self.exited = threading.Event()  # the process is gone (reaped, for our own children)
         self.done = threading.Event()  # ...and its `finished` event is on disk
@@ -68,15 +83,29 @@ class RunProcess:
         threading.Thread(target=self._watch, name=f"watch-{paths.dir.name}", daemon=True).start()
 
     @classmethod
-    def spawn(cls, paths: RunPaths) -> RunProcess:
-        with paths.train_log.open("ab") as log_file:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "makam_worker.training.child", str(paths.dir)],
-                start_new_session=True,  # its own process group: a cancel kills it and nothing else
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+    def spawn(cls, paths: RunPaths, warm: WarmProcess | None = None) -> RunProcess:
+        """Forked from `warm` (default: this worker's warm process) when it is ready, else spawned cold."""
+        # Runs live in state_dir/runs/<run_id>: their trained tokenizers are cached beside, by content.
+        env = {**os.environ, tokenizer_cache.ENV: str(paths.dir.parent.parent / tokenizer_cache.CACHE_DIR)}
+        forked = (warm or warm_process()).fork_run(paths.dir, env)
+        if forked is not None:
+            paths.pid.write_text(f"{forked.pid}\n")
+            return cls(paths, forked.pid, None, forked)
+        # Taken here and inherited, so the lock is the child's from its first instruction to its exit.
+        lock_fd = run_lock.hold(paths.dir)
+        try:
+            with paths.train_log.open("ab") as log_file:
+                popen = subprocess.Popen(
+                    [sys.executable, "-m", "makam_worker.training.child", str(paths.dir)],
+                    start_new_session=True,  # its own process group: a cancel kills it and nothing else
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(lock_fd,),
+                    env=env,
+                )
+        finally:
+            os.close(lock_fd)
         paths.pid.write_text(f"{popen.pid}\n")
         return cls(paths, popen.pid, popen)
 
@@ -106,6 +135,14 @@ class RunProcess:
     def _watch(self) -> None:
         if self.popen is not None:
             detail = describe_exit(self.popen.wait())
+        elif self.forked is not None:
+            self.forked.join()  # the warm process reports the exit status of what it forked
+            detail = describe_exit(self.forked.exitcode)
+            if run_lock.held(self.paths.dir):
+                # The warm process died, not the run (its report was cut off): wait on the lock.
+                while run_lock.held(self.paths.dir):
+                    time.sleep(ADOPTED_POLL_S)
+                detail = "exited (its warm process died first; exit status unknown)"
         else:
             while process_alive(self.pid, self.paths.dir):
                 time.sleep(ADOPTED_POLL_S)

@@ -18,9 +18,9 @@ from pathlib import Path
 import grpc
 
 from makam.worker.v1 import worker_pb2_grpc
-from makam_worker import __version__, logs
+from makam_worker import __version__, logs, warm
 from makam_worker.servicer import WorkerServicer
-from makam_worker.settings import Limits, allow_insecure, is_loopback, limits_from_env
+from makam_worker.settings import Limits, allow_insecure, is_loopback, limits_from_env, warm_process_enabled
 from makam_worker.training.model_limits import check_settings as check_model_settings
 from makam_worker.tls import TlsFiles
 
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         tls = TlsFiles.from_env(args.tls_cert, args.tls_key, args.tls_client_ca)
         limits = limits_from_env()
         insecure_ok = allow_insecure()
+        warm_ok = warm_process_enabled()
         check_model_settings()  # MAKAM_MODEL_ROOTS, MAKAM_WORKER_MEMORY_BYTES: named at start, not at the first run
     except ValueError as e:
         logger.error("bad configuration: %s", e)
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda signum, _frame: stopping.set())
     server.start()
     servicer.start_sweeper()
+    if warm_ok:
+        warm.shared().start()  # in the background: runs start cold until it is ready
     logger.info("makam-worker %s listening on %s (port %d, %s) as %s, state dir %s",
                 __version__, args.listen, port, ("mTLS" if tls.client_ca else "TLS") if tls else "plaintext",
                 servicer.worker_id, args.state_dir.resolve())

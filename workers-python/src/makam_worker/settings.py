@@ -66,6 +66,18 @@ def allow_insecure(env: Mapping[str, str] | None = None) -> bool:
     raise ValueError(f"MAKAM_WORKER_ALLOW_INSECURE={raw!r} must be 1/true or 0/false")
 
 
+def warm_process_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """MAKAM_WORKER_WARM (default 1): keep a warm training process that runs are forked from (warm.py);
+    0 spawns every run cold, paying the imports of torch and transformers each time."""
+    env = os.environ if env is None else env
+    raw = env.get("MAKAM_WORKER_WARM", "").strip().lower()
+    if raw in ("", "1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    raise ValueError(f"MAKAM_WORKER_WARM={raw!r} must be 1/true or 0/false")
+
+
 def is_loopback(address: str) -> bool:
     """True when a gRPC listen address is reachable only from this machine (loopback or a unix socket)."""
     if address.startswith(("unix:", "unix-abstract:")):
