@@ -21,8 +21,15 @@ TEXTPREP = Path(__file__).with_name("textprep.py")
 PREPARE = """\
 import json, sys
 sys.path.insert(0, d)
-import textprep  # shipped in the artifact: the text preparation the model was trained with
+import textprep  # shipped in the artifact: the text preparation and truncation the model was trained with
 texts = [textprep.prepare_text(t, **json.load(open(f"{d}/preprocessing.json"))) for t in texts]"""
+
+
+TRUNCATION = {
+    "head": "the first tokens of a longer text are kept",
+    "tail": "the last tokens of a longer text are kept",
+    "head+tail": "128 of every 510 tokens from the head of a longer text, the rest from its tail",
+}
 
 
 def final_metrics(
@@ -91,7 +98,8 @@ def finish(
     preprocessing = {name: getattr(hp, name) for name in OPTIONS}
     (model_dir / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n")
     shutil.copyfile(TEXTPREP, model_dir / "textprep.py")
-    card = model_card(spec.model, hp, splits, summary, source, loading)
+    card = model_card(spec.model, hp, splits, summary, source, loading,
+                      max_length=model_info.get("max_length"))
     artifact.write_files(model_dir, splits.label_names, metrics, card)
     digest = artifact.pack(paths)
     log.info("artifact packed: sha256 %s", digest)
@@ -111,7 +119,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def model_card(model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, summary: dict[str, Any],
-               source: str, loading: str) -> str:
+               source: str, loading: str, max_length: int | None = None) -> str:
     evaluation = summary["test"]
     labels = splits.label_names
     split = summary["evaluated_on"]
@@ -171,7 +179,12 @@ def model_card(model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, summa
         f"removed from evaluation: {', '.join(f'{k} {v}' for k, v in data['removed_from_evaluation'].items())}",
         f"- Text preparation: {', '.join(f'{k}={v}' for k, v in (data.get('preparation') or {}).items())} "
         "(textprep.py with preprocessing.json; apply it to raw text before predicting"
-        + (", which the shipped tokenizer does itself)" if hp.family == "scratch" else ")"),
+        + (", which the shipped tokenizer also does itself)" if hp.family == "scratch" else ")"),
+        *([] if max_length is None else [
+            f"- Truncation: {hp.truncation}, to {max_length} tokens with the special tokens "
+            f"({TRUNCATION[hp.truncation]}): training and evaluation made their input with "
+            "textprep.encode(tokenizer, texts, max_length, truncation), and so must predictions, as the loader "
+            "below does" + ("; no tokenizer option keeps both ends" if hp.truncation == "head+tail" else "")]),
         "",
         "## Training throughput",
         "",
@@ -188,7 +201,7 @@ def model_card(model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, summa
         "```python",
         'd = "path/to/unpacked/model"',
         'texts = ["..."]',
-        *([] if hp.family == "scratch" else [PREPARE]),
+        PREPARE,  # for scratch too: its tokenizer prepares again, which changes nothing, and encode is in textprep
         loading,
         "```",
         "",

@@ -8,6 +8,13 @@ artifact (with the options in preprocessing.json), so predictions see text prepa
     textprep.prepare_text("\\\\'Seni SEVİYORUM\\\\r\\\\nAm", **options)
 
 `prepare_text` is idempotent: preparing prepared text changes nothing.
+
+`encode` turns prepared texts into the model input the worker trained and evaluated on, with the
+run's truncation (`head`, `tail` or `head+tail`, which no tokenizer option gives); the training loop
+calls the same functions, so the model card's loader predicts what the run reported:
+
+    batch = textprep.encode(tokenizer, texts, max_length=128, truncation="head+tail", return_tensors="pt")
+    logits = model(**batch).logits
 """
 
 from __future__ import annotations
@@ -79,3 +86,71 @@ def prepare_text(
 
 
 OPTIONS = ("unicode_nfc", "lowercase", "unescape_newlines", "drop_chord_lines")
+TRUNCATIONS = ("head", "tail", "head+tail")
+
+
+def truncate(ids: list, budget: int, mode: str) -> list:
+    """At most `budget` ids: the first (head), the last (tail), or both (head+tail: 128 of every 510
+    from the head and the rest from the tail, the best split in Sun et al. 2019, "How to Fine-Tune
+    BERT for Text Classification")."""
+    if mode not in TRUNCATIONS:
+        raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)} (got {mode!r})")
+    if len(ids) <= budget:
+        return list(ids)
+    if budget <= 0:
+        return []
+    if mode == "head":
+        return list(ids[:budget])
+    if mode == "tail":
+        return list(ids[-budget:])
+    head = round(budget * 128 / 510)
+    tail = budget - head
+    return list(ids[:head]) + (list(ids[-tail:]) if tail else [])
+
+
+def special_affixes(tokenizer) -> tuple:
+    """The special token ids a Hugging Face tokenizer puts before and after a single text
+    ([CLS] / [SEP], <s> / none), found by tokenizing a sample with and without them."""
+    sample = "a b"
+    plain = tokenizer(sample, add_special_tokens=False)["input_ids"]
+    full = tokenizer(sample, add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return list(full[:start]), list(full[start + len(plain) :])
+    raise ValueError("the tokenizer's special tokens could not be told apart from the text")
+
+
+def encode_ids(tokenizer, texts: list, max_length: int, truncation: str = "head") -> tuple:
+    """Each text's input ids, as the worker made them for training and evaluation: tokenized without
+    special tokens, cut to the budget the special tokens leave, then wrapped in them. Returns the
+    ids and how many texts were cut."""
+    prefix, suffix = special_affixes(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    if budget < 1:
+        raise ValueError(f"max_length {max_length} leaves no room for text")
+    out, truncated = [], 0
+    for start in range(0, len(texts), 512):  # bounded memory for the tokenizer's batch
+        # verbose=False: texts longer than the model's limit are expected; they are cut here.
+        for ids in tokenizer(list(texts[start : start + 512]), add_special_tokens=False, verbose=False)["input_ids"]:
+            truncated += len(ids) > budget
+            out.append(prefix + truncate(ids, budget, truncation) + suffix)
+    return out, truncated
+
+
+def encode(tokenizer, texts: list, max_length: int, truncation: str = "head", return_tensors=None) -> dict:
+    """A batch for model(**batch): `input_ids` from encode_ids and `attention_mask`, padded on the
+    right with the tokenizer's pad token as in training; lists, or torch tensors with
+    return_tensors="pt"."""
+    ids, _ = encode_ids(tokenizer, texts, max_length, truncation)
+    width = max((len(row) for row in ids), default=0)
+    batch = {
+        "input_ids": [row + [tokenizer.pad_token_id] * (width - len(row)) for row in ids],
+        "attention_mask": [[1] * len(row) + [0] * (width - len(row)) for row in ids],
+    }
+    if return_tensors == "pt":
+        import torch  # only here: the preparation above needs nothing beyond the standard library
+
+        return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
+    if return_tensors is not None:
+        raise ValueError(f"return_tensors must be None or 'pt' (got {return_tensors!r})")
+    return batch

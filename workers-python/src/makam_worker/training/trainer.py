@@ -26,7 +26,7 @@ from transformers.utils import logging as hf_logging
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import RunSpec
-from makam_worker.training import report, train_state
+from makam_worker.training import report, textprep, train_state
 from makam_worker.training.train_state import LoopState, Resume, restore, snapshot
 from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
@@ -85,53 +85,33 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 
 def special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
     """The special tokens a tokenizer puts before and after a single text ([CLS] / [SEP], <s> / none)."""
-    sample = "a b"
-    plain = tokenizer(sample, add_special_tokens=False)["input_ids"]
-    full = tokenizer(sample, add_special_tokens=True)["input_ids"]
-    for start in range(len(full) - len(plain) + 1):
-        if full[start : start + len(plain)] == plain:
-            return list(full[:start]), list(full[start + len(plain) :])
-    raise TrainingError("invalid_model", "the tokenizer's special tokens could not be told apart from the text")
+    try:
+        return textprep.special_affixes(tokenizer)
+    except ValueError as e:
+        raise TrainingError("invalid_model", str(e)) from None
 
 
-def truncate(ids: list[int], budget: int, mode: str) -> list[int]:
-    """At most `budget` ids: the first (head), the last (tail), or both (head+tail: 128 of every 510
-    from the head and the rest from the tail, the best split in Sun et al. 2019, "How to Fine-Tune
-    BERT for Text Classification")."""
-    if len(ids) <= budget:
-        return list(ids)
-    if budget <= 0:
-        return []
-    if mode == "head":
-        return list(ids[:budget])
-    if mode == "tail":
-        return list(ids[-budget:])
-    head = round(budget * 128 / 510)
-    tail = budget - head
-    return list(ids[:head]) + (list(ids[-tail:]) if tail else [])
+# textprep.py is shipped in every artifact and its model card's loader calls textprep.encode: the
+# loop truncates with the very same code, so the artifact predicts what the run evaluated.
+truncate = textprep.truncate
 
 
 class TextEncoder:
-    """Texts to model input ids: tokenized without special tokens, truncated to the budget the
-    special tokens leave, then wrapped in them."""
+    """Texts to model input ids (textprep.encode_ids): tokenized without special tokens, truncated
+    to the budget the special tokens leave, then wrapped in them."""
 
     def __init__(self, tokenizer: Any, max_length: int, truncation: str) -> None:
         self.tokenizer = tokenizer
         self.prefix, self.suffix = special_affixes(tokenizer)
         self.budget = max_length - len(self.prefix) - len(self.suffix)
+        self.max_length = max_length
         self.truncation = truncation
         if self.budget < 1:
             raise TrainingError("invalid_hyperparameters", f"max_length {max_length} leaves no room for text")
 
-    def __call__(self, texts: list[str], chunk: int = 512) -> tuple[list[list[int]], int]:
+    def __call__(self, texts: list[str]) -> tuple[list[list[int]], int]:
         """The input ids of each text, and how many texts were truncated."""
-        out: list[list[int]] = []
-        truncated = 0
-        for start in range(0, len(texts), chunk):
-            for ids in self.tokenizer(texts[start : start + chunk], add_special_tokens=False)["input_ids"]:
-                truncated += len(ids) > self.budget
-                out.append(self.prefix + truncate(ids, self.budget, self.truncation) + self.suffix)
-        return out, truncated
+        return textprep.encode_ids(self.tokenizer, texts, self.max_length, self.truncation)
 
 
 def collate(rows: list[tuple[int, list[int], int]], pad_token_id: int, multiple_of: int = 1,

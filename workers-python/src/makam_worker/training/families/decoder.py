@@ -46,14 +46,14 @@ model = AutoModelForSequenceClassification.from_pretrained(
     base, num_labels=len(labels), id2label=dict(enumerate(labels)),
     label2id={l: i for i, l in enumerate(labels)}, pad_token_id=tokenizer.pad_token_id)
 model = PeftModel.from_pretrained(model, d).eval()
-batch = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
+batch = textprep.encode(tokenizer, texts, max_length={max_length}, truncation={truncation}, return_tensors="pt")
 predicted = [labels[i] for i in model(**batch).logits.argmax(-1).tolist()]"""
 
 LOADING_MERGED = """\
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 model = AutoModelForSequenceClassification.from_pretrained(d).eval()
 tokenizer = AutoTokenizer.from_pretrained(d)
-batch = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
+batch = textprep.encode(tokenizer, texts, max_length={max_length}, truncation={truncation}, return_tensors="pt")
 labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]"""
 
 
@@ -170,7 +170,7 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
     loading = LOADING_MERGED if hp.export == "merged" else LOADING_ADAPTER
     return Built(
         model=model, tokenizer=tokenizer, max_length=max_length, pad_token_id=tokenizer.pad_token_id, save=save,
-        source=source, loading=loading.replace("{max_length}", str(max_length)), notes=notes,
+        source=source, loading=loading.replace("{max_length}", str(max_length)).replace("{truncation}", repr(hp.truncation)), notes=notes,
         info={**parameter_counts(model), "vocab_size": len(tokenizer), "export": hp.export,
               "load_in_4bit": hp.load_in_4bit, "base_dtype": str(dtype).removeprefix("torch.")},
         derived=derived,

@@ -34,7 +34,7 @@ LOADING = """\
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 model = AutoModelForSequenceClassification.from_pretrained(d).eval()
 tokenizer = AutoTokenizer.from_pretrained(d)
-batch = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
+batch = textprep.encode(tokenizer, texts, max_length={max_length}, truncation={truncation!r}, return_tensors="pt")
 labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]"""
 
 
@@ -63,7 +63,7 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
     source = model_spec.name or f"untrained {model_spec.config.get('model_type')} built from a config"
     return Built(
         model=model, tokenizer=tokenizer, max_length=max_length, pad_token_id=tokenizer.pad_token_id, save=save,
-        source=source, loading=LOADING.format(max_length=max_length), notes=notes,
+        source=source, loading=LOADING.format(max_length=max_length, truncation=ctx.hp.truncation), notes=notes,
         info={**parameter_counts(model), "vocab_size": len(tokenizer)}, derived=derived,
     )
 

@@ -29,8 +29,8 @@ POSITIONS = "learned"
 LOADING = """\
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 model = AutoModelForSequenceClassification.from_pretrained(d, trust_remote_code=True).eval()
-tokenizer = AutoTokenizer.from_pretrained(d, trust_remote_code=True)  # prepares raw text as in training
-batch = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
+tokenizer = AutoTokenizer.from_pretrained(d, trust_remote_code=True)
+batch = textprep.encode(tokenizer, texts, max_length={max_length}, truncation={truncation!r}, return_tensors="pt")
 labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]"""
 
 
@@ -101,7 +101,7 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
         source=f"from scratch: {hp.layers} pre-norm blocks, d_model {hp.d_model}, {hp.heads} heads, "
                f"ff_dim {hp.ff_dim}, {POSITIONS} positions, {hp.pooling} pooling; "
                f"SentencePiece {hp.tokenizer_model} vocabulary of {len(tokenizer)}",
-        loading=LOADING.format(max_length=hp.max_length),
+        loading=LOADING.format(max_length=hp.max_length, truncation=hp.truncation),
         info={**parameter_counts(model), "vocab_size": len(tokenizer)},
         derived={"tokenizer.model": vocab_file},
     )

@@ -1,0 +1,149 @@
+"""The artifact a user downloads, loaded exactly as its model card prints, predicts what the worker
+evaluated, label for label on the test split, for every family and every `truncation`.
+
+The texts are longer than max_length and their label's evidence sits at the end, so a loader that
+truncated otherwise than training did (a tokenizer keeping the head of a head+tail run, say) would
+predict something else. The worker's own predictions are read off its evaluation path
+(`evaluation_report`, patched to record its arguments) while the run trains in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import extract, jsonl, read_events, write_run_dir
+from makam_worker.training.child import EXIT_OK, execute
+
+# The evidence: the last words of a text name its label.
+ENDINGS = {"aşk": "kalbim seni özledi", "doğa": "dağların ardında orman", "şehir": "metro kalabalık trafik"}
+# The first word agrees with the label two times in three, so a head-truncated model learns something
+# too (confident predictions, no near ties) and still differs from one that reads the tail.
+OPENINGS = {"aşk": "sevda", "doğa": "toprak", "şehir": "beton"}
+FILLER = ("bugün yarın sabah akşam hava yol ev kapı masa kitap kalem çay kahve ekmek su pencere duvar "
+          "sokak köşe gün yıl saat dakika renk ses söz şarkı türkü ezgi").split()
+MAX_LENGTH = 32
+TINY_BERT = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 64, "max_position_embeddings": 64}
+TINY_LLAMA = {"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "num_key_value_heads": 1, "intermediate_size": 64, "max_position_embeddings": 64}
+COMMON = {"batch_size": 8, "max_length": MAX_LENGTH, "seed": 3, "validation_fraction": 0.25}
+RUNS = {
+    "encoder": ({"family": "encoder", "name": "", "config": TINY_BERT, "tokenizer": {"vocab_size": 300}},
+                {**COMMON, "epochs": 10, "learning_rate": 3e-3}),
+    "decoder": ({"family": "decoder", "name": "", "config": TINY_LLAMA, "tokenizer": {"vocab_size": 400}},
+                {**COMMON, "epochs": 4, "learning_rate": 5e-3, "lora_target_modules": [
+                    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}),
+    "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
+                {**COMMON, "epochs": 6, "learning_rate": 3e-3, "layers": 2, "heads": 2, "d_model": 32,
+                 "ff_dim": 64, "vocab_size": 200}),
+    "tfidf": ({"family": "tfidf", "name": "", "config": None, "tokenizer": None}, {"seed": 3}),
+}
+CASES = [(f, t) for f in ("encoder", "decoder", "scratch") for t in ("head", "tail", "head+tail")] + [("tfidf", None)]
+# Blocks makam in the loader's interpreter: the artifact must load with what it ships.
+BLOCK_MAKAM = """\
+import importlib.abc, sys
+class NoMakam(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("makam_worker", "makam", "makam_study"):
+            raise ImportError(f"{name}: makam is not installed here")
+sys.meta_path.insert(0, NoMakam())
+"""
+
+
+def make_rows(n: int, rng: random.Random) -> list[dict]:
+    """`n` texts per label: an opening word, 40-60 filler words, then the label's ending; raw, as
+    scraped rows arrive (an escaped line break before the ending, a capitalised opening)."""
+    rows = []
+    for _ in range(n):
+        for label, ending in ENDINGS.items():
+            opening = OPENINGS[label] if rng.random() < 2 / 3 else OPENINGS[rng.choice(sorted(OPENINGS))]
+            filler = " ".join(rng.choice(FILLER) for _ in range(rng.randint(40, 60)))
+            rows.append({"text": f"{opening.capitalize()} {filler}\\r\\n{ending} {ending}", "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
+RNG = random.Random(13)
+TRAIN, VALIDATION, TEST = make_rows(16, RNG), make_rows(6, RNG), make_rows(8, RNG)
+
+
+def loading_code(card: str) -> str:
+    """The card's only Python block under "## Loading", as printed."""
+    section = card.split("## Loading", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1, section
+    return blocks[0]
+
+
+def run_card_loader(artifact, texts: list[str]) -> list[str]:
+    """The card's loader with only `d` and `texts` filled in, as a user would, in a fresh interpreter
+    that sees nothing but the unpacked artifact; returns the labels its last line assigns."""
+    code = loading_code((artifact / "README.md").read_text())
+    placeholders = ('d = "path/to/unpacked/model"\n', 'texts = ["..."]\n')
+    for line in placeholders:
+        assert code.count(line) == 1, code
+    code = code.replace(placeholders[0], f"d = {str(artifact)!r}\n").replace(placeholders[1], f"texts = {texts!r}\n")
+    result = code.strip().splitlines()[-1].split("=", 1)[0].strip()
+    script = BLOCK_MAKAM + code + f"import json\nprint(json.dumps({result}))\n"
+    done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=artifact.parent, env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                                                    "PATH": "/usr/bin:/bin", "HF_HOME": str(artifact.parent / "hf")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture()
+def worker_predictions(monkeypatch):
+    """The label names the run's final evaluation predicted, in the split's order, and its references."""
+    from makam_worker.training import trainer
+    from makam_worker.training.families import tfidf
+
+    seen: list[tuple] = []
+    for module in (trainer, tfidf):
+        original = module.evaluation_report
+
+        def recording(split, references, predictions, names, *args, _original=original, **kwargs):
+            seen.append((split, [names[i] for i in references], [names[i] for i in predictions]))
+            return _original(split, references, predictions, names, *args, **kwargs)
+
+        monkeypatch.setattr(module, "evaluation_report", recording)
+    return seen
+
+
+@pytest.mark.parametrize(("family", "truncation"), CASES, ids=[f"{f}-{t}" if t else f for f, t in CASES])
+def test_the_card_loader_predicts_what_the_worker_evaluated(tmp_path, worker_predictions, family, truncation):
+    model, hp = RUNS[family]
+    hp = {**hp, **({"truncation": truncation} if truncation else {})}
+    run_dir = write_run_dir(tmp_path, "run", hp, model=json.loads(json.dumps(model)), dataset=jsonl(TRAIN),
+                            validation=jsonl(VALIDATION))
+    spec = json.loads((run_dir / "spec.json").read_text())
+    spec["test_dataset"] = str(tmp_path / "test.jsonl")
+    (tmp_path / "test.jsonl").write_bytes(jsonl(TEST))
+    (run_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False))
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    split, references, evaluated = worker_predictions[-1]
+    assert split == "test" and references == [row["label"] for row in TEST]
+    summary = read_events(run_dir)[-1]["final_metrics"]
+    assert summary["accuracy"] == pytest.approx(sum(p == y for p, y in zip(evaluated, references)) / len(TEST))
+
+    artifact = tmp_path / "downloaded" / "model"
+    extract(run_dir / "model.tar.gz", artifact)  # the packed files, as the user gets them
+    card = (artifact / "README.md").read_text()
+    predicted = run_card_loader(artifact, [row["text"] for row in TEST])
+    assert predicted == evaluated
+
+    if truncation:
+        metrics = json.loads((artifact / "metrics.json").read_text())
+        # Every text was cut, so a loader truncating otherwise than training would see other tokens.
+        assert metrics["model"]["train_texts_truncated"] == summary["train_examples"] == len(TRAIN)
+        assert f"- Truncation: {truncation}, to {MAX_LENGTH} tokens" in card
+        if truncation != "head":
+            # The evidence at the end was learnt (chance is 1/3), so a head-only loader would disagree.
+            assert summary["accuracy"] >= 0.8, summary
