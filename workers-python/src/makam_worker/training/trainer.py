@@ -321,7 +321,10 @@ def improved(metric: str, value: float, best: float | None) -> bool:
 
 
 class ProgressReporter:
-    """Emits `progress` at most about once per interval, and always on an epoch's last step."""
+    """Emits `progress` at most about once per interval, and always on an epoch's last step and on the
+    run's first step (the event that marks training under way, for start-up measurements)."""
+
+    _first_sent = False
 
     def __init__(self, events: EventLog, total_steps: int, interval_s: float = PROGRESS_INTERVAL_S) -> None:
         self.events, self.total_steps, self.interval_s = events, total_steps, interval_s
@@ -333,7 +336,8 @@ class ProgressReporter:
         self._loss_sum = self._loss_sum + loss
         self._count += 1
         now = time.monotonic()
-        if epoch_end or now - self._last >= self.interval_s:
+        if epoch_end or not self._first_sent or now - self._last >= self.interval_s:
+            self._first_sent = True
             self.events.append(
                 "progress", epoch=epoch, step=step, total_steps=self.total_steps,
                 train_loss=float(self._loss_sum) / self._count, learning_rate=lr,

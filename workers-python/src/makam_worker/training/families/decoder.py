@@ -25,6 +25,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from makam_worker.run_spec import ModelSpec
+from makam_worker.training import tokenizer_cache
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
 from makam_worker.training.families.hf_models import (
@@ -101,7 +102,7 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
             model.to(dtype)
         source = f"untrained {model_spec.config.get('model_type')} built from a config"
     elif model_spec.config:
-        tokenizer = train_byte_bpe(ctx.splits.train_texts, tokenizer_settings(model_spec.tokenizer or {}))
+        tokenizer = cached_byte_bpe(ctx.splits.train_texts, tokenizer_settings(model_spec.tokenizer or {}))
         model = from_config(
             dict(model_spec.config), tokenizer, id2label, label2id, example="llama",
             token_ids={"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}, fits=fits,
@@ -184,6 +185,14 @@ def _quantization(compute_dtype: torch.dtype) -> Any:
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype if compute_dtype != torch.float32 else torch.bfloat16,
     )
+
+
+def cached_byte_bpe(texts: list[str], settings: dict[str, int]) -> PreTrainedTokenizerFast:
+    """train_byte_bpe, once per texts and settings on a worker (tokenizer_cache.py); always loaded
+    from its saved files, so a run gets the same tokenizer whether it was just trained or reused."""
+    with tokenizer_cache.cached("byte_bpe", texts, settings,
+                                lambda d: train_byte_bpe(texts, settings).save_pretrained(d)) as directory:
+        return PreTrainedTokenizerFast.from_pretrained(directory)
 
 
 def train_byte_bpe(texts: list[str], settings: dict[str, int]) -> PreTrainedTokenizerFast:

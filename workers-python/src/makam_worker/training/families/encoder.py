@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from makam_worker.run_spec import ModelSpec
+from makam_worker.training import tokenizer_cache
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, ensure_pad_token, parameter_counts
 from makam_worker.training.families.hf_models import (
@@ -84,9 +85,17 @@ def build_encoder(
         if saved_tokenizer is not None:
             tokenizer = BertTokenizerFast.from_pretrained(saved_tokenizer)
         else:
-            tokenizer = train_wordpiece(train_texts, tokenizer_settings(model_spec.tokenizer or {}))
+            tokenizer = cached_wordpiece(train_texts, tokenizer_settings(model_spec.tokenizer or {}))
         return from_config(dict(model_spec.config), tokenizer, id2label, label2id, fits=fits), tokenizer
     raise TrainingError("invalid_model", "the model needs a name (id or local path) or a config", retryable=False)
+
+
+def cached_wordpiece(texts: list[str], settings: dict[str, int]) -> PreTrainedTokenizerBase:
+    """train_wordpiece, once per texts and settings on a worker (tokenizer_cache.py); always loaded
+    from its saved files, so a run gets the same tokenizer whether it was just trained or reused."""
+    with tokenizer_cache.cached("wordpiece", texts, settings,
+                                lambda d: train_wordpiece(texts, settings).save_pretrained(d)) as directory:
+        return BertTokenizerFast.from_pretrained(directory)
 
 
 def train_wordpiece(texts: list[str], settings: dict[str, int]) -> PreTrainedTokenizerBase:

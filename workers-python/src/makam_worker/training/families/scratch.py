@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from makam_worker.run_spec import ModelSpec
+from makam_worker.training import tokenizer_cache
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import BuildContext, Built, parameter_counts
 from makam_worker.training.modeling_makam_scratch import (
@@ -32,6 +33,16 @@ model = AutoModelForSequenceClassification.from_pretrained(d, trust_remote_code=
 tokenizer = AutoTokenizer.from_pretrained(d, trust_remote_code=True)
 batch = textprep.encode(tokenizer, texts, max_length={max_length}, truncation={truncation!r}, return_tensors="pt")
 labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]"""
+
+
+def cached_sentencepiece(texts: list[str], vocab_size: int, model_type: str) -> bytes:
+    """train_sentencepiece, once per texts and settings on a worker (tokenizer_cache.py)."""
+    def train(directory: Path) -> None:
+        (directory / "tokenizer.model").write_bytes(train_sentencepiece(texts, vocab_size, model_type))
+
+    settings = {"vocab_size": vocab_size, "model_type": model_type}
+    with tokenizer_cache.cached("sentencepiece", texts, settings, train) as directory:
+        return (directory / "tokenizer.model").read_bytes()
 
 
 def train_sentencepiece(texts: list[str], vocab_size: int, model_type: str) -> bytes:
@@ -67,7 +78,7 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
     if ctx.resume_dir is not None:  # a resumed run: the vocabulary its checkpoint carries
         shutil.copyfile(ctx.resume_dir / "tokenizer.model", vocab_file)
     else:
-        vocab_file.write_bytes(train_sentencepiece(ctx.splits.train_texts, hp.vocab_size, hp.tokenizer_model))
+        vocab_file.write_bytes(cached_sentencepiece(ctx.splits.train_texts, hp.vocab_size, hp.tokenizer_model))
     preprocessing = {name: getattr(hp, name) for name in OPTIONS}
     tokenizer = MakamScratchTokenizer(vocab_file=str(vocab_file), preprocessing=preprocessing,
                                       model_max_length=hp.max_length)
