@@ -14,16 +14,16 @@ COMMON = {
     "group_by_length": False, "compile": False,
 }
 EXPECTED = {
-    "encoder": {**DATA, **COMMON, "lowercase": "none", "learning_rate": 5e-5, "max_length": 128,
+    "encoder": {**DATA, **COMMON, "refit": False, "lowercase": "none", "learning_rate": 5e-5, "max_length": 128,
                 "gradient_checkpointing": False},
-    "decoder": {**DATA, **COMMON, "lowercase": "none", "learning_rate": 1e-4, "max_length": 256,
+    "decoder": {**DATA, **COMMON, "refit": False, "lowercase": "none", "learning_rate": 1e-4, "max_length": 256,
                 "gradient_checkpointing": False, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
                 "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "load_in_4bit": False,
                 "export": "adapter"},
-    "scratch": {**DATA, **COMMON, "lowercase": "turkish", "learning_rate": 5e-4, "max_length": 256,
+    "scratch": {**DATA, **COMMON, "refit": False, "lowercase": "turkish", "learning_rate": 5e-4, "max_length": 256,
                 "layers": 4, "heads": 4, "d_model": 256, "ff_dim": 1024, "dropout": 0.1, "vocab_size": 8000,
                 "tokenizer_model": "bpe", "pooling": "mean"},
-    "tfidf": {**DATA, "lowercase": "turkish", "word_ngram_max": 2, "char_ngram_min": 2, "char_ngram_max": 5,
+    "tfidf": {**DATA, "refit": True, "lowercase": "turkish", "word_ngram_max": 2, "char_ngram_min": 2, "char_ngram_max": 5,
               "C": 1.0, "classifier": "linear_svc", "max_features": None},
 }
 

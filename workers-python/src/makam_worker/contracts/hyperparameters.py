@@ -26,6 +26,7 @@ SPECS: dict[str, dict[str, Any]] = {
     "lowercase": {"type": "enum", "families": ("encoder", "decoder", "scratch", "tfidf"), "choices": ("none", "turkish",), "defaults": {"encoder": "none", "decoder": "none", "scratch": "turkish", "tfidf": "turkish"}},
     "unescape_newlines": {"type": "boolean", "families": ("encoder", "decoder", "scratch", "tfidf")},
     "drop_chord_lines": {"type": "boolean", "families": ("encoder", "decoder", "scratch", "tfidf")},
+    "refit": {"type": "boolean", "families": ("encoder", "decoder", "scratch", "tfidf"), "defaults": {"encoder": False, "decoder": False, "scratch": False, "tfidf": True}},
     "epochs": {"type": "integer", "families": ("encoder", "decoder", "scratch"), "minimum": 1, "maximum": 1000},
     "batch_size": {"type": "integer", "families": ("encoder", "decoder", "scratch"), "minimum": 1, "maximum": 4096},
     "learning_rate": {"type": "number", "families": ("encoder", "decoder", "scratch"), "maximum": 1, "exclusiveMinimum": 0, "defaults": {"encoder": 0.00005, "decoder": 0.0001, "scratch": 0.0005}},
@@ -100,6 +101,8 @@ class Hyperparameters:
     """Turn literal \\r\\n, \\n, \\t escapes and backslash-escaped quotes into real characters."""
     drop_chord_lines: bool = field(default=False, metadata=_meta("drop_chord_lines"))
     """Drop lines made only of chord names such as Am Dm G/B."""
+    refit: bool | None = field(default=None, metadata=_meta("refit"))
+    """With a test split: after the validation check, train a fresh model (same seed, tokenizer learnt anew) on train+validation for the best validation epoch's count of epochs, evaluate it on test and ship it; the reported validation figures stay the first pass's. Without a test split nothing is refit."""
     epochs: int = field(default=3, metadata=_meta("epochs"))
     """Passes over the training split; early stopping may end sooner."""
     batch_size: int = field(default=16, metadata=_meta("batch_size"))

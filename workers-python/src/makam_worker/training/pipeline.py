@@ -1,11 +1,13 @@
 """One run from its RunSpec (spec.json, parsed by child.py) to the packed artifact: data (prepared,
 split, leaks reported and removed), then the family's training (trainer.py for the neural
-families, tfidf.py for the TF-IDF floor). Importing this module does not import torch, so a tfidf
+families, tfidf.py for the TF-IDF floor), then with `refit` and a test split the final refit on
+train + validation (refit.py). Importing this module does not import torch, so a tfidf
 run never loads it.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from makam_worker.events import EventLog
@@ -43,4 +45,9 @@ def train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Cal
         return train_tfidf(paths, spec, hp, splits, events, check_stop, log)
     from makam_worker.training.trainer import train_neural
 
-    return train_neural(paths, spec, hp, splits, events, check_stop, log)
+    refit = None
+    if hp.refit and splits.has_test:  # without a test split nothing could measure the refit model
+        from makam_worker.training.refit import train_refit
+
+        refit = functools.partial(train_refit, spec.model, events, check_stop)
+    return train_neural(paths, spec, hp, splits, events, check_stop, log, refit=refit)

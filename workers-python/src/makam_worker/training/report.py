@@ -35,14 +35,16 @@ TRUNCATION = {
 def final_metrics(
     hp: Hyperparameters, splits: Splits, *, best_epoch: int, epochs_trained: int, stopped_early: bool,
     best_row: dict[str, Any] | None, evaluation: dict[str, Any], throughput: dict[str, Any],
-    trained_on: str = "train",
+    refit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What the API stores as the job's result. accuracy, weighted_f1, macro_f1 and
-    majority_baseline_accuracy are those of the best checkpoint on `evaluated_on`."""
+    majority_baseline_accuracy are those of the shipped model on `evaluated_on`: the best checkpoint,
+    or the refit model (`refit`, refit.py) while the validation figures stay the first pass's."""
     return {
         "family": hp.family,
         "evaluated_on": evaluation["split"],
-        "trained_on": trained_on,
+        "trained_on": refit["trained_on"] if refit else "train",
+        "refit": refit,
         "accuracy": evaluation["accuracy"],
         "weighted_f1": evaluation["weighted_f1"],
         "macro_f1": evaluation["macro_f1"],
@@ -67,14 +69,17 @@ def finish(
     paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits, events: EventLog, log: Log, *,
     history: list[dict[str, Any]], best_epoch: int, best_row: dict[str, Any] | None, stopped_early: bool,
     evaluation: dict[str, Any], throughput: dict[str, Any], source: str, loading: str, model_info: dict[str, Any],
-    trained_on: str = "train",
+    refit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Writes labels.json, metrics.json, preprocessing.json, textprep.py and README.md beside the
     model files already in paths.model, packs the artifact and returns the final metrics."""
     summary = final_metrics(
         hp, splits, best_epoch=best_epoch, epochs_trained=len(history), stopped_early=stopped_early,
-        best_row=best_row, evaluation=evaluation, throughput=throughput, trained_on=trained_on,
+        best_row=best_row, evaluation=evaluation, throughput=throughput, refit=refit,
     )
+    if hp.refit and refit is None:
+        events.append("log", level="info", message=(  # info: tfidf refits by default
+            "refit needs a test split to measure the refit model on: nothing was refit, the first model is shipped"))
     if evaluation["split"] == "validation":
         events.append("log", level="warning", message=(
             "no test split (give a test dataset or test_fraction > 0): the final figures are on the validation "
@@ -137,8 +142,11 @@ def model_card(model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, summa
         f"- Base model: {source}",
         f"- Labels ({len(labels)}): {', '.join(labels)}",
     ]
-    if summary["trained_on"] != "train":
-        lines.append(f"- Trained on: {summary['trained_on']} (refit after the validation check; test stays unseen)")
+    if summary["refit"]:
+        refit = summary["refit"]
+        lines.append(f"- Trained on: {refit['trained_on']}, {refit['rows']} rows, for {refit['epochs']} epoch(s): "
+                     "refit after the validation check, a fresh model with the same seed (the validation figures "
+                     "are the first pass's; test stays unseen)")
     if hp.family != "tfidf":
         lines.append(
             f"- Best epoch: {summary['best_epoch']} of {summary['epochs_trained']} trained "

@@ -363,6 +363,7 @@ def _builder(family: str) -> Callable[[dict[str, Any], BuildContext], Built]:
 def train_neural(
     paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits, events: EventLog,
     check_stop: Callable[[], None], log: Log,
+    refit: Callable[[BuildContext, int, Meter], tuple[Built, dict[str, Any]]] | None = None,
 ) -> dict:
     hf_logging.disable_progress_bar()  # tqdm bars would fill train.log
     hf_logging.set_verbosity_error()  # "sequence longer than the model's maximum": we truncate ourselves
@@ -477,6 +478,15 @@ def train_neural(
     check_stop()
 
     restore(model, loop.best_weights)
+    refitted = None
+    if refit is not None:
+        # refit.py: a fresh model on train + validation for the best epoch's count replaces this one, which
+        # is let go first (a GPU may not hold both).
+        del built, model, optimizer, scheduler
+        loop.best_weights = None
+        built, refitted = refit(ctx, loop.best_epoch, meter)
+        model, pad = built.model, built.pad_token_id
+        test_ids, _ = TextEncoder(built.tokenizer, built.max_length, hp.truncation)(splits.test_texts)
     if splits.has_test:
         test_loader = loader(test_ids, splits.test_labels, hp.batch_size, pad, shuffle=False, **batching)
         split, (eval_loss, predictions, references) = "test", evaluate(model, test_loader, device, precision)
@@ -496,4 +506,5 @@ def train_neural(
         history=loop.history, best_epoch=loop.best_epoch, best_row=loop.best_row, stopped_early=loop.stopped_early,
         evaluation=final, throughput=throughput, source=built.source, loading=built.loading,
         model_info={**built.info, "max_length": built.max_length, "train_texts_truncated": train_truncated},
+        refit=refitted,
     )

@@ -2,11 +2,12 @@
 (char_ngram_min..char_ngram_max) TF-IDF features (sublinear tf) and a LinearSVC or
 LogisticRegression, fit on the training split and checked on validation (the `metrics` event).
 
-With a test split, the pipeline is then fit again on training + validation, and that model is
-evaluated on test and exported (final_metrics.trained_on is "train+validation"): nothing is chosen
-on validation here (no epochs, fixed hyperparameters), so holding it out of the final fit would only
-waste data; the test split stays unseen. Without a test split the first fit is evaluated on
-validation and exported.
+With a test split and `refit` (true by default for tfidf), the pipeline is then fit again on
+training + validation, and that model is evaluated on test and exported (final_metrics.refit, as
+refit.py reports a neural refit; its one fit counts as one epoch): nothing is chosen on validation
+here (no epochs, fixed hyperparameters), so holding it out of the final fit would only waste data;
+the test split stays unseen. With `refit: false` the first fit is evaluated on test; without a test
+split it is evaluated on validation. Either way it is the one exported.
 
 No torch. The artifact is model.joblib, a scikit-learn Pipeline whose predict() returns label names;
 texts go in prepared by the shipped textprep.py (the vectorizers themselves do not lower-case, so
@@ -28,6 +29,7 @@ from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
 from makam_worker.training.metrics import classification_metrics, evaluation_report
+from makam_worker.training.refit import merged, summary
 from makam_worker.training.throughput import Meter
 
 LOADING = """\
@@ -113,11 +115,13 @@ def train_tfidf(
     events.append("metrics", **row)
     log.info("tfidf: validation accuracy %.4f, macro F1 %.4f", row["accuracy"], row["macro_f1"])
 
-    trained_on = "train"
+    refitted = None
     if splits.has_test:
-        pipeline = fit(splits.train_texts + splits.validation_texts, splits.train_labels + splits.validation_labels)
-        trained_on = "train+validation"
-        log.info("tfidf: refit on training + validation for the test evaluation")
+        if hp.refit:
+            data = merged(splits)
+            pipeline = fit(data.train_texts, data.train_labels)
+            refitted = summary(splits, 1)
+            log.info("tfidf: refit on training + validation for the test evaluation")
         split, texts, labels = "test", splits.test_texts, splits.test_labels
         predictions = predict(texts)
     else:
@@ -134,5 +138,5 @@ def train_tfidf(
         history=[row], best_epoch=1, best_row=row, stopped_early=False, evaluation=evaluation,
         throughput=throughput, source=f"TF-IDF (word 1-{hp.word_ngram_max}, char_wb {hp.char_ngram_min}-"
                                       f"{hp.char_ngram_max}) + {hp.classifier}",
-        loading=LOADING, model_info={"features": vocabulary}, trained_on=trained_on,
+        loading=LOADING, model_info={"features": vocabulary}, refit=refitted,
     )
