@@ -247,3 +247,31 @@ def test_compile_is_opt_in_and_changes_no_result(tmp_path, monkeypatch):
     assert finals["compiled"]["accuracy"] == finals["plain"]["accuracy"]
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "compiled" / "model", trust_remote_code=True)
     assert not any(k.startswith("_orig_mod") for k in model.state_dict())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_batches_are_pinned_rounded_to_8_and_adamw_is_fused(tmp_path, monkeypatch):
+    monkeypatch.delenv("MAKAM_WORKER_DEVICE")  # pick the device as a worker would
+    seen = {"pinned": [], "widths": [], "fused": []}
+    real_step, real_optimizer = trainer.train_step, trainer.optimizer_for
+
+    def train_step(model, window, *args, **kwargs):
+        seen["pinned"] += [b["input_ids"].is_pinned() and b["attention_mask"].is_pinned() for b in window]
+        seen["widths"] += [b["input_ids"].shape[1] for b in window]
+        return real_step(model, window, *args, **kwargs)
+
+    def optimizer_for(model, hp, device=None):
+        optimizer = real_optimizer(model, hp, device)
+        seen["fused"].append(optimizer.defaults.get("fused"))
+        return optimizer
+
+    monkeypatch.setattr(trainer, "train_step", train_step)
+    monkeypatch.setattr(trainer, "optimizer_for", optimizer_for)
+    run_dir = write_run_dir(tmp_path, "cuda", {**TINY, "epochs": 2, "batch_size": 4, "max_length": 60,
+                                               "group_by_length": True}, model=SCRATCH)
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    assert read_events(run_dir)[0]["device"].startswith("cuda:")
+    assert seen["pinned"] and all(seen["pinned"])
+    assert all(w % 8 == 0 or w == 60 for w in seen["widths"]), seen["widths"]
+    assert seen["fused"] == [True]
