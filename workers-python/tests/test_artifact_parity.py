@@ -45,7 +45,11 @@ RUNS = {
                  "ff_dim": 64, "vocab_size": 200}),
     "tfidf": ({"family": "tfidf", "name": "", "config": None, "tokenizer": None}, {"seed": 3}),
 }
-CASES = [(f, t) for f in ("encoder", "decoder", "scratch") for t in ("head", "tail", "head+tail")] + [("tfidf", None)]
+CASES = [(f, t, {}) for f in ("encoder", "decoder", "scratch") for t in ("head", "tail", "head+tail")] + [
+    ("decoder", "head+tail", {"export": "merged"}),  # the other decoder card: a plain model, adapter merged in
+    ("tfidf", None, {}),
+]
+IDS = ["-".join([f, *([t] if t else []), *extra.values()]) for f, t, extra in CASES]
 # Blocks makam in the loader's interpreter: the artifact must load with what it ships.
 BLOCK_MAKAM = """\
 import importlib.abc, sys
@@ -117,10 +121,10 @@ def worker_predictions(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize(("family", "truncation"), CASES, ids=[f"{f}-{t}" if t else f for f, t in CASES])
-def test_the_card_loader_predicts_what_the_worker_evaluated(tmp_path, worker_predictions, family, truncation):
+@pytest.mark.parametrize(("family", "truncation", "extra"), CASES, ids=IDS)
+def test_the_card_loader_predicts_what_the_worker_evaluated(tmp_path, worker_predictions, family, truncation, extra):
     model, hp = RUNS[family]
-    hp = {**hp, **({"truncation": truncation} if truncation else {})}
+    hp = {**hp, **({"truncation": truncation} if truncation else {}), **extra}
     run_dir = write_run_dir(tmp_path, "run", hp, model=json.loads(json.dumps(model)), dataset=jsonl(TRAIN),
                             validation=jsonl(VALIDATION))
     spec = json.loads((run_dir / "spec.json").read_text())
