@@ -6,8 +6,9 @@ steady: the worker's own step (trainer.train_step: model_inputs, the loss terms,
    --steps steps (default 100) after --warmup steps (default 10), with the device synchronised at both
    ends: samples/s, tokens/s and an MFU estimate (model FLOPs, PaLM's count: 6N + 12·L·h·s per token
    for full fine-tuning, 4N + 12·L·h·s for a frozen base under LoRA, recomputation not counted, against
-   the card's dense bf16 peak, or --peak-tflops), peak reserved memory, and the same batches through a
-   hand-written PyTorch loop (the floor) for the ratio. BERT-base at 512 tokens, batch 16; the small
+   the card's dense bf16 peak, or --peak-tflops), peak reserved memory (the worker's step alone), and the
+   same batches through a hand-written PyTorch loop (the floor) for the ratio, the two alternating for
+   two rounds with the best of each kept. BERT-base at 512 tokens, batch 16; the small
    LLaMA below with LoRA r=16; on CUDA a LLaMA-3.1-8B-shaped decoder (random weights built in bf16 on
    the GPU, no download) with LoRA r=16 on q/k/v/o and gradient checkpointing, batch 4 x 512 tokens.
 padding: padded vs real tokens of one epoch of the training split of TTC-3600 and lyrics-tr (../shared/data,
@@ -177,7 +178,7 @@ def build_steady_model(spec: dict, device, precision: str, lora_r: int | None, c
 
 def steady(name: str, spec: dict, *, device, precision: str, batch_size: int, seq_len: int, steps: int, warmup: int,
            lora_r: int | None = None, checkpointing: bool = False, compile_model: bool = False,
-           floor: bool = True, peak: float | None = None) -> dict:
+           floor: bool = True, rounds: int = 2, peak: float | None = None) -> dict:
     """The worker's step in steady state, and the same batches through a hand-written loop."""
     import copy
 
@@ -200,7 +201,6 @@ def steady(name: str, spec: dict, *, device, precision: str, batch_size: int, se
     torch.manual_seed(0)
     model, config = build_steady_model(spec, device, precision, lora_r, checkpointing)
     model.train()
-    reference = copy.deepcopy(model) if floor else None
     family = "decoder" if lora_r else "encoder"
     hp = Hyperparameters.from_dict({"learning_rate": 1e-5, **({"lora_r": lora_r} if lora_r else {})}, family)
     g = torch.Generator().manual_seed(1)
@@ -226,25 +226,29 @@ def steady(name: str, spec: dict, *, device, precision: str, batch_size: int, se
     scheduler = trainer.scheduler_for(optimizer, hp, warmup + steps)
     if compile_model:
         model.compile()
-    seconds = measure(lambda b: trainer.train_step(model, [b], loss_fn, optimizer, device=device, precision=precision,
-                                                   max_grad_norm=1.0, scheduler=scheduler))
+    def worker_step(batch) -> None:
+        trainer.train_step(model, [batch], loss_fn, optimizer, device=device, precision=precision, max_grad_norm=1.0,
+                           scheduler=scheduler)
+
+    seconds = measure(worker_step)
+    # Peak memory of the worker's step alone, before the floor's copy of the model exists.
     reserved = torch.cuda.max_memory_reserved(device) if cuda else 0
     allocated = torch.cuda.max_memory_allocated(device) if cuda else 0
     samples = steps * batch_size
     flops = model_flops_per_sample(model, config, seq_len, lora=bool(lora_r))
     result = {
         "run": name, "device": str(device), "precision": precision, "batch_size": batch_size, "seq_len": seq_len,
-        "steps": steps, "warmup": warmup, "compile": compile_model, "seconds": seconds,
-        "samples_per_second": samples / seconds, "tokens_per_second": samples * seq_len / seconds,
-        "model_tflop_per_sample": flops / 1e12, "achieved_tflops": flops * samples / seconds / 1e12,
-        "mfu": flops * samples / seconds / peak if peak else None,
+        "steps": steps, "warmup": warmup, "compile": compile_model,
         "peak_reserved_gib": reserved / GIB, "peak_allocated_gib": allocated / GIB,
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "model_tflop_per_sample": flops / 1e12,
     }
-    if reference is not None:
-        # The floor: what anyone would write by hand, on the same batches, same precision and optimizer.
-        del optimizer, scheduler
+    if floor:
+        # The floor: what anyone would write by hand, on the same batches, same precision and optimizer;
+        # the two alternate for `rounds` rounds and each keeps its best, so neither pays for going first
+        # or for a busy moment of the machine.
+        reference = copy.deepcopy(model)
         params = [p for p in reference.parameters() if p.requires_grad]
         plain = torch.optim.AdamW(params, lr=1e-5, **({"fused": True} if cuda else {}))
         amp = trainer.AMP_DTYPES.get(precision)
@@ -260,9 +264,17 @@ def steady(name: str, spec: dict, *, device, precision: str, batch_size: int, se
             plain.zero_grad(set_to_none=True)
 
         floor_seconds = measure(hand_written)
+        for _ in range(rounds - 1):
+            seconds = min(seconds, measure(worker_step))
+            floor_seconds = min(floor_seconds, measure(hand_written))
         result["floor_samples_per_second"] = samples / floor_seconds
         result["step_time_ratio_to_floor"] = seconds / floor_seconds
-    del model, reference
+        del reference, plain
+    result.update({
+        "seconds": seconds, "samples_per_second": samples / seconds, "tokens_per_second": samples * seq_len / seconds,
+        "achieved_tflops": flops * samples / seconds / 1e12, "mfu": flops * samples / seconds / peak if peak else None,
+    })
+    del model, optimizer, scheduler
     return result
 
 
