@@ -11,7 +11,8 @@ COMMON = {
     "weight_decay": 0.01, "max_grad_norm": 1.0, "gradient_accumulation_steps": 1, "precision": "auto",
     "label_smoothing": 0.0, "loss": "cross_entropy", "focal_gamma": 2.0, "focal_alpha": None, "class_weights": None,
     "early_stopping_patience": 0, "metric_for_best_model": "macro_f1", "truncation": "head",
-    "group_by_length": False, "compile": False,
+    "group_by_length": False, "compile": False, "augment_word_deletion": 0.0, "augment_word_swap": 0.0,
+    "augment_span_mask": 0.0, "augment_line_shuffle": 0.0,
 }
 EXPECTED = {
     "encoder": {**DATA, **COMMON, "refit": False, "lowercase": "none", "learning_rate": 5e-5, "max_length": 128,

@@ -49,6 +49,10 @@ SPECS: dict[str, dict[str, Any]] = {
     "gradient_checkpointing": {"type": "boolean", "families": ("encoder", "decoder")},
     "group_by_length": {"type": "boolean", "families": ("encoder", "decoder", "scratch")},
     "compile": {"type": "boolean", "families": ("encoder", "decoder", "scratch")},
+    "augment_word_deletion": {"type": "number", "families": ("encoder", "decoder", "scratch"), "minimum": 0, "maximum": 0.5},
+    "augment_word_swap": {"type": "number", "families": ("encoder", "decoder", "scratch"), "minimum": 0, "maximum": 0.5},
+    "augment_span_mask": {"type": "number", "families": ("encoder", "decoder", "scratch"), "minimum": 0, "maximum": 0.5},
+    "augment_line_shuffle": {"type": "number", "families": ("encoder", "decoder", "scratch"), "minimum": 0, "maximum": 1},
     "lora_r": {"type": "integer", "families": ("decoder",), "minimum": 1, "maximum": 1024},
     "lora_alpha": {"type": "number", "families": ("decoder",), "maximum": 4096, "exclusiveMinimum": 0},
     "lora_dropout": {"type": "number", "families": ("decoder",), "minimum": 0, "maximum": 0.9},
@@ -147,6 +151,14 @@ class Hyperparameters:
     """Training batches of texts of similar length (shuffled mega-batches sorted by length, as transformers' LengthGroupedSampler): less padding, a less random batch order."""
     compile: bool = field(default=False, metadata=_meta("compile"))
     """torch.compile the model: faster steps on a GPU after a compile of tens of seconds; for long runs."""
+    augment_word_deletion: float = field(default=0.0, metadata=_meta("augment_word_deletion"))
+    """Augmentation of the training split, drawn anew each epoch from the seed: probability that each word of a training text is deleted (a text keeps one); 0: off."""
+    augment_word_swap: float = field(default=0.0, metadata=_meta("augment_word_swap"))
+    """Augmentation: share of a training text's words swapped in random pairs each epoch (at least one swap); 0: off."""
+    augment_span_mask: float = field(default=0.0, metadata=_meta("augment_span_mask"))
+    """Augmentation: share of a training text's words, in one random span, replaced by the tokenizer's mask token (else unk; removed when it has neither) each epoch; 0: off."""
+    augment_line_shuffle: float = field(default=0.0, metadata=_meta("augment_line_shuffle"))
+    """Augmentation: probability that a training text's lines are shuffled each epoch (lyrics); 0: off."""
     lora_r: int = field(default=16, metadata=_meta("lora_r"))
     """LoRA rank."""
     lora_alpha: float = field(default=32.0, metadata=_meta("lora_alpha"))

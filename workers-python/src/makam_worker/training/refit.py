@@ -58,7 +58,7 @@ def train_refit(
     import torch
     from transformers import set_seed
 
-    from makam_worker.training import trainer
+    from makam_worker.training import augment, trainer
 
     hp, device, precision = ctx.hp, ctx.device, ctx.precision
     data = merged(ctx.splits)
@@ -69,12 +69,13 @@ def train_refit(
     model = built.model
     check_stop()
 
-    ids, truncated = trainer.TextEncoder(built.tokenizer, built.max_length, hp.truncation)(data.train_texts)
+    encode = trainer.TextEncoder(built.tokenizer, built.max_length, hp.truncation)
+    ids, truncated = encode(data.train_texts)
     cuda = device.type == "cuda"
-    train_loader = trainer.loader(
-        ids, data.train_labels, hp.batch_size, built.pad_token_id, shuffle=True, seed=hp.seed,
-        group_by_length=hp.group_by_length, multiple_of=8 if cuda else 1, max_width=built.max_length, pin_memory=cuda,
-    )
+    batching = {"multiple_of": 8 if cuda else 1, "max_width": built.max_length, "pin_memory": cuda}
+    train_loader = trainer.loader(ids, data.train_labels, hp.batch_size, built.pad_token_id, shuffle=True,
+                                  seed=hp.seed, group_by_length=hp.group_by_length, **batching)
+    augmenter = augment.for_run(hp, built.tokenizer)
     steps_per_epoch = math.ceil(len(train_loader) / hp.gradient_accumulation_steps)
     if hp.compile:
         model.compile(**trainer.COMPILE_OPTIONS)
@@ -93,6 +94,10 @@ def train_refit(
     for epoch in range(1, epochs + 1):
         epoch_loss, epoch_steps = 0.0, 0
         meter.resume()
+        if augmenter is not None:  # as in the first pass (augment.py)
+            train_loader = trainer.loader(encode(augmenter.texts(data.train_texts, epoch))[0], data.train_labels,
+                                          hp.batch_size, built.pad_token_id, shuffle=True, seed=hp.seed,
+                                          group_by_length=hp.group_by_length, **batching)
         train_loader.sampler.set_epoch(epoch)
         for window in trainer.windows(train_loader, hp.gradient_accumulation_steps):
             check_stop()

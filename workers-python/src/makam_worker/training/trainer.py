@@ -26,7 +26,7 @@ from transformers.utils import logging as hf_logging
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import RunSpec
-from makam_worker.training import report, textprep, train_state
+from makam_worker.training import augment, report, textprep, train_state
 from makam_worker.training.train_state import LoopState, Resume, restore, snapshot
 from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
@@ -391,6 +391,7 @@ def train_neural(
     train_loader = loader(train_ids, splits.train_labels, hp.batch_size, pad, shuffle=True, seed=hp.seed,
                           group_by_length=hp.group_by_length, **batching)
     val_loader = loader(val_ids, splits.validation_labels, hp.batch_size, pad, shuffle=False, **batching)
+    augmenter = augment.for_run(hp, built.tokenizer)
     # From the lengths, not from the batches: the epoch's windows are streamed, never all held at once.
     steps_per_epoch = math.ceil(len(train_loader) / hp.gradient_accumulation_steps)
     total_steps = hp.epochs * steps_per_epoch
@@ -432,6 +433,10 @@ def train_neural(
             break
         epoch_loss, epoch_steps = 0.0, 0
         meter.resume()
+        if augmenter is not None:  # the epoch's own draw of the training texts (augment.py), the same on a resume
+            train_loader = loader(text_encoder(augmenter.texts(splits.train_texts, epoch))[0], splits.train_labels,
+                                  hp.batch_size, pad, shuffle=True, seed=hp.seed, group_by_length=hp.group_by_length,
+                                  **batching)
         train_loader.sampler.set_epoch(epoch)
         for i, window in enumerate(windows(train_loader, hp.gradient_accumulation_steps)):
             check_stop()
