@@ -119,3 +119,21 @@ def test_the_refit_trains_on_draws_of_train_and_validation(tmp_path, monkeypatch
     draws = [texts for texts in encoded[encoded.index(merged) + 1:] if len(texts) == rows]
     assert len(draws) == refit["epochs"] and all(d != merged for d in draws)
     assert encoded[-1] == encoded[2]  # the test split, encoded again for the refit model, as given
+
+
+def test_a_resumed_run_with_augmentation_and_refit_ends_as_an_uninterrupted_one(tmp_path):
+    from safetensors.torch import load_file
+    from test_checkpoint import RUNS, whole_stopped_resumed
+
+    model, hp = RUNS["scratch"]
+    hp = {**hp, **AUGMENTS, "epochs": 4, "refit": True, "test_fraction": 0.2}
+    whole, _, resumed = whole_stopped_resumed(tmp_path, model, hp)
+    assert [e["resumed_from_epoch"] for e in read_events(resumed) if e["type"] == "started"] == [3]
+
+    def without_timing(run_dir) -> dict:
+        summary = read_events(run_dir)[-1]["final_metrics"]
+        return {k: v for k, v in summary.items() if k != "throughput"}
+
+    assert without_timing(resumed) == without_timing(whole) and without_timing(whole)["refit"]["epochs"] >= 1
+    a, b = load_file(whole / "model" / "model.safetensors"), load_file(resumed / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
