@@ -4,15 +4,18 @@
 // - tenant routes (every route that declares nothing) take an API key, Authorization: Bearer mk_...,
 //   that names the tenant; keys are looked up by their sha256;
 // - admin routes take the operator's admin key, as a Bearer token or a Basic password (browsers).
-// Limits, in Redis so that every API process shares them (@fastify/rate-limit's store, one atomic
-// INCR per request, so two requests racing for the last place cannot both pass): requests a minute
-// per client address and per tenant (all its keys together), and failed authentications a minute
-// per address, counted apart with a lower limit; past it the address is refused before its key is
-// looked at. A request that matches no route answers 404 whoever sends it.
+// Limits, in Redis so that every API process shares them (one atomic INCR per count, so two
+// requests racing for the last place cannot both pass): requests a minute per client address and
+// per tenant (all its keys together), and failed authentications a minute per address, counted
+// apart with a lower limit; past it the address is refused before its key is looked at. The counts
+// and the key's lookup are one Lua script (lua/admit-3.lua), one round trip a request: they were
+// four, and Redis round trips were most of the API's time per request (bench/api-profile.ts).
+// A request that matches no route answers 404 whoever sends it.
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import rateLimit, { normalizeIP } from '@fastify/rate-limit';
-import { ApiKeyStore, sameSecret } from '../tenancy/api-keys.ts';
+import { normalizeIP } from '@fastify/rate-limit';
+import { runScript } from '@makam/shared/lua/scripts';
+import { ApiKeyStore, sameSecret, type ApiKeyRecord } from '../tenancy/api-keys.ts';
 import { accessOf } from '../access.ts';
 import { ApiError, sendApiError } from '../errors.ts';
 
@@ -56,12 +59,16 @@ export default fp(
     app.decorateRequest('tenant', '');
     app.decorateRequest('apiKeyId', null);
 
-    // No global hook: the limits below are applied by the auth hook, which knows the route's access.
-    await app.register(rateLimit, { global: false, timeWindow: WINDOW_MS, redis: app.redis, nameSpace: `${config.MAKAM_REDIS_PREFIX}:ratelimit:` });
-    const address = (request: FastifyRequest) => normalizeIP(request.ip);
-    const perAddress = app.createRateLimit({ keyGenerator: (r) => `address:${address(r)}`, max: config.MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE, timeWindow: WINDOW_MS });
-    const perTenant = app.createRateLimit({ keyGenerator: (r) => `tenant:${r.tenant}`, max: config.MAKAM_RATE_LIMIT_PER_MINUTE, timeWindow: WINDOW_MS });
-    const authFailures = app.createRateLimit({ keyGenerator: (r) => `authfail:${address(r)}`, max: config.MAKAM_AUTH_FAILURES_PER_MINUTE, timeWindow: WINDOW_MS });
+    // The counters' keys hold ':ratelimit:' (tests that compare Redis before and after leave them out).
+    const counters = `${config.MAKAM_REDIS_PREFIX}:ratelimit:`;
+    const fixedArgs = [WINDOW_MS, config.MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE, config.MAKAM_AUTH_FAILURES_PER_MINUTE];
+    const tenantArgs = [`${counters}tenant:`, config.MAKAM_RATE_LIMIT_PER_MINUTE];
+    /** One run of lua/admit-3.lua: the step that refused (or 'ok'), the window it has left, the key's record. */
+    const count = async (request: FastifyRequest, mode: 'address' | 'failures' | 'key' | 'fail', recordKey = ''): Promise<{ step: string; ttlInSeconds: number; record: ApiKeyRecord | null }> => {
+      const ip = normalizeIP(request.ip);
+      const [step, , ttl, raw] = (await runScript(app.redis, 'admit', [`${counters}address:${ip}`, `${counters}authfail:${ip}`, recordKey || `${counters}none`], [...fixedArgs, mode, ...tenantArgs])) as [string, number?, number?, string?];
+      return { step, ttlInSeconds: Math.ceil((ttl ?? 0) / 1000), record: raw ? (JSON.parse(raw) as ApiKeyRecord) : null };
+    };
 
     const limited = (reply: FastifyReply, ttlInSeconds: number, message: string, param: string | null) => {
       const after = Math.max(1, ttlInSeconds);
@@ -83,19 +90,21 @@ export default fp(
     async function admit(request: FastifyRequest, reply: FastifyReply): Promise<void> {
       const access = request.is404 ? null : accessOf(request.routeOptions.config);
       if (access === 'public') return;
-      const byAddress = await perAddress(request);
-      if (!byAddress.isAllowed && byAddress.isExceeded) {
-        throw limited(reply, byAddress.ttlInSeconds, `more than ${byAddress.max} requests a minute from this address`, null);
+      // A tenant's well-formed key is looked up in the same round trip as the counts, after them.
+      const token = access === 'tenant' ? bearer(request.headers.authorization) : null;
+      const recordKey = token ? app.apiKeys.recordKey(token) : null;
+      const admitted = await count(request, access === null ? 'address' : recordKey ? 'key' : 'failures', recordKey ?? '');
+      if (admitted.step === 'address') {
+        throw limited(reply, admitted.ttlInSeconds, `more than ${config.MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE} requests a minute from this address`, null);
       }
       if (access === null) return; // the not-found handler answers
       // An address that failed too often is refused before its key is looked at, so guessing
       // keys learns nothing once the limit is reached.
-      const failures = await authFailures(request, { increment: false });
-      if (!failures.isAllowed && failures.remaining === 0) {
-        throw limited(reply, failures.ttlInSeconds, `more than ${failures.max} failed authentications a minute from this address`, 'Authorization');
+      if (admitted.step === 'failures') {
+        throw limited(reply, admitted.ttlInSeconds, `more than ${config.MAKAM_AUTH_FAILURES_PER_MINUTE} failed authentications a minute from this address`, 'Authorization');
       }
       const fail = async (message: string) => {
-        await authFailures(request);
+        await count(request, 'fail');
         if (access === 'admin') reply.header('www-authenticate', 'Basic realm="makam admin", charset="UTF-8"');
         return new ApiError(401, 'unauthorized', message, 'Authorization');
       };
@@ -113,16 +122,14 @@ export default fp(
         return;
       }
 
-      const key = bearer(request.headers.authorization);
-      if (!key) throw new ApiError(401, 'unauthorized', 'send an API key as Authorization: Bearer <key>', 'Authorization');
-      const record = await app.apiKeys.verify(key);
+      if (!token) throw new ApiError(401, 'unauthorized', 'send an API key as Authorization: Bearer <key>', 'Authorization');
+      const record = admitted.record;
       if (!record) throw await fail('the API key is not valid or has been revoked; send a current key as Authorization: Bearer <key>');
       request.tenant = record.tenant;
       request.apiKeyId = record.id;
       request.log = request.log.child({ tenant: record.tenant, keyId: record.id });
-      const byTenant = await perTenant(request);
-      if (!byTenant.isAllowed && byTenant.isExceeded) {
-        throw limited(reply, byTenant.ttlInSeconds, `more than ${byTenant.max} requests a minute for tenant ${record.tenant} (all its keys together)`, null);
+      if (admitted.step === 'tenant') {
+        throw limited(reply, admitted.ttlInSeconds, `more than ${config.MAKAM_RATE_LIMIT_PER_MINUTE} requests a minute for tenant ${record.tenant} (all its keys together)`, null);
       }
     }
   },

@@ -56,11 +56,17 @@ export class ApiKeyStore {
 
   /** The key's record, or null when the key is unknown or revoked. */
   async verify(key: string): Promise<ApiKeyRecord | null> {
-    if (!/^mk_[A-Za-z0-9_-]{43}$/.test(key)) return null;
-    const raw = await this.redis.get(this.byHash(hashKey(key)));
+    const recordKey = this.recordKey(key);
+    if (!recordKey) return null;
+    const raw = await this.redis.get(recordKey);
     if (!raw) return null;
     const record = JSON.parse(raw) as ApiKeyRecord;
     return record.revoked_at ? null : record;
+  }
+
+  /** Where the record of `key` is kept; null for a string that cannot be a key (so none is looked up). */
+  recordKey(key: string): string | null {
+    return /^mk_[A-Za-z0-9_-]{43}$/.test(key) ? this.byHash(hashKey(key)) : null;
   }
 
   async list(tenant?: string): Promise<ApiKeyRecord[]> {

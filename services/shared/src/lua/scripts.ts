@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 // goes to Redis only when its script cache lacks it) rather than the whole script each time.
 
 /** Every script the services run; each must have its file here (checked when this module loads). */
-export const SCRIPT_NAMES = ['transition', 'appendWorkerEvent', 'reserveActiveJob', 'reserveBytes', 'releaseBytes', 'removeDataset', 'createWebhook'] as const;
+export const SCRIPT_NAMES = ['transition', 'appendWorkerEvent', 'reserveActiveJob', 'reserveBytes', 'releaseBytes', 'removeDataset', 'createWebhook', 'admit'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 export interface LuaScript {

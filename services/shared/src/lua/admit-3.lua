@@ -1,0 +1,64 @@
+--[[
+  The front door's Redis work for one request in one round trip (services/api/src/plugins/auth.ts),
+  in the order the hook decides: the address's request count, then its failed authentications,
+  then the API key's record, then the key's tenant's request count. Each count is a fixed window:
+  INCR, and the window's expiry set by the INCR that made it 1 (as @fastify/rate-limit's store).
+  A step that refuses ends the script, so a later count is not taken.
+
+  Input:
+    KEYS[1] the address's request counter
+    KEYS[2] the address's failed-authentication counter
+    KEYS[3] the API key's record (apikey:<sha256>; any key when ARGV[4] is not 'key')
+
+    ARGV[1] the window, ms
+    ARGV[2] the most requests an address may send in a window
+    ARGV[3] the most failed authentications an address may have in a window
+    ARGV[4] how far to go: 'address' (the count only), 'failures' (and the failures check),
+            'key' (and the key's record and its tenant's count), or 'fail' (count one failed
+            authentication in KEYS[2], nothing else)
+    ARGV[5] the prefix of a tenant's request counter: the counter is ARGV[5] .. tenant (the
+            tenant is known only once the key's record is read, so the key cannot be passed in)
+    ARGV[6] the most requests a tenant may send in a window
+
+  Output:
+    {'address', count, ttl ms}      the address is past its limit
+    {'failures', count, ttl ms}     the address failed too often; its key was not looked at
+    {'no_key'}                      no such key, or it was revoked
+    {'tenant', count, ttl ms, raw}  the key's tenant is past its limit (raw: the key's record)
+    {'ok', 0, 0, raw}               admitted (raw only for 'key')
+    {'ok', count, ttl ms}           for 'fail': the failures counted now
+]]
+local window = tonumber(ARGV[1])
+
+local function hit(key)
+  local n = redis.call('INCR', key)
+  if n == 1 then
+    redis.call('PEXPIRE', key, window)
+    return n, window
+  end
+  return n, redis.call('PTTL', key)
+end
+
+if ARGV[4] == 'fail' then
+  local n, ttl = hit(KEYS[2])
+  return {'ok', n, ttl}
+end
+
+local n, ttl = hit(KEYS[1])
+if n > tonumber(ARGV[2]) then return {'address', n, ttl} end
+if ARGV[4] == 'address' then return {'ok', 0, 0} end
+
+local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
+if failures >= tonumber(ARGV[3]) then
+  local left = redis.call('PTTL', KEYS[2])
+  return {'failures', failures, left < 0 and 0 or left}
+end
+if ARGV[4] == 'failures' then return {'ok', 0, 0} end
+
+local raw = redis.call('GET', KEYS[3])
+if not raw then return {'no_key'} end
+local record = cjson.decode(raw)
+if record.revoked_at ~= nil and record.revoked_at ~= cjson.null then return {'no_key'} end
+local t, tttl = hit(ARGV[5] .. record.tenant)
+if t > tonumber(ARGV[6]) then return {'tenant', t, tttl, raw} end
+return {'ok', 0, 0, raw}
