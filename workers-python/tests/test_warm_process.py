@@ -79,6 +79,7 @@ def test_a_forked_run_is_its_own_process_group_and_a_cancel_is_recorded(warm, tm
     proc = forked(warm, make_run(tmp_path, "cancelled", LONG))
     pid = proc.pid
     assert parent_of(pid) == warm.pid  # forked, not spawned
+    assert os.listdir(f"/proc/{warm.pid}/task") == [str(warm.pid)]  # from a process without threads
     assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # cancel's killpg reaches it and nothing else
     assert os.getpgid(warm.pid) != pid
     assert run_lock.held(proc.paths.dir)

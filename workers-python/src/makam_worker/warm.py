@@ -98,8 +98,10 @@ class _Forked(context.ForkServerProcess):
 
 
 def _probe() -> None:
-    """Forked once the warm process has imported everything: its exit says the process is ready."""
-    os._exit(0)
+    """Forked once the warm process has imported everything: its exit says the process is ready, and
+    fit to fork runs from: CUDA untouched (a CUDA context does not survive a fork)."""
+    torch = sys.modules.get("torch")
+    os._exit(3 if torch is not None and torch.cuda.is_initialized() else 0)
 
 
 def run_forked(run_dir: str, env: dict[str, str]) -> None:
@@ -133,7 +135,6 @@ class WarmProcess:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._warming = False
-        self._started = False
         self._env: dict[str, str] = {}
         self.pid = 0  # the warm process, once ready
         self.ready_s = 0.0  # how long it took to get ready, the last time
@@ -147,7 +148,7 @@ class WarmProcess:
         with self._lock:
             if self._warming:
                 return
-            self._warming, self._started = True, True
+            self._warming = True
             self._ready.clear()
         threading.Thread(target=self._warm_up, name="makam-warm-up", daemon=True).start()
 
@@ -156,6 +157,9 @@ class WarmProcess:
 
     def _warm_up(self) -> None:
         began = time.monotonic()
+        # torch's documented switch for processes that fork: is_available() asks NVML, not the CUDA
+        # driver, so a preloaded library that asks it leaves CUDA uninitialised for the runs.
+        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
         try:
             forkserver.set_forkserver_preload(self._preload)
             env = _import_time_env(os.environ)
@@ -165,7 +169,7 @@ class WarmProcess:
             probe.join()
             pid = _forkserver_pid()
             if probe.exitcode != 0 or not pid:
-                raise RuntimeError(f"the probe fork ended with {probe.exitcode}")
+                raise RuntimeError(f"the probe fork ended with {probe.exitcode} (3: CUDA was initialised)")
         except Exception as e:  # the worker goes on, spawning runs cold
             logger.warning("the warm training process could not be started (%s); runs start cold", e)
             with self._lock:
