@@ -12,6 +12,7 @@ import pytest
 
 from conftest import extract, jsonl, read_events, write_run_dir
 from makam_worker.training.child import EXIT_OK, execute
+from test_families import TINY_LLAMA
 
 FRAMES = ["{} bu akşam geldi", "dün {} yedik", "pazarda {} var", "annem {} aldı", "sabah {} topladık",
           "bahçede {} büyür", "sepette {} kaldı", "masada {} duruyor", "yine {} istedik", "komşu {} getirdi",
@@ -38,6 +39,8 @@ RUNS = {
     "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
                 {"epochs": 15, "batch_size": 8, "learning_rate": 3e-3, "layers": 1, "heads": 2, "d_model": 32,
                  "ff_dim": 64, "vocab_size": 100, "max_length": 32}),
+    "decoder": ({"family": "decoder", "name": "", "config": TINY_LLAMA, "tokenizer": {"vocab_size": 200}},
+                {"epochs": 3, "batch_size": 8, "learning_rate": 5e-3, "lora_r": 4}),
     "tfidf": ({"family": "tfidf", "name": "", "config": None, "tokenizer": None}, {}),
 }
 
@@ -118,3 +121,12 @@ def test_without_a_test_split_nothing_is_refit_and_the_log_says_so(tmp_path):
     events, summary = run(tmp_path, "scratch", "no-test", test=False, refit=True, epochs=2)
     assert summary["refit"] is None and summary["evaluated_on"] == "validation"
     assert any("refit needs a test split" in e["message"] for e in events if e["type"] == "log")
+
+
+def test_the_decoder_refits_too(tmp_path):
+    events, summary = run(tmp_path, "decoder", "decoder", refit=True)
+    assert summary["refit"]["rows"] == len(TRAIN) + len(VALIDATION) and summary["refit"]["epochs"] == summary["best_epoch"]
+    assert sum(e["type"] == "log" and e["message"].startswith("refit: epoch ") for e in events) == summary["best_epoch"]
+    # The refit's own config-built base ships beside its adapter.
+    assert (tmp_path / "decoder" / "model" / "adapter_model.safetensors").exists()
+    assert (tmp_path / "decoder" / "model" / "base" / "model.safetensors").exists()
