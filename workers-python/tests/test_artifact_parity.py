@@ -151,3 +151,23 @@ def test_the_card_loader_predicts_what_the_worker_evaluated(tmp_path, worker_pre
         if truncation != "head":
             # The evidence at the end was learnt (chance is 1/3), so a head-only loader would disagree.
             assert summary["accuracy"] >= 0.8, summary
+
+
+def test_encode_pads_on_the_right_as_training_collates_and_refuses_an_unknown_truncation():
+    import torch
+
+    from makam_worker.training import textprep
+    from makam_worker.training.families.encoder import train_wordpiece
+    from makam_worker.training.trainer import TextEncoder, collate
+
+    words = [f"w{i}" for i in range(30)]
+    tokenizer = train_wordpiece([" ".join(words)], {"vocab_size": 200, "min_frequency": 0})
+    texts = [" ".join(words), "w1 w2"]
+    ids, _ = TextEncoder(tokenizer, 12, "head+tail")(texts)
+    collated = collate([(i, x, 0) for i, x in enumerate(ids)], tokenizer.pad_token_id)
+    batch = textprep.encode(tokenizer, texts, max_length=12, truncation="head+tail", return_tensors="pt")
+    assert torch.equal(batch["input_ids"], collated["input_ids"])
+    assert torch.equal(batch["attention_mask"], collated["attention_mask"])
+    assert textprep.encode(tokenizer, ["w1 w2"], max_length=12)["input_ids"] == [ids[1]]
+    with pytest.raises(ValueError, match="truncation must be one of"):
+        textprep.encode(tokenizer, texts, max_length=12, truncation="middle")
