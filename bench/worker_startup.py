@@ -17,6 +17,7 @@ is done), on the same clock. A worker trains a tokenizer on its first encoder ru
 
     workers-python/.venv/bin/python bench/worker_startup.py            # 5 runs of each
     workers-python/.venv/bin/python bench/worker_startup.py --runs 9 --json startup.json
+    workers-python/.venv/bin/python bench/worker_startup.py --threads 1    # OMP_NUM_THREADS=1 for both
 
 A benchmark, not a test: nothing is asserted beyond every run succeeding. Targets (issue 12, a quiet
 2-core machine): tfidf ≤ 300 ms, tiny encoder ≤ 1.5 s.
@@ -76,11 +77,13 @@ def request(kind: str, run_id: str) -> pb.StartRunRequest:
 
 
 class Worker:
-    def __init__(self, name: str, tmp: Path, warm: bool) -> None:
+    def __init__(self, name: str, tmp: Path, warm: bool, threads: int = 0) -> None:
         self.name, self.port = name, free_port()
         self.log_path = tmp / f"{name}.log"
         env = {**os.environ, "MAKAM_WORKER_WARM": "1" if warm else "0", "HF_HUB_OFFLINE": "1",
                "MAKAM_WORKER_DEVICE": "cpu"}
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [str(PYTHON), "-m", "makam_worker", "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(tmp / name)],
@@ -133,11 +136,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each family on each worker (default 5)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OMP_NUM_THREADS for both workers' runs (default: torch's own, one per core); on a "
+                             "loaded machine 1 keeps the tiny model's steps from waiting on busy cores")
     args = parser.parse_args()
     results: dict[str, dict[str, list[float]]] = {k: {"cold": [], "warm": []} for k in ("tfidf", "encoder")}
     with tempfile.TemporaryDirectory(prefix="makam-startup-") as tmp_name:
         tmp = Path(tmp_name)
-        workers = {"cold": Worker("cold", tmp, warm=False), "warm": Worker("warm", tmp, warm=True)}
+        workers = {"cold": Worker("cold", tmp, warm=False, threads=args.threads),
+                   "warm": Worker("warm", tmp, warm=True, threads=args.threads)}
         try:
             for w in workers.values():
                 w.wait_serving()
