@@ -1,0 +1,212 @@
+// Where an API request's time goes (issue 12): the API alone (no dispatcher, no worker) on its own
+// redis-server, under a fixed load of POST /v1/jobs (tfidf) and GET /v1/jobs/:id, with
+//   - Redis commands per request, from INFO commandstats before and after each phase;
+//   - CPU time per request of the API process and of the floor (bench/orchestration-floor.ts) under
+//     the same load, from /proc: a ratio that the other load on a shared machine disturbs far less
+//     than requests a second;
+//   - a V8 CPU profile of the API (node --cpu-prof), summarised by self time.
+//   node bench/api-profile.ts [--n 2000] [--concurrency 16] [--top 25] [--keep-profile DIR]
+import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { freePort } from '../test/support/ports.ts';
+import { createKey } from '../test/support/keys.ts';
+import { ROOT } from '../test/support/stack.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    n: { type: 'string', default: '2000' },
+    concurrency: { type: 'string', default: '16' },
+    top: { type: 'string', default: '25' },
+    'keep-profile': { type: 'string' },
+    only: { type: 'string' },
+  },
+});
+const N = Number(args.n);
+const CONCURRENCY = Number(args.concurrency);
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+function send(url: string, method: string, headers: Record<string, string>, body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function load(n: number, fn: () => Promise<void>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next++ < n) await fn();
+  }));
+  return (performance.now() - t0) / 1000;
+}
+
+async function commandStats(redis: Redis): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const line of (await redis.info('commandstats')).split('\n')) {
+    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+function perRequest(before: Map<string, number>, after: Map<string, number>, n: number): string {
+  const rows: string[] = [];
+  let total = 0;
+  for (const [cmd, calls] of after) {
+    const d = calls - (before.get(cmd) ?? 0);
+    if (d <= 0 || cmd === 'info') continue;
+    total += d;
+    rows.push(`${cmd} ${(d / n).toFixed(2)}`);
+  }
+  return `${(total / n).toFixed(2)} commands/request: ${rows.sort().join(', ')}`;
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+function summarise(profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }, top: number): string {
+  const self = new Map<string, number>();
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const node = byId.get(id)!;
+    const dt = profile.timeDeltas[i] ?? 0;
+    const f = node.callFrame;
+    const where = f.url ? `${f.url.replace(/^file:\/\//, '').replace(`${ROOT}/`, '')}:${f.lineNumber + 1}` : '';
+    const key = `${f.functionName || '(anonymous)'} ${where}`;
+    self.set(key, (self.get(key) ?? 0) + dt);
+    total += dt;
+  });
+  const idle = ['(idle) ', '(program) ', '(garbage collector) '].map((k) => self.get(k) ?? 0);
+  const lines = [...self].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, us]) => `${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);
+  return `${(total / 1e6).toFixed(1)} s sampled (idle ${(idle[0]! / 1e6).toFixed(1)} s, GC ${(idle[2]! / 1e6).toFixed(1)} s):\n${lines.join('\n')}`;
+}
+
+const redisPort = await freePort();
+const redisUrl = `redis://127.0.0.1:${redisPort}`;
+const redisChild: ChildProcess = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+const profDir = args['keep-profile'] ?? (await mkdtemp(path.join(tmpdir(), 'makam-prof-')));
+const storeDir = await mkdtemp(path.join(tmpdir(), 'makam-prof-store-'));
+let api: ChildProcess | null = null;
+let floor: ChildProcess | null = null;
+const redis = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
+try {
+  for (let i = 0; ; i++) {
+    const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => {});
+    const up = await probe.connect().then(() => true, () => false);
+    probe.disconnect();
+    if (up) break;
+    if (i > 100) throw new Error('redis-server did not start');
+    await sleep(50);
+  }
+  await redis.connect();
+  const prefix = 'prof';
+  const apiPort = await freePort();
+  api = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, 'services/api/src/server.ts'], {
+    cwd: ROOT,
+    env: {
+      ...process.env, REDIS_URL: redisUrl, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_API_PORT: String(apiPort),
+      MAKAM_LOG_LEVEL: process.env.MAKAM_LOG_LEVEL ?? 'info', MAKAM_RESOURCE_CLASSES: 'cpu', MAKAM_RATE_LIMIT_PER_MINUTE: '100000000', MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE: '100000000', MAKAM_TENANT_MAX_ACTIVE_JOBS: '100000000',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  for (let i = 0; ; i++) {
+    if ((await fetch(`${apiUrl}/readyz`).then((r) => r.ok).catch(() => false))) break;
+    if (i > 300) throw new Error('the API did not start');
+    await sleep(100);
+  }
+  const key = await createKey(redisUrl, prefix, 'prof');
+  const auth = { authorization: `Bearer ${key}` };
+  const upload = await send(`${apiUrl}/v1/datasets`, 'POST', { ...auth, 'content-type': 'application/jsonl' }, await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl'), 'utf8'));
+  const dataset = JSON.parse(upload.body).id as string;
+  const body = JSON.stringify({ kind: 'finetune', model: { family: 'tfidf' }, dataset, hyperparameters: { validation_fraction: 0.2 } });
+  const post = async () => {
+    const r = await send(`${apiUrl}/v1/jobs`, 'POST', { ...auth, 'content-type': 'application/json' }, body);
+    if (r.status !== 202) throw new Error(`POST answered ${r.status}: ${r.body}`);
+  };
+  await post();
+  const one = (await redis.zrange(`${prefix}:jobs`, 0, 0))[0]!;
+  const get = async () => {
+    const r = await send(`${apiUrl}/v1/jobs/${one}`, 'GET', auth);
+    if (r.status !== 200) throw new Error(`GET answered ${r.status}: ${r.body}`);
+  };
+  await load(200, post); // warm-up
+  await load(200, get);
+  // One request of each, command by command (what the counts below are made of).
+  const monitor = await redis.monitor();
+  let seen: string[] = [];
+  monitor.on('monitor', (_time: string, argv: string[]) => seen.push(argv.map((a) => (a.length > 40 ? `${a.slice(0, 37)}...` : a)).join(' ')));
+  for (const [name, fn] of [['POST /v1/jobs', post], ['GET /v1/jobs/:id', get]] as const) {
+    seen = [];
+    await fn();
+    await sleep(200);
+    console.log(`${name}, one request:\n  ${seen.filter((c) => !/^(bzpopmin|xreadgroup|xautoclaim|zrangebyscore|zpopmin|rpoplpush|info|ping)\b/i.test(c)).join('\n  ')}`);
+  }
+  monitor.disconnect();
+  // CPU time a process spent (user + system, from /proc, in clock ticks of 10 ms).
+  const cpuMs = async (pid: number): Promise<number> => {
+    const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  };
+  const floorPort = await freePort();
+  floor = spawn(process.execPath, ['bench/orchestration-floor.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, FLOOR_REDIS_URL: redisUrl, FLOOR_PORT: String(floorPort), FLOOR_QUEUE: 'floor-train', FLOOR_QUEUE_PREFIX: `${prefix}-floor`, FLOOR_RECORD_PREFIX: `${prefix}:job:` },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve) => floor!.stdout!.on('data', (b: Buffer) => b.toString().includes('floor listening') && resolve()));
+  const floorUrl = `http://127.0.0.1:${floorPort}`;
+  const floorPost = async () => void (await send(`${floorUrl}/jobs`, 'POST', { 'content-type': 'application/json' }, body));
+  const floorGet = async () => void (await send(`${floorUrl}/jobs/${one}`, 'GET', {}));
+  await load(200, floorPost);
+  await load(200, floorGet);
+  const phases = [['POST /v1/jobs', post, floorPost], ['GET /v1/jobs/:id', get, floorGet]] as const;
+  for (const [name, fn, floorFn] of phases.filter(([name]) => !args.only || name.toLowerCase().startsWith(args.only))) {
+    const before = await commandStats(redis);
+    const cpu0 = await cpuMs(api.pid!);
+    const seconds = await load(N, fn);
+    const cpu = (await cpuMs(api.pid!)) - cpu0;
+    const after = await commandStats(redis);
+    const fcpu0 = await cpuMs(floor.pid!);
+    const fseconds = await load(N, floorFn);
+    const fcpu = (await cpuMs(floor.pid!)) - fcpu0;
+    const us = (1000 * cpu) / N;
+    const fus = (1000 * fcpu) / N;
+    console.log(`${name}: ${(N / seconds).toFixed(0)} req/s, CPU ${us.toFixed(0)} µs/request; floor ${(N / fseconds).toFixed(0)} req/s, CPU ${fus.toFixed(0)} µs/request; CPU ratio floor/makam ${(fus / us).toFixed(2)} (${CONCURRENCY} clients)`);
+    console.log(`  makam: ${perRequest(before, after, N)}`);
+  }
+  const exited = new Promise((r) => api!.once('exit', r));
+  api.kill('SIGTERM');
+  await exited;
+  api = null;
+  const file = (await readdir(profDir)).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`no profile in ${profDir}`);
+  console.log(`\nAPI CPU profile (${path.join(profDir, file)}), self time:`);
+  console.log(summarise(JSON.parse(await readFile(path.join(profDir, file), 'utf8')), Number(args.top)));
+} finally {
+  agent.destroy();
+  if (api) api.kill('SIGKILL');
+  if (floor) floor.kill('SIGTERM');
+  redis.disconnect();
+  redisChild.kill('SIGTERM');
+  if (!args['keep-profile']) await rm(profDir, { recursive: true, force: true });
+  await rm(storeDir, { recursive: true, force: true });
+}
