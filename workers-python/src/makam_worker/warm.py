@@ -18,6 +18,7 @@ There is one forkserver per Python process (the stdlib's), so there is one WarmP
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 import multiprocessing
@@ -55,8 +56,11 @@ PRELOAD = [
     # What `from_config` and `from_pretrained` resolve lazily for the models the tests and tiny runs use.
     "transformers.models.bert.modeling_bert",
     "transformers.models.llama.modeling_llama",
-    "peft",
 ]
+# peft imports bitsandbytes where it is installed, and bitsandbytes asks CUDA about the device when
+# imported: there, decoder runs import peft themselves.
+if importlib.util.find_spec("bitsandbytes") is None:
+    PRELOAD.append("peft")
 # Variables the preloaded libraries read when imported: a warm process started under other values
 # would not run as a cold child started now would, so then runs go cold until it is replaced.
 IMPORT_TIME_ENV = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_", "TORCH", "PYTORCH_", "CUDA_", "OMP_",
