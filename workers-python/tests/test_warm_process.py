@@ -124,14 +124,22 @@ def test_a_dead_warm_process_is_replaced_and_its_runs_are_still_recorded(warm, t
     proc.terminate("cancel", grace_s=30)
     assert finished_of(proc)["state"] == "CANCELLED"
 
-    # Until a new warm process is ready, runs start cold; then they are forked from it.
-    cold = RunProcess.spawn(make_run(tmp_path, "cold", {}, model=TFIDF), warm)
-    assert cold.popen is not None and cold.forked is None
+    # Replaced without waiting for a run to ask; the next runs are forked from the new one.
+    deadline = time.monotonic() + HANG_GUARD_S
+    while warm.pid == old and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert warm.wait_ready(HANG_GUARD_S) and warm.pid != old
-    assert finished_of(cold)["state"] == "SUCCEEDED"
     again = forked(warm, make_run(tmp_path, "again", {}, model=TFIDF))
     assert parent_of(again.pid) == warm.pid
     assert finished_of(again)["state"] == "SUCCEEDED"
+
+
+def test_runs_start_cold_until_the_warm_process_is_ready(tmp_path):
+    cold = RunProcess.spawn(make_run(tmp_path, "cold", {}, model=TFIDF), WarmProcess())  # never started
+    assert cold.popen is not None and cold.forked is None
+    assert run_lock.held(cold.paths.dir)  # a spawned child holds the run's lock too, from the worker
+    assert finished_of(cold)["state"] == "SUCCEEDED"
+    assert run_lock.held(cold.paths.dir) is False
 
 
 FIRST_SERVER = """

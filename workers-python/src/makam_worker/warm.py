@@ -184,6 +184,18 @@ class WarmProcess:
             self._warming = False
             self._ready.set()
         logger.info("warm training process %d ready in %.1fs", pid, self.ready_s)
+        threading.Thread(target=self._replace_when_gone, args=(pid,), name="makam-warm-watch", daemon=True).start()
+
+    def _replace_when_gone(self, pid: int) -> None:
+        """Waits for the warm process to end (without reaping it: the stdlib does, as it replaces it)
+        and replaces it at once, so the run after a crash of the warm process need not start cold."""
+        try:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass  # already reaped: the stdlib replaced it
+        if self.pid == pid and self._ready.is_set():
+            logger.warning("the warm training process %d is gone; replacing it (runs start cold meanwhile)", pid)
+            self.start()
 
     def fork_run(self, run_dir: Path, env: Mapping[str, str]) -> multiprocessing.process.BaseProcess | None:
         """The run's process forked from the warm process, in its own session, holding the run's lock
