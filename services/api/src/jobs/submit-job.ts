@@ -51,9 +51,10 @@ export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{
   const placement = placeJob(app, body, hyperparameters, search, train);
   const queue = (search ? app.tuneQueues : app.queues).get(placement.resource_class)!;
   return withIdempotency(app, tenant, 'jobs', req.idempotencyKey(), fingerprintOf(body), async () => {
-    const id = await reserveActiveJob(app, tenant);
+    const id = newJobId();
+    await reserveAndReread(app, tenant, body, id);
     const job = newJobRecord(id, tenant, body, hyperparameters, placement, search);
-    await createRecord(app, tenant, body, job);
+    await createRecord(app, tenant, job);
     await enqueue(app, job, queue, search !== undefined);
     req.log.info({ jobId: job.id, resourceClass: placement.resource_class }, 'job queued');
     return { status: 202, body: job };
@@ -100,20 +101,25 @@ function resolveHyperparameters(body: CreateJobBodyT): { hyperparameters: Record
   return { hyperparameters, search };
 }
 
-/** The tenant's dataset given as `param`, or 400 dataset_not_found (another tenant's is missing too). */
-async function ownedDataset(app: FastifyInstance, tenant: string, id: string, param: DatasetParam): Promise<DatasetRecord> {
-  const ds = await app.datasets.get(id);
-  if (!ds || ds.tenant !== tenant) throw new ApiError(400, 'dataset_not_found', `no dataset with id ${id}; upload it with POST /v1/datasets first`, param);
-  return ds;
+/**
+ * The job's datasets by parameter, or 400 dataset_not_found naming the first missing one in
+ * parameter order (another tenant's is missing too). Read together: one round trip, not one each.
+ */
+async function ownedDatasets(app: FastifyInstance, tenant: string, body: CreateJobBodyT): Promise<Partial<Record<DatasetParam, DatasetRecord>>> {
+  const given = DATASET_PARAMS.filter((param) => body[param]);
+  const records = await Promise.all(given.map((param) => app.datasets.get(body[param]!)));
+  const datasets: Partial<Record<DatasetParam, DatasetRecord>> = {};
+  given.forEach((param, i) => {
+    const ds = records[i];
+    if (!ds || ds.tenant !== tenant) throw new ApiError(400, 'dataset_not_found', `no dataset with id ${body[param]}; upload it with POST /v1/datasets first`, param);
+    datasets[param] = ds;
+  });
+  return datasets;
 }
 
 /** Reads the job's datasets and checks the labels against the training set's; returns the training set. */
 async function readDatasets(app: FastifyInstance, tenant: string, body: CreateJobBodyT, hyperparameters: Record<string, unknown>): Promise<DatasetRecord> {
-  const datasets: Partial<Record<DatasetParam, DatasetRecord>> = {};
-  for (const param of DATASET_PARAMS) {
-    const id = body[param];
-    if (id) datasets[param] = await ownedDataset(app, tenant, id, param);
-  }
+  const datasets = await ownedDatasets(app, tenant, body);
   const train = datasets.dataset!;
   for (const param of ['validation_dataset', 'test_dataset'] as const) {
     const unseen = datasets[param]?.labels.filter((l) => !train.labels.includes(l)) ?? [];
@@ -143,15 +149,25 @@ function placeJob(app: FastifyInstance, body: CreateJobBodyT, hyperparameters: R
   }
 }
 
-/** A new job id with its place in the tenant's active-job quota, or 429 too_many_active_jobs. */
-async function reserveActiveJob(app: FastifyInstance, tenant: string): Promise<string> {
+/**
+ * Takes job `id`'s place in the tenant's active-job quota (or 429 too_many_active_jobs), then reads
+ * its datasets again: a dataset deleted between the first read and the reservation is caught here
+ * (the delete refuses while the reservation stands, so after this read it cannot go), and the place
+ * is given back. The read waits for the reservation's answer rather than going out with it, so the
+ * order is the code's, not the connection's.
+ */
+async function reserveAndReread(app: FastifyInstance, tenant: string, body: CreateJobBodyT, id: string): Promise<void> {
   const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
-  const id = newJobId();
   const active = await app.quotas.reserveActiveJob(tenant, id, limit);
   if (active !== null) {
     throw new ApiError(429, 'too_many_active_jobs', `the tenant has ${active} queued or running jobs, its limit is ${limit}; wait for one to finish or cancel one`, null);
   }
-  return id;
+  try {
+    await ownedDatasets(app, tenant, body);
+  } catch (err) {
+    await app.quotas.releaseActiveJob(tenant, id).catch(() => undefined);
+    throw err;
+  }
 }
 
 /** The queued record of the job; a tune job's study starts empty. */
@@ -173,14 +189,8 @@ function newJobRecord(id: string, tenant: string, body: CreateJobBodyT, hyperpar
 }
 
 /** Stores the record; on any refusal the quota place is given back (an oversized record: 413 job_too_large). */
-async function createRecord(app: FastifyInstance, tenant: string, body: CreateJobBodyT, job: JobRecord): Promise<void> {
+async function createRecord(app: FastifyInstance, tenant: string, job: JobRecord): Promise<void> {
   try {
-    // A dataset deleted between the check above and the reservation is caught here: the
-    // delete refuses while the reservation stands, so after this read it cannot go.
-    for (const param of DATASET_PARAMS) {
-      const id = body[param];
-      if (id) await ownedDataset(app, tenant, id, param);
-    }
     await app.jobs.create(job);
   } catch (err) {
     await app.quotas.releaseActiveJob(tenant, job.id).catch(() => undefined);
