@@ -47,9 +47,11 @@ RUNS = {
 }
 CASES = [(f, t, {}) for f in ("encoder", "decoder", "scratch") for t in ("head", "tail", "head+tail")] + [
     ("decoder", "head+tail", {"export": "merged"}),  # the other decoder card: a plain model, adapter merged in
+    # The character n-gram branch: its ids come from textprep.encode, truncated to the words training kept.
+    ("scratch", "tail", {"char_ngram_buckets": 4096, "char_ngram_sizes": "2-4"}),
     ("tfidf", None, {}),
 ]
-IDS = ["-".join([f, *([t] if t else []), *extra.values()]) for f, t, extra in CASES]
+IDS = ["-".join([f, *([t] if t else []), *map(str, extra.values())]) for f, t, extra in CASES]
 # Blocks makam in the loader's interpreter: the artifact must load with what it ships.
 BLOCK_MAKAM = """\
 import importlib.abc, sys

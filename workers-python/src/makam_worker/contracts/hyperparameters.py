@@ -67,6 +67,8 @@ SPECS: dict[str, dict[str, Any]] = {
     "vocab_size": {"type": "integer", "families": ("scratch",), "minimum": 100, "maximum": 250000},
     "tokenizer_model": {"type": "enum", "families": ("scratch",), "choices": ("bpe", "unigram",)},
     "pooling": {"type": "enum", "families": ("scratch",), "choices": ("mean", "cls",)},
+    "char_ngram_buckets": {"type": "integer", "families": ("scratch",), "minimum": 0, "maximum": 2097152},
+    "char_ngram_sizes": {"type": "enum", "families": ("scratch",), "choices": ("2-4", "3-5", "3-6", "2-5", "1-4",)},
     "word_ngram_max": {"type": "integer", "families": ("tfidf",), "minimum": 1, "maximum": 5},
     "char_ngram_min": {"type": "integer", "families": ("tfidf",), "minimum": 1, "maximum": 10},
     "char_ngram_max": {"type": "integer", "families": ("tfidf",), "minimum": 1, "maximum": 10},
@@ -187,6 +189,10 @@ class Hyperparameters:
     """The SentencePiece algorithm."""
     pooling: str = field(default="mean", metadata=_meta("pooling"))
     """How a text's token vectors become one: their mean over real tokens, or the first ([CLS]) token."""
+    char_ngram_buckets: int = field(default=0, metadata=_meta("char_ngram_buckets"))
+    """A character n-gram branch beside the subword one (fastText style): each word's n-grams of "<word>" are hashed into this many buckets, averaged by an embedding bag of d_model and concatenated with the pooled transformer output before the head; 0: off. 2^16 to 2^20 is usual; the table has (buckets + 1) × d_model weights, updated whole at every step."""
+    char_ngram_sizes: str = field(default="3-5", metadata=_meta("char_ngram_sizes"))
+    """Lengths of the character n-grams of the branch that char_ngram_buckets turns on, from-to, "<" and ">" marking a word's ends (a word longer than the longest length also counts whole)."""
     word_ngram_max: int = field(default=2, metadata=_meta("word_ngram_max"))
     """Word n-grams from 1 to this."""
     char_ngram_min: int = field(default=2, metadata=_meta("char_ngram_min"))

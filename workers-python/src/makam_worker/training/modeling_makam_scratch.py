@@ -16,6 +16,11 @@ Architecture: token embeddings plus learned (or sinusoidal) positions up to max_
 then num_hidden_layers pre-norm blocks, x + Attn(LN(x)) and x + FFN(LN(x)), with attention through
 torch.nn.functional.scaled_dot_product_attention (flash or memory-efficient kernels on CUDA), a final
 LayerNorm, mean pooling over real tokens (or the first token) and a linear head.
+
+With char_ngram_buckets > 0 (makam's char_ngram_buckets hyperparameter; 0 by default) a character
+n-gram branch sits beside the subword one, as fastText: the hashed n-grams of each word
+(textprep.char_ngram_ids, which textprep.encode passes as `char_ngram_ids`) are averaged by an
+EmbeddingBag, layer-normalised and concatenated with the pooled transformer output before the head.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from .textprep import prepare_text
 
 class MakamScratchConfig(PretrainedConfig):
     model_type = "makam_scratch"
+    char_ngram_buckets = 0  # no character n-gram branch
+    char_ngram_sizes = "3-5"
 
     def __init__(
         self,
@@ -49,6 +56,8 @@ class MakamScratchConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         layer_norm_eps: float = 1e-5,
         pad_token_id: int = 0,
+        char_ngram_buckets: int = 0,
+        char_ngram_sizes: str = "3-5",
         **kwargs,
     ) -> None:
         self.vocab_size = vocab_size
@@ -62,6 +71,9 @@ class MakamScratchConfig(PretrainedConfig):
         self.pooling = pooling
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
+        if char_ngram_buckets:  # set only then: config.json of a model without the branch stays as it was
+            self.char_ngram_buckets = char_ngram_buckets
+            self.char_ngram_sizes = char_ngram_sizes
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 
 
@@ -127,6 +139,10 @@ class MakamScratchPreTrainedModel(PreTrainedModel):
             if module.padding_idx is not None:
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.EmbeddingBag):  # the n-gram table: torch's default N(0, 1) would swamp the mean
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            with torch.no_grad():
+                module.weight[0].zero_()
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
@@ -148,7 +164,12 @@ class MakamScratchForSequenceClassification(MakamScratchPreTrainedModel):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.head_dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(d, config.num_labels)
+        width = d
+        if config.char_ngram_buckets > 0:  # id 0 pads a text's n-grams and is left out of the mean
+            self.char_ngrams = nn.EmbeddingBag(config.char_ngram_buckets + 1, d, mode="mean", padding_idx=0)
+            self.char_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+            width = 2 * d
+        self.classifier = nn.Linear(width, config.num_labels)
         self.post_init()
 
     def forward(
@@ -156,6 +177,7 @@ class MakamScratchForSequenceClassification(MakamScratchPreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        char_ngram_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
         b, t = input_ids.shape
@@ -181,6 +203,12 @@ class MakamScratchForSequenceClassification(MakamScratchPreTrainedModel):
         else:
             weights = keep.unsqueeze(-1).to(x.dtype)
             pooled = (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        if self.config.char_ngram_buckets > 0:
+            if char_ngram_ids is None:
+                raise ValueError("this model reads character n-grams: build its input with textprep.encode "
+                                 "(shipped beside it), which adds char_ngram_ids")
+            grams = self.char_norm(self.char_ngrams(char_ngram_ids)).to(pooled.dtype)
+            pooled = torch.cat([pooled, grams], dim=-1)
         logits = self.classifier(self.head_dropout(pooled))
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
@@ -193,8 +221,14 @@ class MakamScratchTokenizer(SentencePieceBackend):
     vocab_files_names = {"vocab_file": "tokenizer.model"}
     model_input_names = ["input_ids", "attention_mask"]
 
-    def __init__(self, vocab_file: str, preprocessing: dict | None = None, **kwargs) -> None:
+    def __init__(self, vocab_file: str, preprocessing: dict | None = None, char_ngrams: dict | None = None,
+                 **kwargs) -> None:
         self.preprocessing = dict(preprocessing or {})
+        # {"buckets", "sizes"} for a model with the n-gram branch: textprep.encode reads it. Saved only
+        # then, so the tokenizer_config.json of a model without it stays as it was.
+        self.char_ngrams = dict(char_ngrams) if char_ngrams else None
+        if self.char_ngrams:
+            kwargs["char_ngrams"] = self.char_ngrams
         kwargs.setdefault("pad_token", "<pad>")
         kwargs.setdefault("unk_token", "<unk>")
         kwargs.setdefault("bos_token", "<s>")

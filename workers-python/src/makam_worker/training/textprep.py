@@ -19,6 +19,8 @@ calls the same functions, so the model card's loader predicts what the run repor
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 import unicodedata
 
@@ -108,6 +110,38 @@ def truncate(ids: list, budget: int, mode: str) -> list:
     return list(ids[:head]) + (list(ids[-tail:]) if tail else [])
 
 
+def _parse_sizes(sizes: str) -> tuple:
+    low, _, high = sizes.partition("-")
+    return int(low), int(high or low)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # words repeat (Zipf): each distinct word is hashed once
+def word_ngram_ids(word: str, buckets: int, sizes: str) -> tuple:
+    """fastText-style ids of a word: the character n-grams of "<word>" (lengths `sizes`, "3-5"),
+    and the whole "<word>" when longer, each hashed into 1..buckets (0 is padding). The hash is
+    blake2b of the UTF-8 bytes, not Python's hash(), which is salted per process: the worker and the
+    artifact's loader must compute the same ids."""
+    low, high = _parse_sizes(sizes)
+    marked = f"<{word}>"
+    grams = [marked[i : i + n] for n in range(low, high + 1) for i in range(len(marked) - n + 1)]
+    if len(marked) > high:
+        grams.append(marked)
+    return tuple(
+        1 + int.from_bytes(hashlib.blake2b(g.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little") % buckets
+        for g in grams
+    )
+
+
+def char_ngram_ids(text: str, buckets: int, sizes: str, max_words: int, truncation: str = "head") -> list:
+    """The hashed character n-gram ids of a text's words (split on white space), of at most
+    `max_words` words kept as `truncation` keeps tokens, so the n-grams see the part of a long text
+    the subword tokens see (a word is one token or more)."""
+    ids: list = []
+    for word in truncate(text.split(), max_words, truncation):
+        ids.extend(word_ngram_ids(word, buckets, sizes))
+    return ids
+
+
 def special_affixes(tokenizer) -> tuple:
     """The special token ids a Hugging Face tokenizer puts before and after a single text
     ([CLS] / [SEP], <s> / none), found by tokenizing a sample with and without them."""
@@ -134,19 +168,42 @@ def encode_ids(tokenizer, texts: list, max_length: int, truncation: str = "head"
         for ids in tokenizer(list(texts[start : start + 512]), add_special_tokens=False, verbose=False)["input_ids"]:
             truncated += len(ids) > budget
             out.append(prefix + truncate(ids, budget, truncation) + suffix)
+    ngrams = getattr(tokenizer, "char_ngrams", None)  # the scratch tokenizer's, when its model has the branch
+    if ngrams:
+        out = EncodedIds(out)
+        options = getattr(tokenizer, "preprocessing", None) or {}
+        # Prepared as the tokenizer prepares (idempotent), so raw text gives the n-grams training saw.
+        out.char_ngrams = [char_ngram_ids(prepare_text(t, **options), ngrams["buckets"], ngrams["sizes"],
+                                          max_length, truncation) for t in texts]
     return out, truncated
+
+
+class EncodedIds(list):
+    """Input ids that also carry each text's character n-gram ids (`char_ngrams`), so the training
+    loop's batches and `encode` hold the same."""
+
+    char_ngrams: list
+
+
+def pad_char_ngrams(rows: list) -> list:
+    """Each text's n-gram ids padded with 0 on the right to the longest (at least 1 column)."""
+    width = max((len(row) for row in rows), default=0) or 1
+    return [list(row) + [0] * (width - len(row)) for row in rows]
 
 
 def encode(tokenizer, texts: list, max_length: int, truncation: str = "head", return_tensors=None) -> dict:
     """A batch for model(**batch): `input_ids` from encode_ids and `attention_mask`, padded on the
-    right with the tokenizer's pad token as in training; lists, or torch tensors with
-    return_tensors="pt"."""
+    right with the tokenizer's pad token as in training, and `char_ngram_ids` (padded with 0) for a
+    tokenizer with character n-grams; lists, or torch tensors with return_tensors="pt"."""
     ids, _ = encode_ids(tokenizer, texts, max_length, truncation)
     width = max((len(row) for row in ids), default=0)
     batch = {
         "input_ids": [row + [tokenizer.pad_token_id] * (width - len(row)) for row in ids],
         "attention_mask": [[1] * len(row) + [0] * (width - len(row)) for row in ids],
     }
+    ngrams = getattr(ids, "char_ngrams", None)
+    if ngrams is not None:
+        batch["char_ngram_ids"] = pad_char_ngrams(ngrams)
     if return_tensors == "pt":
         import torch  # only here: the preparation above needs nothing beyond the standard library
 

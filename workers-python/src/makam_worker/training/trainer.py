@@ -115,10 +115,11 @@ class TextEncoder:
 
 
 def collate(rows: list[tuple[int, list[int], int]], pad_token_id: int, multiple_of: int = 1,
-            max_width: int | None = None) -> dict[str, torch.Tensor]:
+            max_width: int | None = None, char_ngrams: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
     """Dynamic padding: each batch is as long as its longest text, rounded up to a multiple of
     `multiple_of` (8 on CUDA, where tensor-core tiles want it) but never past `max_width` (the
-    model's positions), padded on the right."""
+    model's positions), padded on the right. With `char_ngrams` (per text, by row index) also
+    `char_ngram_ids`, padded as textprep.encode pads them."""
     longest = max(len(ids) for _, ids, _ in rows)
     width = -(-longest // multiple_of) * multiple_of
     if max_width is not None:
@@ -128,12 +129,16 @@ def collate(rows: list[tuple[int, list[int], int]], pad_token_id: int, multiple_
     for r, (_, ids, _) in enumerate(rows):
         input_ids[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         attention_mask[r, : len(ids)] = 1
-    return {
+    batch = {
         "index": torch.tensor([i for i, _, _ in rows]),
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "labels": torch.tensor([label for _, _, label in rows]),
     }
+    if char_ngrams is not None:
+        batch["char_ngram_ids"] = torch.tensor(textprep.pad_char_ngrams([char_ngrams[i] for i, _, _ in rows]),
+                                               dtype=torch.long)
+    return batch
 
 
 class EpochShuffle(torch.utils.data.Sampler[int]):
@@ -174,9 +179,10 @@ def loader(ids: list[list[int]], labels: list[int], batch_size: int, pad_token_i
     if not shuffle:
         rows.sort(key=lambda row: len(row[1]))  # less padding; predictions are put back in order
     lengths = [len(x) for x in ids] if group_by_length else None
+    char_ngrams = getattr(ids, "char_ngrams", None)  # textprep.EncodedIds of a model with the n-gram branch
     return DataLoader(
         rows, batch_size=batch_size, sampler=EpochShuffle(len(rows), seed, lengths, batch_size) if shuffle else None,
-        collate_fn=lambda b: collate(b, pad_token_id, multiple_of, max_width), pin_memory=pin_memory,
+        collate_fn=lambda b: collate(b, pad_token_id, multiple_of, max_width, char_ngrams), pin_memory=pin_memory,
     )
 
 
@@ -229,8 +235,11 @@ def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[s
     without padding goes without its mask, which is known here on the host: the models then skip the
     mask (flash attention on CUDA) without a device-side `mask.all()` check, a host sync per step."""
     mask = batch["attention_mask"]
-    return {"input_ids": batch["input_ids"].to(device, non_blocking=True),
-            "attention_mask": None if bool(mask.all()) else mask.to(device, non_blocking=True)}
+    inputs = {"input_ids": batch["input_ids"].to(device, non_blocking=True),
+              "attention_mask": None if bool(mask.all()) else mask.to(device, non_blocking=True)}
+    if "char_ngram_ids" in batch:
+        inputs["char_ngram_ids"] = batch["char_ngram_ids"].to(device, non_blocking=True)
+    return inputs
 
 
 def windows(batches: Iterable[dict[str, torch.Tensor]], k: int) -> Iterator[list[dict[str, torch.Tensor]]]:

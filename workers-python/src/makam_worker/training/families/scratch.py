@@ -80,8 +80,10 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
     else:
         vocab_file.write_bytes(cached_sentencepiece(ctx.splits.train_texts, hp.vocab_size, hp.tokenizer_model))
     preprocessing = {name: getattr(hp, name) for name in OPTIONS}
+    # The tokenizer carries the n-gram settings, so textprep.encode (the card's loader and the loop) adds them.
+    char_ngrams = {"buckets": hp.char_ngram_buckets, "sizes": hp.char_ngram_sizes} if hp.char_ngram_buckets else None
     tokenizer = MakamScratchTokenizer(vocab_file=str(vocab_file), preprocessing=preprocessing,
-                                      model_max_length=hp.max_length)
+                                      char_ngrams=char_ngrams, model_max_length=hp.max_length)
     config = MakamScratchConfig(
         vocab_size=len(tokenizer),
         hidden_size=hp.d_model,
@@ -92,6 +94,8 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
         max_position_embeddings=hp.max_length,
         position_embedding_type=POSITIONS,
         pooling=hp.pooling,
+        char_ngram_buckets=hp.char_ngram_buckets,
+        char_ngram_sizes=hp.char_ngram_sizes,
         pad_token_id=tokenizer.pad_token_id,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
@@ -111,7 +115,9 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
         model=model, tokenizer=tokenizer, max_length=hp.max_length, pad_token_id=tokenizer.pad_token_id, save=save,
         source=f"from scratch: {hp.layers} pre-norm blocks, d_model {hp.d_model}, {hp.heads} heads, "
                f"ff_dim {hp.ff_dim}, {POSITIONS} positions, {hp.pooling} pooling; "
-               f"SentencePiece {hp.tokenizer_model} vocabulary of {len(tokenizer)}",
+               f"SentencePiece {hp.tokenizer_model} vocabulary of {len(tokenizer)}"
+               + (f"; character {hp.char_ngram_sizes}-grams of each word hashed into {hp.char_ngram_buckets} buckets"
+                  if hp.char_ngram_buckets else ""),
         loading=LOADING.format(max_length=hp.max_length, truncation=hp.truncation),
         info={**parameter_counts(model), "vocab_size": len(tokenizer)},
         derived={"tokenizer.model": vocab_file},
