@@ -115,3 +115,22 @@ def test_a_run_without_it_ships_no_ngram_settings(tmp_path):
     extract(run_dir / "model.tar.gz", model_dir)
     assert "char_ngram" not in (model_dir / "config.json").read_text()
     assert "char_ngrams" not in (model_dir / "tokenizer_config.json").read_text()
+
+
+def test_a_run_with_the_branch_resumes_exactly_and_refits(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from test_checkpoint import whole_stopped_resumed
+
+    hp = {**TINY, "epochs": 4, "char_ngram_buckets": 1024}
+    whole, _, resumed = whole_stopped_resumed(tmp_path / "resume", SCRATCH, hp)
+    a, b = load_file(whole / "model" / "model.safetensors"), load_file(resumed / "model" / "model.safetensors")
+    assert "char_ngrams.weight" in a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # refit: a fresh model on train + validation, its batches carrying n-grams through refit.py's loader.
+    run_dir = write_run_dir(tmp_path, "refit", {**hp, "refit": True, "test_fraction": 0.2}, model=SCRATCH,
+                            dataset=jsonl(ROWS))
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    assert read_events(run_dir)[-1]["final_metrics"]["trained_on"] == "train+validation"
+    assert "char_ngrams.weight" in load_file(run_dir / "model" / "model.safetensors")
