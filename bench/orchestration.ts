@@ -298,7 +298,7 @@ const shutdown = (): Promise<void> =>
 // Interrupted, it still stops what it started.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void shutdown().finally(() => process.exit(130)));
 try {
-  stack = await startStack(redisServer.url);
+  stack = await startStack(redisServer.url, { workerEnv: { MAKAM_WORKER_WARM: '1' } });
   floor = await startFloor(redisServer.url, stack.prefix);
   const upload = await stack.uploadSample();
   if (upload.status !== 201) throw new Error(`upload answered ${upload.status}: ${JSON.stringify(upload.body)}`);

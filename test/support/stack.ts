@@ -85,7 +85,10 @@ async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs: numb
 export interface StackOptions {
   /** Extra environment for the dispatcher (e.g. a short MAKAM_LOCK_MS for takeover tests). */
   dispatcherEnv?: Record<string, string>;
-  /** Extra environment for the Python workers (e.g. small upload limits). */
+  /** Extra environment for the Python workers (e.g. small upload limits). Workers start cold
+   * (MAKAM_WORKER_WARM=0) unless this says otherwise: a warm process preloads torch for 15-20 s of
+   * CPU per worker, which a suite of short-lived stacks on 2 cores pays without gaining from it;
+   * workers-python/tests/test_warm_*.py and bench/orchestration.ts run warm. */
   workerEnv?: Record<string, string>;
   /** Python workers to start (1); the first is named `worker`, the others `worker2`, `worker3`, ... */
   workers?: number;
@@ -111,7 +114,7 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
   const workerStateDir = path.join(dir, 'worker');
   workerAddresses.forEach((address, i) => {
     const name = i === 0 ? 'worker' : `worker${i + 1}`;
-    procs.push(start(name, PYTHON, ['-m', 'makam_worker', '--listen', address, '--state-dir', i === 0 ? workerStateDir : path.join(dir, name)], { PYTHONUNBUFFERED: '1', MAKAM_MODEL_ROOTS: modelsDir, HF_HUB_OFFLINE: '1', ...options.workerEnv }));
+    procs.push(start(name, PYTHON, ['-m', 'makam_worker', '--listen', address, '--state-dir', i === 0 ? workerStateDir : path.join(dir, name)], { PYTHONUNBUFFERED: '1', MAKAM_MODEL_ROOTS: modelsDir, HF_HUB_OFFLINE: '1', MAKAM_WORKER_WARM: '0', ...options.workerEnv }));
   });
   const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort) });
   procs.push(api);
