@@ -65,3 +65,11 @@ test('resource classes parse with defaults or explicit device and memory', () =>
   assert.throws(() => parseResourceClasses('h100'), /needs a device and memory/);
   assert.throws(() => parseResourceClasses('x=tpu:1GiB'), /name=cuda:24GiB/);
 });
+
+test("a scratch model's character n-gram table is counted in its parameters", () => {
+  const scratch = (hp: object) => estimateMemory({ ...input('scratch', {}, hp), cuda: true });
+  const d = Number(defaultsFor('scratch').d_model);
+  const buckets = 2 ** 20;
+  const added = scratch({ char_ngram_buckets: buckets }).parameters - scratch({}).parameters;
+  assert.ok(added >= (buckets + 1) * d, `${added} parameters added for ${buckets} buckets of ${d}`);
+});

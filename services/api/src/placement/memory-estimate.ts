@@ -52,7 +52,9 @@ function shapeOf(input: EstimateInput): ModelShape {
   if (input.family === 'scratch') {
     const d = Number(hp.d_model);
     const heads = Number(hp.heads);
-    return { kind: 'encoder', arch: 'bert', vocab: Number(hp.vocab_size), hidden: d, layers: Number(hp.layers), heads, kvHeads: heads, headDim: d / heads, ff: Number(hp.ff_dim), positions: 512, typeVocab: 2, attentionBias: true, mlpBias: true, source: 'scratch hyperparameters' };
+    // The character n-gram table ((buckets + 1) x d_model) is one more embedding, counted with the vocabulary.
+    const ngramRows = Number(hp.char_ngram_buckets ?? 0) > 0 ? Number(hp.char_ngram_buckets) + 1 : 0;
+    return { kind: 'encoder', arch: 'bert', vocab: Number(hp.vocab_size) + ngramRows, hidden: d, layers: Number(hp.layers), heads, kvHeads: heads, headDim: d / heads, ff: Number(hp.ff_dim), positions: 512, typeVocab: 2, attentionBias: true, mlpBias: true, source: 'scratch hyperparameters' };
   }
   const family = input.family as 'encoder' | 'decoder';
   // The worker gives a config-built model the trained tokenizer's vocabulary, whatever the config says.
