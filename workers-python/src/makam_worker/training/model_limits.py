@@ -6,7 +6,7 @@
   refused or missing path reads the same, so the answer tells nothing of what exists outside the roots.
 - The model is built on PyTorch's meta device (no memory), its parameters counted exactly, and the
   run's training memory estimated as the API's placement does
-  (services/shared/src/placement/memory-estimate.ts); a run that would not fit the worker's memory
+  (services/api/src/placement/memory-estimate.ts); a run that would not fit the worker's memory
   (MAKAM_WORKER_MEMORY_BYTES, else the device's) fails with `does_not_fit` and the figures.
 """
 
