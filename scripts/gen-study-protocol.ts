@@ -1,7 +1,8 @@
 // Generates both sides of contracts/study-protocol.json (the dispatcher <-> study process protocol):
 // the dispatcher's TypeScript types, its request and result schemas (a request is checked before it
 // is written, a reply when it comes back) and the study process's Python table of ops, args, result
-// keys, enums and codes. The shared definitions ($defs) are written once; each schema refers to them.
+// keys, enums, codes and each op's args schema (the study validates every request against it). The
+// shared definitions ($defs) are written once; each schema refers to them.
 //   node scripts/gen-study-protocol.ts           write them
 //   node scripts/gen-study-protocol.ts --check   fail if a committed copy is stale (scripts/test.sh runs it)
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -59,6 +60,7 @@ export function loadContract(): Contract {
 function tsOf(s: Schema, indent = ''): string {
   if (s.$ref) return s.$ref.replace('#/$defs/', '');
   if (s.enum) return s.enum.map((v) => js(v)).join(' | ');
+  if ('const' in s) return js(s.const);
   if (s.anyOf) return s.anyOf.map((a) => tsOf(a, indent)).join(' | ');
   const types = Array.isArray(s.type) ? s.type : [s.type ?? 'unknown'];
   return types.map((t) => tsOfType(t, s, indent)).join(' | ');
@@ -94,11 +96,12 @@ function tsOfType(t: string, s: Schema, indent: string): string {
 
 /** One op's request line as JSON Schema: id, op and the op's args, nothing else ($refs into STUDY_DEFS). */
 function requestSchema(c: Contract, name: string): Schema {
-  const args = c.ops[name]!.args;
+  const { properties, required, ...rest } = c.ops[name]!.args; // rest: if/then and the like, kept
   return {
     type: 'object',
-    properties: { id: { type: 'integer' }, op: { const: name }, ...args.properties },
-    required: ['id', 'op', ...(args.required ?? [])],
+    properties: { id: { type: 'integer' }, op: { const: name }, ...properties },
+    required: ['id', 'op', ...(required ?? [])],
+    ...rest,
     additionalProperties: false,
   };
 }
@@ -138,8 +141,24 @@ export function renderTs(c: Contract): string {
 }
 
 // ---- Python
+/** A JSON value as a Python literal (true/false/null spelled True/False/None), one entry a line. */
+function pyOf(v: unknown, indent = ''): string {
+  if (v === null) return 'None';
+  if (v === true) return 'True';
+  if (v === false) return 'False';
+  if (typeof v === 'string' || typeof v === 'number') return js(v);
+  const inner = indent + '    ';
+  if (Array.isArray(v)) {
+    if (v.every((x) => x === null || typeof x !== 'object')) return `[${v.map((x) => pyOf(x)).join(', ')}]`;
+    return `[\n${v.map((x) => `${inner}${pyOf(x, inner)},`).join('\n')}\n${indent}]`;
+  }
+  const entries = Object.entries(v as Record<string, unknown>);
+  if (entries.length === 0) return '{}';
+  return `{\n${entries.map(([k, x]) => `${inner}${js(k)}: ${pyOf(x, inner)},`).join('\n')}\n${indent}}`;
+}
+
 export function renderPy(c: Contract): string {
-  const out: string[] = [`"""${HEADER}"""`, '', 'from __future__ import annotations', ''];
+  const out: string[] = [`"""${HEADER}"""`, '', 'from __future__ import annotations', '', 'from typing import Any', ''];
   const tuple = (xs: string[]) => (xs.length === 0 ? 'frozenset()' : `frozenset({${xs.map((x) => js(x)).join(', ')}})`);
   out.push(`# The error codes a reply may carry.`);
   out.push(`CODES = (${Object.keys(c.codes).map((k) => js(k)).join(', ')})`, '');
@@ -169,7 +188,12 @@ export function renderPy(c: Contract): string {
   };
   for (const op of Object.values(c.ops)) walk(op.args, '');
   for (const [k, v] of [...enums].sort(([a], [b]) => a.localeCompare(b))) out.push(`    ${js(k)}: (${v.map((x) => js(x)).join(', ')}),`);
-  out.push(`}`);
+  out.push(`}`, '');
+  // The schemas themselves, so the study process checks a request against the contract, not a copy.
+  out.push(`# The definitions the schemas below refer to (\`#/$defs/<name>\`), JSON Schema draft 2020-12.`);
+  out.push(`DEFS: dict[str, Any] = ${pyOf(c.$defs)}`, '');
+  out.push(`# Each op's args (besides id and op) as JSON Schema: validate with {"$defs": DEFS, **ARGS_SCHEMAS[op]}.`);
+  out.push(`ARGS_SCHEMAS: dict[str, dict[str, Any]] = ${pyOf(Object.fromEntries(Object.entries(c.ops).map(([n, op]) => [n, op.args])))}`);
   return out.join('\n') + '\n';
 }
 

@@ -70,6 +70,12 @@ test('a request outside contracts/study-protocol.json is refused before it is wr
   assert.throws(() => checkStudyRequest({ id: 1, op: 'tell', study: key, number: 0, state: 'done' }), /study bad_request: tell \/state/);
   assert.throws(() => checkStudyRequest({ id: 1, op: 'report', study: key, number: 0, step: 1 }), /study bad_request: report/);
   assert.doesNotThrow(() => checkStudyRequest({ id: 1, op: 'tell', study: key, number: 0, state: 'fail', value: null }));
+  // The contract's if/then (a complete trial needs a value) and its per-type ParamSpace hold here too.
+  assert.throws(() => checkStudyRequest({ id: 1, op: 'tell', study: key, number: 0, state: 'complete' }), /study bad_request: tell/);
+  const create = { id: 1, op: 'create', study: key, direction: 'minimize', sampler: 'tpe', pruner: { type: 'median' }, seed: 1, trials: 3 };
+  assert.throws(() => checkStudyRequest({ ...create, space: { x: { type: 'int', low: 0.5, high: 2 } } }), /study bad_request: create \/space/);
+  assert.throws(() => checkStudyRequest({ ...create, space: { x: { type: 'categorical', choices: [1], low: 0 } } }), /study bad_request: create \/space/);
+  assert.doesNotThrow(() => checkStudyRequest({ ...create, space: { x: { type: 'int', low: 1, high: 2 } } }));
   // Through the client: refused without reaching (or starting) the study process.
   client.close();
   await assert.rejects(client.create(key, { ...search, sampler: 'annealing' as Search['sampler'] }), /study bad_request: create \/sampler/);

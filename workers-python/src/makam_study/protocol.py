@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # The error codes a reply may carry.
 CODES = ("bad_request", "not_found", "conflict", "unavailable", "internal")
 
@@ -33,4 +35,281 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "pruner.type": ("median", "successive_halving", "none"),
     "sampler": ("tpe", "random", "grid"),
     "state": ("complete", "pruned", "fail"),
+}
+
+# The definitions the schemas below refer to (`#/$defs/<name>`), JSON Schema draft 2020-12.
+DEFS: dict[str, Any] = {
+    "StudyKey": {
+        "type": "string",
+        "minLength": 1,
+        "description": "The Redis key prefix, e.g. makam:study:<job id>",
+    },
+    "ParamSpace": {
+        "anyOf": [
+            {
+                "$ref": "#/$defs/IntParam",
+            },
+            {
+                "$ref": "#/$defs/FloatParam",
+            },
+            {
+                "$ref": "#/$defs/CategoricalParam",
+            },
+        ],
+        "description": "One parameter's range or choices; its type says which",
+    },
+    "IntParam": {
+        "type": "object",
+        "properties": {
+            "type": {
+                "const": "int",
+            },
+            "low": {
+                "type": "integer",
+            },
+            "high": {
+                "type": "integer",
+            },
+            "step": {
+                "type": "integer",
+            },
+            "log": {
+                "type": "boolean",
+            },
+        },
+        "required": ["type", "low", "high"],
+        "additionalProperties": False,
+    },
+    "FloatParam": {
+        "type": "object",
+        "properties": {
+            "type": {
+                "const": "float",
+            },
+            "low": {
+                "type": "number",
+            },
+            "high": {
+                "type": "number",
+            },
+            "step": {
+                "type": "number",
+            },
+            "log": {
+                "type": "boolean",
+            },
+        },
+        "required": ["type", "low", "high"],
+        "additionalProperties": False,
+    },
+    "CategoricalParam": {
+        "type": "object",
+        "properties": {
+            "type": {
+                "const": "categorical",
+            },
+            "choices": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": ["string", "number", "boolean", "null"],
+                },
+            },
+        },
+        "required": ["type", "choices"],
+        "additionalProperties": False,
+    },
+    "Pruner": {
+        "type": "object",
+        "properties": {
+            "type": {
+                "enum": ["median", "successive_halving", "none"],
+            },
+            "startup_trials": {
+                "type": "integer",
+                "minimum": 0,
+            },
+            "warmup_epochs": {
+                "type": "integer",
+                "minimum": 0,
+            },
+        },
+        "required": ["type"],
+        "additionalProperties": False,
+    },
+    "TrialSummary": {
+        "type": "object",
+        "properties": {
+            "number": {
+                "type": "integer",
+            },
+            "state": {
+                "enum": ["RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING"],
+            },
+            "params": {
+                "type": "object",
+            },
+            "value": {
+                "type": ["number", "null"],
+            },
+            "intermediate": {
+                "type": "array",
+                "items": {
+                    "type": "array",
+                    "prefixItems": [
+                        {
+                            "type": "integer",
+                        },
+                        {
+                            "type": "number",
+                        },
+                    ],
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+            },
+            "started_at": {
+                "type": ["string", "null"],
+            },
+            "finished_at": {
+                "type": ["string", "null"],
+            },
+        },
+        "required": ["number", "state", "params", "value", "intermediate"],
+    },
+}
+
+# Each op's args (besides id and op) as JSON Schema: validate with {"$defs": DEFS, **ARGS_SCHEMAS[op]}.
+ARGS_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ping": {
+        "type": "object",
+        "properties": {},
+        "required": [],
+        "additionalProperties": False,
+    },
+    "create": {
+        "type": "object",
+        "properties": {
+            "study": {
+                "$ref": "#/$defs/StudyKey",
+            },
+            "space": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {
+                    "$ref": "#/$defs/ParamSpace",
+                },
+            },
+            "direction": {
+                "enum": ["maximize", "minimize"],
+            },
+            "sampler": {
+                "enum": ["tpe", "random", "grid"],
+                "description": "grid: floats need a step",
+            },
+            "pruner": {
+                "$ref": "#/$defs/Pruner",
+            },
+            "seed": {
+                "type": "integer",
+            },
+            "trials": {
+                "type": "integer",
+                "minimum": 1,
+            },
+        },
+        "required": ["study", "space", "direction", "sampler", "pruner", "seed", "trials"],
+        "additionalProperties": False,
+    },
+    "ask": {
+        "type": "object",
+        "properties": {
+            "study": {
+                "$ref": "#/$defs/StudyKey",
+            },
+        },
+        "required": ["study"],
+        "additionalProperties": False,
+    },
+    "report": {
+        "type": "object",
+        "properties": {
+            "study": {
+                "$ref": "#/$defs/StudyKey",
+            },
+            "number": {
+                "type": "integer",
+                "minimum": 0,
+            },
+            "step": {
+                "type": "integer",
+                "minimum": 0,
+            },
+            "value": {
+                "type": ["number", "null"],
+            },
+        },
+        "required": ["study", "number", "step", "value"],
+        "additionalProperties": False,
+    },
+    "tell": {
+        "type": "object",
+        "properties": {
+            "study": {
+                "$ref": "#/$defs/StudyKey",
+            },
+            "number": {
+                "type": "integer",
+                "minimum": 0,
+            },
+            "state": {
+                "enum": ["complete", "pruned", "fail"],
+            },
+            "value": {
+                "type": ["number", "null"],
+            },
+        },
+        "required": ["study", "number", "state"],
+        "if": {
+            "properties": {
+                "state": {
+                    "const": "complete",
+                },
+            },
+        },
+        "then": {
+            "required": ["value"],
+        },
+        "additionalProperties": False,
+    },
+    "summary": {
+        "type": "object",
+        "properties": {
+            "study": {
+                "$ref": "#/$defs/StudyKey",
+            },
+            "importances": {
+                "type": "boolean",
+            },
+        },
+        "required": ["study"],
+        "additionalProperties": False,
+    },
+    "fail_running": {
+        "type": "object",
+        "properties": {
+            "study": {
+                "$ref": "#/$defs/StudyKey",
+            },
+            "keep": {
+                "type": "array",
+                "items": {
+                    "type": "integer",
+                    "minimum": 0,
+                },
+            },
+        },
+        "required": ["study", "keep"],
+        "additionalProperties": False,
+    },
 }

@@ -7,13 +7,28 @@ export type StudyErrorCode = (typeof STUDY_ERROR_CODES)[number];
 /** The Redis key prefix, e.g. makam:study:<job id> */
 export type StudyKey = string;
 
-export type ParamSpace = {
-  type: "int" | "float" | "categorical";
-  low?: number;
-  high?: number;
+/** One parameter's range or choices; its type says which */
+export type ParamSpace = IntParam | FloatParam | CategoricalParam;
+
+export type IntParam = {
+  type: "int";
+  low: number;
+  high: number;
   step?: number;
   log?: boolean;
-  choices?: Array<string | number | boolean | null>;
+};
+
+export type FloatParam = {
+  type: "float";
+  low: number;
+  high: number;
+  step?: number;
+  log?: boolean;
+};
+
+export type CategoricalParam = {
+  type: "categorical";
+  choices: Array<string | number | boolean | null>;
 };
 
 export type Pruner = {
@@ -129,14 +144,50 @@ export const STUDY_DEFS: Record<string, Record<string, unknown>> = {
     "description": "The Redis key prefix, e.g. makam:study:<job id>"
   },
   "ParamSpace": {
+    "anyOf": [
+      {
+        "$ref": "#/$defs/IntParam"
+      },
+      {
+        "$ref": "#/$defs/FloatParam"
+      },
+      {
+        "$ref": "#/$defs/CategoricalParam"
+      }
+    ],
+    "description": "One parameter's range or choices; its type says which"
+  },
+  "IntParam": {
     "type": "object",
     "properties": {
       "type": {
-        "enum": [
-          "int",
-          "float",
-          "categorical"
-        ]
+        "const": "int"
+      },
+      "low": {
+        "type": "integer"
+      },
+      "high": {
+        "type": "integer"
+      },
+      "step": {
+        "type": "integer"
+      },
+      "log": {
+        "type": "boolean"
+      }
+    },
+    "required": [
+      "type",
+      "low",
+      "high"
+    ],
+    "additionalProperties": false
+  },
+  "FloatParam": {
+    "type": "object",
+    "properties": {
+      "type": {
+        "const": "float"
       },
       "low": {
         "type": "number"
@@ -149,6 +200,20 @@ export const STUDY_DEFS: Record<string, Record<string, unknown>> = {
       },
       "log": {
         "type": "boolean"
+      }
+    },
+    "required": [
+      "type",
+      "low",
+      "high"
+    ],
+    "additionalProperties": false
+  },
+  "CategoricalParam": {
+    "type": "object",
+    "properties": {
+      "type": {
+        "const": "categorical"
       },
       "choices": {
         "type": "array",
@@ -164,7 +229,8 @@ export const STUDY_DEFS: Record<string, Record<string, unknown>> = {
       }
     },
     "required": [
-      "type"
+      "type",
+      "choices"
     ],
     "additionalProperties": false
   },
@@ -424,6 +490,18 @@ export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
       "number",
       "state"
     ],
+    "if": {
+      "properties": {
+        "state": {
+          "const": "complete"
+        }
+      }
+    },
+    "then": {
+      "required": [
+        "value"
+      ]
+    },
     "additionalProperties": false
   },
   "summary": {
