@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+import jsonschema
 import optuna
 import redis
 from optuna.distributions import (
@@ -45,9 +46,6 @@ LOG_WAIT_S = 10.0
 LOG_BATCH = 256
 
 # The protocol's ops, args, enums and codes: generated from contracts/study-protocol.json.
-DIRECTIONS = protocol.ENUMS["direction"]
-SAMPLERS = protocol.ENUMS["sampler"]
-PRUNERS = protocol.ENUMS["pruner.type"]
 TELL_STATES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "fail": TrialState.FAIL}
 assert tuple(TELL_STATES) == protocol.ENUMS["state"], "tell states differ from contracts/study-protocol.json"
 
@@ -70,93 +68,118 @@ def bad_request(message: str) -> StudyError:
 # ---------------------------------------------------------------------------- argument checks
 
 
-def check_keys(obj: Mapping[str, Any], where: str, required: set[str], optional: set[str] = frozenset()) -> None:
-    missing = sorted(required - obj.keys())
-    if missing:
-        raise bad_request(f"{where}: missing {', '.join(missing)}")
-    unknown = sorted(obj.keys() - required - optional)
-    if unknown:
-        raise bad_request(f"{where}: unknown {', '.join(unknown)}")
+def _is_integer(_checker: Any, value: Any) -> bool:
+    # JSON Schema's integer takes 1.0; the ops want an int (Optuna's int params, trial numbers).
+    # bool, an int subclass, is already refused by jsonschema's checker for integer and number.
+    return type(value) is int
 
 
-def as_int(value: Any, name: str, minimum: int | None = None) -> int:
-    if type(value) is not int:
-        raise bad_request(f"{name} must be an integer")
-    if minimum is not None and value < minimum:
-        raise bad_request(f"{name} must be at least {minimum}")
-    return value
+# The contract's schemas use $defs and prefixItems: draft 2020-12. Compiled once, here.
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+ARG_VALIDATORS = {}
+for _op, _schema in protocol.ARGS_SCHEMAS.items():
+    _Validator.check_schema({"$defs": protocol.DEFS, **_schema})
+    ARG_VALIDATORS[_op] = _Validator({"$defs": protocol.DEFS, **_schema})
+
+_TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "a boolean",
+               "object": "an object", "array": "a list", "null": "null"}
 
 
-def as_bool(value: Any, name: str) -> bool:
-    if type(value) is not bool:
-        raise bad_request(f"{name} must be a boolean")
-    return value
+def _where(path: Any) -> str:
+    """A JSON path as the messages name it: space.lr.low, keep[2]."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
 
 
-def as_number(value: Any, name: str, *, finite: bool = True) -> float:
-    """A JSON number; with finite=False also null (JSON's stand-in for NaN) and Python's NaN/Infinity."""
-    if value is None and not finite:
-        return math.nan
-    if type(value) not in (int, float):
-        raise bad_request(f"{name} must be a number")
-    value = float(value)
-    if finite and not math.isfinite(value):
-        raise bad_request(f"{name} must be finite")
-    return value
+def _rank(e: jsonschema.ValidationError) -> tuple[int, int]:
+    # Shallowest first; at one level an unknown or missing arg before what is wrong inside one.
+    return len(e.absolute_path), {"additionalProperties": 0, "required": 1}.get(str(e.validator), 2)
 
 
-def as_str(value: Any, name: str, choices: tuple[str, ...] | None = None) -> str:
-    if not isinstance(value, str) or not value:
-        raise bad_request(f"{name} must be a non-empty string")
-    if choices is not None and value not in choices:
-        raise bad_request(f"{name} must be one of {', '.join(choices)}")
-    return value
+def _describe(e: jsonschema.ValidationError, op: str) -> str:
+    """A schema error as a message naming the field by its path (the op's name for the args)."""
+    where, v, want = _where(e.absolute_path) or op, e.validator, e.validator_value
+    if v == "anyOf":
+        # The contract's anyOfs (ParamSpace) tell their branches apart by a const (the type):
+        # report what is wrong in the branch whose const matched, or that none did.
+        branches: dict[Any, list[jsonschema.ValidationError]] = {}
+        for c in e.context or ():
+            branches.setdefault(c.relative_schema_path[0], []).append(c)
+        consts = [c for c in e.context or () if c.validator == "const"]
+        live = [errs for errs in branches.values() if not any(c.validator == "const" for c in errs)]
+        # No branch ruled out (no type given): what every branch misses, the type first of all.
+        missing = [
+            {k for c in errs if c.validator == "required" and not c.relative_path for k in c.validator_value if k not in c.instance}
+            for errs in live
+        ]
+        common = set.intersection(*missing) if len(live) > 1 else set()
+        if common:
+            return f"{where}: missing {', '.join(sorted(common))}"
+        if live:
+            return _describe(min(live[0], key=_rank), op)
+        if consts:
+            return f"{_where(consts[0].absolute_path)} must be one of {', '.join(str(c.validator_value) for c in consts)}"
+    elif v == "required":
+        return f"{where}: missing {', '.join(k for k in want if k not in e.instance)}"
+    elif v == "additionalProperties":
+        return f"{where}: unknown {', '.join(sorted(k for k in e.instance if k not in e.schema.get('properties', {})))}"
+    elif v == "type":
+        return f"{where} must be {' or '.join(_TYPE_NAMES.get(t, t) for t in ([want] if isinstance(want, str) else want))}"
+    elif v in ("enum", "const"):
+        return f"{where} must be {'one of ' + ', '.join(map(str, want)) if v == 'enum' else want}"
+    elif v == "minimum":
+        return f"{where} must be at least {want}"
+    elif v in ("minLength", "minItems", "minProperties") and want == 1:
+        return f"{where} must not be empty"
+    return f"{where}: {e.message}"
+
+
+def check_args(op: str, args: Mapping[str, Any]) -> None:
+    """The op's args against the contract's schema: bad_request naming the first field wrong."""
+    errors = list(ARG_VALIDATORS[op].iter_errors(args))
+    if errors:
+        raise bad_request(_describe(min(errors, key=_rank), op)[:300])
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    """The path of a NaN/Infinity inside value: JSON has none, but Python's json reads them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{where}[{k}]" if isinstance(k, int) else f"{where}.{k}")
+        if found:
+            return found
+    return None
 
 
 # ---------------------------------------------------------------------------- space and config
 
 
-def distributions(space: Any) -> dict[str, BaseDistribution]:
-    """The space as Optuna distributions, in the space's order."""
-    if not isinstance(space, dict) or not space:
-        raise bad_request("space must be a non-empty object")
+def distributions(space: Mapping[str, Any]) -> dict[str, BaseDistribution]:
+    """The space (checked against the contract's ParamSpace) as Optuna distributions, in its order."""
     out: dict[str, BaseDistribution] = {}
     for name, spec in space.items():
-        where = f"space.{name}"
-        if not isinstance(spec, dict):
-            raise bad_request(f"{where} must be an object")
-        kind = spec.get("type")
         try:
-            if kind == "int":
-                check_keys(spec, where, {"type", "low", "high"}, {"step", "log"})
-                out[name] = IntDistribution(
-                    as_int(spec["low"], f"{where}.low"),
-                    as_int(spec["high"], f"{where}.high"),
-                    log=as_bool(spec.get("log", False), f"{where}.log"),
-                    step=as_int(spec.get("step", 1), f"{where}.step"),
-                )
-            elif kind == "float":
-                check_keys(spec, where, {"type", "low", "high"}, {"step", "log"})
+            if spec["type"] == "int":
+                out[name] = IntDistribution(spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step", 1))
+            elif spec["type"] == "float":
                 step = spec.get("step")
                 out[name] = FloatDistribution(
-                    as_number(spec["low"], f"{where}.low"),
-                    as_number(spec["high"], f"{where}.high"),
-                    log=as_bool(spec.get("log", False), f"{where}.log"),
-                    step=None if step is None else as_number(step, f"{where}.step"),
+                    float(spec["low"]),
+                    float(spec["high"]),
+                    log=spec.get("log", False),
+                    step=None if step is None else float(step),
                 )
-            elif kind == "categorical":
-                check_keys(spec, where, {"type", "choices"})
-                choices = spec["choices"]
-                if not isinstance(choices, list) or not choices:
-                    raise bad_request(f"{where}.choices must be a non-empty list")
-                for c in choices:
-                    if not (c is None or isinstance(c, (str, bool, int)) or (isinstance(c, float) and math.isfinite(c))):
-                        raise bad_request(f"{where}.choices must hold JSON scalars")
-                out[name] = CategoricalDistribution(choices)
             else:
-                raise bad_request(f"{where}.type must be int, float or categorical")
+                out[name] = CategoricalDistribution(spec["choices"])
         except ValueError as e:  # Optuna refuses the distribution (low > high, log with step, ...)
-            raise bad_request(f"{where}: {e}") from None
+            raise bad_request(f"space.{name}: {e}") from None
     return out
 
 
@@ -188,23 +211,12 @@ def grid_values(dists: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:
 
 
 def parse_config(args: Mapping[str, Any]) -> dict[str, Any]:
-    """The create request's config, checked (Optuna builds the space once to refuse what it refuses)."""
-    pruner = args["pruner"]
-    if not isinstance(pruner, dict):
-        raise bad_request("pruner must be an object")
-    check_keys(pruner, "pruner", {"type"}, {"startup_trials", "warmup_epochs"})
-    as_str(pruner["type"], "pruner.type", PRUNERS)
-    for k in ("startup_trials", "warmup_epochs"):
-        if k in pruner:
-            as_int(pruner[k], f"pruner.{k}", 0)
-    config = {
-        "space": args["space"],
-        "direction": as_str(args["direction"], "direction", DIRECTIONS),
-        "sampler": as_str(args["sampler"], "sampler", SAMPLERS),
-        "pruner": pruner,
-        "seed": as_int(args["seed"], "seed"),
-        "trials": as_int(args["trials"], "trials", 1),
-    }
+    """The create request's config (its args checked against the contract; Optuna builds the space
+    once to refuse what it refuses)."""
+    config = {k: args[k] for k in ("space", "direction", "sampler", "pruner", "seed", "trials")}
+    bad = _non_finite(config["space"], "space")
+    if bad:
+        raise bad_request(f"{bad} must be finite")
     dists = distributions(config["space"])
     if config["sampler"] == "grid":
         grid_values(dists)
@@ -526,55 +538,41 @@ def _importances(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, fl
 # ---------------------------------------------------------------------------- requests
 
 
-def _study_key(args: Mapping[str, Any]) -> str:
-    return as_str(args["study"], "study")
+# Each op's args are checked against the contract's schema (check_args) before it runs.
 
 
 def _op_ping(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "ping", *protocol.ARGS["ping"])
     return {}
 
 
 def _op_create(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "create", *protocol.ARGS["create"])
-    return studies.create(_study_key(a), parse_config(a))
+    return studies.create(a["study"], parse_config(a))
 
 
 def _op_ask(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "ask", *protocol.ARGS["ask"])
-    return studies.ask(_study_key(a))
+    return studies.ask(a["study"])
+
+
+def _number(value: int | float | None) -> float:
+    """A metric: null is JSON's NaN (Python's json also reads NaN and Infinity, kept as they are)."""
+    return math.nan if value is None else float(value)
 
 
 def _op_report(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "report", *protocol.ARGS["report"])
-    return studies.report(
-        _study_key(a),
-        as_int(a["number"], "number", 0),
-        as_int(a["step"], "step", 0),
-        as_number(a["value"], "value", finite=False),
-    )
+    return studies.report(a["study"], a["number"], a["step"], _number(a["value"]))
 
 
 def _op_tell(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "tell", *protocol.ARGS["tell"])
-    state = as_str(a["state"], "state", tuple(TELL_STATES))
-    if state == "complete" and "value" not in a:
-        raise bad_request("tell: a complete trial needs a value")
-    value = as_number(a["value"], "value", finite=False) if "value" in a else None
-    return studies.tell(_study_key(a), as_int(a["number"], "number", 0), state, value)
+    value = _number(a["value"]) if "value" in a else None
+    return studies.tell(a["study"], a["number"], a["state"], value)
 
 
 def _op_summary(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "summary", *protocol.ARGS["summary"])
-    return studies.summary(_study_key(a), as_bool(a.get("importances", False), "importances"))
+    return studies.summary(a["study"], a.get("importances", False))
 
 
 def _op_fail_running(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
-    check_keys(a, "fail_running", *protocol.ARGS["fail_running"])
-    keep = a["keep"]
-    if not isinstance(keep, list):
-        raise bad_request("keep must be a list of trial numbers")
-    return studies.fail_running(_study_key(a), [as_int(n, "keep[]", 0) for n in keep])
+    return studies.fail_running(a["study"], a["keep"])
 
 
 OPS: dict[str, Any] = {
@@ -614,6 +612,7 @@ def handle(studies: Studies, line: str) -> dict[str, Any]:
     args = {k: v for k, v in request.items() if k not in ("id", "op")}
     key = args.get("study") if isinstance(args.get("study"), str) else None
     try:
+        check_args(op, args)
         result = run(studies, args)
         missing = protocol.RESULT_KEYS[op] - result.keys()
         if missing:  # a reply outside the contract is not sent as a success
