@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SOURCE = 'contracts/study-protocol.json';
 export const OUTPUTS = {
-  ts: 'services/dispatcher/src/tuning/study-protocol.gen.ts',
+  ts: 'services/shared/src/tuning/study-protocol.gen.ts',
   py: 'workers-python/src/makam_study/protocol.py',
 } as const;
 

@@ -14,7 +14,7 @@ goes on after every error.
 The ops (ping, create, ask, report, tell, summary, fail_running), each one's args and result, and
 the error codes are written once, in contracts/study-protocol.json (JSON Schema with each op's
 description); scripts/gen-study-protocol.ts generates makam_study/protocol.py from it (the
-dispatcher's side: services/dispatcher/src/tuning/study-protocol.gen.ts).
+dispatcher's side: services/shared/src/tuning/study-protocol.gen.ts).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 // job would check it, so a trial never starts with a value its run would refuse.
 import { Value } from 'typebox/value';
 import { HYPERPARAMETERS, appliesTo } from '../placement/hyperparameters.ts';
-import { MAX_GRID_POINTS, extremes, gridCount, gridSize, type ParamSpace, type Search } from '@makam/shared/tuning/search';
+import { MAX_GRID_POINTS, extremes, gridCount, gridSize, type Search } from '@makam/shared/tuning/search';
+import type { ParamSpace } from '@makam/shared/tuning/study-protocol.gen';
 import type { Family } from '../contracts/hyperparameters.gen.ts';
 import { ApiError } from '../errors.ts';
 import { Hyperparameters, type SearchRequestT } from '../schemas/jobs.ts';

@@ -15,7 +15,7 @@ import { redisEnv, type RedisSettings } from '@makam/shared/redis';
 import type { Logger } from '@makam/shared/logger';
 import type { Search } from '@makam/shared/tuning/search';
 import { StudyProtocolError } from '../failures.ts';
-import { STUDY_DEFS, STUDY_ERROR_CODES, STUDY_REQUEST_SCHEMAS, STUDY_RESULT_SCHEMAS, type StudyOp, type StudyOps } from './study-protocol.gen.ts';
+import { STUDY_DEFS, STUDY_ERROR_CODES, STUDY_REQUEST_SCHEMAS, STUDY_RESULT_SCHEMAS, type StudyOp, type StudyOps } from '@makam/shared/tuning/study-protocol.gen';
 
 const CALL_MS = 120_000;
 

@@ -2,17 +2,17 @@
 // dispatcher's tune coordinator (to run it) need to know about it. The sampling and pruning
 // themselves are Optuna's, in the Python study process (workers-python/src/makam_study).
 
+import type { CategoricalParam, ParamSpace, Pruner, StudyOps } from './study-protocol.gen.ts';
+
 export const OBJECTIVE_METRICS = ['macro_f1', 'weighted_f1', 'accuracy', 'validation_loss'] as const;
 export type ObjectiveMetric = (typeof OBJECTIVE_METRICS)[number];
-export const SAMPLERS = ['tpe', 'random', 'grid'] as const;
-export const PRUNERS = ['median', 'successive_halving', 'none'] as const;
+// The study process's contract (contracts/study-protocol.json, generated) says what a space, a
+// sampler and a pruner are; the API's lists below are checked against it at compile time.
+export const SAMPLERS = Object.keys({ tpe: 0, random: 0, grid: 0 } satisfies Record<StudyOps['create']['args']['sampler'], 0>) as StudyOps['create']['args']['sampler'][];
+export const PRUNERS = Object.keys({ median: 0, successive_halving: 0, none: 0 } satisfies Record<Pruner['type'], 0>) as Pruner['type'][];
 
-export type Scalar = string | number | boolean;
-
-export type ParamSpace =
-  | { type: 'int'; low: number; high: number; step?: number; log?: boolean }
-  | { type: 'float'; low: number; high: number; step?: number; log?: boolean }
-  | { type: 'categorical'; choices: Scalar[] };
+/** A choice of a categorical parameter (the contract allows null; the API's check-search refuses it). */
+export type Scalar = CategoricalParam['choices'][number];
 
 /** A search with every default filled in. */
 export interface Search {
@@ -20,8 +20,8 @@ export interface Search {
   objective: { metric: ObjectiveMetric; direction: 'maximize' | 'minimize' };
   trials: number;
   parallelism: number;
-  sampler: (typeof SAMPLERS)[number];
-  pruner: { type: (typeof PRUNERS)[number]; startup_trials?: number; warmup_epochs?: number };
+  sampler: StudyOps['create']['args']['sampler'];
+  pruner: Pruner;
   seed: number;
 }
 
