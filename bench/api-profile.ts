@@ -7,7 +7,6 @@
 //   - a V8 CPU profile of the API (node --cpu-prof), summarised by self time.
 //   node bench/api-profile.ts [--n 2000] [--concurrency 16] [--top 25] [--keep-profile DIR]
 import { spawn, type ChildProcess } from 'node:child_process';
-import http from 'node:http';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +16,7 @@ import { Redis } from 'ioredis';
 import { freePort } from '../test/support/ports.ts';
 import { createKey } from '../test/support/keys.ts';
 import { ROOT } from '../test/support/stack.ts';
+import { closeClient, send, startRedisServer } from './support.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -29,20 +29,6 @@ const { values: args } = parseArgs({
 });
 const N = Number(args.n);
 const CONCURRENCY = Number(args.concurrency);
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-function send(url: string, method: string, headers: Record<string, string>, body?: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString() }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 async function load(n: number, fn: () => Promise<void>): Promise<number> {
   let next = 0;
@@ -98,24 +84,13 @@ function summarise(profile: { nodes: ProfileNode[]; samples: number[]; timeDelta
   return `${(total / 1e6).toFixed(1)} s sampled (idle ${(idle[0]! / 1e6).toFixed(1)} s, GC ${(idle[2]! / 1e6).toFixed(1)} s):\n${lines.join('\n')}`;
 }
 
-const redisPort = await freePort();
-const redisUrl = `redis://127.0.0.1:${redisPort}`;
-const redisChild: ChildProcess = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+const { url: redisUrl, child: redisChild } = await startRedisServer();
 const profDir = args['keep-profile'] ?? (await mkdtemp(path.join(tmpdir(), 'makam-prof-')));
 const storeDir = await mkdtemp(path.join(tmpdir(), 'makam-prof-store-'));
 let api: ChildProcess | null = null;
 let floor: ChildProcess | null = null;
 const redis = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
 try {
-  for (let i = 0; ; i++) {
-    const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => {});
-    const up = await probe.connect().then(() => true, () => false);
-    probe.disconnect();
-    if (up) break;
-    if (i > 100) throw new Error('redis-server did not start');
-    await sleep(50);
-  }
   await redis.connect();
   const prefix = 'prof';
   const apiPort = await freePort();
@@ -202,7 +177,7 @@ try {
   console.log(`\nAPI CPU profile (${path.join(profDir, file)}), self time:`);
   console.log(summarise(JSON.parse(await readFile(path.join(profDir, file), 'utf8')), Number(args.top)));
 } finally {
-  agent.destroy();
+  closeClient();
   if (api) api.kill('SIGKILL');
   if (floor) floor.kill('SIGTERM');
   redis.disconnect();

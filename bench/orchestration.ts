@@ -9,16 +9,15 @@
 // server time), which both families emit right before their first training step
 // (training/trainer.py, training/families/tfidf.py), so "first step" below is that event.
 import { spawn, type ChildProcess } from 'node:child_process';
-import http from 'node:http';
 import { writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker, type ConnectionOptions } from 'bullmq';
-import { Redis } from 'ioredis';
 import { freePort } from '../test/support/ports.ts';
 import { ROOT, startStack, type Stack } from '../test/support/stack.ts';
+import { closeClient, send, startRedisServer } from './support.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -38,26 +37,6 @@ const LATENCY_RUNS = Number(args['latency-runs']);
 const JOB_TIMEOUT_MS = Number(args['job-timeout']) * 1000;
 
 // --- processes ---------------------------------------------------------------------------------
-
-async function startRedisServer(): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
-  const url = `redis://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    r.on('error', () => {});
-    try {
-      await r.connect();
-      await r.ping();
-      r.disconnect();
-      return { url, child };
-    } catch (err) {
-      r.disconnect();
-      if (i > 200) throw err;
-      await sleep(50);
-    }
-  }
-}
 
 async function startFloor(redisUrl: string, prefix: string): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
@@ -83,21 +62,6 @@ async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 // --- load: a fixed number of clients, each sending its next request when the last is answered ------
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-
-function send(url: string, method: string, headers: Record<string, string>, body?: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString() }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 interface Target {
   url: (i: number) => string;
@@ -281,7 +245,7 @@ process.env.MAKAM_TENANT_MAX_ACTIVE_JOBS = '1000000';
 
 const started = Date.now();
 const footer = () => `\n${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${cpus().length} cores, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}; ${((Date.now() - started) / 1000).toFixed(0)} s in all`;
-const redisServer = await startRedisServer();
+const redisServer = await startRedisServer(['--maxmemory-policy', 'noeviction']);
 let stack: Stack | null = null;
 let floor: { url: string; child: ChildProcess } | null = null;
 // Options, not a connection: BullMQ then opens its own and closes them with the queue or worker.
@@ -290,7 +254,7 @@ const conn: ConnectionOptions = { host: hostname, port: Number(port), maxRetries
 let stopping: Promise<void> | null = null;
 const shutdown = (): Promise<void> =>
   (stopping ??= (async () => {
-    agent.destroy();
+    closeClient();
     if (floor) await stopChild(floor.child);
     if (stack) await stack.stop();
     await stopChild(redisServer.child);
