@@ -97,7 +97,13 @@ test('many watchers of one job share ONE Redis reader (CLIENT LIST), which goes 
   const N = 8;
   const watchers = Array.from({ length: N }, () => new SseReader(`${ops.url}/v1/jobs/${job.id}/events`, auth()));
   await Promise.all(watchers.map((w) => w.until(() => w.messages.length >= 2)));
-  const clients = await readerClients(job.id);
+  // The backlog reaches a watcher before the shared reader's connection has named itself and
+  // blocked in XREAD: wait for it to show, then count.
+  let clients = await readerClients(job.id);
+  for (let i = 0; i < 50 && !clients.some((c) => /cmd=xread/.test(c)); i++) {
+    await sleep(100);
+    clients = await readerClients(job.id);
+  }
   assert.equal(clients.length, 1, `one reader for ${N} watchers:\n${clients.join('\n')}`);
   assert.match(clients[0]!, /cmd=xread/);
   assert.equal(ops.app.jobEvents.readerCount, 1);
