@@ -56,26 +56,26 @@ def limits_from_env(env: Mapping[str, str] | None = None) -> Limits:
     return limits
 
 
-def allow_insecure(env: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if env is None else env
-    raw = env.get("MAKAM_WORKER_ALLOW_INSECURE", "").strip().lower()
-    if raw in ("", "0", "false", "no"):
-        return False
+def _flag(env: Mapping[str, str] | None, name: str, default: bool) -> bool:
+    """A yes/no variable: unset or empty is `default`; anything but 1/true/yes or 0/false/no is refused."""
+    raw = (os.environ if env is None else env).get(name, "").strip().lower()
+    if raw == "":
+        return default
     if raw in ("1", "true", "yes"):
         return True
-    raise ValueError(f"MAKAM_WORKER_ALLOW_INSECURE={raw!r} must be 1/true or 0/false")
+    if raw in ("0", "false", "no"):
+        return False
+    raise ValueError(f"{name}={raw!r} must be 1/true or 0/false")
+
+
+def allow_insecure(env: Mapping[str, str] | None = None) -> bool:
+    return _flag(env, "MAKAM_WORKER_ALLOW_INSECURE", default=False)
 
 
 def warm_process_enabled(env: Mapping[str, str] | None = None) -> bool:
     """MAKAM_WORKER_WARM (default 1): keep a warm training process that runs are forked from (warm.py);
     0 spawns every run cold, paying the imports of torch and transformers each time."""
-    env = os.environ if env is None else env
-    raw = env.get("MAKAM_WORKER_WARM", "").strip().lower()
-    if raw in ("", "1", "true", "yes"):
-        return True
-    if raw in ("0", "false", "no"):
-        return False
-    raise ValueError(f"MAKAM_WORKER_WARM={raw!r} must be 1/true or 0/false")
+    return _flag(env, "MAKAM_WORKER_WARM", default=True)
 
 
 def is_loopback(address: str) -> bool:
