@@ -4,7 +4,8 @@ from makam_worker.training.config import FAMILIES, Hyperparameters
 
 DATA = {
     "seed": 42, "validation_fraction": 0.1, "test_fraction": 0.0, "remove_eval_duplicates": True,
-    "unicode_nfc": True, "unescape_newlines": True, "drop_chord_lines": False,
+    "unicode_nfc": True, "unescape_newlines": True, "drop_chord_lines": False, "export_onnx": False,
+    "tracker": "none",
 }
 COMMON = {
     "epochs": 3, "batch_size": 16, "warmup_ratio": 0.1, "warmup_steps": 0, "lr_scheduler": "linear",
@@ -12,11 +13,13 @@ COMMON = {
     "label_smoothing": 0.0, "loss": "cross_entropy", "focal_gamma": 2.0, "focal_alpha": None, "class_weights": None,
     "early_stopping_patience": 0, "metric_for_best_model": "macro_f1", "truncation": "head",
     "group_by_length": False, "compile": False, "augment_word_deletion": 0.0, "augment_word_swap": 0.0,
-    "augment_span_mask": 0.0, "augment_line_shuffle": 0.0,
+    "augment_span_mask": 0.0, "augment_line_shuffle": 0.0, "checkpoint_every_epochs": 1,
+    "checkpoint_every_minutes": 0.0,
 }
+MLM = {"mlm_epochs": 0, "mlm_probability": 0.15, "mlm_learning_rate": None}
 EXPECTED = {
     "encoder": {**DATA, **COMMON, "refit": False, "lowercase": "none", "learning_rate": 5e-5, "max_length": 128,
-                "gradient_checkpointing": False},
+                "gradient_checkpointing": False, **MLM},
     "decoder": {**DATA, **COMMON, "refit": False, "lowercase": "none", "learning_rate": 1e-4, "max_length": 256,
                 "gradient_checkpointing": False, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
                 "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "load_in_4bit": False,
@@ -24,7 +27,7 @@ EXPECTED = {
     "scratch": {**DATA, **COMMON, "refit": False, "lowercase": "turkish", "learning_rate": 5e-4, "max_length": 256,
                 "layers": 4, "heads": 4, "d_model": 256, "ff_dim": 1024, "dropout": 0.1, "vocab_size": 8000,
                 "tokenizer_model": "bpe", "pooling": "mean",
-                "char_ngram_buckets": 0, "char_ngram_sizes": "3-5"},
+                "char_ngram_buckets": 0, "char_ngram_sizes": "3-5", **MLM},
     "tfidf": {**DATA, "refit": True, "lowercase": "turkish", "word_ngram_max": 2, "char_ngram_min": 2, "char_ngram_max": 5,
               "C": 1.0, "classifier": "linear_svc", "max_features": None},
 }

@@ -27,6 +27,8 @@ SPECS: dict[str, dict[str, Any]] = {
     "unescape_newlines": {"type": "boolean", "families": ("encoder", "decoder", "scratch", "tfidf")},
     "drop_chord_lines": {"type": "boolean", "families": ("encoder", "decoder", "scratch", "tfidf")},
     "refit": {"type": "boolean", "families": ("encoder", "decoder", "scratch", "tfidf"), "defaults": {"encoder": False, "decoder": False, "scratch": False, "tfidf": True}},
+    "export_onnx": {"type": "boolean", "families": ("encoder", "decoder", "scratch", "tfidf")},
+    "tracker": {"type": "enum", "families": ("encoder", "decoder", "scratch", "tfidf"), "choices": ("none", "tensorboard", "wandb",)},
     "epochs": {"type": "integer", "families": ("encoder", "decoder", "scratch"), "minimum": 1, "maximum": 1000},
     "batch_size": {"type": "integer", "families": ("encoder", "decoder", "scratch"), "minimum": 1, "maximum": 4096},
     "learning_rate": {"type": "number", "families": ("encoder", "decoder", "scratch"), "maximum": 1, "exclusiveMinimum": 0, "defaults": {"encoder": 0.00005, "decoder": 0.0001, "scratch": 0.0005}},
@@ -53,6 +55,11 @@ SPECS: dict[str, dict[str, Any]] = {
     "augment_word_swap": {"type": "number", "families": ("encoder", "decoder", "scratch"), "minimum": 0, "maximum": 0.5},
     "augment_span_mask": {"type": "number", "families": ("encoder", "decoder", "scratch"), "minimum": 0, "maximum": 0.5},
     "augment_line_shuffle": {"type": "number", "families": ("encoder", "decoder", "scratch"), "minimum": 0, "maximum": 1},
+    "checkpoint_every_epochs": {"type": "integer", "families": ("encoder", "decoder", "scratch"), "minimum": 1, "maximum": 1000},
+    "checkpoint_every_minutes": {"type": "number", "families": ("encoder", "decoder", "scratch"), "minimum": 0, "maximum": 10080},
+    "mlm_epochs": {"type": "integer", "families": ("encoder", "scratch"), "minimum": 0, "maximum": 1000},
+    "mlm_probability": {"type": "number", "families": ("encoder", "scratch"), "maximum": 0.9, "exclusiveMinimum": 0},
+    "mlm_learning_rate": {"type": "number", "families": ("encoder", "scratch"), "maximum": 1, "exclusiveMinimum": 0, "nullable": True},
     "lora_r": {"type": "integer", "families": ("decoder",), "minimum": 1, "maximum": 1024},
     "lora_alpha": {"type": "number", "families": ("decoder",), "maximum": 4096, "exclusiveMinimum": 0},
     "lora_dropout": {"type": "number", "families": ("decoder",), "minimum": 0, "maximum": 0.9},
@@ -109,6 +116,10 @@ class Hyperparameters:
     """Drop lines made only of chord names such as Am Dm G/B."""
     refit: bool | None = field(default=None, metadata=_meta("refit"))
     """With a test split: after the validation check, train a fresh model (same seed, tokenizer learnt anew) on train+validation for the best validation epoch's count of epochs, evaluate it on test and ship it; the reported validation figures stay the first pass's. Without a test split nothing is refit."""
+    export_onnx: bool = field(default=False, metadata=_meta("export_onnx"))
+    """Also ship the model as ONNX (model.onnx, fp32) and int8 dynamically quantized (model.int8.onnx), checked against PyTorch on the evaluated split; the decoder exports its LoRA-merged model."""
+    tracker: str = field(default="none", metadata=_meta("tracker"))
+    """Log the hyperparameters, per-step and per-epoch metrics and the final report: TensorBoard event files in the artifact (tensorboard/), or Weights & Biases with the operator's credentials from the worker's environment (WANDB_MODE=offline keeps the run files on the worker)."""
     epochs: int = field(default=3, metadata=_meta("epochs"))
     """Passes over the training split; early stopping may end sooner."""
     batch_size: int = field(default=16, metadata=_meta("batch_size"))
@@ -161,6 +172,16 @@ class Hyperparameters:
     """Augmentation: share of a training text's words, in one random span, replaced by the tokenizer's mask token (else unk; removed when it has neither) each epoch; 0: off."""
     augment_line_shuffle: float = field(default=0.0, metadata=_meta("augment_line_shuffle"))
     """Augmentation: probability that a training text's lines are shuffled each epoch (lyrics); 0: off."""
+    checkpoint_every_epochs: int = field(default=1, metadata=_meta("checkpoint_every_epochs"))
+    """Save a resumable checkpoint after every this many epochs (and after the last); with checkpoint_every_minutes, whichever comes first."""
+    checkpoint_every_minutes: float = field(default=0.0, metadata=_meta("checkpoint_every_minutes"))
+    """Also save a checkpoint at the first epoch end after this many minutes since the last one; 0: by epochs only."""
+    mlm_epochs: int = field(default=0, metadata=_meta("mlm_epochs"))
+    """Masked-language-model pretraining before fine-tuning, on the training texts plus the job's unlabeled_dataset (never the validation or test texts); 0: off."""
+    mlm_probability: float = field(default=0.15, metadata=_meta("mlm_probability"))
+    """Share of tokens chosen for masking in the MLM phase (80% [MASK], 10% random, 10% kept)."""
+    mlm_learning_rate: float | None = field(default=None, metadata=_meta("mlm_learning_rate"))
+    """Peak learning rate of the MLM phase; null: learning_rate."""
     lora_r: int = field(default=16, metadata=_meta("lora_r"))
     """LoRA rank."""
     lora_alpha: float = field(default=32.0, metadata=_meta("lora_alpha"))
