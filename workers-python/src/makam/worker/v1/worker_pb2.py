@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmakam/worker/v1/worker.proto\x12\x0fmakam.worker.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x18\n\x16GetCapabilitiesRequest\"\xa7\x02\n\x17GetCapabilitiesResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x10\n\x08gpu_name\x18\x03 \x01(\t\x12\x1a\n\x12memory_total_bytes\x18\x04 \x01(\x04\x12\x19\n\x11memory_free_bytes\x18\x05 \x01(\x04\x12\x10\n\x08\x66\x61milies\x18\x06 \x03(\t\x12H\n\x08versions\x18\x07 \x03(\x0b\x32\x36.makam.worker.v1.GetCapabilitiesResponse.VersionsEntry\x12\x13\n\x0b\x61\x63tive_runs\x18\x08 \x01(\r\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x11HasDatasetRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\"%\n\x12HasDatasetResponse\x12\x0f\n\x07present\x18\x01 \x01(\x08\"a\n\x14UploadDatasetRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.makam.worker.v1.DatasetHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"3\n\rDatasetHeader\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\";\n\x15UploadDatasetResponse\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\"~\n\tModelSpec\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\ttokenizer\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xfe\x01\n\x0fStartRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12)\n\x05model\x18\x02 \x01(\x0b\x32\x1a.makam.worker.v1.ModelSpec\x12\x1c\n\x14train_dataset_sha256\x18\x03 \x01(\t\x12!\n\x19validation_dataset_sha256\x18\x04 \x01(\t\x12\x30\n\x0fhyperparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1b\n\x13test_dataset_sha256\x18\x06 \x01(\t\x12 \n\x18resume_checkpoint_sha256\x18\x07 \x01(\t\"_\n\x10StartRunResponse\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.makam.worker.v1.RunState\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"Y\n\x0eGetRunResponse\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.makam.worker.v1.RunState\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x0b\n\x03pid\x18\x03 \x01(\x05\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"\xdd\x02\n\x10WatchRunResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x14\n\x0ctime_unix_ms\x18\x02 \x01(\x03\x12.\n\x07started\x18\x03 \x01(\x0b\x32\x1b.makam.worker.v1.RunStartedH\x00\x12-\n\x08progress\x18\x04 \x01(\x0b\x32\x19.makam.worker.v1.ProgressH\x00\x12+\n\x07metrics\x18\x05 \x01(\x0b\x32\x18.makam.worker.v1.MetricsH\x00\x12\'\n\x03log\x18\x06 \x01(\x0b\x32\x18.makam.worker.v1.LogLineH\x00\x12\x30\n\x08\x66inished\x18\x07 \x01(\x0b\x32\x1c.makam.worker.v1.RunFinishedH\x00\x12\x36\n\ncheckpoint\x18\x08 \x01(\x0b\x32 .makam.worker.v1.CheckpointSavedH\x00\x42\x07\n\x05\x65vent\".\n\x0f\x43heckpointSaved\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\r\"\xb6\x01\n\nRunStarted\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x16\n\x0etrain_examples\x18\x03 \x01(\r\x12\x1b\n\x13validation_examples\x18\x04 \x01(\r\x12\x13\n\x0btotal_steps\x18\x05 \x01(\r\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x15\n\rtest_examples\x18\x07 \x01(\r\x12\x1a\n\x12resumed_from_epoch\x18\x08 \x01(\r\"g\n\x08Progress\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x13\n\x0btotal_steps\x18\x03 \x01(\r\x12\x12\n\ntrain_loss\x18\x04 \x01(\x01\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\"\x8c\x01\n\x07Metrics\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x12\n\ntrain_loss\x18\x03 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x04 \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x01\x12\x13\n\x0bweighted_f1\x18\x06 \x01(\x01\x12\x10\n\x08macro_f1\x18\x07 \x01(\x01\")\n\x07LogLine\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa5\x01\n\x0bRunFinished\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.makam.worker.v1.RunState\x12\x12\n\nerror_code\x18\x02 \x01(\t\x12\x15\n\rerror_message\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12.\n\rfinal_metrics\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"=\n\x11\x43\x61ncelRunResponse\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.makam.worker.v1.RunState\"&\n\x14\x46\x65tchArtifactRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"c\n\x15\x46\x65tchArtifactResponse\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.makam.worker.v1.ArtifactHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"4\n\x0e\x41rtifactHeader\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\"\n\x10\x44\x65leteRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"$\n\x11\x44\x65leteRunResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"(\n\x16\x46\x65tchCheckpointRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"g\n\x17\x46\x65tchCheckpointResponse\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.makam.worker.v1.CheckpointHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"S\n\x10\x43heckpointHeader\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"g\n\x17UploadCheckpointRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.makam.worker.v1.CheckpointHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"*\n\x18UploadCheckpointResponse\x12\x0e\n\x06sha256\x18\x01 \x01(\t*\x84\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_RUNNING\x10\x01\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10RUN_STATE_FAILED\x10\x03\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x04\x32\xfa\x07\n\rWorkerService\x12\x64\n\x0fGetCapabilities\x12\'.makam.worker.v1.GetCapabilitiesRequest\x1a(.makam.worker.v1.GetCapabilitiesResponse\x12U\n\nHasDataset\x12\".makam.worker.v1.HasDatasetRequest\x1a#.makam.worker.v1.HasDatasetResponse\x12`\n\rUploadDataset\x12%.makam.worker.v1.UploadDatasetRequest\x1a&.makam.worker.v1.UploadDatasetResponse(\x01\x12O\n\x08StartRun\x12 .makam.worker.v1.StartRunRequest\x1a!.makam.worker.v1.StartRunResponse\x12I\n\x06GetRun\x12\x1e.makam.worker.v1.GetRunRequest\x1a\x1f.makam.worker.v1.GetRunResponse\x12Q\n\x08WatchRun\x12 .makam.worker.v1.WatchRunRequest\x1a!.makam.worker.v1.WatchRunResponse0\x01\x12R\n\tCancelRun\x12!.makam.worker.v1.CancelRunRequest\x1a\".makam.worker.v1.CancelRunResponse\x12`\n\rFetchArtifact\x12%.makam.worker.v1.FetchArtifactRequest\x1a&.makam.worker.v1.FetchArtifactResponse0\x01\x12R\n\tDeleteRun\x12!.makam.worker.v1.DeleteRunRequest\x1a\".makam.worker.v1.DeleteRunResponse\x12\x66\n\x0f\x46\x65tchCheckpoint\x12\'.makam.worker.v1.FetchCheckpointRequest\x1a(.makam.worker.v1.FetchCheckpointResponse0\x01\x12i\n\x10UploadCheckpoint\x12(.makam.worker.v1.UploadCheckpointRequest\x1a).makam.worker.v1.UploadCheckpointResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmakam/worker/v1/worker.proto\x12\x0fmakam.worker.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x18\n\x16GetCapabilitiesRequest\"\xa7\x02\n\x17GetCapabilitiesResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x10\n\x08gpu_name\x18\x03 \x01(\t\x12\x1a\n\x12memory_total_bytes\x18\x04 \x01(\x04\x12\x19\n\x11memory_free_bytes\x18\x05 \x01(\x04\x12\x10\n\x08\x66\x61milies\x18\x06 \x03(\t\x12H\n\x08versions\x18\x07 \x03(\x0b\x32\x36.makam.worker.v1.GetCapabilitiesResponse.VersionsEntry\x12\x13\n\x0b\x61\x63tive_runs\x18\x08 \x01(\r\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x11HasDatasetRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\"%\n\x12HasDatasetResponse\x12\x0f\n\x07present\x18\x01 \x01(\x08\"a\n\x14UploadDatasetRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.makam.worker.v1.DatasetHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"3\n\rDatasetHeader\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\";\n\x15UploadDatasetResponse\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\"~\n\tModelSpec\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\ttokenizer\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xfe\x01\n\x0fStartRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12)\n\x05model\x18\x02 \x01(\x0b\x32\x1a.makam.worker.v1.ModelSpec\x12\x1c\n\x14train_dataset_sha256\x18\x03 \x01(\t\x12!\n\x19validation_dataset_sha256\x18\x04 \x01(\t\x12\x30\n\x0fhyperparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1b\n\x13test_dataset_sha256\x18\x06 \x01(\t\x12 \n\x18resume_checkpoint_sha256\x18\x07 \x01(\t\"_\n\x10StartRunResponse\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.makam.worker.v1.RunState\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"Y\n\x0eGetRunResponse\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.makam.worker.v1.RunState\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x0b\n\x03pid\x18\x03 \x01(\x05\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"\x89\x03\n\x10WatchRunResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x14\n\x0ctime_unix_ms\x18\x02 \x01(\x03\x12.\n\x07started\x18\x03 \x01(\x0b\x32\x1b.makam.worker.v1.RunStartedH\x00\x12-\n\x08progress\x18\x04 \x01(\x0b\x32\x19.makam.worker.v1.ProgressH\x00\x12+\n\x07metrics\x18\x05 \x01(\x0b\x32\x18.makam.worker.v1.MetricsH\x00\x12\'\n\x03log\x18\x06 \x01(\x0b\x32\x18.makam.worker.v1.LogLineH\x00\x12\x30\n\x08\x66inished\x18\x07 \x01(\x0b\x32\x1c.makam.worker.v1.RunFinishedH\x00\x12\x36\n\ncheckpoint\x18\x08 \x01(\x0b\x32 .makam.worker.v1.CheckpointSavedH\x00\x12*\n\x04span\x18\t \x01(\x0b\x32\x1a.makam.worker.v1.PhaseSpanH\x00\x42\x07\n\x05\x65vent\"\x8f\x01\n\tPhaseSpan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1c\n\x14start_time_unix_nano\x18\x02 \x01(\x04\x12\x1a\n\x12\x65nd_time_unix_nano\x18\x03 \x01(\x04\x12+\n\nattributes\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x05 \x01(\t\".\n\x0f\x43heckpointSaved\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\r\"\xb6\x01\n\nRunStarted\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x16\n\x0etrain_examples\x18\x03 \x01(\r\x12\x1b\n\x13validation_examples\x18\x04 \x01(\r\x12\x13\n\x0btotal_steps\x18\x05 \x01(\r\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x15\n\rtest_examples\x18\x07 \x01(\r\x12\x1a\n\x12resumed_from_epoch\x18\x08 \x01(\r\"g\n\x08Progress\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x13\n\x0btotal_steps\x18\x03 \x01(\r\x12\x12\n\ntrain_loss\x18\x04 \x01(\x01\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\"\x8c\x01\n\x07Metrics\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x12\n\ntrain_loss\x18\x03 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x04 \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x01\x12\x13\n\x0bweighted_f1\x18\x06 \x01(\x01\x12\x10\n\x08macro_f1\x18\x07 \x01(\x01\")\n\x07LogLine\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa5\x01\n\x0bRunFinished\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.makam.worker.v1.RunState\x12\x12\n\nerror_code\x18\x02 \x01(\t\x12\x15\n\rerror_message\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12.\n\rfinal_metrics\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"=\n\x11\x43\x61ncelRunResponse\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.makam.worker.v1.RunState\"&\n\x14\x46\x65tchArtifactRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"c\n\x15\x46\x65tchArtifactResponse\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.makam.worker.v1.ArtifactHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"4\n\x0e\x41rtifactHeader\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\"\n\x10\x44\x65leteRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"$\n\x11\x44\x65leteRunResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"(\n\x16\x46\x65tchCheckpointRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"g\n\x17\x46\x65tchCheckpointResponse\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.makam.worker.v1.CheckpointHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"S\n\x10\x43heckpointHeader\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"g\n\x17UploadCheckpointRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.makam.worker.v1.CheckpointHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"*\n\x18UploadCheckpointResponse\x12\x0e\n\x06sha256\x18\x01 \x01(\t*\x84\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_RUNNING\x10\x01\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10RUN_STATE_FAILED\x10\x03\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x04\x32\xfa\x07\n\rWorkerService\x12\x64\n\x0fGetCapabilities\x12\'.makam.worker.v1.GetCapabilitiesRequest\x1a(.makam.worker.v1.GetCapabilitiesResponse\x12U\n\nHasDataset\x12\".makam.worker.v1.HasDatasetRequest\x1a#.makam.worker.v1.HasDatasetResponse\x12`\n\rUploadDataset\x12%.makam.worker.v1.UploadDatasetRequest\x1a&.makam.worker.v1.UploadDatasetResponse(\x01\x12O\n\x08StartRun\x12 .makam.worker.v1.StartRunRequest\x1a!.makam.worker.v1.StartRunResponse\x12I\n\x06GetRun\x12\x1e.makam.worker.v1.GetRunRequest\x1a\x1f.makam.worker.v1.GetRunResponse\x12Q\n\x08WatchRun\x12 .makam.worker.v1.WatchRunRequest\x1a!.makam.worker.v1.WatchRunResponse0\x01\x12R\n\tCancelRun\x12!.makam.worker.v1.CancelRunRequest\x1a\".makam.worker.v1.CancelRunResponse\x12`\n\rFetchArtifact\x12%.makam.worker.v1.FetchArtifactRequest\x1a&.makam.worker.v1.FetchArtifactResponse0\x01\x12R\n\tDeleteRun\x12!.makam.worker.v1.DeleteRunRequest\x1a\".makam.worker.v1.DeleteRunResponse\x12\x66\n\x0f\x46\x65tchCheckpoint\x12\'.makam.worker.v1.FetchCheckpointRequest\x1a(.makam.worker.v1.FetchCheckpointResponse0\x01\x12i\n\x10UploadCheckpoint\x12(.makam.worker.v1.UploadCheckpointRequest\x1a).makam.worker.v1.UploadCheckpointResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETCAPABILITIESRESPONSE_VERSIONSENTRY']._loaded_options = None
   _globals['_GETCAPABILITIESRESPONSE_VERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_RUNSTATE']._serialized_start=3146
-  _globals['_RUNSTATE']._serialized_end=3278
+  _globals['_RUNSTATE']._serialized_start=3336
+  _globals['_RUNSTATE']._serialized_end=3468
   _globals['_GETCAPABILITIESREQUEST']._serialized_start=79
   _globals['_GETCAPABILITIESREQUEST']._serialized_end=103
   _globals['_GETCAPABILITIESRESPONSE']._serialized_start=106
@@ -65,43 +65,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHRUNREQUEST']._serialized_start=1298
   _globals['_WATCHRUNREQUEST']._serialized_end=1350
   _globals['_WATCHRUNRESPONSE']._serialized_start=1353
-  _globals['_WATCHRUNRESPONSE']._serialized_end=1702
-  _globals['_CHECKPOINTSAVED']._serialized_start=1704
-  _globals['_CHECKPOINTSAVED']._serialized_end=1750
-  _globals['_RUNSTARTED']._serialized_start=1753
-  _globals['_RUNSTARTED']._serialized_end=1935
-  _globals['_PROGRESS']._serialized_start=1937
-  _globals['_PROGRESS']._serialized_end=2040
-  _globals['_METRICS']._serialized_start=2043
-  _globals['_METRICS']._serialized_end=2183
-  _globals['_LOGLINE']._serialized_start=2185
-  _globals['_LOGLINE']._serialized_end=2226
-  _globals['_RUNFINISHED']._serialized_start=2229
-  _globals['_RUNFINISHED']._serialized_end=2394
-  _globals['_CANCELRUNREQUEST']._serialized_start=2396
-  _globals['_CANCELRUNREQUEST']._serialized_end=2430
-  _globals['_CANCELRUNRESPONSE']._serialized_start=2432
-  _globals['_CANCELRUNRESPONSE']._serialized_end=2493
-  _globals['_FETCHARTIFACTREQUEST']._serialized_start=2495
-  _globals['_FETCHARTIFACTREQUEST']._serialized_end=2533
-  _globals['_FETCHARTIFACTRESPONSE']._serialized_start=2535
-  _globals['_FETCHARTIFACTRESPONSE']._serialized_end=2634
-  _globals['_ARTIFACTHEADER']._serialized_start=2636
-  _globals['_ARTIFACTHEADER']._serialized_end=2688
-  _globals['_DELETERUNREQUEST']._serialized_start=2690
-  _globals['_DELETERUNREQUEST']._serialized_end=2724
-  _globals['_DELETERUNRESPONSE']._serialized_start=2726
-  _globals['_DELETERUNRESPONSE']._serialized_end=2762
-  _globals['_FETCHCHECKPOINTREQUEST']._serialized_start=2764
-  _globals['_FETCHCHECKPOINTREQUEST']._serialized_end=2804
-  _globals['_FETCHCHECKPOINTRESPONSE']._serialized_start=2806
-  _globals['_FETCHCHECKPOINTRESPONSE']._serialized_end=2909
-  _globals['_CHECKPOINTHEADER']._serialized_start=2911
-  _globals['_CHECKPOINTHEADER']._serialized_end=2994
-  _globals['_UPLOADCHECKPOINTREQUEST']._serialized_start=2996
-  _globals['_UPLOADCHECKPOINTREQUEST']._serialized_end=3099
-  _globals['_UPLOADCHECKPOINTRESPONSE']._serialized_start=3101
-  _globals['_UPLOADCHECKPOINTRESPONSE']._serialized_end=3143
-  _globals['_WORKERSERVICE']._serialized_start=3281
-  _globals['_WORKERSERVICE']._serialized_end=4299
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1746
+  _globals['_PHASESPAN']._serialized_start=1749
+  _globals['_PHASESPAN']._serialized_end=1892
+  _globals['_CHECKPOINTSAVED']._serialized_start=1894
+  _globals['_CHECKPOINTSAVED']._serialized_end=1940
+  _globals['_RUNSTARTED']._serialized_start=1943
+  _globals['_RUNSTARTED']._serialized_end=2125
+  _globals['_PROGRESS']._serialized_start=2127
+  _globals['_PROGRESS']._serialized_end=2230
+  _globals['_METRICS']._serialized_start=2233
+  _globals['_METRICS']._serialized_end=2373
+  _globals['_LOGLINE']._serialized_start=2375
+  _globals['_LOGLINE']._serialized_end=2416
+  _globals['_RUNFINISHED']._serialized_start=2419
+  _globals['_RUNFINISHED']._serialized_end=2584
+  _globals['_CANCELRUNREQUEST']._serialized_start=2586
+  _globals['_CANCELRUNREQUEST']._serialized_end=2620
+  _globals['_CANCELRUNRESPONSE']._serialized_start=2622
+  _globals['_CANCELRUNRESPONSE']._serialized_end=2683
+  _globals['_FETCHARTIFACTREQUEST']._serialized_start=2685
+  _globals['_FETCHARTIFACTREQUEST']._serialized_end=2723
+  _globals['_FETCHARTIFACTRESPONSE']._serialized_start=2725
+  _globals['_FETCHARTIFACTRESPONSE']._serialized_end=2824
+  _globals['_ARTIFACTHEADER']._serialized_start=2826
+  _globals['_ARTIFACTHEADER']._serialized_end=2878
+  _globals['_DELETERUNREQUEST']._serialized_start=2880
+  _globals['_DELETERUNREQUEST']._serialized_end=2914
+  _globals['_DELETERUNRESPONSE']._serialized_start=2916
+  _globals['_DELETERUNRESPONSE']._serialized_end=2952
+  _globals['_FETCHCHECKPOINTREQUEST']._serialized_start=2954
+  _globals['_FETCHCHECKPOINTREQUEST']._serialized_end=2994
+  _globals['_FETCHCHECKPOINTRESPONSE']._serialized_start=2996
+  _globals['_FETCHCHECKPOINTRESPONSE']._serialized_end=3099
+  _globals['_CHECKPOINTHEADER']._serialized_start=3101
+  _globals['_CHECKPOINTHEADER']._serialized_end=3184
+  _globals['_UPLOADCHECKPOINTREQUEST']._serialized_start=3186
+  _globals['_UPLOADCHECKPOINTREQUEST']._serialized_end=3289
+  _globals['_UPLOADCHECKPOINTRESPONSE']._serialized_start=3291
+  _globals['_UPLOADCHECKPOINTRESPONSE']._serialized_end=3333
+  _globals['_WORKERSERVICE']._serialized_start=3471
+  _globals['_WORKERSERVICE']._serialized_end=4489
 # @@protoc_insertion_point(module_scope)

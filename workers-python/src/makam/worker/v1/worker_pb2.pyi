@@ -153,7 +153,7 @@ class WatchRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
 
 class WatchRunResponse(_message.Message):
-    __slots__ = ("seq", "time_unix_ms", "started", "progress", "metrics", "log", "finished", "checkpoint")
+    __slots__ = ("seq", "time_unix_ms", "started", "progress", "metrics", "log", "finished", "checkpoint", "span")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,7 @@ class WatchRunResponse(_message.Message):
     LOG_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    SPAN_FIELD_NUMBER: _ClassVar[int]
     seq: int
     time_unix_ms: int
     started: RunStarted
@@ -170,7 +171,22 @@ class WatchRunResponse(_message.Message):
     log: LogLine
     finished: RunFinished
     checkpoint: CheckpointSaved
-    def __init__(self, seq: _Optional[int] = ..., time_unix_ms: _Optional[int] = ..., started: _Optional[_Union[RunStarted, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSaved, _Mapping]] = ...) -> None: ...
+    span: PhaseSpan
+    def __init__(self, seq: _Optional[int] = ..., time_unix_ms: _Optional[int] = ..., started: _Optional[_Union[RunStarted, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., finished: _Optional[_Union[RunFinished, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., span: _Optional[_Union[PhaseSpan, _Mapping]] = ...) -> None: ...
+
+class PhaseSpan(_message.Message):
+    __slots__ = ("name", "start_time_unix_nano", "end_time_unix_nano", "attributes", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    attributes: _struct_pb2.Struct
+    error: str
+    def __init__(self, name: _Optional[str] = ..., start_time_unix_nano: _Optional[int] = ..., end_time_unix_nano: _Optional[int] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class CheckpointSaved(_message.Message):
     __slots__ = ("epoch", "step")

@@ -512,6 +512,14 @@ export declare type WatchRunResponse = Message<"makam.worker.v1.WatchRunResponse
      */
     value: CheckpointSaved;
     case: "checkpoint";
+  } | {
+    /**
+     * A phase of the run ended (sent only when StartRun carried a sampled W3C traceparent).
+     *
+     * @generated from field: makam.worker.v1.PhaseSpan span = 9;
+     */
+    value: PhaseSpan;
+    case: "span";
   } | { case: undefined; value?: undefined };
 };
 
@@ -520,6 +528,54 @@ export declare type WatchRunResponse = Message<"makam.worker.v1.WatchRunResponse
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export declare const WatchRunResponseSchema: GenMessage<WatchRunResponse>;
+
+/**
+ * PhaseSpan is one finished phase of a run, for the dispatcher to record as a trace span.
+ *
+ * @generated from message makam.worker.v1.PhaseSpan
+ */
+export declare type PhaseSpan = Message<"makam.worker.v1.PhaseSpan"> & {
+  /**
+   * The phase, such as "data", "tokenizer", "epoch", "evaluation" or "packing".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * When the phase began, in nanoseconds since the Unix epoch.
+   *
+   * @generated from field: uint64 start_time_unix_nano = 2;
+   */
+  startTimeUnixNano: bigint;
+
+  /**
+   * When the phase ended, in nanoseconds since the Unix epoch.
+   *
+   * @generated from field: uint64 end_time_unix_nano = 3;
+   */
+  endTimeUnixNano: bigint;
+
+  /**
+   * Facts about the phase, such as its epoch or split.
+   *
+   * @generated from field: google.protobuf.Struct attributes = 4;
+   */
+  attributes?: JsonObject | undefined;
+
+  /**
+   * Empty when the phase ended normally; else what ended it (an exception's type and message).
+   *
+   * @generated from field: string error = 5;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message makam.worker.v1.PhaseSpan.
+ * Use `create(PhaseSpanSchema)` to create a new message.
+ */
+export declare const PhaseSpanSchema: GenMessage<PhaseSpan>;
 
 /**
  * CheckpointSaved is sent after the training state at the end of an epoch was saved.
