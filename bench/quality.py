@@ -8,6 +8,14 @@ repository.
     workers-python/.venv/bin/python bench/quality.py                      # both datasets, every run
     workers-python/.venv/bin/python bench/quality.py --only ttc3600 --runs tfidf
     workers-python/.venv/bin/python bench/quality.py --json results.json  # also write the figures
+    workers-python/.venv/bin/python bench/quality.py --seeds 42            # one seed (quick look)
+
+Blind measurement: a run with several candidate configurations trains each once (the first seed)
+and compares them on validation only; the test figures of the candidates it does not choose are
+dropped unread. The chosen configuration (or a run's only one) then trains once per seed (3 by
+default), and the table gives the mean and the spread (sample standard deviation) of its test
+figures, and how many test figures the bench read for that row: one per seed, never more. The
+seed also seeds the carved splits, so on lyrics-tr the spread includes the split's.
 
 TTC-3600 uses its fixed splits (train to train, val to validate and pick the best epoch, test to
 report). The lyrics set has no splits: the worker carves a stratified seeded validation (10%) and test
@@ -21,6 +29,7 @@ import csv
 import gzip
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -46,16 +55,25 @@ SCRATCH_LYRICS = {**SCRATCH_TTC, "epochs": 10, "early_stopping_patience": 3, "dr
                   "validation_fraction": 0.1, "test_fraction": 0.2}
 TFIDF_LYRICS = {"drop_chord_lines": True, "validation_fraction": 0.1, "test_fraction": 0.2}
 
-RUNS = {
+# A run's hyperparameters, or a list of candidates that validation chooses between (see the docstring).
+RUNS: dict[str, list[tuple[str, str, dict[str, Any] | list[dict[str, Any]]]]] = {
     "ttc3600": [
         ("tfidf", "tfidf", {}),
         ("scratch", "scratch", SCRATCH_TTC),
+        ("scratch, chosen on validation", "scratch", [
+            SCRATCH_TTC,
+            {**SCRATCH_TTC, "char_ngram_buckets": 262144},
+        ]),
     ],
     "lyrics": [
         ("tfidf", "tfidf", TFIDF_LYRICS),
         ("scratch cross-entropy", "scratch", SCRATCH_LYRICS),
         ("scratch focal (gamma 2)", "scratch", {**SCRATCH_LYRICS, "loss": "focal", "label_smoothing": 0.0}),
         ("scratch class_weights=balanced", "scratch", {**SCRATCH_LYRICS, "class_weights": "balanced"}),
+        ("scratch, chosen on validation", "scratch", [
+            {**SCRATCH_LYRICS, "loss": "focal", "label_smoothing": 0.0},
+            {**SCRATCH_LYRICS, "loss": "focal", "label_smoothing": 0.0, "char_ngram_buckets": 262144},
+        ]),
     ],
 }
 
@@ -87,7 +105,8 @@ def lyrics(tmp: Path) -> dict[str, Path]:
 def run(tmp: Path, name: str, family: str, datasets: dict[str, Path], hyperparameters: dict[str, Any]) -> dict:
     from makam_worker.training.child import EXIT_OK, execute
 
-    run_dir = tmp / name.replace(" ", "-").replace("=", "-").replace("(", "").replace(")", "")
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    run_dir = tmp / f"{slug}-{len(list(tmp.iterdir()))}"
     run_dir.mkdir()
     spec = {"run_id": run_dir.name, "model": {"family": family, **NO_MODEL},
             "hyperparameters": hyperparameters, "validation_dataset": None, "test_dataset": None,
@@ -108,8 +127,37 @@ def run(tmp: Path, name: str, family: str, datasets: dict[str, Path], hyperparam
         "epochs_trained": m["epochs_trained"], "seconds": seconds, "train_seconds": m["throughput"]["seconds"],
         "samples_per_second": m["throughput"]["samples_per_second"], "examples": m["data"]["examples"],
         "leaks": m["data"]["leaks"], "validation_accuracy": (m.get("validation") or {}).get("accuracy"),
+        "validation_macro_f1": (m.get("validation") or {}).get("macro_f1"),
         "per_class_f1": {k: v["f1"] for k, v in m["test"]["per_class"].items()},
         "hyperparameters": hyperparameters,
+    }
+
+
+def choose(tmp: Path, dataset: str, name: str, family: str, datasets: dict[str, Path],
+           candidates: list[dict[str, Any]], seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Trains each candidate once and keeps the one with the best validation figure (macro F1 on the
+    imbalanced lyrics, accuracy on TTC-3600); the candidates' test figures are dropped unread."""
+    key = "validation_macro_f1" if dataset == "lyrics" else "validation_accuracy"
+    looked = []
+    for i, hp in enumerate(candidates):
+        print(f"... {dataset}: {name}: candidate {i + 1}/{len(candidates)} (validation only)", file=sys.stderr, flush=True)
+        r = run(tmp, f"{dataset}-{name}-candidate-{i}", family, datasets, {**hp, "seed": seed})
+        looked.append({"candidate": i, key: r[key], "best_epoch": r["best_epoch"], "hyperparameters": hp})
+    best = max(looked, key=lambda c: c[key])
+    return candidates[best["candidate"]], looked
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation of each figure over the seeds."""
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+    labels = rows[0]["per_class_f1"].keys()
+    return {
+        "seeds": [r["hyperparameters"]["seed"] for r in rows],
+        "test_reads": len(rows),
+        **{k: stats([r[k] for r in rows]) for k in ("accuracy", "macro_f1", "weighted_f1", "seconds")},
+        "per_class_f1": {label: statistics.fmean(r["per_class_f1"][label] for r in rows) for label in labels},
     }
 
 
@@ -118,10 +166,12 @@ def main() -> int:
     parser.add_argument("--only", choices=sorted(RUNS), help="one dataset")
     parser.add_argument("--runs", help="comma-separated run names or families to keep (e.g. tfidf)")
     parser.add_argument("--scratch", type=json.loads, default={}, help="JSON overrides for every scratch run")
+    parser.add_argument("--seeds", default="42,43,44", help="comma-separated seeds; each chosen run trains once per seed")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     os.environ.setdefault("MAKAM_WORKER_DEVICE", "cpu")
     keep = {k.strip() for k in args.runs.split(",")} if args.runs else None
+    seeds = [int(s) for s in args.seeds.split(",")]
     results = []
     with tempfile.TemporaryDirectory(prefix="makam-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -132,16 +182,33 @@ def main() -> int:
             for name, family, hp in runs:
                 if keep and name not in keep and family not in keep:
                     continue
-                hp = {**hp, **(args.scratch if family == "scratch" else {})}
-                print(f"... {dataset}: {name}", file=sys.stderr, flush=True)
-                results.append({"dataset": dataset, **run(tmp, f"{dataset}-{name}", family, datasets, hp)})
+                overrides = args.scratch if family == "scratch" else {}
+                candidates = [{**c, **overrides} for c in (hp if isinstance(hp, list) else [hp])]
+                looked: list[dict[str, Any]] = []
+                chosen = candidates[0]
+                if len(candidates) > 1:
+                    chosen, looked = choose(tmp, dataset, name, family, datasets, candidates, seeds[0])
+                rows = []
+                for seed in seeds:
+                    print(f"... {dataset}: {name}: seed {seed}", file=sys.stderr, flush=True)
+                    rows.append(run(tmp, f"{dataset}-{name}", family, datasets, {**chosen, "seed": seed}))
+                results.append({"dataset": dataset, "run": name, "family": family, "hyperparameters": chosen,
+                                "candidates_on_validation": looked, "evaluated_on": rows[0]["evaluated_on"],
+                                "majority_baseline_accuracy": rows[0]["majority_baseline_accuracy"],
+                                **summarise(rows), "runs": rows})
     print()
-    print(f"{'dataset':<8} {'run':<32} {'on':<5} {'accuracy':>8} {'macro F1':>8} {'majority':>8} "
-          f"{'epochs':>6} {'seconds':>8}")
+    print(f"{'dataset':<8} {'run':<32} {'on':<5} {'accuracy':>15} {'macro F1':>15} {'majority':>8} "
+          f"{'test reads':>10} {'seconds':>8}")
     for r in results:
-        epochs = f"{r['best_epoch']}/{r['epochs_trained']}" if r["family"] != "tfidf" else "-"
-        print(f"{r['dataset']:<8} {r['run']:<32} {r['evaluated_on'][:5]:<5} {r['accuracy']:>8.4f} {r['macro_f1']:>8.4f} "
-              f"{r['majority_baseline_accuracy']:>8.4f} {epochs:>6} {r['seconds']:>8.1f}")
+        acc, f1 = r["accuracy"], r["macro_f1"]
+        print(f"{r['dataset']:<8} {r['run'][:32]:<32} {r['evaluated_on'][:5]:<5} "
+              f"{acc['mean']:>8.4f} ±{acc['sd']:.4f} {f1['mean']:>8.4f} ±{f1['sd']:.4f} "
+              f"{r['majority_baseline_accuracy']:>8.4f} {r['test_reads']:>10} {r['seconds']['mean']:>8.1f}")
+        if r["candidates_on_validation"]:
+            print(f"{'':<8}   chosen on validation among {len(r['candidates_on_validation'])} candidates: "
+                  + ", ".join(f"{c['candidate']}: {next(v for k, v in c.items() if k.startswith('validation_')):.4f}"
+                              for c in r["candidates_on_validation"]))
+        print(f"{'':<8}   per-class F1 (mean): " + ", ".join(f"{k} {v:.3f}" for k, v in r["per_class_f1"].items()))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     return 0
