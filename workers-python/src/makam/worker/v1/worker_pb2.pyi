@@ -26,7 +26,7 @@ class GetCapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetCapabilitiesResponse(_message.Message):
-    __slots__ = ("worker_id", "device", "gpu_name", "memory_total_bytes", "memory_free_bytes", "families", "versions", "active_runs")
+    __slots__ = ("worker_id", "device", "gpu_name", "memory_total_bytes", "memory_free_bytes", "families", "versions", "active_runs", "devices")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class GetCapabilitiesResponse(_message.Message):
     FAMILIES_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_RUNS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     device: str
     gpu_name: str
@@ -50,7 +51,8 @@ class GetCapabilitiesResponse(_message.Message):
     families: _containers.RepeatedScalarFieldContainer[str]
     versions: _containers.ScalarMap[str, str]
     active_runs: int
-    def __init__(self, worker_id: _Optional[str] = ..., device: _Optional[str] = ..., gpu_name: _Optional[str] = ..., memory_total_bytes: _Optional[int] = ..., memory_free_bytes: _Optional[int] = ..., families: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ..., active_runs: _Optional[int] = ...) -> None: ...
+    devices: int
+    def __init__(self, worker_id: _Optional[str] = ..., device: _Optional[str] = ..., gpu_name: _Optional[str] = ..., memory_total_bytes: _Optional[int] = ..., memory_free_bytes: _Optional[int] = ..., families: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ..., active_runs: _Optional[int] = ..., devices: _Optional[int] = ...) -> None: ...
 
 class HasDatasetRequest(_message.Message):
     __slots__ = ("sha256",)
@@ -101,7 +103,7 @@ class ModelSpec(_message.Message):
     def __init__(self, family: _Optional[str] = ..., name: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tokenizer: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("run_id", "model", "train_dataset_sha256", "validation_dataset_sha256", "hyperparameters", "test_dataset_sha256", "resume_checkpoint_sha256")
+    __slots__ = ("run_id", "model", "train_dataset_sha256", "validation_dataset_sha256", "hyperparameters", "test_dataset_sha256", "resume_checkpoint_sha256", "devices")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRAIN_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +111,7 @@ class StartRunRequest(_message.Message):
     HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     TEST_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
     RESUME_CHECKPOINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     model: ModelSpec
     train_dataset_sha256: str
@@ -116,7 +119,8 @@ class StartRunRequest(_message.Message):
     hyperparameters: _struct_pb2.Struct
     test_dataset_sha256: str
     resume_checkpoint_sha256: str
-    def __init__(self, run_id: _Optional[str] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., train_dataset_sha256: _Optional[str] = ..., validation_dataset_sha256: _Optional[str] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., test_dataset_sha256: _Optional[str] = ..., resume_checkpoint_sha256: _Optional[str] = ...) -> None: ...
+    devices: int
+    def __init__(self, run_id: _Optional[str] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., train_dataset_sha256: _Optional[str] = ..., validation_dataset_sha256: _Optional[str] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., test_dataset_sha256: _Optional[str] = ..., resume_checkpoint_sha256: _Optional[str] = ..., devices: _Optional[int] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
     __slots__ = ("state", "created", "last_seq")

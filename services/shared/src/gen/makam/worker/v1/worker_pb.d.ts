@@ -87,6 +87,14 @@ export declare type GetCapabilitiesResponse = Message<"makam.worker.v1.GetCapabi
    * @generated from field: uint32 active_runs = 8;
    */
   activeRuns: number;
+
+  /**
+   * Devices one run may train on at once (MAKAM_WORKER_DEVICES; default the GPUs it sees, else 1).
+   * memory_total_bytes and memory_free_bytes are those of one device.
+   *
+   * @generated from field: uint32 devices = 9;
+   */
+  devices: number;
 };
 
 /**
@@ -318,6 +326,13 @@ export declare type StartRunRequest = Message<"makam.worker.v1.StartRunRequest">
    * @generated from field: string resume_checkpoint_sha256 = 7;
    */
   resumeCheckpointSha256: string;
+
+  /**
+   * Devices to train on (DDP under torchrun when more than 1); 0 means 1. At most the worker's devices.
+   *
+   * @generated from field: uint32 devices = 8;
+   */
+  devices: number;
 };
 
 /**
