@@ -4,7 +4,7 @@ from makam_worker.training.config import FAMILIES, Hyperparameters
 
 DATA = {
     "seed": 42, "validation_fraction": 0.1, "test_fraction": 0.0, "remove_eval_duplicates": True,
-    "unicode_nfc": True, "unescape_newlines": True, "drop_chord_lines": False, "export_onnx": False,
+    "unicode_nfc": True, "unescape_newlines": True, "drop_chord_lines": False, "export_onnx": False, "cv_folds": 0,
     "tracker": "none",
 }
 COMMON = {

@@ -29,6 +29,7 @@ SPECS: dict[str, dict[str, Any]] = {
     "refit": {"type": "boolean", "families": ("encoder", "decoder", "scratch", "tfidf"), "defaults": {"encoder": False, "decoder": False, "scratch": False, "tfidf": True}},
     "export_onnx": {"type": "boolean", "families": ("encoder", "decoder", "scratch", "tfidf")},
     "tracker": {"type": "enum", "families": ("encoder", "decoder", "scratch", "tfidf"), "choices": ("none", "tensorboard", "wandb",)},
+    "cv_folds": {"type": "integer", "families": ("encoder", "decoder", "scratch", "tfidf"), "minimum": 0, "maximum": 20},
     "epochs": {"type": "integer", "families": ("encoder", "decoder", "scratch"), "minimum": 1, "maximum": 1000},
     "batch_size": {"type": "integer", "families": ("encoder", "decoder", "scratch"), "minimum": 1, "maximum": 4096},
     "learning_rate": {"type": "number", "families": ("encoder", "decoder", "scratch"), "maximum": 1, "exclusiveMinimum": 0, "defaults": {"encoder": 0.00005, "decoder": 0.0001, "scratch": 0.0005}},
@@ -120,6 +121,8 @@ class Hyperparameters:
     """Also ship the model as ONNX (model.onnx, fp32) and int8 dynamically quantized (model.int8.onnx), checked against PyTorch on the evaluated split; the decoder exports its LoRA-merged model."""
     tracker: str = field(default="none", metadata=_meta("tracker"))
     """Log the hyperparameters, per-step and per-epoch metrics and the final report: TensorBoard event files in the artifact (tensorboard/), or Weights & Biases with the operator's credentials from the worker's environment (WANDB_MODE=offline keeps the run files on the worker)."""
+    cv_folds: int = field(default=0, metadata=_meta("cv_folds"))
+    """After the run, k-fold cross-validation over train + validation (stratified, seeded; the test split untouched): k more trainings of the same configuration, each validated on its fold; the result gains cross_validation (each fold's best-epoch validation figures, their mean and spread), which a tune job's objective then reads instead of the one validation split. For small sets; 0 or 1: off."""
     epochs: int = field(default=3, metadata=_meta("epochs"))
     """Passes over the training split; early stopping may end sooner."""
     batch_size: int = field(default=16, metadata=_meta("batch_size"))
