@@ -37,7 +37,7 @@ interface Contract {
   groups: Record<string, string[]>;
   hyperparameters: Entry[];
   label_weights: { minimum: number; maximum: number; minProperties: number; description: string };
-  rules: { fractions_sum_max: { value: number; description: string } };
+  rules: { fractions_sum_max: { value: number; description: string }; data_hyperparameters: { names: string[]; description: string } };
 }
 
 export function loadContract(): Contract {
@@ -126,6 +126,9 @@ export function renderTs(c: Contract): string {
     `/** ${c.rules.fractions_sum_max.description}. */`,
     `export const FRACTIONS_SUM_MAX = ${c.rules.fractions_sum_max.value};`,
     '',
+    `/** ${c.rules.data_hyperparameters.description}. */`,
+    `export const DATA_HYPERPARAMETERS = ${js(c.rules.data_hyperparameters.names)} as const;`,
+    '',
     `// ${lw.description}.`,
     `const LabelWeights = Type.Record(Type.String(), Type.Number({ minimum: ${lw.minimum}, maximum: ${lw.maximum} }), { minProperties: ${lw.minProperties}, not: { additionalProperties: { const: 0 } }, description: ${js(lw.description)} });`,
     '',
@@ -199,6 +202,8 @@ export function renderPy(c: Contract): string {
     `FAMILIES = (${c.families.map((f) => js(f)).join(', ')})`,
     `FRACTIONS_SUM_MAX = ${c.rules.fractions_sum_max.value}`,
     `"""${c.rules.fractions_sum_max.description}."""`,
+    `DATA_HYPERPARAMETERS = (${c.rules.data_hyperparameters.names.map((n) => js(n)).join(', ')})`,
+    `"""${c.rules.data_hyperparameters.description}."""`,
     `LABEL_WEIGHTS = {"minimum": ${lw.minimum}, "maximum": ${lw.maximum}, "minProperties": ${lw.minProperties}}`,
     '',
     'SPECS: dict[str, dict[str, Any]] = {',
@@ -282,6 +287,7 @@ export function renderMd(c: Contract): string {
     '- tfidf: `char_ngram_min` is at most `char_ngram_max`.',
     "- `focal_alpha` needs `loss` `focal`.",
     "- decoder: `load_in_4bit` true cannot be exported `merged`.",
+    `- Ensembles: ${c.rules.data_hyperparameters.names.map((n) => '`' + n + '`').join(', ')} are the data hyperparameters. ${c.rules.data_hyperparameters.description}.`,
     '',
   );
   return lines.join('\n');

@@ -76,6 +76,9 @@ export const HYPERPARAMETER_TABLE: Readonly<Record<string, { readonly families: 
 /** validation_fraction + test_fraction at most this, so training keeps most of the data. */
 export const FRACTIONS_SUM_MAX = 0.6;
 
+/** The hyperparameters that decide the splits and the text preparation: every member of an ensemble has the same values, so all of them were measured on the same texts. */
+export const DATA_HYPERPARAMETERS = ["seed","validation_fraction","test_fraction","remove_eval_duplicates","unicode_nfc","lowercase","unescape_newlines","drop_chord_lines"] as const;
+
 // A weight per label name; at least one label, not every weight 0.
 const LabelWeights = Type.Record(Type.String(), Type.Number({ minimum: 0, maximum: 1000 }), { minProperties: 1, not: { additionalProperties: { const: 0 } }, description: "A weight per label name; at least one label, not every weight 0" });
 

@@ -15,6 +15,8 @@ from makam_worker.contracts import checks
 FAMILIES = ("encoder", "decoder", "scratch", "tfidf")
 FRACTIONS_SUM_MAX = 0.6
 """validation_fraction + test_fraction at most this, so training keeps most of the data."""
+DATA_HYPERPARAMETERS = ("seed", "validation_fraction", "test_fraction", "remove_eval_duplicates", "unicode_nfc", "lowercase", "unescape_newlines", "drop_chord_lines")
+"""The hyperparameters that decide the splits and the text preparation: every member of an ensemble has the same values, so all of them were measured on the same texts."""
 LABEL_WEIGHTS = {"minimum": 0, "maximum": 1000, "minProperties": 1}
 
 SPECS: dict[str, dict[str, Any]] = {
