@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 EVENTS_FILE = "events.jsonl"
-EVENT_TYPES = frozenset({"started", "progress", "metrics", "checkpoint", "log", "finished"})
+EVENT_TYPES = frozenset({"started", "progress", "metrics", "checkpoint", "log", "finished", "span"})
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 # The largest event line, far under gRPC's 16 MiB message limit: labels come from users and a report
 # keyed by label grows with them (10 labels of 500 kB made a 20 MB `finished` event that could not be

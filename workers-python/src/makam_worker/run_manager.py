@@ -18,6 +18,7 @@ from makam_worker.ids import is_valid_run_id
 from makam_worker.layout import RunPaths, runs_dir
 from makam_worker.process import RunProcess, process_alive
 from makam_worker.run_spec import RunSpec
+from makam_worker.training import spans
 
 logger = logging.getLogger("makam_worker.runs")
 
@@ -68,9 +69,11 @@ class RunManager:
             pid=proc.pid if proc is not None and proc.alive else 0,
         )
 
-    def start(self, run_id: str, spec: RunSpec, resume: Path | None = None) -> tuple[RunStatus, bool]:
+    def start(self, run_id: str, spec: RunSpec, resume: Path | None = None,
+              traceparent: str | None = None) -> tuple[RunStatus, bool]:
         """Creates the run dir and spawns the child; an existing run is returned as it is (created False).
-        `resume`, an uploaded checkpoint, is moved into the new run dir (resume.tar) for the child."""
+        `resume`, an uploaded checkpoint, is moved into the new run dir (resume.tar) for the child;
+        a sampled `traceparent` goes beside the spec, for the child to report its phases as spans."""
         check_run_id(run_id)
         log = logs.for_run(logger, run_id)
         with self._lock:
@@ -81,6 +84,8 @@ class RunManager:
             tmp.mkdir()
             (tmp / "spec.json").write_text(spec.to_json(), encoding="utf-8")
             (tmp / "events.jsonl").touch()
+            if spans.sampled(traceparent):
+                (tmp / spans.TRACE_FILE).write_text(traceparent, encoding="ascii")
             if resume is not None:
                 try:
                     os.replace(resume, RunPaths(tmp).resume)

@@ -141,7 +141,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 )
             spec = self._spec(request)
             resume = self.checkpoints.path(request.resume_checkpoint_sha256) if request.resume_checkpoint_sha256 else None
-            status, created = self.runs.start(request.run_id, spec, resume=resume)
+            # The dispatcher's trace context: a run within a sampled trace reports its phases (training/spans.py).
+            traceparent = next((v for k, v in context.invocation_metadata() if k == "traceparent"), None)
+            status, created = self.runs.start(request.run_id, spec, resume=resume, traceparent=traceparent)
             return worker_pb2.StartRunResponse(state=state_to_proto(status.state), created=created,
                                                last_seq=status.last_seq)
 

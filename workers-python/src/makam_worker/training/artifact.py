@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from makam_worker.layout import RunPaths, sha256_file
+from makam_worker.training.spans import phase
 
 
 def write_files(model_dir: Path, label_names: list[str], metrics: dict[str, Any], card: str) -> None:
@@ -23,11 +24,13 @@ def pack(paths: RunPaths) -> str:
     """Packs model/ with its files at the archive root (`tar xzf model.tar.gz -C dir`, then
     from_pretrained(dir)); returns the sha256 hex, also written to model.tar.gz.sha256."""
     tmp = paths.archive.with_name(paths.archive.name + ".tmp")
-    # Level 1: weights barely compress, and level 9 costs minutes on a full-size model.
-    with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
-        for file in sorted(p for p in paths.model.rglob("*") if p.is_file()):
-            tar.add(file, arcname=file.relative_to(paths.model).as_posix())
-    digest = sha256_file(tmp)
+    with phase("packing") as span:
+        # Level 1: weights barely compress, and level 9 costs minutes on a full-size model.
+        with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
+            for file in sorted(p for p in paths.model.rglob("*") if p.is_file()):
+                tar.add(file, arcname=file.relative_to(paths.model).as_posix())
+        digest = sha256_file(tmp)
+        span["size_bytes"] = tmp.stat().st_size
     os.replace(tmp, paths.archive)
     sha_tmp = paths.archive_sha256.with_name(paths.archive_sha256.name + ".tmp")
     sha_tmp.write_text(digest + "\n")

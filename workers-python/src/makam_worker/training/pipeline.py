@@ -16,6 +16,7 @@ from makam_worker.run_spec import RunSpec
 from makam_worker.training.common import Log
 from makam_worker.training.data import load_splits
 from makam_worker.training.errors import Cancelled, TrainingError
+from makam_worker.training import spans
 from makam_worker.training.textprep import OPTIONS
 
 
@@ -27,11 +28,15 @@ def train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Cal
             raise Cancelled()
 
     hp = spec.hyperparameters
-    splits = load_splits(
-        spec.train_dataset, spec.validation_dataset, hp.validation_fraction, hp.seed,
-        test_path=spec.test_dataset, test_fraction=hp.test_fraction,
-        prepare={name: getattr(hp, name) for name in OPTIONS}, remove_eval_duplicates=hp.remove_eval_duplicates,
-    )
+    spans.start(paths.dir, events)
+    with spans.phase("data preparation", family=hp.family) as span:
+        splits = load_splits(
+            spec.train_dataset, spec.validation_dataset, hp.validation_fraction, hp.seed,
+            test_path=spec.test_dataset, test_fraction=hp.test_fraction,
+            prepare={name: getattr(hp, name) for name in OPTIONS}, remove_eval_duplicates=hp.remove_eval_duplicates,
+        )
+        span.update(train_examples=len(splits.train_texts), validation_examples=len(splits.validation_texts),
+                    test_examples=len(splits.test_texts))
     log.info("data: %d training, %d validation and %d test examples, %d labels; leaks %s",
              len(splits.train_texts), len(splits.validation_texts), len(splits.test_texts),
              len(splits.label_names), splits.report["leaks"])

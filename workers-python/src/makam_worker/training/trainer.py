@@ -26,7 +26,7 @@ from transformers.utils import logging as hf_logging
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import RunSpec
-from makam_worker.training import augment, report, textprep, train_state
+from makam_worker.training import augment, spans, report, textprep, train_state
 from makam_worker.training.train_state import LoopState, Resume, restore, snapshot
 from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
@@ -386,14 +386,16 @@ def train_neural(
     meter.start()  # peak memory counts from just before the model is built
     ctx = BuildContext(hp=hp, splits=splits, device=device, precision=precision, work_dir=paths.work, log=log,
                        resume_dir=resume.derived if resume is not None else None)
-    built = _builder(hp.family)(spec.model, ctx)
+    with spans.phase("model and tokenizer", family=hp.family):
+        built = _builder(hp.family)(spec.model, ctx)
     model = built.model
     check_stop()
 
     text_encoder = TextEncoder(built.tokenizer, built.max_length, hp.truncation)
-    train_ids, train_truncated = text_encoder(splits.train_texts)
-    val_ids, _ = text_encoder(splits.validation_texts)
-    test_ids, _ = text_encoder(splits.test_texts) if splits.has_test else ([], 0)
+    with spans.phase("tokenizer", max_length=built.max_length):
+        train_ids, train_truncated = text_encoder(splits.train_texts)
+        val_ids, _ = text_encoder(splits.validation_texts)
+        test_ids, _ = text_encoder(splits.test_texts) if splits.has_test else ([], 0)
     pad = built.pad_token_id
     cuda = device.type == "cuda"
     batching = {"multiple_of": 8 if cuda else 1, "max_width": built.max_length, "pin_memory": cuda}
@@ -441,6 +443,7 @@ def train_neural(
         if loop.stopped_early:
             break
         epoch_loss, epoch_steps = 0.0, 0
+        epoch_span = spans.begin("epoch", epoch=epoch)
         meter.resume()
         if augmenter is not None:  # the epoch's own draw of the training texts (augment.py), the same on a resume
             train_loader = loader(text_encoder(augmenter.texts(splits.train_texts, epoch))[0], splits.train_labels,
@@ -460,8 +463,11 @@ def train_neural(
             reporter.step(epoch, loop.step, loss if loss is not None else 0.0, scheduler.get_last_lr()[0],
                           epoch_end=i == steps_per_epoch - 1)
         meter.pause()
+        if epoch_span is not None:
+            epoch_span.end(step=loop.step)
 
-        val_loss, predictions, references = evaluate(model, val_loader, device, precision)
+        with spans.phase("evaluation", epoch=epoch, split="validation"):
+            val_loss, predictions, references = evaluate(model, val_loader, device, precision)
         scores = classification_metrics(references, predictions, splits.label_names)
         row = {
             "epoch": epoch, "step": loop.step, "train_loss": float(epoch_loss) / max(epoch_steps, 1), "validation_loss": val_loss,
@@ -498,14 +504,16 @@ def train_neural(
         # is let go first (a GPU may not hold both).
         del built, model, optimizer, scheduler
         loop.best_weights = None
-        built, refitted = refit(ctx, loop.best_epoch, meter)
+        with spans.phase("refit", epochs=loop.best_epoch):
+            built, refitted = refit(ctx, loop.best_epoch, meter)
         model, pad = built.model, built.pad_token_id
         test_ids, _ = TextEncoder(built.tokenizer, built.max_length, hp.truncation)(splits.test_texts)
-    if splits.has_test:
-        test_loader = loader(test_ids, splits.test_labels, hp.batch_size, pad, shuffle=False, **batching)
-        split, (eval_loss, predictions, references) = "test", evaluate(model, test_loader, device, precision)
-    else:
-        split, (eval_loss, predictions, references) = "validation", evaluate(model, val_loader, device, precision)
+    with spans.phase("evaluation", split="test" if splits.has_test else "validation", final=True):
+        if splits.has_test:
+            test_loader = loader(test_ids, splits.test_labels, hp.batch_size, pad, shuffle=False, **batching)
+            split, (eval_loss, predictions, references) = "test", evaluate(model, test_loader, device, precision)
+        else:
+            split, (eval_loss, predictions, references) = "validation", evaluate(model, val_loader, device, precision)
     final = evaluation_report(split, references, predictions, splits.label_names, splits.train_labels, eval_loss)
     throughput = meter.report(device_name(device), precision=precision)
     check_stop()
