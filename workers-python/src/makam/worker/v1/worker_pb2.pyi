@@ -103,7 +103,7 @@ class ModelSpec(_message.Message):
     def __init__(self, family: _Optional[str] = ..., name: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tokenizer: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("run_id", "model", "train_dataset_sha256", "validation_dataset_sha256", "hyperparameters", "test_dataset_sha256", "resume_checkpoint_sha256", "devices")
+    __slots__ = ("run_id", "model", "train_dataset_sha256", "validation_dataset_sha256", "hyperparameters", "test_dataset_sha256", "resume_checkpoint_sha256", "devices", "unlabeled_dataset_sha256")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRAIN_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,7 @@ class StartRunRequest(_message.Message):
     TEST_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
     RESUME_CHECKPOINT_SHA256_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
+    UNLABELED_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     model: ModelSpec
     train_dataset_sha256: str
@@ -120,7 +121,8 @@ class StartRunRequest(_message.Message):
     test_dataset_sha256: str
     resume_checkpoint_sha256: str
     devices: int
-    def __init__(self, run_id: _Optional[str] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., train_dataset_sha256: _Optional[str] = ..., validation_dataset_sha256: _Optional[str] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., test_dataset_sha256: _Optional[str] = ..., resume_checkpoint_sha256: _Optional[str] = ..., devices: _Optional[int] = ...) -> None: ...
+    unlabeled_dataset_sha256: str
+    def __init__(self, run_id: _Optional[str] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., train_dataset_sha256: _Optional[str] = ..., validation_dataset_sha256: _Optional[str] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., test_dataset_sha256: _Optional[str] = ..., resume_checkpoint_sha256: _Optional[str] = ..., devices: _Optional[int] = ..., unlabeled_dataset_sha256: _Optional[str] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
     __slots__ = ("state", "created", "last_seq")
@@ -235,7 +237,7 @@ class Progress(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., train_loss: _Optional[float] = ..., learning_rate: _Optional[float] = ...) -> None: ...
 
 class Metrics(_message.Message):
-    __slots__ = ("epoch", "step", "train_loss", "validation_loss", "accuracy", "weighted_f1", "macro_f1")
+    __slots__ = ("epoch", "step", "train_loss", "validation_loss", "accuracy", "weighted_f1", "macro_f1", "phase", "mlm_loss")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +245,8 @@ class Metrics(_message.Message):
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     WEIGHTED_F1_FIELD_NUMBER: _ClassVar[int]
     MACRO_F1_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    MLM_LOSS_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     step: int
     train_loss: float
@@ -250,7 +254,9 @@ class Metrics(_message.Message):
     accuracy: float
     weighted_f1: float
     macro_f1: float
-    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., train_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., macro_f1: _Optional[float] = ...) -> None: ...
+    phase: str
+    mlm_loss: float
+    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., train_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., macro_f1: _Optional[float] = ..., phase: _Optional[str] = ..., mlm_loss: _Optional[float] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("level", "message")

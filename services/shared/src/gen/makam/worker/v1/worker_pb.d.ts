@@ -333,6 +333,13 @@ export declare type StartRunRequest = Message<"makam.worker.v1.StartRunRequest">
    * @generated from field: uint32 devices = 8;
    */
   devices: number;
+
+  /**
+   * The sha256 of a text-only dataset (JSON lines of {"text"}) for the masked-LM phase (mlm_epochs); empty for none.
+   *
+   * @generated from field: string unlabeled_dataset_sha256 = 9;
+   */
+  unlabeledDatasetSha256: string;
 };
 
 /**
@@ -599,7 +606,7 @@ export declare const PhaseSpanSchema: GenMessage<PhaseSpan>;
  */
 export declare type CheckpointSaved = Message<"makam.worker.v1.CheckpointSaved"> & {
   /**
-   * The epoch the checkpoint ends, from 1.
+   * The epoch the checkpoint ends, from 1; 0 for a checkpoint of the masked-LM phase, before fine-tuning.
    *
    * @generated from field: uint32 epoch = 1;
    */
@@ -737,7 +744,7 @@ export declare type Progress = Message<"makam.worker.v1.Progress"> & {
 export declare const ProgressSchema: GenMessage<Progress>;
 
 /**
- * Metrics reports one evaluation on the validation split.
+ * Metrics reports one evaluation on the validation split, or (phase "mlm") one epoch of masked-LM pretraining.
  *
  * @generated from message makam.worker.v1.Metrics
  */
@@ -790,6 +797,20 @@ export declare type Metrics = Message<"makam.worker.v1.Metrics"> & {
    * @generated from field: double macro_f1 = 7;
    */
   macroF1: number;
+
+  /**
+   * Empty for fine-tuning; "mlm" for an epoch of the masked-LM phase, which sets only epoch, step and mlm_loss.
+   *
+   * @generated from field: string phase = 8;
+   */
+  phase: string;
+
+  /**
+   * The mean masked-token cross-entropy of the epoch's steps (phase "mlm"; step counts that phase's steps).
+   *
+   * @generated from field: double mlm_loss = 9;
+   */
+  mlmLoss: number;
 };
 
 /**
