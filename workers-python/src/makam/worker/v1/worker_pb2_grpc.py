@@ -90,6 +90,16 @@ class WorkerServiceStub:
                 request_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointRequest.SerializeToString,
                 response_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointResponse.FromString,
                 _registered_method=True)
+        self.UploadArtifact = channel.stream_unary(
+                '/makam.worker.v1.WorkerService/UploadArtifact',
+                request_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadArtifactRequest.SerializeToString,
+                response_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadArtifactResponse.FromString,
+                _registered_method=True)
+        self.HasArtifact = channel.unary_unary(
+                '/makam.worker.v1.WorkerService/HasArtifact',
+                request_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.HasArtifactRequest.SerializeToString,
+                response_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.HasArtifactResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -173,6 +183,20 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadArtifact(self, request_iterator, context):
+        """UploadArtifact stores a finished job's model (.tar.gz) under its sha256, for an ensemble run of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HasArtifact(self, request, context):
+        """HasArtifact tells whether the worker already holds a model archive, so an upload can be skipped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +254,16 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.UploadCheckpoint,
                     request_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointRequest.FromString,
                     response_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointResponse.SerializeToString,
+            ),
+            'UploadArtifact': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadArtifact,
+                    request_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadArtifactRequest.FromString,
+                    response_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.UploadArtifactResponse.SerializeToString,
+            ),
+            'HasArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.HasArtifact,
+                    request_deserializer=makam_dot_worker_dot_v1_dot_worker__pb2.HasArtifactRequest.FromString,
+                    response_serializer=makam_dot_worker_dot_v1_dot_worker__pb2.HasArtifactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -530,6 +564,60 @@ class WorkerService:
             '/makam.worker.v1.WorkerService/UploadCheckpoint',
             makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointRequest.SerializeToString,
             makam_dot_worker_dot_v1_dot_worker__pb2.UploadCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadArtifact(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/makam.worker.v1.WorkerService/UploadArtifact',
+            makam_dot_worker_dot_v1_dot_worker__pb2.UploadArtifactRequest.SerializeToString,
+            makam_dot_worker_dot_v1_dot_worker__pb2.UploadArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HasArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/makam.worker.v1.WorkerService/HasArtifact',
+            makam_dot_worker_dot_v1_dot_worker__pb2.HasArtifactRequest.SerializeToString,
+            makam_dot_worker_dot_v1_dot_worker__pb2.HasArtifactResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -328,6 +328,67 @@ export declare type StartRunRequest = Message<"makam.worker.v1.StartRunRequest">
   resumeCheckpointSha256: string;
 
   /**
+   * Set for an ensemble of finished jobs' models; model and hyperparameters are then its first member's.
+   *
+   * @generated from field: makam.worker.v1.Ensemble ensemble = 20;
+   */
+  ensemble?: Ensemble | undefined;
+};
+
+/**
+ * Describes the message makam.worker.v1.StartRunRequest.
+ * Use `create(StartRunRequestSchema)` to create a new message.
+ */
+export declare const StartRunRequestSchema: GenMessage<StartRunRequest>;
+
+/**
+ * Ensemble combines finished jobs' models on the splits they were all carved with.
+ *
+ * @generated from message makam.worker.v1.Ensemble
+ */
+export declare type Ensemble = Message<"makam.worker.v1.Ensemble"> & {
+  /**
+   * average (weights fit on validation) or stack (a logistic regression fit on validation).
+   *
+   * @generated from field: string method = 1;
+   */
+  method: string;
+
+  /**
+   * The members in order, at least 2.
+   *
+   * @generated from field: repeated makam.worker.v1.EnsembleMember members = 2;
+   */
+  members: EnsembleMember[];
+};
+
+/**
+ * Describes the message makam.worker.v1.Ensemble.
+ * Use `create(EnsembleSchema)` to create a new message.
+ */
+export declare const EnsembleSchema: GenMessage<Ensemble>;
+
+/**
+ * EnsembleMember is one finished job's model.
+ *
+ * @generated from message makam.worker.v1.EnsembleMember
+ */
+export declare type EnsembleMember = Message<"makam.worker.v1.EnsembleMember"> & {
+  /**
+   * The job id, for the report and the model card.
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * The sha256 of its model archive, uploaded with UploadArtifact.
+   *
+   * @generated from field: string artifact_sha256 = 2;
+   */
+  artifactSha256: string;
+
+  /**
    * Devices to train on (DDP under torchrun when more than 1); 0 means 1. At most the worker's devices.
    *
    * @generated from field: uint32 devices = 8;
@@ -343,10 +404,10 @@ export declare type StartRunRequest = Message<"makam.worker.v1.StartRunRequest">
 };
 
 /**
- * Describes the message makam.worker.v1.StartRunRequest.
- * Use `create(StartRunRequestSchema)` to create a new message.
+ * Describes the message makam.worker.v1.EnsembleMember.
+ * Use `create(EnsembleMemberSchema)` to create a new message.
  */
-export declare const StartRunRequestSchema: GenMessage<StartRunRequest>;
+export declare const EnsembleMemberSchema: GenMessage<EnsembleMember>;
 
 /**
  * StartRunResponse describes the run that was started or found.
@@ -1205,6 +1266,100 @@ export declare type UploadCheckpointResponse = Message<"makam.worker.v1.UploadCh
 export declare const UploadCheckpointResponseSchema: GenMessage<UploadCheckpointResponse>;
 
 /**
+ * UploadArtifactRequest is one message of a model archive upload.
+ *
+ * @generated from message makam.worker.v1.UploadArtifactRequest
+ */
+export declare type UploadArtifactRequest = Message<"makam.worker.v1.UploadArtifactRequest"> & {
+  /**
+   * @generated from oneof makam.worker.v1.UploadArtifactRequest.part
+   */
+  part: {
+    /**
+     * The first message: what follows.
+     *
+     * @generated from field: makam.worker.v1.ArtifactHeader header = 1;
+     */
+    value: ArtifactHeader;
+    case: "header";
+  } | {
+    /**
+     * Every later message: the next bytes of the .tar.gz.
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message makam.worker.v1.UploadArtifactRequest.
+ * Use `create(UploadArtifactRequestSchema)` to create a new message.
+ */
+export declare const UploadArtifactRequestSchema: GenMessage<UploadArtifactRequest>;
+
+/**
+ * UploadArtifactResponse confirms a stored model archive.
+ *
+ * @generated from message makam.worker.v1.UploadArtifactResponse
+ */
+export declare type UploadArtifactResponse = Message<"makam.worker.v1.UploadArtifactResponse"> & {
+  /**
+   * The sha256 it is stored under.
+   *
+   * @generated from field: string sha256 = 1;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message makam.worker.v1.UploadArtifactResponse.
+ * Use `create(UploadArtifactResponseSchema)` to create a new message.
+ */
+export declare const UploadArtifactResponseSchema: GenMessage<UploadArtifactResponse>;
+
+/**
+ * HasArtifactRequest names a model archive by its sha256.
+ *
+ * @generated from message makam.worker.v1.HasArtifactRequest
+ */
+export declare type HasArtifactRequest = Message<"makam.worker.v1.HasArtifactRequest"> & {
+  /**
+   * The lowercase hex sha256 of the .tar.gz.
+   *
+   * @generated from field: string sha256 = 1;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message makam.worker.v1.HasArtifactRequest.
+ * Use `create(HasArtifactRequestSchema)` to create a new message.
+ */
+export declare const HasArtifactRequestSchema: GenMessage<HasArtifactRequest>;
+
+/**
+ * HasArtifactResponse says whether the worker holds it.
+ *
+ * @generated from message makam.worker.v1.HasArtifactResponse
+ */
+export declare type HasArtifactResponse = Message<"makam.worker.v1.HasArtifactResponse"> & {
+  /**
+   * True when the archive is on the worker.
+   *
+   * @generated from field: bool present = 1;
+   */
+  present: boolean;
+};
+
+/**
+ * Describes the message makam.worker.v1.HasArtifactResponse.
+ * Use `create(HasArtifactResponseSchema)` to create a new message.
+ */
+export declare const HasArtifactResponseSchema: GenMessage<HasArtifactResponse>;
+
+/**
  * RunState is where a run is in its life.
  *
  * @generated from enum makam.worker.v1.RunState
@@ -1366,6 +1521,26 @@ export declare const WorkerService: GenService<{
     methodKind: "client_streaming";
     input: typeof UploadCheckpointRequestSchema;
     output: typeof UploadCheckpointResponseSchema;
+  },
+  /**
+   * UploadArtifact stores a finished job's model (.tar.gz) under its sha256, for an ensemble run of it.
+   *
+   * @generated from rpc makam.worker.v1.WorkerService.UploadArtifact
+   */
+  uploadArtifact: {
+    methodKind: "client_streaming";
+    input: typeof UploadArtifactRequestSchema;
+    output: typeof UploadArtifactResponseSchema;
+  },
+  /**
+   * HasArtifact tells whether the worker already holds a model archive, so an upload can be skipped.
+   *
+   * @generated from rpc makam.worker.v1.WorkerService.HasArtifact
+   */
+  hasArtifact: {
+    methodKind: "unary";
+    input: typeof HasArtifactRequestSchema;
+    output: typeof HasArtifactResponseSchema;
   },
 }>;
 

@@ -11,7 +11,7 @@ import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
  * Describes the file makam/worker/v1/worker.proto.
  */
 export const file_makam_worker_v1_worker = /*@__PURE__*/
-  fileDesc("ChxtYWthbS93b3JrZXIvdjEvd29ya2VyLnByb3RvEg9tYWthbS53b3JrZXIudjEiGAoWR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdCK4AgoXR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2USEQoJd29ya2VyX2lkGAEgASgJEg4KBmRldmljZRgCIAEoCRIQCghncHVfbmFtZRgDIAEoCRIaChJtZW1vcnlfdG90YWxfYnl0ZXMYBCABKAQSGQoRbWVtb3J5X2ZyZWVfYnl0ZXMYBSABKAQSEAoIZmFtaWxpZXMYBiADKAkSSAoIdmVyc2lvbnMYByADKAsyNi5tYWthbS53b3JrZXIudjEuR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2UuVmVyc2lvbnNFbnRyeRITCgthY3RpdmVfcnVucxgIIAEoDRIPCgdkZXZpY2VzGAkgASgNGi8KDVZlcnNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIjChFIYXNEYXRhc2V0UmVxdWVzdBIOCgZzaGEyNTYYASABKAkiJQoSSGFzRGF0YXNldFJlc3BvbnNlEg8KB3ByZXNlbnQYASABKAgiYQoUVXBsb2FkRGF0YXNldFJlcXVlc3QSMAoGaGVhZGVyGAEgASgLMh4ubWFrYW0ud29ya2VyLnYxLkRhdGFzZXRIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiMwoNRGF0YXNldEhlYWRlchIOCgZzaGEyNTYYASABKAkSEgoKc2l6ZV9ieXRlcxgCIAEoBCI7ChVVcGxvYWREYXRhc2V0UmVzcG9uc2USDgoGc2hhMjU2GAEgASgJEhIKCnNpemVfYnl0ZXMYAiABKAQifgoJTW9kZWxTcGVjEg4KBmZhbWlseRgBIAEoCRIMCgRuYW1lGAIgASgJEicKBmNvbmZpZxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoJdG9rZW5pemVyGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKxAgoPU3RhcnRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIpCgVtb2RlbBgCIAEoCzIaLm1ha2FtLndvcmtlci52MS5Nb2RlbFNwZWMSHAoUdHJhaW5fZGF0YXNldF9zaGEyNTYYAyABKAkSIQoZdmFsaWRhdGlvbl9kYXRhc2V0X3NoYTI1NhgEIAEoCRIwCg9oeXBlcnBhcmFtZXRlcnMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhsKE3Rlc3RfZGF0YXNldF9zaGEyNTYYBiABKAkSIAoYcmVzdW1lX2NoZWNrcG9pbnRfc2hhMjU2GAcgASgJEg8KB2RldmljZXMYCCABKA0SIAoYdW5sYWJlbGVkX2RhdGFzZXRfc2hhMjU2GAkgASgJIl8KEFN0YXJ0UnVuUmVzcG9uc2USKAoFc3RhdGUYASABKA4yGS5tYWthbS53b3JrZXIudjEuUnVuU3RhdGUSDwoHY3JlYXRlZBgCIAEoCBIQCghsYXN0X3NlcRgDIAEoBCIfCg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJZCg5HZXRSdW5SZXNwb25zZRIoCgVzdGF0ZRgBIAEoDjIZLm1ha2FtLndvcmtlci52MS5SdW5TdGF0ZRIQCghsYXN0X3NlcRgCIAEoBBILCgNwaWQYAyABKAUiNAoPV2F0Y2hSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQiiQMKEFdhdGNoUnVuUmVzcG9uc2USCwoDc2VxGAEgASgEEhQKDHRpbWVfdW5peF9tcxgCIAEoAxIuCgdzdGFydGVkGAMgASgLMhsubWFrYW0ud29ya2VyLnYxLlJ1blN0YXJ0ZWRIABItCghwcm9ncmVzcxgEIAEoCzIZLm1ha2FtLndvcmtlci52MS5Qcm9ncmVzc0gAEisKB21ldHJpY3MYBSABKAsyGC5tYWthbS53b3JrZXIudjEuTWV0cmljc0gAEicKA2xvZxgGIAEoCzIYLm1ha2FtLndvcmtlci52MS5Mb2dMaW5lSAASMAoIZmluaXNoZWQYByABKAsyHC5tYWthbS53b3JrZXIudjEuUnVuRmluaXNoZWRIABI2CgpjaGVja3BvaW50GAggASgLMiAubWFrYW0ud29ya2VyLnYxLkNoZWNrcG9pbnRTYXZlZEgAEioKBHNwYW4YCSABKAsyGi5tYWthbS53b3JrZXIudjEuUGhhc2VTcGFuSABCBwoFZXZlbnQijwEKCVBoYXNlU3BhbhIMCgRuYW1lGAEgASgJEhwKFHN0YXJ0X3RpbWVfdW5peF9uYW5vGAIgASgEEhoKEmVuZF90aW1lX3VuaXhfbmFubxgDIAEoBBIrCgphdHRyaWJ1dGVzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVlcnJvchgFIAEoCSIuCg9DaGVja3BvaW50U2F2ZWQSDQoFZXBvY2gYASABKA0SDAoEc3RlcBgCIAEoDSK2AQoKUnVuU3RhcnRlZBILCgNwaWQYASABKAUSDgoGZGV2aWNlGAIgASgJEhYKDnRyYWluX2V4YW1wbGVzGAMgASgNEhsKE3ZhbGlkYXRpb25fZXhhbXBsZXMYBCABKA0SEwoLdG90YWxfc3RlcHMYBSABKA0SDgoGbGFiZWxzGAYgAygJEhUKDXRlc3RfZXhhbXBsZXMYByABKA0SGgoScmVzdW1lZF9mcm9tX2Vwb2NoGAggASgNImcKCFByb2dyZXNzEg0KBWVwb2NoGAEgASgNEgwKBHN0ZXAYAiABKA0SEwoLdG90YWxfc3RlcHMYAyABKA0SEgoKdHJhaW5fbG9zcxgEIAEoARIVCg1sZWFybmluZ19yYXRlGAUgASgBIq0BCgdNZXRyaWNzEg0KBWVwb2NoGAEgASgNEgwKBHN0ZXAYAiABKA0SEgoKdHJhaW5fbG9zcxgDIAEoARIXCg92YWxpZGF0aW9uX2xvc3MYBCABKAESEAoIYWNjdXJhY3kYBSABKAESEwoLd2VpZ2h0ZWRfZjEYBiABKAESEAoIbWFjcm9fZjEYByABKAESDQoFcGhhc2UYCCABKAkSEAoIbWxtX2xvc3MYCSABKAEiKQoHTG9nTGluZRINCgVsZXZlbBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIqUBCgtSdW5GaW5pc2hlZBIoCgVzdGF0ZRgBIAEoDjIZLm1ha2FtLndvcmtlci52MS5SdW5TdGF0ZRISCgplcnJvcl9jb2RlGAIgASgJEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSEQoJcmV0cnlhYmxlGAQgASgIEi4KDWZpbmFsX21ldHJpY3MYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIj0KEUNhbmNlbFJ1blJlc3BvbnNlEigKBXN0YXRlGAEgASgOMhkubWFrYW0ud29ya2VyLnYxLlJ1blN0YXRlIiYKFEZldGNoQXJ0aWZhY3RSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJjChVGZXRjaEFydGlmYWN0UmVzcG9uc2USMQoGaGVhZGVyGAEgASgLMh8ubWFrYW0ud29ya2VyLnYxLkFydGlmYWN0SGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIGCgRwYXJ0IjQKDkFydGlmYWN0SGVhZGVyEhIKCnNpemVfYnl0ZXMYASABKAQSDgoGc2hhMjU2GAIgASgJIiIKEERlbGV0ZVJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIiQKEURlbGV0ZVJ1blJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgiKAoWRmV0Y2hDaGVja3BvaW50UmVxdWVzdBIOCgZydW5faWQYASABKAkiZwoXRmV0Y2hDaGVja3BvaW50UmVzcG9uc2USMwoGaGVhZGVyGAEgASgLMiEubWFrYW0ud29ya2VyLnYxLkNoZWNrcG9pbnRIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiUwoQQ2hlY2twb2ludEhlYWRlchINCgVlcG9jaBgBIAEoDRIMCgRzdGVwGAIgASgNEhIKCnNpemVfYnl0ZXMYAyABKAQSDgoGc2hhMjU2GAQgASgJImcKF1VwbG9hZENoZWNrcG9pbnRSZXF1ZXN0EjMKBmhlYWRlchgBIAEoCzIhLm1ha2FtLndvcmtlci52MS5DaGVja3BvaW50SGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIGCgRwYXJ0IioKGFVwbG9hZENoZWNrcG9pbnRSZXNwb25zZRIOCgZzaGEyNTYYASABKAkqhAEKCFJ1blN0YXRlEhkKFVJVTl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEVJVTl9TVEFURV9SVU5OSU5HEAESFwoTUlVOX1NUQVRFX1NVQ0NFRURFRBACEhQKEFJVTl9TVEFURV9GQUlMRUQQAxIXChNSVU5fU1RBVEVfQ0FOQ0VMTEVEEAQy+gcKDVdvcmtlclNlcnZpY2USZAoPR2V0Q2FwYWJpbGl0aWVzEicubWFrYW0ud29ya2VyLnYxLkdldENhcGFiaWxpdGllc1JlcXVlc3QaKC5tYWthbS53b3JrZXIudjEuR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2USVQoKSGFzRGF0YXNldBIiLm1ha2FtLndvcmtlci52MS5IYXNEYXRhc2V0UmVxdWVzdBojLm1ha2FtLndvcmtlci52MS5IYXNEYXRhc2V0UmVzcG9uc2USYAoNVXBsb2FkRGF0YXNldBIlLm1ha2FtLndvcmtlci52MS5VcGxvYWREYXRhc2V0UmVxdWVzdBomLm1ha2FtLndvcmtlci52MS5VcGxvYWREYXRhc2V0UmVzcG9uc2UoARJPCghTdGFydFJ1bhIgLm1ha2FtLndvcmtlci52MS5TdGFydFJ1blJlcXVlc3QaIS5tYWthbS53b3JrZXIudjEuU3RhcnRSdW5SZXNwb25zZRJJCgZHZXRSdW4SHi5tYWthbS53b3JrZXIudjEuR2V0UnVuUmVxdWVzdBofLm1ha2FtLndvcmtlci52MS5HZXRSdW5SZXNwb25zZRJRCghXYXRjaFJ1bhIgLm1ha2FtLndvcmtlci52MS5XYXRjaFJ1blJlcXVlc3QaIS5tYWthbS53b3JrZXIudjEuV2F0Y2hSdW5SZXNwb25zZTABElIKCUNhbmNlbFJ1bhIhLm1ha2FtLndvcmtlci52MS5DYW5jZWxSdW5SZXF1ZXN0GiIubWFrYW0ud29ya2VyLnYxLkNhbmNlbFJ1blJlc3BvbnNlEmAKDUZldGNoQXJ0aWZhY3QSJS5tYWthbS53b3JrZXIudjEuRmV0Y2hBcnRpZmFjdFJlcXVlc3QaJi5tYWthbS53b3JrZXIudjEuRmV0Y2hBcnRpZmFjdFJlc3BvbnNlMAESUgoJRGVsZXRlUnVuEiEubWFrYW0ud29ya2VyLnYxLkRlbGV0ZVJ1blJlcXVlc3QaIi5tYWthbS53b3JrZXIudjEuRGVsZXRlUnVuUmVzcG9uc2USZgoPRmV0Y2hDaGVja3BvaW50EicubWFrYW0ud29ya2VyLnYxLkZldGNoQ2hlY2twb2ludFJlcXVlc3QaKC5tYWthbS53b3JrZXIudjEuRmV0Y2hDaGVja3BvaW50UmVzcG9uc2UwARJpChBVcGxvYWRDaGVja3BvaW50EigubWFrYW0ud29ya2VyLnYxLlVwbG9hZENoZWNrcG9pbnRSZXF1ZXN0GikubWFrYW0ud29ya2VyLnYxLlVwbG9hZENoZWNrcG9pbnRSZXNwb25zZSgBYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("ChxtYWthbS93b3JrZXIvdjEvd29ya2VyLnByb3RvEg9tYWthbS53b3JrZXIudjEiGAoWR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdCK4AgoXR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2USEQoJd29ya2VyX2lkGAEgASgJEg4KBmRldmljZRgCIAEoCRIQCghncHVfbmFtZRgDIAEoCRIaChJtZW1vcnlfdG90YWxfYnl0ZXMYBCABKAQSGQoRbWVtb3J5X2ZyZWVfYnl0ZXMYBSABKAQSEAoIZmFtaWxpZXMYBiADKAkSSAoIdmVyc2lvbnMYByADKAsyNi5tYWthbS53b3JrZXIudjEuR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2UuVmVyc2lvbnNFbnRyeRITCgthY3RpdmVfcnVucxgIIAEoDRIPCgdkZXZpY2VzGAkgASgNGi8KDVZlcnNpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIjChFIYXNEYXRhc2V0UmVxdWVzdBIOCgZzaGEyNTYYASABKAkiJQoSSGFzRGF0YXNldFJlc3BvbnNlEg8KB3ByZXNlbnQYASABKAgiYQoUVXBsb2FkRGF0YXNldFJlcXVlc3QSMAoGaGVhZGVyGAEgASgLMh4ubWFrYW0ud29ya2VyLnYxLkRhdGFzZXRIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiMwoNRGF0YXNldEhlYWRlchIOCgZzaGEyNTYYASABKAkSEgoKc2l6ZV9ieXRlcxgCIAEoBCI7ChVVcGxvYWREYXRhc2V0UmVzcG9uc2USDgoGc2hhMjU2GAEgASgJEhIKCnNpemVfYnl0ZXMYAiABKAQifgoJTW9kZWxTcGVjEg4KBmZhbWlseRgBIAEoCRIMCgRuYW1lGAIgASgJEicKBmNvbmZpZxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoJdG9rZW5pemVyGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKrAgoPU3RhcnRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIpCgVtb2RlbBgCIAEoCzIaLm1ha2FtLndvcmtlci52MS5Nb2RlbFNwZWMSHAoUdHJhaW5fZGF0YXNldF9zaGEyNTYYAyABKAkSIQoZdmFsaWRhdGlvbl9kYXRhc2V0X3NoYTI1NhgEIAEoCRIwCg9oeXBlcnBhcmFtZXRlcnMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhsKE3Rlc3RfZGF0YXNldF9zaGEyNTYYBiABKAkSIAoYcmVzdW1lX2NoZWNrcG9pbnRfc2hhMjU2GAcgASgJEisKCGVuc2VtYmxlGBQgASgLMhkubWFrYW0ud29ya2VyLnYxLkVuc2VtYmxlIkwKCEVuc2VtYmxlEg4KBm1ldGhvZBgBIAEoCRIwCgdtZW1iZXJzGAIgAygLMh8ubWFrYW0ud29ya2VyLnYxLkVuc2VtYmxlTWVtYmVyImwKDkVuc2VtYmxlTWVtYmVyEg4KBmpvYl9pZBgBIAEoCRIXCg9hcnRpZmFjdF9zaGEyNTYYAiABKAkSDwoHZGV2aWNlcxgIIAEoDRIgChh1bmxhYmVsZWRfZGF0YXNldF9zaGEyNTYYCSABKAkiXwoQU3RhcnRSdW5SZXNwb25zZRIoCgVzdGF0ZRgBIAEoDjIZLm1ha2FtLndvcmtlci52MS5SdW5TdGF0ZRIPCgdjcmVhdGVkGAIgASgIEhAKCGxhc3Rfc2VxGAMgASgEIh8KDUdldFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIlkKDkdldFJ1blJlc3BvbnNlEigKBXN0YXRlGAEgASgOMhkubWFrYW0ud29ya2VyLnYxLlJ1blN0YXRlEhAKCGxhc3Rfc2VxGAIgASgEEgsKA3BpZBgDIAEoBSI0Cg9XYXRjaFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCKJAwoQV2F0Y2hSdW5SZXNwb25zZRILCgNzZXEYASABKAQSFAoMdGltZV91bml4X21zGAIgASgDEi4KB3N0YXJ0ZWQYAyABKAsyGy5tYWthbS53b3JrZXIudjEuUnVuU3RhcnRlZEgAEi0KCHByb2dyZXNzGAQgASgLMhkubWFrYW0ud29ya2VyLnYxLlByb2dyZXNzSAASKwoHbWV0cmljcxgFIAEoCzIYLm1ha2FtLndvcmtlci52MS5NZXRyaWNzSAASJwoDbG9nGAYgASgLMhgubWFrYW0ud29ya2VyLnYxLkxvZ0xpbmVIABIwCghmaW5pc2hlZBgHIAEoCzIcLm1ha2FtLndvcmtlci52MS5SdW5GaW5pc2hlZEgAEjYKCmNoZWNrcG9pbnQYCCABKAsyIC5tYWthbS53b3JrZXIudjEuQ2hlY2twb2ludFNhdmVkSAASKgoEc3BhbhgJIAEoCzIaLm1ha2FtLndvcmtlci52MS5QaGFzZVNwYW5IAEIHCgVldmVudCKPAQoJUGhhc2VTcGFuEgwKBG5hbWUYASABKAkSHAoUc3RhcnRfdGltZV91bml4X25hbm8YAiABKAQSGgoSZW5kX3RpbWVfdW5peF9uYW5vGAMgASgEEisKCmF0dHJpYnV0ZXMYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg0KBWVycm9yGAUgASgJIi4KD0NoZWNrcG9pbnRTYXZlZBINCgVlcG9jaBgBIAEoDRIMCgRzdGVwGAIgASgNIrYBCgpSdW5TdGFydGVkEgsKA3BpZBgBIAEoBRIOCgZkZXZpY2UYAiABKAkSFgoOdHJhaW5fZXhhbXBsZXMYAyABKA0SGwoTdmFsaWRhdGlvbl9leGFtcGxlcxgEIAEoDRITCgt0b3RhbF9zdGVwcxgFIAEoDRIOCgZsYWJlbHMYBiADKAkSFQoNdGVzdF9leGFtcGxlcxgHIAEoDRIaChJyZXN1bWVkX2Zyb21fZXBvY2gYCCABKA0iZwoIUHJvZ3Jlc3MSDQoFZXBvY2gYASABKA0SDAoEc3RlcBgCIAEoDRITCgt0b3RhbF9zdGVwcxgDIAEoDRISCgp0cmFpbl9sb3NzGAQgASgBEhUKDWxlYXJuaW5nX3JhdGUYBSABKAEirQEKB01ldHJpY3MSDQoFZXBvY2gYASABKA0SDAoEc3RlcBgCIAEoDRISCgp0cmFpbl9sb3NzGAMgASgBEhcKD3ZhbGlkYXRpb25fbG9zcxgEIAEoARIQCghhY2N1cmFjeRgFIAEoARITCgt3ZWlnaHRlZF9mMRgGIAEoARIQCghtYWNyb19mMRgHIAEoARINCgVwaGFzZRgIIAEoCRIQCghtbG1fbG9zcxgJIAEoASIpCgdMb2dMaW5lEg0KBWxldmVsGAEgASgJEg8KB21lc3NhZ2UYAiABKAkipQEKC1J1bkZpbmlzaGVkEigKBXN0YXRlGAEgASgOMhkubWFrYW0ud29ya2VyLnYxLlJ1blN0YXRlEhIKCmVycm9yX2NvZGUYAiABKAkSFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgSLgoNZmluYWxfbWV0cmljcxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiIgoQQ2FuY2VsUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiPQoRQ2FuY2VsUnVuUmVzcG9uc2USKAoFc3RhdGUYASABKA4yGS5tYWthbS53b3JrZXIudjEuUnVuU3RhdGUiJgoURmV0Y2hBcnRpZmFjdFJlcXVlc3QSDgoGcnVuX2lkGAEgASgJImMKFUZldGNoQXJ0aWZhY3RSZXNwb25zZRIxCgZoZWFkZXIYASABKAsyHy5tYWthbS53b3JrZXIudjEuQXJ0aWZhY3RIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiNAoOQXJ0aWZhY3RIZWFkZXISEgoKc2l6ZV9ieXRlcxgBIAEoBBIOCgZzaGEyNTYYAiABKAkiIgoQRGVsZXRlUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiJAoRRGVsZXRlUnVuUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoCCIoChZGZXRjaENoZWNrcG9pbnRSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJnChdGZXRjaENoZWNrcG9pbnRSZXNwb25zZRIzCgZoZWFkZXIYASABKAsyIS5tYWthbS53b3JrZXIudjEuQ2hlY2twb2ludEhlYWRlckgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCJTChBDaGVja3BvaW50SGVhZGVyEg0KBWVwb2NoGAEgASgNEgwKBHN0ZXAYAiABKA0SEgoKc2l6ZV9ieXRlcxgDIAEoBBIOCgZzaGEyNTYYBCABKAkiZwoXVXBsb2FkQ2hlY2twb2ludFJlcXVlc3QSMwoGaGVhZGVyGAEgASgLMiEubWFrYW0ud29ya2VyLnYxLkNoZWNrcG9pbnRIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiKgoYVXBsb2FkQ2hlY2twb2ludFJlc3BvbnNlEg4KBnNoYTI1NhgBIAEoCSJjChVVcGxvYWRBcnRpZmFjdFJlcXVlc3QSMQoGaGVhZGVyGAEgASgLMh8ubWFrYW0ud29ya2VyLnYxLkFydGlmYWN0SGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIGCgRwYXJ0IigKFlVwbG9hZEFydGlmYWN0UmVzcG9uc2USDgoGc2hhMjU2GAEgASgJIiQKEkhhc0FydGlmYWN0UmVxdWVzdBIOCgZzaGEyNTYYASABKAkiJgoTSGFzQXJ0aWZhY3RSZXNwb25zZRIPCgdwcmVzZW50GAEgASgIKoQBCghSdW5TdGF0ZRIZChVSVU5fU1RBVEVfVU5TUEVDSUZJRUQQABIVChFSVU5fU1RBVEVfUlVOTklORxABEhcKE1JVTl9TVEFURV9TVUNDRUVERUQQAhIUChBSVU5fU1RBVEVfRkFJTEVEEAMSFwoTUlVOX1NUQVRFX0NBTkNFTExFRBAEMrkJCg1Xb3JrZXJTZXJ2aWNlEmQKD0dldENhcGFiaWxpdGllcxInLm1ha2FtLndvcmtlci52MS5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GigubWFrYW0ud29ya2VyLnYxLkdldENhcGFiaWxpdGllc1Jlc3BvbnNlElUKCkhhc0RhdGFzZXQSIi5tYWthbS53b3JrZXIudjEuSGFzRGF0YXNldFJlcXVlc3QaIy5tYWthbS53b3JrZXIudjEuSGFzRGF0YXNldFJlc3BvbnNlEmAKDVVwbG9hZERhdGFzZXQSJS5tYWthbS53b3JrZXIudjEuVXBsb2FkRGF0YXNldFJlcXVlc3QaJi5tYWthbS53b3JrZXIudjEuVXBsb2FkRGF0YXNldFJlc3BvbnNlKAESTwoIU3RhcnRSdW4SIC5tYWthbS53b3JrZXIudjEuU3RhcnRSdW5SZXF1ZXN0GiEubWFrYW0ud29ya2VyLnYxLlN0YXJ0UnVuUmVzcG9uc2USSQoGR2V0UnVuEh4ubWFrYW0ud29ya2VyLnYxLkdldFJ1blJlcXVlc3QaHy5tYWthbS53b3JrZXIudjEuR2V0UnVuUmVzcG9uc2USUQoIV2F0Y2hSdW4SIC5tYWthbS53b3JrZXIudjEuV2F0Y2hSdW5SZXF1ZXN0GiEubWFrYW0ud29ya2VyLnYxLldhdGNoUnVuUmVzcG9uc2UwARJSCglDYW5jZWxSdW4SIS5tYWthbS53b3JrZXIudjEuQ2FuY2VsUnVuUmVxdWVzdBoiLm1ha2FtLndvcmtlci52MS5DYW5jZWxSdW5SZXNwb25zZRJgCg1GZXRjaEFydGlmYWN0EiUubWFrYW0ud29ya2VyLnYxLkZldGNoQXJ0aWZhY3RSZXF1ZXN0GiYubWFrYW0ud29ya2VyLnYxLkZldGNoQXJ0aWZhY3RSZXNwb25zZTABElIKCURlbGV0ZVJ1bhIhLm1ha2FtLndvcmtlci52MS5EZWxldGVSdW5SZXF1ZXN0GiIubWFrYW0ud29ya2VyLnYxLkRlbGV0ZVJ1blJlc3BvbnNlEmYKD0ZldGNoQ2hlY2twb2ludBInLm1ha2FtLndvcmtlci52MS5GZXRjaENoZWNrcG9pbnRSZXF1ZXN0GigubWFrYW0ud29ya2VyLnYxLkZldGNoQ2hlY2twb2ludFJlc3BvbnNlMAESaQoQVXBsb2FkQ2hlY2twb2ludBIoLm1ha2FtLndvcmtlci52MS5VcGxvYWRDaGVja3BvaW50UmVxdWVzdBopLm1ha2FtLndvcmtlci52MS5VcGxvYWRDaGVja3BvaW50UmVzcG9uc2UoARJjCg5VcGxvYWRBcnRpZmFjdBImLm1ha2FtLndvcmtlci52MS5VcGxvYWRBcnRpZmFjdFJlcXVlc3QaJy5tYWthbS53b3JrZXIudjEuVXBsb2FkQXJ0aWZhY3RSZXNwb25zZSgBElgKC0hhc0FydGlmYWN0EiMubWFrYW0ud29ya2VyLnYxLkhhc0FydGlmYWN0UmVxdWVzdBokLm1ha2FtLndvcmtlci52MS5IYXNBcnRpZmFjdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * Describes the message makam.worker.v1.GetCapabilitiesRequest.
@@ -77,172 +77,214 @@ export const StartRunRequestSchema = /*@__PURE__*/
   messageDesc(file_makam_worker_v1_worker, 8);
 
 /**
+ * Describes the message makam.worker.v1.Ensemble.
+ * Use `create(EnsembleSchema)` to create a new message.
+ */
+export const EnsembleSchema = /*@__PURE__*/
+  messageDesc(file_makam_worker_v1_worker, 9);
+
+/**
+ * Describes the message makam.worker.v1.EnsembleMember.
+ * Use `create(EnsembleMemberSchema)` to create a new message.
+ */
+export const EnsembleMemberSchema = /*@__PURE__*/
+  messageDesc(file_makam_worker_v1_worker, 10);
+
+/**
  * Describes the message makam.worker.v1.StartRunResponse.
  * Use `create(StartRunResponseSchema)` to create a new message.
  */
 export const StartRunResponseSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 9);
+  messageDesc(file_makam_worker_v1_worker, 11);
 
 /**
  * Describes the message makam.worker.v1.GetRunRequest.
  * Use `create(GetRunRequestSchema)` to create a new message.
  */
 export const GetRunRequestSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 10);
+  messageDesc(file_makam_worker_v1_worker, 12);
 
 /**
  * Describes the message makam.worker.v1.GetRunResponse.
  * Use `create(GetRunResponseSchema)` to create a new message.
  */
 export const GetRunResponseSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 11);
+  messageDesc(file_makam_worker_v1_worker, 13);
 
 /**
  * Describes the message makam.worker.v1.WatchRunRequest.
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export const WatchRunRequestSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 12);
+  messageDesc(file_makam_worker_v1_worker, 14);
 
 /**
  * Describes the message makam.worker.v1.WatchRunResponse.
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export const WatchRunResponseSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 13);
+  messageDesc(file_makam_worker_v1_worker, 15);
 
 /**
  * Describes the message makam.worker.v1.PhaseSpan.
  * Use `create(PhaseSpanSchema)` to create a new message.
  */
 export const PhaseSpanSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 14);
+  messageDesc(file_makam_worker_v1_worker, 16);
 
 /**
  * Describes the message makam.worker.v1.CheckpointSaved.
  * Use `create(CheckpointSavedSchema)` to create a new message.
  */
 export const CheckpointSavedSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 15);
+  messageDesc(file_makam_worker_v1_worker, 17);
 
 /**
  * Describes the message makam.worker.v1.RunStarted.
  * Use `create(RunStartedSchema)` to create a new message.
  */
 export const RunStartedSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 16);
+  messageDesc(file_makam_worker_v1_worker, 18);
 
 /**
  * Describes the message makam.worker.v1.Progress.
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 17);
+  messageDesc(file_makam_worker_v1_worker, 19);
 
 /**
  * Describes the message makam.worker.v1.Metrics.
  * Use `create(MetricsSchema)` to create a new message.
  */
 export const MetricsSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 18);
+  messageDesc(file_makam_worker_v1_worker, 20);
 
 /**
  * Describes the message makam.worker.v1.LogLine.
  * Use `create(LogLineSchema)` to create a new message.
  */
 export const LogLineSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 19);
+  messageDesc(file_makam_worker_v1_worker, 21);
 
 /**
  * Describes the message makam.worker.v1.RunFinished.
  * Use `create(RunFinishedSchema)` to create a new message.
  */
 export const RunFinishedSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 20);
+  messageDesc(file_makam_worker_v1_worker, 22);
 
 /**
  * Describes the message makam.worker.v1.CancelRunRequest.
  * Use `create(CancelRunRequestSchema)` to create a new message.
  */
 export const CancelRunRequestSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 21);
+  messageDesc(file_makam_worker_v1_worker, 23);
 
 /**
  * Describes the message makam.worker.v1.CancelRunResponse.
  * Use `create(CancelRunResponseSchema)` to create a new message.
  */
 export const CancelRunResponseSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 22);
+  messageDesc(file_makam_worker_v1_worker, 24);
 
 /**
  * Describes the message makam.worker.v1.FetchArtifactRequest.
  * Use `create(FetchArtifactRequestSchema)` to create a new message.
  */
 export const FetchArtifactRequestSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 23);
+  messageDesc(file_makam_worker_v1_worker, 25);
 
 /**
  * Describes the message makam.worker.v1.FetchArtifactResponse.
  * Use `create(FetchArtifactResponseSchema)` to create a new message.
  */
 export const FetchArtifactResponseSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 24);
+  messageDesc(file_makam_worker_v1_worker, 26);
 
 /**
  * Describes the message makam.worker.v1.ArtifactHeader.
  * Use `create(ArtifactHeaderSchema)` to create a new message.
  */
 export const ArtifactHeaderSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 25);
+  messageDesc(file_makam_worker_v1_worker, 27);
 
 /**
  * Describes the message makam.worker.v1.DeleteRunRequest.
  * Use `create(DeleteRunRequestSchema)` to create a new message.
  */
 export const DeleteRunRequestSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 26);
+  messageDesc(file_makam_worker_v1_worker, 28);
 
 /**
  * Describes the message makam.worker.v1.DeleteRunResponse.
  * Use `create(DeleteRunResponseSchema)` to create a new message.
  */
 export const DeleteRunResponseSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 27);
+  messageDesc(file_makam_worker_v1_worker, 29);
 
 /**
  * Describes the message makam.worker.v1.FetchCheckpointRequest.
  * Use `create(FetchCheckpointRequestSchema)` to create a new message.
  */
 export const FetchCheckpointRequestSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 28);
+  messageDesc(file_makam_worker_v1_worker, 30);
 
 /**
  * Describes the message makam.worker.v1.FetchCheckpointResponse.
  * Use `create(FetchCheckpointResponseSchema)` to create a new message.
  */
 export const FetchCheckpointResponseSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 29);
+  messageDesc(file_makam_worker_v1_worker, 31);
 
 /**
  * Describes the message makam.worker.v1.CheckpointHeader.
  * Use `create(CheckpointHeaderSchema)` to create a new message.
  */
 export const CheckpointHeaderSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 30);
+  messageDesc(file_makam_worker_v1_worker, 32);
 
 /**
  * Describes the message makam.worker.v1.UploadCheckpointRequest.
  * Use `create(UploadCheckpointRequestSchema)` to create a new message.
  */
 export const UploadCheckpointRequestSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 31);
+  messageDesc(file_makam_worker_v1_worker, 33);
 
 /**
  * Describes the message makam.worker.v1.UploadCheckpointResponse.
  * Use `create(UploadCheckpointResponseSchema)` to create a new message.
  */
 export const UploadCheckpointResponseSchema = /*@__PURE__*/
-  messageDesc(file_makam_worker_v1_worker, 32);
+  messageDesc(file_makam_worker_v1_worker, 34);
+
+/**
+ * Describes the message makam.worker.v1.UploadArtifactRequest.
+ * Use `create(UploadArtifactRequestSchema)` to create a new message.
+ */
+export const UploadArtifactRequestSchema = /*@__PURE__*/
+  messageDesc(file_makam_worker_v1_worker, 35);
+
+/**
+ * Describes the message makam.worker.v1.UploadArtifactResponse.
+ * Use `create(UploadArtifactResponseSchema)` to create a new message.
+ */
+export const UploadArtifactResponseSchema = /*@__PURE__*/
+  messageDesc(file_makam_worker_v1_worker, 36);
+
+/**
+ * Describes the message makam.worker.v1.HasArtifactRequest.
+ * Use `create(HasArtifactRequestSchema)` to create a new message.
+ */
+export const HasArtifactRequestSchema = /*@__PURE__*/
+  messageDesc(file_makam_worker_v1_worker, 37);
+
+/**
+ * Describes the message makam.worker.v1.HasArtifactResponse.
+ * Use `create(HasArtifactResponseSchema)` to create a new message.
+ */
+export const HasArtifactResponseSchema = /*@__PURE__*/
+  messageDesc(file_makam_worker_v1_worker, 38);
 
 /**
  * Describes the enum makam.worker.v1.RunState.
