@@ -57,6 +57,49 @@ class ModelSpec:
         )
 
 
+ENSEMBLE_METHODS = ("average", "stack")
+
+
+@dataclass(frozen=True)
+class EnsembleMember:
+    job_id: str
+    """The finished job whose model this is (for the report and the model card)."""
+    artifact: Path
+    """Its model.tar.gz on this worker."""
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    """An ensemble run (training/ensemble.py): the members' models are combined, nothing is trained
+    but the weights or the stacker. The run's model and hyperparameters are its first member's, whose
+    data settings (splits, text preparation) every member shares."""
+
+    method: str
+    """average: probabilities averaged with weights fit on validation; stack: a logistic regression on them."""
+    members: tuple[EnsembleMember, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "members": [{"job_id": m.job_id, "artifact": str(m.artifact)} for m in self.members]}
+
+    @classmethod
+    def from_dict(cls, value: Any) -> EnsembleSpec | None:
+        if value is None:
+            return None
+        fields = _object(value, "ensemble", required=("method", "members"), optional=())
+        method = _string(fields, "ensemble.method", "method")
+        if method not in ENSEMBLE_METHODS:
+            raise InvalidRunSpec(f"spec.json: ensemble.method {str(method)[:64]!r} is not one of {', '.join(ENSEMBLE_METHODS)}")
+        members = fields["members"]
+        if not isinstance(members, list) or len(members) < 2:
+            raise InvalidRunSpec("spec.json: ensemble.members must be a list of at least 2 members")
+        parsed = []
+        for i, member in enumerate(members):
+            m = _object(member, f"ensemble.members[{i}]", required=("job_id", "artifact"), optional=())
+            parsed.append(EnsembleMember(job_id=_string(m, f"ensemble.members[{i}].job_id", "job_id"),
+                                         artifact=Path(_string(m, f"ensemble.members[{i}].artifact", "artifact"))))
+        return cls(method=method, members=tuple(parsed))
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One run: the model, the datasets as paths on this worker, the hyperparameters and the checkpoint
@@ -72,6 +115,8 @@ class RunSpec:
     test_dataset: Path | None = None
     """None: a test split is carved when hyperparameters.test_fraction > 0, else there is none."""
     resume_checkpoint_sha256: str | None = None
+    ensemble: EnsembleSpec | None = None
+    """Set for an ensemble of finished jobs' models instead of a training run."""
 
     def __post_init__(self) -> None:
         if self.hyperparameters.family != self.model.family:
@@ -92,6 +137,7 @@ class RunSpec:
             "test_dataset": _path_str(self.test_dataset),
             "hyperparameters": self.hyperparameters.to_dict(),
             "resume_checkpoint_sha256": self.resume_checkpoint_sha256,
+            "ensemble": self.ensemble.to_dict() if self.ensemble else None,
         }
 
     def to_json(self) -> str:
@@ -101,7 +147,7 @@ class RunSpec:
     def from_dict(cls, value: Any) -> RunSpec:
         """Raises InvalidRunSpec naming the key; code invalid_hyperparameters for a refused hyperparameter."""
         fields = _object(value, "the spec", required=("run_id", "model", "train_dataset", "hyperparameters"),
-                         optional=("validation_dataset", "test_dataset", "resume_checkpoint_sha256"))
+                         optional=("validation_dataset", "test_dataset", "resume_checkpoint_sha256", "ensemble"))
         model = ModelSpec.from_dict(fields["model"])
         hyperparameters = fields["hyperparameters"]
         if not isinstance(hyperparameters, dict):
@@ -122,6 +168,7 @@ class RunSpec:
             test_dataset=_path(fields, "test_dataset"),
             resume_checkpoint_sha256=_string(fields, "resume_checkpoint_sha256", "resume_checkpoint_sha256",
                                              nullable=True) or None,
+            ensemble=EnsembleSpec.from_dict(fields.get("ensemble")),
         )
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
@@ -14,13 +15,14 @@ import grpc
 from makam.worker.v1 import worker_pb2, worker_pb2_grpc
 from makam_worker import logs
 from makam_worker.capabilities import FAMILIES, MODEL_FREE, capabilities
+from makam_worker.artifact_store import ArtifactStore
 from makam_worker.checkpoint_store import CheckpointStore, open_latest
 from makam_worker.convert import event_to_proto, spec_from_request, state_to_proto
 from makam_worker.datasets import DatasetStore, check_sha256
 from makam_worker.request_errors import FailedPrecondition, InvalidArgument, NotFound, WorkerError
 from makam_worker.events import EventTail
 from makam_worker.run_manager import RunManager, check_run_id
-from makam_worker.run_spec import InvalidRunSpec, RunSpec
+from makam_worker.run_spec import EnsembleSpec, InvalidRunSpec, RunSpec
 from makam_worker.settings import Limits
 from makam_worker.store import DiskGuard
 
@@ -77,6 +79,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self.datasets = DatasetStore(state_dir, max_bytes=limits.max_dataset_bytes, cache_bytes=limits.dataset_cache_bytes,
                                      disk=disk, in_use=self.runs.datasets_in_use)
         self.checkpoints = CheckpointStore(state_dir, max_bytes=limits.max_checkpoint_bytes, disk=disk)
+        self.artifacts = ArtifactStore(state_dir, max_bytes=limits.max_checkpoint_bytes, disk=disk)
         self._stop_sweeping = threading.Event()
         self._sweeper: threading.Thread | None = None
 
@@ -105,6 +108,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                                               "(MAKAM_WORKER_RUN_RETENTION_S)", retention)
         for sha256 in self.checkpoints.remove_older_than(retention):
             logger.info("uploaded checkpoint %s removed: no run took it within %gs", sha256, retention)
+        for sha256 in self.artifacts.remove_older_than(retention):
+            logger.info("uploaded model archive %s removed: no run took it within %gs", sha256, retention)
 
     def GetCapabilities(self, request, context):
         return capabilities(self.worker_id, self.runs.active_runs())
@@ -131,6 +136,33 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                         header.step, size)
             return worker_pb2.UploadCheckpointResponse(sha256=header.sha256)
 
+    def HasArtifact(self, request, context):
+        with _status(context):
+            return worker_pb2.HasArtifactResponse(present=self.artifacts.has(request.sha256))
+
+    def UploadArtifact(self, request_iterator, context):
+        with _status(context):
+            header, chunks = _upload(request_iterator, "UploadArtifact")
+            size = self.artifacts.receive(header.sha256, header.size_bytes, chunks)
+            logger.info("model archive %s stored for an ensemble: %d bytes", header.sha256, size)
+            return worker_pb2.UploadArtifactResponse(sha256=header.sha256)
+
+    def _ensemble(self, request: worker_pb2.StartRunRequest, spec: RunSpec) -> RunSpec:
+        """The spec with its ensemble: each member's archive as a path on this worker, which must hold it."""
+        if not request.HasField("ensemble"):
+            return spec
+        members = []
+        for i, member in enumerate(request.ensemble.members):
+            check_sha256(member.artifact_sha256, f"ensemble.members[{i}].artifact_sha256")
+            if not self.artifacts.has(member.artifact_sha256):
+                raise FailedPrecondition(f"the model of ensemble member {member.job_id[:64]} is not on this worker; "
+                                         "upload it first (UploadArtifact)")
+            members.append({"job_id": member.job_id, "artifact": str(self.artifacts.path(member.artifact_sha256))})
+        try:
+            return dataclasses.replace(spec, ensemble=EnsembleSpec.from_dict({"method": request.ensemble.method, "members": members}))
+        except InvalidRunSpec as e:
+            raise InvalidArgument(str(e)) from None
+
     def StartRun(self, request, context):
         with _status(context):
             check_run_id(request.run_id)
@@ -139,7 +171,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 return worker_pb2.StartRunResponse(
                     state=state_to_proto(status.state), created=False, last_seq=status.last_seq
                 )
-            spec = self._spec(request)
+            spec = self._ensemble(request, self._spec(request))
             resume = self.checkpoints.path(request.resume_checkpoint_sha256) if request.resume_checkpoint_sha256 else None
             # The dispatcher's trace context: a run within a sampled trace reports its phases (training/spans.py).
             traceparent = next((v for k, v in context.invocation_metadata() if k == "traceparent"), None)

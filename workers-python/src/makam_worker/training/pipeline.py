@@ -42,6 +42,10 @@ def train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Cal
              len(splits.label_names), splits.report["leaks"])
     check_stop()
 
+    if spec.ensemble is not None:  # finished jobs' models combined on these splits: nothing to resume
+        from makam_worker.training.ensemble import train_ensemble
+
+        return train_ensemble(paths, spec, hp, splits, events, check_stop, log)
     if hp.family == "tfidf":
         if spec.resume_checkpoint_sha256:
             raise TrainingError("invalid_checkpoint", "the tfidf family saves no checkpoints and cannot resume from one")

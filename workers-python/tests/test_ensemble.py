@@ -1,0 +1,161 @@
+"""Ensembles of finished runs: two different tiny members (tfidf with LinearSVC, a scratch
+transformer) trained here, then combined by `average` (weights fit on validation) and `stack`; the
+downloaded ensemble artifact, loaded as its card prints, predicts what the worker evaluated, label
+for label on the test split, and a member carved or prepared otherwise is refused naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from conftest import KEYWORDS, extract, jsonl, read_events
+from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
+from test_artifact_parity import run_card_loader
+
+FILLER = "bugün yarın sabah akşam hava yol ev kapı masa kitap kalem çay kahve ekmek su pencere".split()
+COMMON = {"seed": 5, "lowercase": "turkish"}
+MEMBERS = {
+    "tfidf": ({"family": "tfidf", "name": "", "config": None, "tokenizer": None}, {**COMMON, "refit": False}),
+    "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
+                {**COMMON, "epochs": 4, "batch_size": 8, "learning_rate": 3e-3, "layers": 1, "heads": 2,
+                 "d_model": 32, "ff_dim": 64, "vocab_size": 150, "max_length": 24}),
+}
+
+
+def make_rows(n: int, rng: random.Random) -> list[dict]:
+    """`n` texts per label: filler around one of its keywords; one text in four also carries another
+    label's keyword, so the members err, and differently."""
+    rows = []
+    for _ in range(n):
+        for label, keywords in KEYWORDS.items():
+            words = [rng.choice(FILLER) for _ in range(rng.randint(3, 8))]
+            words.insert(rng.randrange(len(words) + 1), rng.choice(keywords))
+            if rng.random() < 0.25:
+                other = rng.choice([k for k in KEYWORDS if k != label])
+                words.insert(rng.randrange(len(words) + 1), rng.choice(KEYWORDS[other]))
+            rows.append({"text": " ".join(words).capitalize(), "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
+RNG = random.Random(21)
+TRAIN, VALIDATION, TEST = make_rows(20, RNG), make_rows(8, RNG), make_rows(8, RNG)
+
+
+def _run_dir(root, name: str, model: dict, hp: dict, ensemble: dict | None = None):
+    for split, rows in (("train", TRAIN), ("validation", VALIDATION), ("test", TEST)):
+        path = root / f"{split}.jsonl"
+        if not path.exists():
+            path.write_bytes(jsonl(rows))
+    run_dir = root / name
+    run_dir.mkdir()
+    spec = {"run_id": name, "model": model, "train_dataset": str(root / "train.jsonl"),
+            "validation_dataset": str(root / "validation.jsonl"), "test_dataset": str(root / "test.jsonl"),
+            "hyperparameters": hp, "ensemble": ensemble}
+    (run_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    """job id -> its run dir, both trained once for the module."""
+    root = tmp_path_factory.mktemp("members")
+    done = {}
+    for family, (model, hp) in MEMBERS.items():
+        run_dir = _run_dir(root, f"job_{family}", model, hp)
+        assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+        done[f"job_{family}"] = run_dir
+    return done
+
+
+@pytest.fixture()
+def evaluated(monkeypatch):
+    """The label names the ensemble's final evaluation predicted, in the split's order."""
+    from makam_worker.training import ensemble
+
+    seen: list[tuple] = []
+    original = ensemble.evaluation_report
+
+    def recording(split, references, predictions, names, *args, **kwargs):
+        seen.append((split, [names[i] for i in predictions]))
+        return original(split, references, predictions, names, *args, **kwargs)
+
+    monkeypatch.setattr(ensemble, "evaluation_report", recording)
+    return seen
+
+
+def _ensemble(tmp_path, members, method: str, order=("job_tfidf", "job_scratch")):
+    model, hp = MEMBERS["tfidf"]
+    spec = {"method": method, "members": [{"job_id": j, "artifact": str(members[j] / "model.tar.gz")} for j in order]}
+    return _run_dir(tmp_path, "job_ensemble", model, hp, ensemble=spec)
+
+
+def _artifact(tmp_path, run_dir):
+    artifact = tmp_path / "downloaded" / "model"
+    extract(run_dir / "model.tar.gz", artifact)
+    return artifact
+
+
+def _log_likelihood(probabilities: np.ndarray, labels: list[int]) -> float:
+    return float(np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, None))))
+
+
+def test_average_fits_weights_on_validation_and_the_artifact_predicts_what_the_report_says(tmp_path, members, evaluated):
+    from makam_worker.training import ensemble_members, textprep
+
+    run_dir = _ensemble(tmp_path, members, "average")
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    summary = read_events(run_dir)[-1]["final_metrics"]
+    assert summary["family"] == "ensemble" and summary["evaluated_on"] == "test"
+    weights = summary["ensemble"]["weights"]
+    assert [m["job_id"] for m in summary["ensemble"]["members"]] == ["job_tfidf", "job_scratch"]
+    assert all(w >= 0 for w in weights) and sum(weights) == pytest.approx(1.0)
+
+    # The weights maximise the validation log-likelihood: no corner of the simplex, nor its middle,
+    # nor a step away from them, does better on validation.
+    artifact = _artifact(tmp_path, run_dir)
+    options = json.loads((artifact / "preprocessing.json").read_text())
+    names = sorted(KEYWORDS)
+    y = [names.index(r["label"]) for r in VALIDATION]
+    prepared = [textprep.prepare_text(r["text"], **options) for r in VALIDATION]
+    probabilities = [ensemble_members.member_probabilities(artifact / "members" / j, prepared) for j in ("job_tfidf", "job_scratch")]
+    fitted = _log_likelihood(sum(w * p for w, p in zip(weights, probabilities)), y)
+    for w in (0.0, 0.5, 1.0, min(1.0, weights[0] + 0.1), max(0.0, weights[0] - 0.1)):
+        assert fitted >= _log_likelihood(w * probabilities[0] + (1 - w) * probabilities[1], y) - 1e-6, (w, weights)
+
+    split, predictions = evaluated[-1]
+    assert split == "test"
+    assert summary["accuracy"] == pytest.approx(np.mean([p == r["label"] for p, r in zip(predictions, TEST)]))
+    assert run_card_loader(artifact, [r["text"] for r in TEST]) == predictions
+    metrics = json.loads((artifact / "metrics.json").read_text())
+    assert metrics["confusion_matrix"]["labels"] == names and metrics["ensemble"]["weights"] == weights
+    for j in ("job_tfidf", "job_scratch"):
+        assert (artifact / "members" / j / "README.md").is_file()  # each member as it was, its own card inside
+
+
+def test_stack_reports_out_of_fold_validation_and_the_artifact_predicts_what_the_report_says(tmp_path, members, evaluated):
+    run_dir = _ensemble(tmp_path, members, "stack", order=("job_scratch", "job_tfidf"))
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    summary = read_events(run_dir)[-1]["final_metrics"]
+    assert summary["ensemble"]["method"] == "stack" and summary["ensemble"]["weights"] is None
+    assert summary["ensemble"]["validation_figures"] == "out-of-fold within validation"
+    artifact = _artifact(tmp_path, run_dir)
+    assert (artifact / "stacker.joblib").is_file()
+    _, predictions = evaluated[-1]
+    assert run_card_loader(artifact, [r["text"] for r in TEST]) == predictions
+    card = (artifact / "README.md").read_text()
+    assert "Method: stack" in card and "job_tfidf" in card and "job_scratch" in card
+
+
+def test_a_member_prepared_otherwise_fails_the_run_naming_it(tmp_path, members):
+    model, hp = MEMBERS["tfidf"]
+    other = _run_dir(tmp_path, "job_other", model, {**hp, "lowercase": "none"})
+    assert execute(other) == EXIT_OK
+    run_dir = _ensemble(tmp_path, {**members, "job_other": other}, "average", order=("job_tfidf", "job_other"))
+    assert execute(run_dir) == EXIT_FAILED
+    finished = read_events(run_dir)[-1]
+    assert finished["error_code"] == "invalid_member" and "member job_other has lowercase 'none'" in finished["error_message"]
