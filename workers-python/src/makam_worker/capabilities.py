@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from makam.worker.v1 import worker_pb2
 from makam_worker import __version__
+from makam_worker.settings import worker_devices
 
 FAMILIES = ("encoder", "decoder", "scratch", "tfidf")
 MODEL_FREE = ("scratch", "tfidf")  # families that take no model.name or model.config
@@ -36,6 +37,13 @@ def _system_memory() -> tuple[int, int]:
     return total, available
 
 
+def offered_devices() -> int:
+    """Devices one run may ask for: MAKAM_WORKER_DEVICES, else every visible GPU, else 1."""
+    import torch
+
+    return worker_devices() or (torch.cuda.device_count() if torch.cuda.is_available() else 1)
+
+
 def capabilities(worker_id: str, active_runs: int) -> worker_pb2.GetCapabilitiesResponse:
     import torch  # imported on first use: the server starts fast and only this call needs it
 
@@ -52,6 +60,7 @@ def capabilities(worker_id: str, active_runs: int) -> worker_pb2.GetCapabilities
             "makam_worker": __version__,
         },
         active_runs=active_runs,
+        devices=offered_devices(),
     )
     if importlib.util.find_spec("bitsandbytes") is not None:
         response.versions["bitsandbytes"] = _version("bitsandbytes")

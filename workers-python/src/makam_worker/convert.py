@@ -54,4 +54,5 @@ def spec_from_request(
         "hyperparameters": struct_to_dict(request, "hyperparameters") or {},
         # The checkpoint itself is moved into the run dir as resume.tar.
         "resume_checkpoint_sha256": request.resume_checkpoint_sha256 or None,
+        "devices": request.devices or 1,
     }

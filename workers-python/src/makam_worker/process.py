@@ -24,7 +24,7 @@ from pathlib import Path
 from makam_worker import logs, run_lock
 from makam_worker.events import EventLog, find_finished, read_events
 from makam_worker.layout import RunPaths
-from makam_worker.training import tokenizer_cache
+from makam_worker.training import distributed, tokenizer_cache
 from makam_worker.warm import WarmProcess
 from makam_worker.warm import shared as warm_process
 
@@ -83,11 +83,12 @@ class RunProcess:
         threading.Thread(target=self._watch, name=f"watch-{paths.dir.name}", daemon=True).start()
 
     @classmethod
-    def spawn(cls, paths: RunPaths, warm: WarmProcess | None = None) -> RunProcess:
-        """Forked from `warm` (default: this worker's warm process) when it is ready, else spawned cold."""
+    def spawn(cls, paths: RunPaths, warm: WarmProcess | None = None, devices: int = 1) -> RunProcess:
+        """Forked from `warm` (default: this worker's warm process) when it is ready, else spawned cold;
+        a run on several devices is spawned as torchrun (training/distributed.py), never forked."""
         # Runs live in state_dir/runs/<run_id>: their trained tokenizers are cached beside, by content.
         env = {**os.environ, tokenizer_cache.ENV: str(paths.dir.parent.parent / tokenizer_cache.CACHE_DIR)}
-        forked = (warm or warm_process()).fork_run(paths.dir, env)
+        forked = (warm or warm_process()).fork_run(paths.dir, env) if devices == 1 else None
         if forked is not None:
             paths.pid.write_text(f"{forked.pid}\n")
             return cls(paths, forked.pid, None, forked)
@@ -96,7 +97,8 @@ class RunProcess:
         try:
             with paths.train_log.open("ab") as log_file:
                 popen = subprocess.Popen(
-                    [sys.executable, "-m", "makam_worker.training.child", str(paths.dir)],
+                    [sys.executable, "-m", "makam_worker.training.child", str(paths.dir)] if devices == 1
+                    else distributed.launch_command(paths.dir, devices),
                     start_new_session=True,  # its own process group: a cancel kills it and nothing else
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,

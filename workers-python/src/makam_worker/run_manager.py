@@ -97,7 +97,7 @@ class RunManager:
             tmp.rename(self.dir / run_id)
             paths = RunPaths(self.dir / run_id)
             try:
-                self._procs[run_id] = RunProcess.spawn(paths)
+                self._procs[run_id] = RunProcess.spawn(paths, devices=spec.devices)
             except OSError as e:
                 log.error("could not start the training process: %s", e)
                 EventLog(paths.events).append(

@@ -117,6 +117,8 @@ class RunSpec:
     resume_checkpoint_sha256: str | None = None
     ensemble: EnsembleSpec | None = None
     """Set for an ensemble of finished jobs' models instead of a training run."""
+    devices: int = 1
+    """Devices of this worker the run trains on: more than 1 starts it under torchrun (training/distributed.py)."""
 
     def __post_init__(self) -> None:
         if self.hyperparameters.family != self.model.family:
@@ -138,6 +140,7 @@ class RunSpec:
             "hyperparameters": self.hyperparameters.to_dict(),
             "resume_checkpoint_sha256": self.resume_checkpoint_sha256,
             "ensemble": self.ensemble.to_dict() if self.ensemble else None,
+            "devices": self.devices,
         }
 
     def to_json(self) -> str:
@@ -147,7 +150,8 @@ class RunSpec:
     def from_dict(cls, value: Any) -> RunSpec:
         """Raises InvalidRunSpec naming the key; code invalid_hyperparameters for a refused hyperparameter."""
         fields = _object(value, "the spec", required=("run_id", "model", "train_dataset", "hyperparameters"),
-                         optional=("validation_dataset", "test_dataset", "resume_checkpoint_sha256", "ensemble"))
+                         optional=("validation_dataset", "test_dataset", "resume_checkpoint_sha256", "ensemble",
+                                   "devices"))
         model = ModelSpec.from_dict(fields["model"])
         hyperparameters = fields["hyperparameters"]
         if not isinstance(hyperparameters, dict):
@@ -169,6 +173,7 @@ class RunSpec:
             resume_checkpoint_sha256=_string(fields, "resume_checkpoint_sha256", "resume_checkpoint_sha256",
                                              nullable=True) or None,
             ensemble=EnsembleSpec.from_dict(fields.get("ensemble")),
+            devices=_devices(fields.get("devices")),
         )
 
     @classmethod
@@ -178,6 +183,14 @@ class RunSpec:
         except ValueError as e:
             raise InvalidRunSpec(f"spec.json is not JSON: {e}") from None
         return cls.from_dict(value)
+
+
+def _devices(value: Any) -> int:
+    if value is None:
+        return 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidRunSpec(f"spec.json: devices must be a whole number of at least 1, not {str(value)[:64]}")
+    return value
 
 
 def _kind(value: Any) -> str:

@@ -14,7 +14,7 @@ import grpc
 
 from makam.worker.v1 import worker_pb2, worker_pb2_grpc
 from makam_worker import logs
-from makam_worker.capabilities import FAMILIES, MODEL_FREE, capabilities
+from makam_worker.capabilities import FAMILIES, MODEL_FREE, capabilities, offered_devices
 from makam_worker.artifact_store import ArtifactStore
 from makam_worker.checkpoint_store import CheckpointStore, open_latest
 from makam_worker.convert import event_to_proto, spec_from_request, state_to_proto
@@ -215,6 +215,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             if not self.checkpoints.has(request.resume_checkpoint_sha256):
                 raise FailedPrecondition(
                     f"checkpoint {request.resume_checkpoint_sha256} is not on this worker; upload it first")
+        if request.devices > 1 and request.devices > (offered := offered_devices()):
+            raise InvalidArgument(f"the run asks for {request.devices} devices and this worker offers {offered} "
+                                  "(MAKAM_WORKER_DEVICES); send it to a worker of a class with enough devices")
         # Parsed as the child will parse spec.json, so a spec StartRun takes is one the child can run.
         try:
             return RunSpec.from_dict(spec_from_request(request, str(train), optional.get("validation"), optional.get("test")))

@@ -78,6 +78,15 @@ def warm_process_enabled(env: Mapping[str, str] | None = None) -> bool:
     return _flag(env, "MAKAM_WORKER_WARM", default=True)
 
 
+def worker_devices(env: Mapping[str, str] | None = None) -> int | None:
+    """MAKAM_WORKER_DEVICES: the devices one run may train on at once (torchrun, training/distributed.py);
+    unset: None, which capabilities.py reads as every GPU it sees, else 1. On CPU, N gloo processes."""
+    env = os.environ if env is None else env
+    if not env.get("MAKAM_WORKER_DEVICES", "").strip():
+        return None
+    return int(_number(env, "MAKAM_WORKER_DEVICES", 1, integer=True, minimum=1))
+
+
 def is_loopback(address: str) -> bool:
     """True when a gRPC listen address is reachable only from this machine (loopback or a unix socket)."""
     if address.startswith(("unix:", "unix-abstract:")):

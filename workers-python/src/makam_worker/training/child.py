@@ -19,6 +19,7 @@ from makam_worker import logs
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import InvalidRunSpec, RunSpec
+from makam_worker.training import distributed
 from makam_worker.training.errors import Cancelled, TrainingError
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 128 + signal.SIGTERM
@@ -29,7 +30,7 @@ logger = logging.getLogger("makam_worker.training")
 
 def execute(run_dir: Path, should_stop: Callable[[], bool] = lambda: False) -> int:
     """Runs the training in this process and returns the exit code; tests call it directly."""
-    paths = RunPaths(run_dir)
+    paths = distributed.rank_paths(run_dir)  # a rank other than 0 of a multi-device run writes aside
     events = EventLog(paths.events)
     log = logs.for_run(logger, run_dir.name)
     try:
@@ -48,6 +49,9 @@ def execute(run_dir: Path, should_stop: Callable[[], bool] = lambda: False) -> i
         _finish_failed(events, e.code, e.message, e.retryable)
         return EXIT_FAILED
     except Exception as e:
+        if distributed.lost_a_peer(e, should_stop()):
+            log.warning("rank stopped with the run around it (a rank died or torchrun is stopping): %s", e)
+            return EXIT_CANCELLED if should_stop() else EXIT_FAILED
         log.exception("run failed with an unexpected error")
         code, retryable = ("out_of_memory", False) if _is_oom(e) else ("training_error", False)
         _finish_failed(events, code, f"{type(e).__name__}: {e}"[:MAX_MESSAGE], retryable)
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args[0]).resolve()
     logs.add_handler(logging.FileHandler(RunPaths(run_dir).train_log, encoding="utf-8"))
     logger.info("training process %d started", os.getpid(), extra={"run_id": run_dir.name})
+    distributed.setup()  # a rank of a multi-device run joins its process group
     return execute(run_dir, stop.is_set)
 
 

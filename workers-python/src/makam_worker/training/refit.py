@@ -58,7 +58,7 @@ def train_refit(
     import torch
     from transformers import set_seed
 
-    from makam_worker.training import augment, trainer
+    from makam_worker.training import augment, distributed, trainer
 
     hp, device, precision = ctx.hp, ctx.device, ctx.precision
     data = merged(ctx.splits)
@@ -90,6 +90,7 @@ def train_refit(
         events.append("log", level="warning", message=f"refit: {note}")
 
     model.train()
+    trained = distributed.wrap(model, device)  # DDP in a run of several devices (distributed.py)
     losses: list[float] = []
     for epoch in range(1, epochs + 1):
         epoch_loss, epoch_steps = 0.0, 0
@@ -101,7 +102,7 @@ def train_refit(
         train_loader.sampler.set_epoch(epoch)
         for window in trainer.windows(train_loader, hp.gradient_accumulation_steps):
             check_stop()
-            loss = trainer.train_step(model, window, loss_fn, optimizer, device=device, precision=precision,
+            loss = trainer.train_step(trained, window, loss_fn, optimizer, device=device, precision=precision,
                                       max_grad_norm=hp.max_grad_norm, scaler=scaler, scheduler=scheduler)
             meter.samples += sum(b["labels"].numel() for b in window)
             meter.tokens += sum(int(b["attention_mask"].sum()) for b in window)

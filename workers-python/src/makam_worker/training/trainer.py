@@ -26,7 +26,7 @@ from transformers.utils import logging as hf_logging
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import RunSpec
-from makam_worker.training import augment, spans, report, textprep, train_state
+from makam_worker.training import augment, spans, distributed, report, textprep, train_state
 from makam_worker.training.train_state import LoopState, Resume, restore, snapshot
 from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
@@ -181,7 +181,7 @@ def loader(ids: list[list[int]], labels: list[int], batch_size: int, pad_token_i
     lengths = [len(x) for x in ids] if group_by_length else None
     char_ngrams = getattr(ids, "char_ngrams", None)  # textprep.EncodedIds of a model with the n-gram branch
     return DataLoader(
-        rows, batch_size=batch_size, sampler=EpochShuffle(len(rows), seed, lengths, batch_size) if shuffle else None,
+        rows, batch_size=batch_size, sampler=distributed.shard(EpochShuffle(len(rows), seed, lengths, batch_size * distributed.world_size())) if shuffle else None,
         collate_fn=lambda b: collate(b, pad_token_id, multiple_of, max_width, char_ngrams), pin_memory=pin_memory,
     )
 
@@ -272,7 +272,9 @@ def train_step(
     loss as a tensor on the device (read it with .item() only when it is logged: each read waits for
     the GPU), or None when its denominator is 0 (every example weighs 0) and no step was taken."""
     optimizer.zero_grad(set_to_none=True)
-    denominator = sum(float(loss_fn.denominator(b["labels"])) for b in window)
+    # Under DDP (distributed.py) the denominator is the whole step's, over every rank's micro-batches.
+    denominator = distributed.global_denominator(model, sum(float(loss_fn.denominator(b["labels"])) for b in window))
+    replicas = distributed.replicas(model)  # DDP averages the ranks' gradients; this undoes the mean
     if denominator <= 0:
         return None
     total = torch.zeros((), device=device, dtype=torch.float64)  # float64: the sum a Python float made
@@ -282,7 +284,7 @@ def train_step(
             logits = model(**model_inputs(batch, device)).logits
         numerator, _ = loss_fn.terms(logits, labels)
         loss = numerator.sum() / denominator
-        (scaler.scale(loss) if scaler is not None else loss).backward()
+        (scaler.scale(loss * replicas) if scaler is not None else loss * replicas).backward()
         total += loss.detach()
     if scaler is not None:
         scaler.unscale_(optimizer)
@@ -295,7 +297,7 @@ def train_step(
         optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return total
+    return distributed.global_loss(model, total)
 
 
 @torch.no_grad()
@@ -439,6 +441,7 @@ def train_neural(
         "steps_per_epoch": steps_per_epoch, "precision": precision,
     }
     model.train()
+    trained = distributed.wrap(model, device)  # DDP in a run of several devices; checkpoints keep `model`
     for epoch in range(loop.epoch + 1, hp.epochs + 1):
         if loop.stopped_early:
             break
@@ -452,7 +455,7 @@ def train_neural(
         train_loader.sampler.set_epoch(epoch)
         for i, window in enumerate(windows(train_loader, hp.gradient_accumulation_steps)):
             check_stop()
-            loss = train_step(model, window, loss_fn, optimizer, device=device, precision=precision,
+            loss = train_step(trained, window, loss_fn, optimizer, device=device, precision=precision,
                               max_grad_norm=hp.max_grad_norm, scaler=scaler, scheduler=scheduler)
             loop.step += 1
             meter.samples += sum(b["labels"].numel() for b in window)
