@@ -23,6 +23,7 @@ def full_spec() -> dict:
         "test_dataset": None,
         "hyperparameters": {"epochs": 2, "loss": "focal", "focal_alpha": {"aşk": 2}, "seed": 7.0},
         "resume_checkpoint_sha256": "ab" * 32,
+        "devices": 2,
     }
 
 
