@@ -1,4 +1,5 @@
-import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { Job, Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import type { ChainableCommander } from 'ioredis';
 
 /** The payload of a training job on a class's queue: the job record in Redis holds the rest. */
 export interface TrainJobData {
@@ -30,4 +31,22 @@ export function trainJobOptions(jobId: string, attempts: number): JobsOptions {
 
 export function createQueues(classes: string[], connection: ConnectionOptions, prefix: string, name = queueName): Map<string, Queue<TrainJobData>> {
   return new Map(classes.map((c) => [c, new Queue<TrainJobData>(name(c), { connection, prefix })]));
+}
+
+/**
+ * Queues job `name` as Queue.add does, together with the caller's own `writes`: one MULTI on the
+ * queue's connection (where BullMQ defines its scripts), so the writes and the queueing are one
+ * round trip and one transaction (BullMQ's Job.addJob on a transaction, as its addBulk does).
+ * `writes` may throw, and then nothing is sent. Throws the first command's error, or BullMQ's
+ * refusal of the job (a negative code in its reply).
+ */
+export async function addJobWith<D>(queue: Queue<D>, name: string, data: D, opts: JobsOptions, writes: (multi: ChainableCommander) => void): Promise<void> {
+  const multi = (await queue.getBackend().client).multi();
+  writes(multi as unknown as ChainableCommander);
+  await new Job(queue, name, data, { ...queue.defaultJobOptions, ...opts }, opts.jobId).addJob(multi);
+  const replies = await (multi as unknown as ChainableCommander).exec();
+  if (!replies) throw new Error(`the transaction queueing job ${opts.jobId} was aborted`);
+  for (const [err] of replies) if (err) throw err;
+  const code = replies.at(-1)![1];
+  if (typeof code === 'number' && code < 0) throw new Error(`BullMQ refused job ${opts.jobId} (code ${code})`);
 }

@@ -1,6 +1,9 @@
 import type { Redis } from 'ioredis';
 import { runScript } from '@makam/shared/lua/scripts';
 
+/** Why reserveActiveJob took no place: the tenant is at its limit, or a dataset (its index) is gone. */
+export type Refusal = { active: number; missing?: undefined } | { missing: number; active?: undefined };
+
 /** Per-tenant counters: active jobs (a set the status script keeps) and stored dataset bytes. */
 export class TenantQuotas {
   private readonly redis: Redis;
@@ -19,10 +22,16 @@ export class TenantQuotas {
     return this.redis.scard(this.activeJobsKey(tenant));
   }
 
-  /** Takes a place for job `id` among the tenant's active jobs in one step (lua/reserveActiveJob-1.lua); null, or how many it already has. */
-  async reserveActiveJob(tenant: string, id: string, limit: number): Promise<number | null> {
-    const n = (await runScript(this.redis, 'reserveActiveJob', [this.activeJobsKey(tenant)], [id, String(limit)])) as number;
-    return n < 0 ? null : n;
+  /**
+   * Takes a place for job `id` among the tenant's active jobs, and checks that the dataset records
+   * `datasetKeys` (already read once and found to be the tenant's) are still there, in one step
+   * (lua/reserveActiveJob-1.lua): null when the place is taken; else nothing changed, and `active`
+   * says how many jobs the tenant already has, or `missing` which of `datasetKeys` (its index) is gone.
+   */
+  async reserveActiveJob(tenant: string, id: string, limit: number, datasetKeys: readonly string[] = []): Promise<Refusal | null> {
+    const n = (await runScript(this.redis, 'reserveActiveJob', [this.activeJobsKey(tenant)], [id, String(limit), ...datasetKeys])) as number;
+    if (n === -1) return null;
+    return n >= 0 ? { active: n } : { missing: -2 - n };
   }
 
   async releaseActiveJob(tenant: string, id: string): Promise<void> {

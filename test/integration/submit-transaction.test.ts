@@ -1,0 +1,85 @@
+// POST /v1/jobs writes the job's record and queues it in one Redis transaction (queues.ts
+// addJobWith): a queued record always has its BullMQ job, and a queueing that fails in Redis leaves
+// no job queued forever and no place taken in the tenant's quota.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { createRedis, type Redis } from '@makam/shared/redis';
+import { buildApp } from '../../services/api/src/app.ts';
+import { loadApiConfig } from '../../services/api/src/config.ts';
+import { createKey } from '../support/keys.ts';
+import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
+import { ROOT } from '../support/stack.ts';
+
+let server: TestRedis;
+let redis: Redis;
+let app: FastifyInstance;
+let prefix: string;
+let key: string;
+let dataset: string;
+const auth = () => ({ authorization: `Bearer ${key}` });
+const submit = () => app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: { kind: 'finetune', model: { family: 'tfidf' }, dataset } });
+
+before(async () => {
+  server = await startRedis();
+  redis = createRedis(server.url);
+  prefix = uniquePrefix();
+  app = await buildApp(loadApiConfig({ REDIS_URL: server.url, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-submit-tx-')), MAKAM_LOG_LEVEL: 'fatal' }));
+  key = await createKey(server.url, prefix, 'tx');
+  const sample = (await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl'), 'utf8')).split('\n').slice(0, 30).join('\n');
+  dataset = (await app.inject({ method: 'POST', url: '/v1/datasets?name=tx', headers: { ...auth(), 'content-type': 'application/jsonl' }, payload: sample })).json().id;
+});
+after(async () => {
+  await app?.close();
+  redis?.disconnect();
+  await server?.stop();
+});
+
+test('a submitted job has its record and its BullMQ job, written in one MULTI', async () => {
+  const monitor = await redis.monitor();
+  const seen: string[][] = [];
+  monitor.on('monitor', (_time: string, argv: string[]) => seen.push(argv));
+  const res = await submit();
+  await new Promise((r) => setTimeout(r, 200));
+  monitor.disconnect();
+  assert.equal(res.statusCode, 202, res.body);
+  const id = res.json().id as string;
+  // The transaction as the client sent it (MONITOR shows a script's own calls too: left out).
+  const sent = seen.filter((argv) => argv[0] === argv[0]!.toLowerCase()).map((argv) => argv.slice(0, 2).join(' ').slice(0, 80));
+  const multi = sent.indexOf('multi');
+  const exec = sent.indexOf('exec');
+  assert.ok(multi >= 0 && exec > multi, sent.join('\n'));
+  const inside = sent.slice(multi + 1, exec);
+  assert.ok(inside.includes(`hset ${prefix}:job:${id}`), `the record in the transaction:\n${inside.join('\n')}`);
+  assert.ok(inside.some((c) => /^eval(sha)? /.test(c)), `the queueing (BullMQ's add script) in the transaction:\n${inside.join('\n')}`);
+  assert.equal(sent.slice(exec + 1).length, 0, `nothing sent after the transaction:\n${sent.slice(exec + 1).join('\n')}`);
+  assert.equal(await redis.hget(`${prefix}:job:${id}`, 'status'), 'queued');
+  const queued = await redis.hgetall(`${prefix}-q:train-cpu:${id}`);
+  assert.equal(queued.name, 'train');
+  assert.deepEqual(JSON.parse(queued.data!), { jobId: id });
+  assert.equal(JSON.parse(queued.opts!).attempts, app.config.MAKAM_JOB_ATTEMPTS, "makam's job options, as Queue.add would store them");
+  assert.ok((await redis.lrange(`${prefix}-q:train-cpu:wait`, 0, -1)).includes(id), 'waiting for a dispatcher');
+  assert.ok(await redis.sismember(`${prefix}:tenant:tx:active`, id), 'its place in the quota');
+});
+
+test('a queueing that Redis refuses marks the stored record failed and gives the quota place back', async () => {
+  // BullMQ's add script INCRs the queue's id counter: a counter that is no number makes it fail
+  // inside the transaction, after the record's writes.
+  await redis.set(`${prefix}-q:train-cpu:id`, 'not a number');
+  try {
+    const res = await submit();
+    assert.equal(res.statusCode, 500, res.body);
+    const [id] = await redis.zrange(`${prefix}:tenant:tx:jobs`, 0, 0, 'REV');
+    const job = (await app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: auth() })).json();
+    assert.equal(job.status, 'failed');
+    assert.equal(job.error.code, 'enqueue_failed');
+    assert.equal(await redis.sismember(`${prefix}:tenant:tx:active`, id!), 0, 'the place is given back');
+    assert.equal(await redis.exists(`${prefix}-q:train-cpu:${id}`), 0, 'nothing queued');
+  } finally {
+    await redis.del(`${prefix}-q:train-cpu:id`);
+  }
+  assert.equal((await submit()).statusCode, 202, 'the queue works again');
+});
