@@ -163,7 +163,7 @@ export class Dispatcher {
     const finalAttempt = attempt >= (job.opts.attempts ?? 1);
     // A record already running means its dispatcher died: re-attach to the run on that worker.
     const reattach = (record.status === 'running' || record.status === 'cancelling') && record.worker !== null && this.pool.has(record.worker);
-    const { address, client } = await this.pool.acquire(reattach ? record.worker : null, this.closing.signal, () => log.warn('every free worker is down; the job waits for one'));
+    const { address, client } = await this.pool.acquire(reattach ? record.worker : null, this.closing.signal, () => log.warn('every free worker is down or offers too few devices; the job waits for one'), record.devices ?? 1);
     const ctx = { jobs: this.jobs, datasets: this.datasets, blobs: this.blobs, log, reconnectMs: this.config.MAKAM_WORKER_RECONNECT_MS };
     // A trial's metrics go to its study through the coordinator's reporter; the driver only asks it.
     const driver = new RunDriver(ctx, jobId, address, this.telemetry.measure(client), this.coordinator.reporterFor(record, log));

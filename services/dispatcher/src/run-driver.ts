@@ -128,6 +128,7 @@ export class RunDriver {
       validationDatasetSha256: validation?.sha256 ?? '',
       testDatasetSha256: test?.sha256 ?? '',
       hyperparameters: record.hyperparameters as never,
+      devices: record.devices ?? 1,
     };
     const startRun = () =>
       this.client.startRun(request, { timeoutMs: UNARY_MS }).catch((err: unknown) => {

@@ -20,7 +20,7 @@ export const SharedConfig = {
   /** Where datasets and model artifacts are stored (a directory shared by API and dispatchers). */
   MAKAM_STORE_DIR: Type.String({ default: './var/store' }),
   /** The resource classes, one queue each: name=device:memory (cpu, gpu-4g and gpu-32g know their defaults). */
-  MAKAM_RESOURCE_CLASSES: Type.String({ default: 'cpu,gpu-4g,gpu-32g', pattern: '^[a-z0-9-]+(=(cpu|cuda):[0-9.]+(B|KiB|MiB|GiB|TiB))?(,[a-z0-9-]+(=(cpu|cuda):[0-9.]+(B|KiB|MiB|GiB|TiB))?)*$' }),
+  MAKAM_RESOURCE_CLASSES: Type.String({ default: 'cpu,gpu-4g,gpu-32g', pattern: '^[a-z0-9-]+(=(cpu|cuda):[0-9.]+(B|KiB|MiB|GiB|TiB)(:[1-9][0-9]{0,3})?)?(,[a-z0-9-]+(=(cpu|cuda):[0-9.]+(B|KiB|MiB|GiB|TiB)(:[1-9][0-9]{0,3})?)?)*$' }),
   /** pino log level. */
   MAKAM_LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
 };

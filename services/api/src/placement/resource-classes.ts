@@ -6,17 +6,21 @@ import { estimateMemory, type EstimateInput } from './memory-estimate.ts';
 export interface ResourceClass {
   name: string;
   device: 'cpu' | 'cuda';
+  /** Memory of ONE device: DDP keeps a whole replica of the model on each. */
   memory_bytes: number;
+  /** Devices one worker of the class trains one job on at once (`a100x8=cuda:80GiB:8`); default 1. */
+  devices?: number;
 }
 
 const UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
 
-/** Parses `cpu=cpu:16GiB,gpu-4g=cuda:4GiB,...`; a bare name (`cpu`) takes the defaults below. */
+/** Parses `cpu=cpu:16GiB,gpu-4g=cuda:4GiB,a100x8=cuda:80GiB:8,...` (`:N` devices per worker, default 1;
+ * a cpu class's N devices are N gloo processes); a bare name (`cpu`) takes the defaults below. */
 export function parseResourceClasses(spec: string): ResourceClass[] {
   const defaults: Record<string, Omit<ResourceClass, 'name'>> = {
-    cpu: { device: 'cpu', memory_bytes: 16 * UNITS.GiB! },
-    'gpu-4g': { device: 'cuda', memory_bytes: 4 * UNITS.GiB! },
-    'gpu-32g': { device: 'cuda', memory_bytes: 32 * UNITS.GiB! },
+    cpu: { device: 'cpu', memory_bytes: 16 * UNITS.GiB!, devices: 1 },
+    'gpu-4g': { device: 'cuda', memory_bytes: 4 * UNITS.GiB!, devices: 1 },
+    'gpu-32g': { device: 'cuda', memory_bytes: 32 * UNITS.GiB!, devices: 1 },
   };
   return spec.split(',').map((entry) => {
     const [name, rest] = entry.split('=') as [string, string | undefined];
@@ -25,9 +29,9 @@ export function parseResourceClasses(spec: string): ResourceClass[] {
       if (!d) throw new Error(`resource class '${name}' needs a device and memory: ${name}=cuda:24GiB`);
       return { name, ...d };
     }
-    const m = /^(cpu|cuda):(\d+(?:\.\d+)?)(B|KiB|MiB|GiB|TiB)$/.exec(rest);
-    if (!m) throw new Error(`resource class '${entry}' must look like name=cuda:24GiB or name=cpu:16GiB`);
-    return { name, device: m[1] as 'cpu' | 'cuda', memory_bytes: Math.floor(Number(m[2]) * UNITS[m[3]!]!) };
+    const m = /^(cpu|cuda):(\d+(?:\.\d+)?)(B|KiB|MiB|GiB|TiB)(?::([1-9]\d{0,3}))?$/.exec(rest);
+    if (!m) throw new Error(`resource class '${entry}' must look like name=cuda:24GiB, name=cpu:16GiB or name=cuda:80GiB:8 (8 devices)`);
+    return { name, device: m[1] as 'cpu' | 'cuda', memory_bytes: Math.floor(Number(m[2]) * UNITS[m[3]!]!), devices: m[4] ? Number(m[4]) : 1 };
   });
 }
 
@@ -38,8 +42,14 @@ export interface Placement {
 
 const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
 
-/** Why a job fits nowhere, with what would make it fit. */
-export class PlacementError extends Error {}
+/** Why a job fits nowhere, with what would make it fit; `param` is the request field at fault when it is not the usual one. */
+export class PlacementError extends Error {
+  readonly param?: string;
+  constructor(message: string, param?: string) {
+    super(message);
+    this.param = param;
+  }
+}
 
 function suggestions(input: Omit<EstimateInput, 'cuda'>, largest: ResourceClass): string[] {
   const hp = input.hyperparameters;
@@ -60,12 +70,19 @@ function suggestions(input: Omit<EstimateInput, 'cuda'>, largest: ResourceClass)
 /**
  * Places a job: on `requested` if it fits there, else (none requested) on the smallest class
  * that fits, GPU classes before CPU ones for the neural families; TF-IDF prefers CPU classes.
+ * Only classes offering `devices` devices take the job; the estimate is per device (DDP replicates
+ * the model, and batch_size is per device), so it is checked against one device's memory.
  */
-export function place(input: Omit<EstimateInput, 'cuda'>, classes: ResourceClass[], requested?: string): Placement {
+export function place(input: Omit<EstimateInput, 'cuda'>, allClasses: ResourceClass[], requested?: string, devices = 1): Placement {
   const estimateOn = (c: ResourceClass) => estimateMemory({ ...input, cuda: c.device === 'cuda' });
+  const classes = allClasses.filter((c) => (c.devices ?? 1) >= devices);
+  const offers = (cs: ResourceClass[]) => cs.map((x) => `${x.name} (${x.devices ?? 1})`).join(', ');
+  if (classes.length === 0) throw new PlacementError(`the job asks for ${devices} devices and no resource class offers that many: ${offers(allClasses)}; lower devices`, 'devices');
   if (requested) {
     const c = classes.find((x) => x.name === requested);
-    if (!c) throw new PlacementError(`unknown resource_class '${requested}'; configured classes: ${classes.map((x) => x.name).join(', ')}`);
+    const short = allClasses.find((x) => x.name === requested);
+    if (!c && short) throw new PlacementError(`the job asks for ${devices} devices and resource_class ${requested} offers ${short.devices ?? 1}; lower devices, or use ${offers(classes)}`, 'devices');
+    if (!c) throw new PlacementError(`unknown resource_class '${requested}'; configured classes: ${allClasses.map((x) => x.name).join(', ')}`);
     const estimate = estimateOn(c);
     if (estimate.total_bytes > c.memory_bytes) {
       const other = classes.filter((x) => x !== c && estimateOn(x).total_bytes <= x.memory_bytes).map((x) => x.name);
