@@ -17,6 +17,7 @@ import liveEvents from './plugins/live-events.ts';
 import metrics from './plugins/metrics.ts';
 import openapi from './plugins/openapi.ts';
 import queueBoard from './plugins/queue-board.ts';
+import tracing from './plugins/tracing.ts';
 import webhooks from './plugins/webhooks.ts';
 import artifactFileRoutes from './routes/artifact-files/index.ts';
 import eventStreamRoutes from './routes/events-stream/index.ts';
@@ -98,7 +99,8 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   });
   watchBodyRate(app as unknown as FastifyInstance, config.MAKAM_MIN_BODY_BYTES_PER_S, config.MAKAM_BODY_RATE_WINDOW_MS);
   await app.register(services, { config });
-  // Before every route, so each is documented and timed.
+  // Before every route, so each is documented, timed and traced.
+  await app.register(tracing);
   await app.register(openapi);
   await app.register(metrics);
   // Overload answers 503 early, before the body is read, instead of letting latency climb until the

@@ -1,10 +1,13 @@
 // The API process: config, logger, listen, and a graceful close on SIGTERM/SIGINT.
 import { createLogger } from '@makam/shared/logger';
+import { startTracing } from '@makam/shared/tracing';
 import { buildApp } from './app.ts';
 import { loadApiConfig } from './config.ts';
 
 const config = loadApiConfig();
 const logger = createLogger('makam-api', config.MAKAM_LOG_LEVEL);
+// Before the app: its tracing plugin adds its hooks only when tracing is on.
+const tracing = await startTracing('makam-api');
 const app = await buildApp(config, logger);
 
 let closing = false;
@@ -23,7 +26,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const reap = setInterval(() => app.server.closeIdleConnections(), 100);
     reap.unref();
     app.close().then(
-      () => process.exit(0),
+      () => tracing.shutdown().finally(() => process.exit(0)),
       (err: unknown) => {
         logger.error({ err }, 'close failed');
         process.exit(1);

@@ -18,6 +18,7 @@ import type { Logger } from '@makam/shared/logger';
 import type { DispatcherConfig } from './config.ts';
 import { Detached, JobFailure, RetryableFailure } from './failures.ts';
 import { RunDriver, type RunOutcome } from './run-driver.ts';
+import { traceJob } from './tracing.ts';
 import { DispatcherTelemetry } from './telemetry.ts';
 import { StudyClient, defaultStudyPython } from './tuning/study-client.ts';
 import { TuneCoordinator } from './tuning/tune-coordinator.ts';
@@ -96,7 +97,7 @@ export class Dispatcher {
 
   async start(): Promise<void> {
     await this.subscriber.subscribe(this.keys.cancelChannel);
-    this.worker = new Worker<TrainJobData, RunOutcome>(queueName(this.config.MAKAM_CLASS), (job) => this.process(job), {
+    this.worker = new Worker<TrainJobData, RunOutcome>(queueName(this.config.MAKAM_CLASS), (job) => traceJob(job, () => this.process(job)), {
       connection: createRedis(this.config, { blocking: true }),
       prefix: this.config.MAKAM_QUEUE_PREFIX,
       concurrency: this.pool.size,

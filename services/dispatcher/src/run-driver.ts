@@ -13,6 +13,7 @@ import type { Logger } from '@makam/shared/logger';
 import type { WorkerClient } from './grpc/worker-client.ts';
 import { Detached, JobFailure, RetryableFailure } from './failures.ts';
 import { download, upload, type Transfers } from './transfers.ts';
+import { recordPhase, untraced } from './tracing.ts';
 import { RunState, type WatchRunResponse } from '@makam/shared/gen/makam/worker/v1/worker_pb.js';
 
 const UNARY_MS = 30_000;
@@ -57,6 +58,8 @@ export class RunDriver {
   private cancelSent = false;
   /** Set once the run's final event arrived: what follows is the outcome, not a stream fault. */
   private finished = false;
+  /** The last phase span recorded: a reopened stream resends those after the stored events' cursor. */
+  private spansSeq = 0;
 
   constructor(ctx: RunContext, jobId: string, address: string, client: WorkerClient, reporter: RunReporter = NO_REPORTER) {
     this.ctx = ctx;
@@ -219,7 +222,7 @@ export class RunDriver {
   private watchdog(received: () => number, reopen: () => void): NodeJS.Timeout {
     let behind = 0;
     const timer = setInterval(() => {
-      this.client.getRun({ runId: this.jobId }, { timeoutMs: PROBE_MS }).then(
+      untraced(() => this.client.getRun({ runId: this.jobId }, { timeoutMs: PROBE_MS })).then(
         (run) => {
           behind = Number(run.lastSeq) > received() ? behind + 1 : 0;
           if (behind >= 2) {
@@ -272,6 +275,11 @@ export class RunDriver {
         return null;
       case 'log':
         await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'log', attempt, level: e.value.level, message: e.value.message });
+        return null;
+      case 'span':
+        // The run's phases belong to the job's trace, not to its public event log.
+        if (seq > this.spansSeq) recordPhase(e.value, { 'makam.job.id': this.jobId, 'makam.attempt': attempt, 'makam.worker': this.address });
+        this.spansSeq = Math.max(this.spansSeq, seq);
         return null;
       case 'finished':
         this.finished = true;

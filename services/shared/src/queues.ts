@@ -1,9 +1,12 @@
+import type { TraceCarrier } from './tracing.ts';
 import { Job, Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { ChainableCommander } from 'ioredis';
 
 /** The payload of a training job on a class's queue: the job record in Redis holds the rest. */
 export interface TrainJobData {
   jobId: string;
+  /** The W3C trace context of the enqueue (tracing.ts), for the dispatcher's spans; absent when tracing is off. */
+  trace?: TraceCarrier;
 }
 
 export const queueName = (resourceClass: string): string => `train-${resourceClass}`;

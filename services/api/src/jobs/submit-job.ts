@@ -11,6 +11,7 @@ import { appliesTo, defaultsFor, misapplied } from '../placement/hyperparameters
 import { estimateMemory } from '../placement/memory-estimate.ts';
 import { fingerprintOf } from '../tenancy/idempotency-store.ts';
 import { newJobId } from '@makam/shared/ids';
+import { SpanKind, injectTrace, withSpan } from '@makam/shared/tracing';
 import { trainJobOptions, tuneJobOptions, type TrainJobData } from '@makam/shared/queues';
 import type { DatasetRecord } from '@makam/shared/dataset-store';
 import type { Family } from '../contracts/hyperparameters.gen.ts';
@@ -203,8 +204,12 @@ async function createRecord(app: FastifyInstance, tenant: string, job: JobRecord
 /** Queues the stored job; a stored job that cannot be queued is marked failed, not left queued forever. */
 async function enqueue(app: FastifyInstance, job: JobRecord, queue: Queue<TrainJobData>, tune: boolean): Promise<void> {
   try {
-    if (tune) await queue.add('tune', { jobId: job.id }, tuneJobOptions(job.id));
-    else await queue.add('train', { jobId: job.id }, trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS));
+    // The enqueue span's context travels in the job's data to the dispatcher (no extra round trip; off, no field).
+    const span = { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'bullmq', 'messaging.destination.name': queue.name, 'makam.job.id': job.id } };
+    await withSpan(`enqueue ${queue.name}`, span, async () => {
+      if (tune) await queue.add('tune', { jobId: job.id, trace: injectTrace() }, tuneJobOptions(job.id));
+      else await queue.add('train', { jobId: job.id, trace: injectTrace() }, trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS));
+    });
   } catch (err) {
     await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() });
     throw err;

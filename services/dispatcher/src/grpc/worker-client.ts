@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { WorkerService } from '@makam/shared/gen/makam/worker/v1/worker_pb.js';
 import { createPromiseClient } from './adapter.ts';
+import { workerInterceptors } from '../tracing.ts';
 
 /** PEM files for TLS to the workers; with cert and key it is mutual TLS. */
 export interface WorkerTls {
@@ -32,6 +33,7 @@ export function connectWorker(address: string, credentials: grpc.ChannelCredenti
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
     'grpc.max_send_message_length': 16 * 1024 * 1024,
+    interceptors: workerInterceptors(), // a span per call of a traced job, its context in the metadata
   });
 }
 
