@@ -1,7 +1,7 @@
 // Job records, their event log and metric series in Redis. A record is a hash (one field per
 // attribute, JSON-encoded except `status`), so status changes can be checked and applied by one
 // Lua script; events and metrics are streams whose ids are the cursors clients page with.
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import type { RedisKeys } from './keys.ts';
 import { runScript } from './lua/scripts.ts';
 import { isTerminal, sourcesOf, type JobStatus } from './job-state.ts';
@@ -307,19 +307,30 @@ export class JobStore {
   }
 
   async create(record: JobRecord): Promise<void> {
+    await this.createIn(this.redis.multi(), record).exec();
+  }
+
+  /**
+   * Adds the writes that create `record` to `multi` (a MULTI on any connection to this Redis), so a
+   * caller can send them in one round trip with its own: the API queues the job in the same one.
+   * Throws JobTooLargeError, having added nothing, for a record over MAX_NEW_JOB_BYTES.
+   */
+  createIn(multi: ChainableCommander, record: JobRecord): ChainableCommander {
     const fields = encode(record);
     const bytes = fields.reduce((n, f) => n + byteLength(f), 0);
     if (bytes > MAX_NEW_JOB_BYTES) throw new JobTooLargeError(bytes);
-    const multi = this.redis
-      .multi()
-      .hset(this.keys.job(record.id), ...fields, 'worker_seq', '0')
+    // The object form, which ioredis and BullMQ's transactions (addJobWith in queues.ts) both take.
+    const hash: Record<string, string> = { worker_seq: '0' };
+    for (let i = 0; i < fields.length; i += 2) hash[fields[i]!] = fields[i + 1]!;
+    multi
+      .hset(this.keys.job(record.id), hash)
       .zadd(this.keys.jobs, 0, record.id)
       .zadd(this.keys.tenantJobs(record.tenant), 0, record.id)
       .zadd(this.keys.tenantJobsOfKind(record.tenant, record.kind), 0, record.id);
     // A tune job's trials run under its one place in the tenant's active-job limit.
     if (record.kind === 'trial') multi.zadd(this.keys.tuneTrials(record.parent), record.trial.number, record.id);
     else multi.sadd(this.keys.tenantActive(record.tenant), record.id);
-    await multi.xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', encodeEvent({ type: 'status', status: record.status })).exec();
+    return multi.xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', encodeEvent({ type: 'status', status: record.status }));
   }
 
   /** A tune job's trial jobs, by trial number. */

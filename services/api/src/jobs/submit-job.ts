@@ -2,6 +2,9 @@
 // its datasets, place it on a resource class, then, once per Idempotency-Key, reserve a place in
 // the tenant's quota, create the record and enqueue it, undoing what was done when a step fails.
 // The order of the steps is the order of the refusals a client sees, so it is kept as it was.
+// Redis round trips are most of a request's cost (bench/api-profile.ts), so after the front door's
+// one there are three: the datasets, the reservation with the datasets' re-check, and the record
+// with the queueing.
 import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { JobTooLargeError, queuedJob, type JobRecord } from '@makam/shared/job-store';
@@ -11,8 +14,7 @@ import { appliesTo, defaultsFor, misapplied } from '../placement/hyperparameters
 import { estimateMemory } from '../placement/memory-estimate.ts';
 import { fingerprintOf } from '../tenancy/idempotency-store.ts';
 import { newJobId } from '@makam/shared/ids';
-import { SpanKind, injectTrace, withSpan } from '@makam/shared/tracing';
-import { trainJobOptions, tuneJobOptions, type TrainJobData } from '@makam/shared/queues';
+import { addJobWith, trainJobOptions, tuneJobOptions, type TrainJobData } from '@makam/shared/queues';
 import type { DatasetRecord } from '@makam/shared/dataset-store';
 import type { Family } from '../contracts/hyperparameters.gen.ts';
 import type { Search } from '@makam/shared/tuning/search';
@@ -51,12 +53,12 @@ export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{
   const train = await readDatasets(app, tenant, body, hyperparameters);
   const placement = placeJob(app, body, hyperparameters, search, train);
   const queue = (search ? app.tuneQueues : app.queues).get(placement.resource_class)!;
-  return withIdempotency(app, tenant, 'jobs', req.idempotencyKey(), fingerprintOf(body), async () => {
+  const key = req.idempotencyKey();
+  return withIdempotency(app, tenant, 'jobs', key, key ? fingerprintOf(body) : '', async () => {
     const id = newJobId();
-    await reserveAndReread(app, tenant, body, id);
+    await reserve(app, tenant, body, id);
     const job = newJobRecord(id, tenant, body, hyperparameters, placement, search);
-    await createRecord(app, tenant, job);
-    await enqueue(app, job, queue, search !== undefined);
+    await createAndEnqueue(app, tenant, job, queue, search !== undefined);
     req.log.info({ jobId: job.id, resourceClass: placement.resource_class }, 'job queued');
     return { status: 202, body: job };
   });
@@ -112,11 +114,14 @@ async function ownedDatasets(app: FastifyInstance, tenant: string, body: CreateJ
   const datasets: Partial<Record<DatasetParam, DatasetRecord>> = {};
   given.forEach((param, i) => {
     const ds = records[i];
-    if (!ds || ds.tenant !== tenant) throw new ApiError(400, 'dataset_not_found', `no dataset with id ${body[param]}; upload it with POST /v1/datasets first`, param);
+    if (!ds || ds.tenant !== tenant) throw datasetNotFound(body, param);
     datasets[param] = ds;
   });
   return datasets;
 }
+
+const datasetNotFound = (body: CreateJobBodyT, param: DatasetParam): ApiError =>
+  new ApiError(400, 'dataset_not_found', `no dataset with id ${body[param]}; upload it with POST /v1/datasets first`, param);
 
 /** Reads the job's datasets and checks the labels against the training set's; returns the training set. */
 async function readDatasets(app: FastifyInstance, tenant: string, body: CreateJobBodyT, hyperparameters: Record<string, unknown>): Promise<DatasetRecord> {
@@ -151,23 +156,18 @@ function placeJob(app: FastifyInstance, body: CreateJobBodyT, hyperparameters: R
 }
 
 /**
- * Takes job `id`'s place in the tenant's active-job quota (or 429 too_many_active_jobs), then reads
- * its datasets again: a dataset deleted between the first read and the reservation is caught here
- * (the delete refuses while the reservation stands, so after this read it cannot go), and the place
- * is given back. The read waits for the reservation's answer rather than going out with it, so the
- * order is the code's, not the connection's.
+ * Takes job `id`'s place in the tenant's active-job quota (or 429 too_many_active_jobs), checking in
+ * the same step that its datasets are still there (or 400 dataset_not_found, the place not taken): a
+ * dataset deleted since ownedDatasets read it is caught here, and once the place is taken its
+ * delete refuses (lua/removeDataset-4.lua). One script, lua/reserveActiveJob-1.lua.
  */
-async function reserveAndReread(app: FastifyInstance, tenant: string, body: CreateJobBodyT, id: string): Promise<void> {
+async function reserve(app: FastifyInstance, tenant: string, body: CreateJobBodyT, id: string): Promise<void> {
   const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
-  const active = await app.quotas.reserveActiveJob(tenant, id, limit);
-  if (active !== null) {
-    throw new ApiError(429, 'too_many_active_jobs', `the tenant has ${active} queued or running jobs, its limit is ${limit}; wait for one to finish or cancel one`, null);
-  }
-  try {
-    await ownedDatasets(app, tenant, body);
-  } catch (err) {
-    await app.quotas.releaseActiveJob(tenant, id).catch(() => undefined);
-    throw err;
+  const given = DATASET_PARAMS.filter((param) => body[param]);
+  const refused = await app.quotas.reserveActiveJob(tenant, id, limit, given.map((param) => app.keys.dataset(body[param]!)));
+  if (refused?.missing !== undefined) throw datasetNotFound(body, given[refused.missing]!);
+  if (refused) {
+    throw new ApiError(429, 'too_many_active_jobs', `the tenant has ${refused.active} queued or running jobs, its limit is ${limit}; wait for one to finish or cancel one`, null);
   }
 }
 
@@ -190,28 +190,23 @@ function newJobRecord(id: string, tenant: string, body: CreateJobBodyT, hyperpar
   return queuedJob({ ...job, kind: 'tune', search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null });
 }
 
-/** Stores the record; on any refusal the quota place is given back (an oversized record: 413 job_too_large). */
-async function createRecord(app: FastifyInstance, tenant: string, job: JobRecord): Promise<void> {
+/**
+ * Stores the record and queues it in one transaction and round trip (addJobWith). An oversized
+ * record is refused before anything is sent (413 job_too_large) and the quota place given back. When
+ * the transaction fails, how far it got is unknown: a stored record is marked failed, never left
+ * queued with nothing in the queue, and a place with no record is given back.
+ */
+async function createAndEnqueue(app: FastifyInstance, tenant: string, job: JobRecord, queue: Queue<TrainJobData>, tune: boolean): Promise<void> {
+  const [name, opts] = tune ? ['tune', tuneJobOptions(job.id)] : ['train', trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS)];
   try {
-    await app.jobs.create(job);
+    await addJobWith(queue, name, { jobId: job.id }, opts, (multi) => app.jobs.createIn(multi, job));
   } catch (err) {
-    await app.quotas.releaseActiveJob(tenant, job.id).catch(() => undefined);
-    if (err instanceof JobTooLargeError) throw new ApiError(413, 'job_too_large', err.message, 'body');
-    throw err;
-  }
-}
-
-/** Queues the stored job; a stored job that cannot be queued is marked failed, not left queued forever. */
-async function enqueue(app: FastifyInstance, job: JobRecord, queue: Queue<TrainJobData>, tune: boolean): Promise<void> {
-  try {
-    // The enqueue span's context travels in the job's data to the dispatcher (no extra round trip; off, no field).
-    const span = { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'bullmq', 'messaging.destination.name': queue.name, 'makam.job.id': job.id } };
-    await withSpan(`enqueue ${queue.name}`, span, async () => {
-      if (tune) await queue.add('tune', { jobId: job.id, trace: injectTrace() }, tuneJobOptions(job.id));
-      else await queue.add('train', { jobId: job.id, trace: injectTrace() }, trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS));
-    });
-  } catch (err) {
-    await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() });
+    if (err instanceof JobTooLargeError) {
+      await app.quotas.releaseActiveJob(tenant, job.id).catch(() => undefined);
+      throw new ApiError(413, 'job_too_large', err.message, 'body');
+    }
+    const failed = await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() }).catch(() => null);
+    if (failed && failed.from === null) await app.quotas.releaseActiveJob(tenant, job.id).catch(() => undefined);
     throw err;
   }
 }
