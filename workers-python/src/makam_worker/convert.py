@@ -37,7 +37,8 @@ def struct_to_dict(message: Any, field: str) -> dict[str, Any] | None:
 
 
 def spec_from_request(
-    request: worker_pb2.StartRunRequest, train_path: str, validation_path: str | None, test_path: str | None = None
+    request: worker_pb2.StartRunRequest, train_path: str, validation_path: str | None, test_path: str | None = None,
+    unlabeled_path: str | None = None,
 ) -> dict:
     """spec.json: the StartRun request as JSON, with the datasets as paths on this worker."""
     return {
@@ -51,6 +52,7 @@ def spec_from_request(
         "train_dataset": train_path,
         "validation_dataset": validation_path,
         "test_dataset": test_path,
+        "unlabeled_dataset": unlabeled_path,
         "hyperparameters": struct_to_dict(request, "hyperparameters") or {},
         # The checkpoint itself is moved into the run dir as resume.tar.
         "resume_checkpoint_sha256": request.resume_checkpoint_sha256 or None,

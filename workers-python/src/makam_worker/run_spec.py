@@ -114,6 +114,8 @@ class RunSpec:
     """None: a validation split is carved from the training data."""
     test_dataset: Path | None = None
     """None: a test split is carved when hyperparameters.test_fraction > 0, else there is none."""
+    unlabeled_dataset: Path | None = None
+    """Texts without labels for the masked-LM phase (mlm_epochs) and the tokenizer; None: none."""
     resume_checkpoint_sha256: str | None = None
     ensemble: EnsembleSpec | None = None
     """Set for an ensemble of finished jobs' models instead of a training run."""
@@ -128,7 +130,8 @@ class RunSpec:
     @property
     def datasets(self) -> list[Path]:
         """The dataset files the run reads."""
-        return [p for p in (self.train_dataset, self.validation_dataset, self.test_dataset) if p is not None]
+        return [p for p in (self.train_dataset, self.validation_dataset, self.test_dataset, self.unlabeled_dataset)
+                if p is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +140,7 @@ class RunSpec:
             "train_dataset": str(self.train_dataset),
             "validation_dataset": _path_str(self.validation_dataset),
             "test_dataset": _path_str(self.test_dataset),
+            "unlabeled_dataset": _path_str(self.unlabeled_dataset),
             "hyperparameters": self.hyperparameters.to_dict(),
             "resume_checkpoint_sha256": self.resume_checkpoint_sha256,
             "ensemble": self.ensemble.to_dict() if self.ensemble else None,
@@ -150,7 +154,7 @@ class RunSpec:
     def from_dict(cls, value: Any) -> RunSpec:
         """Raises InvalidRunSpec naming the key; code invalid_hyperparameters for a refused hyperparameter."""
         fields = _object(value, "the spec", required=("run_id", "model", "train_dataset", "hyperparameters"),
-                         optional=("validation_dataset", "test_dataset", "resume_checkpoint_sha256", "ensemble",
+                         optional=("validation_dataset", "test_dataset", "unlabeled_dataset", "resume_checkpoint_sha256", "ensemble",
                                    "devices"))
         model = ModelSpec.from_dict(fields["model"])
         hyperparameters = fields["hyperparameters"]
@@ -170,6 +174,7 @@ class RunSpec:
             hyperparameters=hp,
             validation_dataset=_path(fields, "validation_dataset"),
             test_dataset=_path(fields, "test_dataset"),
+            unlabeled_dataset=_path(fields, "unlabeled_dataset"),
             resume_checkpoint_sha256=_string(fields, "resume_checkpoint_sha256", "resume_checkpoint_sha256",
                                              nullable=True) or None,
             ensemble=EnsembleSpec.from_dict(fields.get("ensemble")),

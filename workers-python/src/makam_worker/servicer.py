@@ -201,7 +201,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             raise FailedPrecondition(f"training dataset {request.train_dataset_sha256} is not on this worker; upload it first")
         self.datasets.touch(request.train_dataset_sha256)
         optional = {}
-        for name, sha256 in (("validation", request.validation_dataset_sha256), ("test", request.test_dataset_sha256)):
+        for name, sha256 in (("validation", request.validation_dataset_sha256), ("test", request.test_dataset_sha256),
+                             ("unlabeled", request.unlabeled_dataset_sha256)):
             if not sha256:
                 continue
             check_sha256(sha256, f"{name}_dataset_sha256")
@@ -220,7 +221,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                                   "(MAKAM_WORKER_DEVICES); send it to a worker of a class with enough devices")
         # Parsed as the child will parse spec.json, so a spec StartRun takes is one the child can run.
         try:
-            return RunSpec.from_dict(spec_from_request(request, str(train), optional.get("validation"), optional.get("test")))
+            return RunSpec.from_dict(spec_from_request(request, str(train), optional.get("validation"), optional.get("test"),
+                                                       optional.get("unlabeled")))
         except InvalidRunSpec as e:
             raise InvalidArgument(str(e)) from None
 

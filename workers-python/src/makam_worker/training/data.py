@@ -36,6 +36,14 @@ class Splits:
     test_labels: list[int] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
     """What happened to the data: sources, example counts, leaks, removals, emptied texts, options."""
+    unlabeled_texts: list[str] = field(default_factory=list)
+    """Prepared texts of the unlabeled dataset: read only by the masked-LM phase (mlm.py) and the
+    tokenizer, never trained on as examples."""
+
+    @property
+    def tokenizer_texts(self) -> list[str]:
+        """What a family learns its tokenizer on: all the text given to train on, labelled or not."""
+        return self.train_texts + self.unlabeled_texts
 
     @property
     def has_test(self) -> bool:
@@ -87,6 +95,27 @@ def read_jsonl(path: Path, name: str) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+def read_texts(path: Path, name: str) -> list[str]:
+    """The texts of a text-only dataset (lines of {"text"}; a label is ignored); errors name the line."""
+    texts: list[str] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise _invalid(f"the {name} dataset is not UTF-8 (byte {e.start})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise _invalid(f"{name} dataset line {number} is not valid JSON") from None
+        text = row.get("text") if isinstance(row, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise _invalid(f"{name} dataset line {number}: 'text' must be a non-empty string")
+        texts.append(text)
+    return texts
+
+
 def load_splits(
     train_path: Path,
     validation_path: Path | None,
@@ -97,6 +126,7 @@ def load_splits(
     test_fraction: float = 0.0,
     prepare: dict[str, Any] | None = None,
     remove_eval_duplicates: bool = True,
+    unlabeled_path: Path | None = None,
 ) -> Splits:
     """The run's splits. `prepare` holds textprep options (None: texts as given); fractions are shares
     of the training dataset, so 0.1 and 0.1 leave 80% to train on."""
@@ -173,6 +203,16 @@ def load_splits(
         duplicates_within_train=len(train_texts) - len(set(train_texts)),
         preparation=options if prepare is not None else None,
     )
+    if unlabeled_path is not None:
+        raw = read_texts(unlabeled_path, "unlabeled")
+        prepared = [t for t in (prepare_text(t, **options) for t in raw) if t] if prepare is not None else raw
+        # An evaluation text among them would be learnt before it is measured: left out, and counted.
+        held_out = set(splits.validation_texts) | set(splits.test_texts)
+        unlabeled = [t for t in prepared if t not in held_out]
+        splits.unlabeled_texts.extend(unlabeled)
+        splits.report["examples"]["unlabeled"] = len(unlabeled)
+        splits.report["removed_from_unlabeled"] = len(prepared) - len(unlabeled)
+        splits.report["sources"]["unlabeled"] = "given"
     return splits
 
 

@@ -55,6 +55,11 @@ class LoopState:
     since_best: int = 0
     """Epochs since the best one, for early stopping."""
     stopped_early: bool = False
+    mlm_epoch: int = 0
+    """Epochs of the masked-LM phase done (mlm.py); a checkpoint of that phase has `epoch` 0."""
+    mlm_step: int = 0
+    mlm_history: list[dict[str, Any]] = field(default_factory=list)
+    """The phase's `metrics` rows (epoch, step, mlm_loss), kept for the report."""
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -156,7 +161,11 @@ def _check_meta(meta: dict[str, Any], spec: RunSpec, hp: Hyperparameters, splits
         raise invalid(f"its labels {meta.get('labels')} are not this run's {splits.label_names}")
     if meta.get("model") != spec.model.to_dict():
         raise invalid("it is of another model (model.name, model.config or model.tokenizer differ)")
-    if not 1 <= meta["epoch"] <= hp.epochs:
+    if meta.get("phase") == "mlm":  # saved in the masked-LM phase, before fine-tuning (mlm.py)
+        if hp.mlm_epochs != meta.get("mlm_epochs"):
+            raise invalid(f"it was saved in a masked-LM phase of {meta.get('mlm_epochs')} epochs and this run has "
+                          f"mlm_epochs {hp.mlm_epochs}")
+    elif not 1 <= meta["epoch"] <= hp.epochs:
         raise invalid(f"it ends epoch {meta['epoch']} and this run has {hp.epochs} epochs")
 
 

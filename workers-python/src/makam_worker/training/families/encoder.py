@@ -43,7 +43,7 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
     """The `encoder` family for the training loop; gradient checkpointing when asked. A config-built
     model's trained tokenizer is kept for checkpoints, and a resumed run reuses the one it carries."""
     saved = ctx.resume_dir / "tokenizer" if ctx.resume_dir is not None else None
-    model, tokenizer = build_encoder(model_spec, ctx.splits.label_names, ctx.splits.train_texts, saved_tokenizer=saved,
+    model, tokenizer = build_encoder(model_spec, ctx.splits.label_names, ctx.splits.tokenizer_texts, saved_tokenizer=saved,
                                      fits=lambda config: check_fits(config, ctx, family="encoder"))
     derived = {}
     if model_spec.config:

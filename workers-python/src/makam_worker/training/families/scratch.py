@@ -78,12 +78,14 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
     if ctx.resume_dir is not None:  # a resumed run: the vocabulary its checkpoint carries
         shutil.copyfile(ctx.resume_dir / "tokenizer.model", vocab_file)
     else:
-        vocab_file.write_bytes(cached_sentencepiece(ctx.splits.train_texts, hp.vocab_size, hp.tokenizer_model))
+        vocab_file.write_bytes(cached_sentencepiece(ctx.splits.tokenizer_texts, hp.vocab_size, hp.tokenizer_model))
     preprocessing = {name: getattr(hp, name) for name in OPTIONS}
     # The tokenizer carries the n-gram settings, so textprep.encode (the card's loader and the loop) adds them.
     char_ngrams = {"buckets": hp.char_ngram_buckets, "sizes": hp.char_ngram_sizes} if hp.char_ngram_buckets else None
     tokenizer = MakamScratchTokenizer(vocab_file=str(vocab_file), preprocessing=preprocessing,
                                       char_ngrams=char_ngrams, model_max_length=hp.max_length)
+    if hp.mlm_epochs:  # the masked-LM phase's mask token (mlm.py); a run without the phase keeps the vocabulary as it was
+        tokenizer.add_special_tokens({"mask_token": "<mask>"})
     config = MakamScratchConfig(
         vocab_size=len(tokenizer),
         hidden_size=hp.d_model,

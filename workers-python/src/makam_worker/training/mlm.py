@@ -1,0 +1,223 @@
+"""The masked-language-model phase of a fine-tune (mlm_epochs > 0; the `encoder` and `scratch` families):
+before the classifier is trained, its encoder learns the users' own text by predicting masked tokens,
+so a transformer without pretrained weights starts from more than random.
+
+- Texts: the training split's plus the unlabeled dataset's (`texts_for`), never validation or test.
+  The family's tokenizer was learnt on the same texts (Splits.tokenizer_texts). Each text is read
+  whole: its tokens are cut into pieces of max_length, each wrapped in the special tokens.
+- Masking: transformers' DataCollatorForLanguageModeling (mlm_probability of the tokens; of those 80%
+  become the mask token, 10% a random token, 10% stay), drawn from the global generators, which the
+  checkpoints carry, so a resumed phase masks as the uninterrupted one would.
+- Models: `encoder` uses the matching *ForMaskedLM class (AutoModelForMaskedLM from the same config,
+  or from the same pretrained weights with their own MLM head), whose encoder starts from the
+  classifier's and is copied back into it when the phase ends; `scratch` gets an MLM head
+  (ScratchForMaskedLM, tied to the input embeddings) around the classifier's own encoder, used only
+  here and never shipped.
+- Optimisation: AdamW as the fine-tune's, at mlm_learning_rate (else learning_rate), with warmup and
+  a linear decay over the phase's own steps.
+- Events: after each epoch a `metrics` event with phase "mlm" and mlm_loss (the mean masked-token
+  cross-entropy of the epoch's steps) and a checkpoint (meta phase "mlm", epoch 0 of fine-tuning); a
+  run resumed from one goes on in this phase.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from transformers import DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
+from transformers.modeling_outputs import MaskedLMOutput
+
+from makam_worker.events import EventLog
+from makam_worker.layout import RunPaths
+from makam_worker.run_spec import ModelSpec
+from makam_worker.training import train_state
+from makam_worker.training.common import Log
+from makam_worker.training.config import Hyperparameters
+from makam_worker.training.data import Splits
+from makam_worker.training.errors import TrainingError
+from makam_worker.training.family import Built
+from makam_worker.training.train_state import LoopState, Resume
+
+PHASE = "mlm"
+
+
+def texts_for(splits: Splits) -> list[str]:
+    """What the phase reads: the training split and the unlabeled texts, never validation or test."""
+    return splits.train_texts + splits.unlabeled_texts
+
+
+class ScratchForMaskedLM(nn.Module):
+    """BERT's MLM head (dense, GELU, LayerNorm, then a decoder tied to the input embeddings) on the
+    scratch classifier's encoder (MakamScratchForSequenceClassification.encode)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        config = model.config
+        d = config.hidden_size
+        self.model = model
+        self.transform = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d, eps=config.layer_norm_eps))
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        nn.init.normal_(self.transform[0].weight, std=config.initializer_range)
+        nn.init.zeros_(self.transform[0].bias)
+        self.to(next(model.parameters()).device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> MaskedLMOutput:
+        hidden = self.transform(self.model.encode(input_ids, attention_mask))
+        logits = F.linear(hidden, self.model.embeddings.weight, self.bias)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        return MaskedLMOutput(loss=loss, logits=logits)
+
+
+def masked_lm(family: str, model_spec: ModelSpec, model: nn.Module) -> nn.Module:
+    """The MLM model of the phase; its encoder starts as the classifier's."""
+    if family == "scratch":
+        return ScratchForMaskedLM(model)
+    if family != "encoder":
+        raise TrainingError("invalid_hyperparameters", f"mlm_epochs: the {family} family has no masked-LM phase; "
+                            "set mlm_epochs to 0", retryable=False)
+    from transformers import AutoModelForMaskedLM
+
+    if model_spec.name:  # the same weights with their own pretrained MLM head
+        from makam_worker.training.model_limits import hub_only, resolve_model_name
+
+        source = resolve_model_name(model_spec.name)
+        with hub_only() if source.hub else contextlib.nullcontext({}) as where:
+            mlm = AutoModelForMaskedLM.from_pretrained(source.location, **where)
+    else:
+        mlm = AutoModelForMaskedLM.from_config(model.config)
+    mlm.to(next(model.parameters()).device)
+    _copy_encoder(model, mlm)
+    return mlm
+
+
+def _copy_encoder(source: nn.Module, target: nn.Module) -> None:
+    """The encoder (base model) weights of `source` into `target`. The two heads' base models differ
+    only in the pooler, which the MLM model has not; any other difference is a bug, not a skip."""
+    missing, unexpected = target.base_model.load_state_dict(source.base_model.state_dict(), strict=False)
+    odd = [k for k in missing + unexpected if not k.startswith("pooler.")]
+    if odd:
+        raise TrainingError("invalid_model", f"the masked-LM model's encoder does not match the classifier's: {odd[:3]}")
+
+
+def carry_back(family: str, mlm: nn.Module, model: nn.Module) -> None:
+    """After the phase, the classifier starts fine-tuning from the pretrained encoder."""
+    if family == "encoder":
+        _copy_encoder(mlm, model)
+    # scratch: ScratchForMaskedLM trained the classifier's own modules
+
+
+def pieces(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
+    """Each text's tokens in pieces of up to max_length, each wrapped in the tokenizer's special tokens."""
+    from makam_worker.training.trainer import special_affixes
+
+    prefix, suffix = special_affixes(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    out = []
+    for start in range(0, len(texts), 512):  # bounded memory for the tokenizer's batch
+        for ids in tokenizer(list(texts[start: start + 512]), add_special_tokens=False, verbose=False)["input_ids"]:
+            out.extend(prefix + ids[i: i + budget] + suffix for i in range(0, len(ids), budget))
+    return out
+
+
+def describe(hp: Hyperparameters, splits: Splits, history: list[dict[str, Any]]) -> str:
+    """The model card's line about the phase."""
+    last = f", last epoch's MLM loss {history[-1]['mlm_loss']:.4f}" if history else ""
+    return (f"; then masked-LM pretraining for {hp.mlm_epochs} epoch(s) on {len(splits.train_texts)} training and "
+            f"{len(splits.unlabeled_texts)} unlabeled texts ({hp.mlm_probability:.0%} of tokens masked, 80/10/10; "
+            f"learning rate {hp.mlm_learning_rate or hp.learning_rate}{last}) before fine-tuning")
+
+
+def pretrain(
+    paths: RunPaths, model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, built: Built, events: EventLog | None,
+    check_stop: Callable[[], None], log: Log, *, device: torch.device, precision: str, loop: LoopState,
+    meta: dict[str, Any] | None = None, meter: Any = None, resume: Resume | None = None,
+) -> None:
+    """Runs the phase from loop.mlm_epoch (0, or where `resume`'s checkpoint ended) to hp.mlm_epochs, in
+    place on built.model; per epoch a metrics event and, with `meta`, a checkpoint. `events` None: no
+    events (the refit's phase, which is not checkpointed either)."""
+    from makam_worker.training import trainer
+
+    tokenizer = built.tokenizer
+    if tokenizer.mask_token is None:
+        raise TrainingError("invalid_model", "mlm_epochs: the tokenizer has no mask token, so it cannot be "
+                            "pretrained as a masked LM; set mlm_epochs to 0", retryable=False)
+    mlm = masked_lm(hp.family, model_spec, built.model)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=hp.mlm_probability,
+                                               pad_to_multiple_of=8 if device.type == "cuda" else None)
+    data = pieces(tokenizer, texts_for(splits), built.max_length)
+    batches = DataLoader(data, batch_size=hp.batch_size, sampler=trainer.EpochShuffle(len(data), hp.seed),
+                         collate_fn=lambda rows: collator([{"input_ids": ids} for ids in rows]),
+                         pin_memory=device.type == "cuda")
+    steps_per_epoch = math.ceil(len(batches) / hp.gradient_accumulation_steps)
+    total_steps = hp.mlm_epochs * steps_per_epoch
+    optimizer = trainer.optimizer_for(mlm, dataclasses.replace(hp, learning_rate=hp.mlm_learning_rate or hp.learning_rate),
+                                      device)
+    warmup = hp.warmup_steps if hp.warmup_steps > 0 else math.ceil(hp.warmup_ratio * total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, min(warmup, total_steps), total_steps)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    # Resume.restore checks the counts against these (they are the phase's, not the fine-tune's).
+    phase_meta = {**(meta or {}), "phase": PHASE, "mlm_epochs": hp.mlm_epochs, "steps_per_epoch": steps_per_epoch,
+                  "total_steps": total_steps}
+    if resume is not None:
+        restored, notes = resume.restore(model=mlm, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                         meter=meter, device=device, steps_per_epoch=steps_per_epoch,
+                                         total_steps=total_steps)
+        loop.mlm_epoch, loop.mlm_step, loop.mlm_history = restored.mlm_epoch, restored.mlm_step, restored.mlm_history
+        for note in notes:
+            if events is not None:
+                events.append("log", level="warning", message=note)
+    log.info("masked-LM phase: %d texts in %d pieces, %d steps at learning rate %s, from MLM epoch %d",
+             len(texts_for(splits)), len(data), total_steps, hp.mlm_learning_rate or hp.learning_rate, loop.mlm_epoch)
+
+    mlm.train()
+    for epoch in range(loop.mlm_epoch + 1, hp.mlm_epochs + 1):
+        batches.sampler.set_epoch(epoch)
+        losses = torch.zeros((), device=device, dtype=torch.float64)
+        steps = 0
+        for window in trainer.windows(batches, hp.gradient_accumulation_steps):
+            check_stop()
+            optimizer.zero_grad(set_to_none=True)
+            for batch in window:
+                inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with trainer.autocast(device, precision):
+                    loss = mlm(**inputs).loss / len(window)
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                losses += loss.detach()
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            if hp.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(mlm.parameters(), hp.max_grad_norm)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            steps += 1
+            loop.mlm_step += 1
+        row = {"epoch": epoch, "step": loop.mlm_step, "mlm_loss": float(losses) / max(steps, 1)}
+        loop.mlm_epoch = epoch
+        loop.mlm_history.append(row)
+        log.info("MLM epoch %d/%d: loss %.4f", epoch, hp.mlm_epochs, row["mlm_loss"])
+        if events is not None:
+            events.append("metrics", phase=PHASE, **row)
+            if meta is not None:
+                saved = train_state.save(paths, meta={**phase_meta, "mlm_epoch": epoch}, model=mlm, optimizer=optimizer, scheduler=scheduler,
+                                         scaler=scaler, loop=loop, meter=meter, device=device, derived=built.derived)
+                events.append("checkpoint", epoch=saved.epoch, step=saved.step)
+    check_stop()
+    carry_back(hp.family, mlm, built.model)
+    del mlm, optimizer, scheduler
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

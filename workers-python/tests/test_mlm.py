@@ -1,0 +1,162 @@
+"""The masked-LM phase (mlm_epochs, training/mlm.py): real tiny models, real runs through `execute`.
+It lowers the MLM loss on a config-built BERT and on scratch, reports it per epoch through `metrics`
+events (phase "mlm"), hands its encoder to fine-tuning, reads the training and unlabeled texts but
+never validation or test ones, and a run stopped mid-phase resumes in it as if never stopped."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import EXAMPLES, extract, jsonl, model_spec, read_events, write_run_dir
+from makam_worker.run_spec import ModelSpec
+from makam_worker.training import mlm
+from makam_worker.training.child import EXIT_CANCELLED, EXIT_OK, execute
+from makam_worker.training.config import Hyperparameters
+from makam_worker.training.data import load_splits
+from makam_worker.training.family import BuildContext
+from makam_worker.training.train_state import LoopState
+
+UNLABELED = [{"text": f"{w} sabah erkenden yola çıktık, {w} akşam eve döndük"}
+             for w in ("ağaçlar", "yollar", "denizler", "rüzgarlar", "şarkılar", "kuşlar", "dağlar", "evler")]
+SCRATCH = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
+SMALL = {"epochs": 1, "batch_size": 8, "learning_rate": 3e-3, "validation_fraction": 0.25, "seed": 3,
+         "mlm_learning_rate": 1e-2, "warmup_ratio": 0.0}
+MLM_EPOCHS = 8
+RUNS = {
+    "encoder": (model_spec(), {**SMALL, "mlm_epochs": MLM_EPOCHS}),
+    "scratch": (SCRATCH, {**SMALL, "mlm_epochs": MLM_EPOCHS, "layers": 1, "heads": 2, "d_model": 32, "ff_dim": 64,
+                          "vocab_size": 150, "max_length": 32}),
+}
+
+
+def with_unlabeled(run_dir: Path, rows: list[dict]) -> Path:
+    spec = json.loads((run_dir / "spec.json").read_text())
+    path = run_dir.parent / f"{run_dir.name}-unlabeled.jsonl"
+    path.write_bytes(jsonl(rows))
+    spec["unlabeled_dataset"] = str(path)
+    (run_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False))
+    return run_dir
+
+
+def of_type(run_dir: Path, kind: str) -> list[dict]:
+    return [e for e in read_events(run_dir) if e["type"] == kind]
+
+
+@pytest.fixture(scope="module", params=list(RUNS))
+def whole(request, tmp_path_factory):
+    family = request.param
+    model, hp = RUNS[family]
+    root = tmp_path_factory.mktemp(f"mlm-{family}")
+    run_dir = with_unlabeled(write_run_dir(root, "whole", hp, model=model), UNLABELED)
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    return family, root, run_dir
+
+
+def test_the_phase_lowers_the_mlm_loss_and_reports_it_per_epoch(whole):
+    family, _, run_dir = whole
+    rows = [e for e in of_type(run_dir, "metrics") if e.get("phase") == "mlm"]
+    assert [r["epoch"] for r in rows] == list(range(1, MLM_EPOCHS + 1))
+    assert rows[-1]["mlm_loss"] < 0.9 * rows[0]["mlm_loss"], rows
+    # Then fine-tuning: its metrics rows as without the phase, after every MLM row.
+    tuned = [e for e in of_type(run_dir, "metrics") if "phase" not in e]
+    assert [r["epoch"] for r in tuned] == [1] and tuned[0]["seq"] > rows[-1]["seq"]
+    # A checkpoint after each MLM epoch (epoch 0 of fine-tuning), then the fine-tune's.
+    assert [c["epoch"] for c in of_type(run_dir, "checkpoint")] == [0] * MLM_EPOCHS + [1]
+
+
+def test_the_report_and_model_card_mention_the_phase(whole):
+    family, root, run_dir = whole
+    extract(run_dir / "model.tar.gz", root / "model")
+    card = (root / "model" / "README.md").read_text()
+    assert f"masked-LM pretraining for {MLM_EPOCHS} epoch(s)" in card and f"{len(UNLABELED)} unlabeled texts" in card
+    metrics = json.loads((root / "model" / "metrics.json").read_text())
+    assert [r["epoch"] for r in metrics["model"]["mlm_history"]] == list(range(1, MLM_EPOCHS + 1))
+    assert metrics["data"]["examples"]["unlabeled"] == len(UNLABELED)
+
+
+def test_a_run_stopped_mid_phase_resumes_in_it(whole):
+    family, root, run_dir = whole
+    model, hp = RUNS[family]
+    stopped = with_unlabeled(write_run_dir(root, "stopped", hp, model=model), UNLABELED)
+    stop = lambda: len(of_type(stopped, "checkpoint")) >= 2 if (stopped / "events.jsonl").exists() else False  # noqa: E731
+    assert execute(stopped, should_stop=stop) == EXIT_CANCELLED
+    resumed = with_unlabeled(write_run_dir(root, "resumed", hp, model=model), UNLABELED)
+    shutil.copyfile(stopped / "checkpoint.tar", resumed / "resume.tar")
+    spec = json.loads((resumed / "spec.json").read_text())
+    spec["resume_checkpoint_sha256"] = hashlib.sha256((stopped / "checkpoint.tar").read_bytes()).hexdigest()
+    (resumed / "spec.json").write_text(json.dumps(spec, ensure_ascii=False))
+    assert execute(resumed) == EXIT_OK, read_events(resumed)[-1]
+
+    def mlm_rows(run: Path) -> list[tuple]:
+        return [(e["epoch"], e["step"], e["mlm_loss"]) for e in of_type(run, "metrics") if e.get("phase") == "mlm"]
+
+    done = len(mlm_rows(stopped))
+    assert 2 <= done < MLM_EPOCHS
+    assert [r[0] for r in mlm_rows(resumed)] == list(range(done + 1, MLM_EPOCHS + 1))
+    # The same masks, batches and steps as the uninterrupted run: the same losses, the same model.
+    assert mlm_rows(stopped) + mlm_rows(resumed) == pytest.approx(mlm_rows(run_dir))
+    final = lambda run: of_type(run, "finished")[0]["final_metrics"]["accuracy"]  # noqa: E731
+    assert final(resumed) == final(run_dir)
+
+
+def build(family: str, tmp_path: Path, unlabeled: list[str], **extra):
+    model, hp = RUNS[family]
+    train = tmp_path / "train.jsonl"
+    train.write_bytes(jsonl(EXAMPLES))
+    path = tmp_path / "unlabeled.jsonl"
+    path.write_bytes(jsonl([{"text": t} for t in unlabeled]))
+    hp = Hyperparameters.from_dict({**hp, **extra}, family)
+    splits = load_splits(train, None, hp.validation_fraction, hp.seed, unlabeled_path=path)
+    ctx = BuildContext(hp=hp, splits=splits, device=torch.device("cpu"), precision="fp32", work_dir=tmp_path / "w",
+                       log=__import__("logging").getLogger("test"))
+    from makam_worker.training.trainer import _builder
+
+    spec = ModelSpec.from_dict(model)
+    return spec, hp, splits, _builder(family)(spec, ctx)
+
+
+@pytest.mark.parametrize("family", list(RUNS))
+def test_fine_tuning_starts_from_the_weights_the_phase_learnt(family, tmp_path, monkeypatch):
+    spec, hp, splits, built = build(family, tmp_path, [u["text"] for u in UNLABELED], mlm_epochs=2)
+    before = {n: p.detach().clone() for n, p in built.model.named_parameters()}
+    learnt = {}
+    carry_back = mlm.carry_back
+
+    def spy(family_, mlm_model, model):  # what the MLM model's encoder holds when the phase ends
+        learnt.update({n: p.detach().clone() for n, p in mlm_model.named_parameters()})
+        carry_back(family_, mlm_model, model)
+
+    monkeypatch.setattr(mlm, "carry_back", spy)
+    mlm.pretrain(tmp_path, spec, hp, splits, built, None, lambda: None, __import__("logging").getLogger("test"),
+                 device=torch.device("cpu"), precision="fp32", loop=LoopState())
+    after = dict(built.model.named_parameters())
+    embeddings = "embeddings.weight" if family == "scratch" else "bert.embeddings.word_embeddings.weight"
+    assert not torch.equal(before[embeddings], after[embeddings])  # the phase changed the encoder...
+    learnt_name = f"model.{embeddings}" if family == "scratch" else embeddings
+    assert torch.equal(learnt[learnt_name], after[embeddings])  # ...and the classifier holds what it learnt
+    head = "classifier.weight"
+    assert torch.equal(before[head], after[head])  # the classification head is fine-tuning's to train
+    changed = [n for n in before if n != head and not n.startswith("classifier") and not n.startswith("bert.pooler")
+               and not torch.equal(before[n], after[n])]
+    assert len(changed) > len(before) // 2
+
+
+@pytest.mark.parametrize("family", list(RUNS))
+def test_the_tokenizer_learns_the_unlabeled_text_and_evaluation_text_stays_out(family, tmp_path):
+    word = "zümrütanka"  # only in the unlabeled texts
+    hp = RUNS[family][1]
+    (tmp_path / "probe.jsonl").write_bytes(jsonl(EXAMPLES))
+    validation_text = load_splits(tmp_path / "probe.jsonl", None, hp["validation_fraction"], hp["seed"]).validation_texts[0]
+    unlabeled = [f"{word} {word} uçar gider {i}" for i in range(30)] + [validation_text]
+    _, _, splits, built = build(family, tmp_path, unlabeled, mlm_epochs=1)
+    assert validation_text in splits.validation_texts and validation_text not in mlm.texts_for(splits)
+    assert splits.report["removed_from_unlabeled"] == 1 and len(splits.unlabeled_texts) == 30
+    pieces = built.tokenizer.tokenize(word)
+    assert len(pieces) <= 2, pieces  # learnt as a word (or nearly), not spelt out letter by letter
