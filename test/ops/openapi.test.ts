@@ -54,11 +54,14 @@ test('/openapi.json is a valid OpenAPI 3.1 document with every route, its schema
   for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/datasets', '/v1/webhooks', '/v1/webhooks/{id}/deliveries', '/v1/workers', '/v1/jobs/{id}/artifacts/model/files/{name}', '/v1/jobs/{id}/trials']) {
     assert.ok(doc.paths[p], `${p} documented`);
   }
-  // Generated from the validation schemas: the submit body names its fields and refuses others.
+  // Generated from the validation schemas: the submit body is one of its kinds (oneOf by `kind`),
+  // each naming its fields and refusing others.
   const submit = doc.paths['/v1/jobs']!.post;
   const body = submit.requestBody.content['application/json'].schema;
-  assert.deepEqual([...body.required].sort(), ['dataset', 'kind', 'model']);
-  assert.equal(body.additionalProperties, false);
+  assert.deepEqual(body.discriminator, { propertyName: 'kind' });
+  const kinds = body.oneOf as Array<{ required: string[]; additionalProperties: boolean }>;
+  assert.deepEqual(kinds.map((k) => [...k.required].sort()), [['dataset', 'kind', 'model'], ['kind', 'members']]);
+  for (const k of kinds) assert.equal(k.additionalProperties, false);
   assert.deepEqual(submit.security, [{ apiKey: [] }]);
   const events = doc.paths['/v1/jobs/{id}/events']!.get;
   assert.ok(events.responses['200'].content['text/event-stream'], 'the event stream is documented');

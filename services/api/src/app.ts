@@ -45,7 +45,8 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   // Unknown fields are refused, not silently dropped; defaults are filled in. Querystrings and
   // path parameters arrive as strings and are coerced to their schema's types; JSON bodies are
   // not: "Infinity" or "1e400" sent as a string is no number.
-  const ajvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, verbose: true } as const;
+  // discriminator: POST /v1/jobs's body is one of several kinds (schemas/jobs.ts).
+  const ajvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, verbose: true, discriminator: true } as const;
   const validators = AjvCompiler();
   const headersTimeout = config.MAKAM_HEADERS_TIMEOUT_MS;
   if (config.MAKAM_REQUEST_TIMEOUT_MS > 0 && headersTimeout > config.MAKAM_REQUEST_TIMEOUT_MS) {

@@ -25,7 +25,7 @@ interface AjvError {
   keyword: string;
   message?: string;
   params: Record<string, unknown>;
-  parentSchema?: { properties?: Record<string, unknown>; enum?: unknown[] };
+  parentSchema?: { properties?: Record<string, unknown>; enum?: unknown[]; oneOf?: unknown[] };
 }
 
 function dotted(context: string | undefined, instancePath: string): string {
@@ -60,6 +60,14 @@ export function describeValidation(err: FastifyError): { message: string; param:
     }
     case 'const':
       return { param, message: `'${param}' must be ${JSON.stringify(first.params.allowedValue)}` };
+    case 'discriminator': {
+      // A body of several kinds (oneOf by `kind`): the tag is missing or names no kind.
+      const tag = String(first.params.tag);
+      const branches = (first.parentSchema?.oneOf ?? []) as Array<{ properties?: Record<string, { enum?: unknown[]; const?: unknown }> }>;
+      const kinds = branches.flatMap((b) => b.properties?.[tag]?.enum ?? (b.properties?.[tag]?.const !== undefined ? [b.properties[tag].const] : []));
+      param = join(param, tag);
+      return { param, message: `'${param}' must be one of: ${kinds.join(', ')}` };
+    }
     default:
       return { param: param || null, message: `'${param || context}' ${first.message ?? 'is invalid'}` };
   }

@@ -8,7 +8,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { isGrpcError } from './grpc/adapter.ts';
 import type { BlobStore } from '@makam/shared/blob-store';
 import type { DatasetStore } from '@makam/shared/dataset-store';
-import type { JobEvent, JobRecord, JobStore, MetricPoint } from '@makam/shared/job-store';
+import type { EnsembleJob, JobEvent, JobRecord, JobStore, MetricPoint } from '@makam/shared/job-store';
 import type { Logger } from '@makam/shared/logger';
 import type { WorkerClient } from './grpc/worker-client.ts';
 import { Detached, JobFailure, RetryableFailure } from './failures.ts';
@@ -123,14 +123,19 @@ export class RunDriver {
     // A retry resumes from the last checkpoint an earlier attempt left in the artifact store.
     const resume = record.checkpoint && (await this.ctx.blobs.exists(this.ctx.blobs.checkpointPath(this.jobId))) ? record.checkpoint : null;
     if (resume) await upload(this.transfers, { kind: 'checkpoint', checkpoint: resume });
+    // An ensemble runs with its first member's model and hyperparameters (their data ones are all
+    // members'), its members' models sent up as datasets are.
+    const ensemble = record.kind === 'ensemble' ? await this.sendMembers(record) : undefined;
+    const spec = record.kind === 'ensemble' ? record.members[0]! : record;
     const request = {
       runId: this.jobId,
+      ...(ensemble ? { ensemble } : {}),
       resumeCheckpointSha256: resume?.sha256 ?? '',
-      model: { family: record.model.family, name: record.model.name ?? '', config: record.model.config as never, tokenizer: record.model.tokenizer as never },
+      model: { family: spec.model.family, name: spec.model.name ?? '', config: spec.model.config as never, tokenizer: spec.model.tokenizer as never },
       trainDatasetSha256: train!.sha256,
       validationDatasetSha256: validation?.sha256 ?? '',
       testDatasetSha256: test?.sha256 ?? '',
-      hyperparameters: record.hyperparameters as never,
+      hyperparameters: spec.hyperparameters as never,
       devices: record.devices ?? 1,
     };
     const startRun = () =>
@@ -156,11 +161,25 @@ export class RunDriver {
     return attempt;
   }
 
+  /** Sends each member's model to the worker (unless it holds it); returns StartRun's ensemble. */
+  private async sendMembers(record: EnsembleJob) {
+    for (const m of record.members) {
+      if (!(await this.ctx.blobs.exists(this.ctx.blobs.artifactPath(m.job_id)))) {
+        throw new JobFailure('member_missing', `the model of member ${m.job_id} is no longer in the artifact store (its job was removed); submit the ensemble without it`);
+      }
+      await upload(this.transfers, { kind: 'artifact', jobId: m.job_id, sha256: m.artifact.sha256, sizeBytes: m.artifact.size_bytes });
+    }
+    return { method: record.method, members: record.members.map((m) => ({ jobId: m.job_id, artifactSha256: m.artifact.sha256 })) };
+  }
+
   /** A worker is never handed a job larger than its memory (as it reports it). */
   private async checkCapacity(record: JobRecord): Promise<void> {
     const caps = await this.client.getCapabilities({}, { timeoutMs: UNARY_MS });
-    if (!caps.families.includes(record.model.family)) {
-      throw new JobFailure('family_unsupported', `the worker at ${this.address} trains ${caps.families.join(', ')}, not ${record.model.family}`);
+    // An ensemble's worker loads each member's model, so it must know every member's family.
+    const families = record.kind === 'ensemble' ? record.members.map((m) => m.family) : [record.model.family];
+    const unsupported = families.find((f) => !caps.families.includes(f));
+    if (unsupported) {
+      throw new JobFailure('family_unsupported', `the worker at ${this.address} trains ${caps.families.join(', ')}, not ${unsupported}`);
     }
     const need = record.estimate?.total_bytes ?? 0;
     const have = Number(caps.memoryTotalBytes);

@@ -1,5 +1,5 @@
-// Moves files between the artifact store and one run's worker. Up go the datasets the worker lacks
-// and the checkpoint a retry resumes from; down come the run's checkpoints and its model, kept only
+// Moves files between the artifact store and one run's worker. Up go the datasets the worker lacks,
+// the checkpoint a retry resumes from and an ensemble's members' models; down come the run's checkpoints and its model, kept only
 // when their sha256 and size match what the worker announced. One pair of functions serves every
 // kind of file; what differs per kind (the RPC, the header, the store path) is looked up here.
 import { createReadStream } from 'node:fs';
@@ -33,8 +33,8 @@ export interface Checkpoint {
   size_bytes: number;
 }
 
-/** What goes up to the worker: a dataset by its sha256, or the checkpoint to resume from. */
-export type Upload = { kind: 'dataset'; sha256: string } | { kind: 'checkpoint'; checkpoint: Checkpoint };
+/** What goes up to the worker: a dataset by its sha256, the checkpoint to resume from, or a finished job's model (an ensemble member). */
+export type Upload = { kind: 'dataset'; sha256: string } | { kind: 'checkpoint'; checkpoint: Checkpoint } | { kind: 'artifact'; jobId: string; sha256: string; sizeBytes: number };
 
 /** What comes down from the worker: the run's latest checkpoint, or its model. */
 export type Download = { kind: 'checkpoint'; minEpoch: number } | { kind: 'artifact' };
@@ -51,7 +51,12 @@ export async function upload(t: Transfers, file: Upload): Promise<void> {
     if (isGrpcError(err, GrpcStatus.INVALID_ARGUMENT)) throw new JobFailure(`${file.kind}_too_large`, err.details, { cause: err });
     throw err;
   };
-  if (file.kind === 'dataset') {
+  if (file.kind === 'artifact') {
+    const { sha256, jobId } = file;
+    if ((await t.client.hasArtifact({ sha256 }, { timeoutMs: UNARY_MS })).present) return;
+    await t.client.uploadArtifact(parts({ sha256, sizeBytes: BigInt(file.sizeBytes) }, t.blobs.artifactPath(jobId)), options).catch(refused);
+    t.log.info({ sha256, member: jobId }, 'member model uploaded to worker for an ensemble');
+  } else if (file.kind === 'dataset') {
     const { sha256 } = file;
     const { present } = await t.client.hasDataset({ sha256 }, { timeoutMs: UNARY_MS });
     if (present) return;

@@ -147,11 +147,31 @@ export interface TrialJob extends JobBase {
   trial: TrialInfo;
 }
 
+/** A finished job an ensemble combines: what its run needs of it, read when the ensemble was submitted. */
+export interface EnsembleMember {
+  job_id: string;
+  family: string;
+  /** Its model archive in the artifact store. */
+  artifact: { sha256: string; size_bytes: number };
+  /** The model and hyperparameters it was trained with (the ensemble's run carves its splits with them). */
+  model: ModelRequest;
+  hyperparameters: Record<string, unknown>;
+}
+
+/** Finished jobs' models combined on their shared splits; only the weights or the stacker are fit. Its
+ * `model` is `{family: 'ensemble'}`, its datasets its members', its hyperparameters their shared data ones. */
+export interface EnsembleJob extends JobBase {
+  kind: 'ensemble';
+  /** average: probabilities averaged with weights fit on validation; stack: a logistic regression on them. */
+  method: 'average' | 'stack';
+  members: EnsembleMember[];
+}
+
 /** A job's record; `kind` says which fields it has beyond the common ones. */
-export type JobRecord = FinetuneJob | TuneJob | TrialJob;
+export type JobRecord = FinetuneJob | TuneJob | TrialJob | EnsembleJob;
 
 /** Fields written to an existing record (any kind's). */
-export type JobFields = Partial<Omit<FinetuneJob, 'kind'> & Omit<TuneJob, 'kind'> & Omit<TrialJob, 'kind'>>;
+export type JobFields = Partial<Omit<FinetuneJob, 'kind'> & Omit<TuneJob, 'kind'> & Omit<TrialJob, 'kind'> & Omit<EnsembleJob, 'kind'>>;
 
 /** The fields a new record starts with, unless the new job sets them. */
 type QueuedField = 'object' | 'status' | 'progress' | 'metrics' | 'result' | 'artifact' | 'error' | 'attempts' | 'worker' | 'cancel_requested' | 'created_at' | 'started_at' | 'finished_at' | 'updated_at';

@@ -64,6 +64,15 @@ def capabilities(worker_id: str, active_runs: int) -> worker_pb2.GetCapabilities
     )
     if importlib.util.find_spec("bitsandbytes") is not None:
         response.versions["bitsandbytes"] = _version("bitsandbytes")
+    # What a job's export_onnx and tracker can use here: listed only when they would work.
+    from makam_worker.training import export_onnx, trackers
+
+    if export_onnx.available():
+        response.versions.update(onnx=_version("onnx"), onnxruntime=_version("onnxruntime"))
+    if importlib.util.find_spec("tensorboard") is not None:
+        response.versions["tensorboard"] = _version("tensorboard")
+    if importlib.util.find_spec("wandb") is not None and trackers.wandb_import_error() is None:
+        response.versions["wandb"] = _version("wandb")
     if torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
         response.device = "cuda"

@@ -21,7 +21,8 @@ import type { Family } from '../contracts/hyperparameters.gen.ts';
 import type { Search } from '@makam/shared/tuning/search';
 import { ApiError } from '../errors.ts';
 import { withIdempotency } from '../idempotency.ts';
-import type { CreateJobBodyT } from '../schemas/jobs.ts';
+import type { CreateJobBodyT, TrainJobBodyT } from '../schemas/jobs.ts';
+import { submitEnsemble } from './submit-ensemble.ts';
 import { checkHyperparameters } from './check-hyperparameters.ts';
 import { checkModel } from './check-model.ts';
 import { checkSearch, largestCorner } from './check-search.ts';
@@ -46,8 +47,10 @@ const DATASET_PARAMS = ['dataset', 'validation_dataset', 'test_dataset'] as cons
 
 /** Submits a job; the answer is 202 with the queued job, or the stored answer of an earlier request with the same key. */
 export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{ status: number; body: unknown }> {
+  if (req.body.kind === 'ensemble') return submitEnsemble(deps, { ...req, body: req.body });
   const { app } = deps;
-  const { tenant, body } = req;
+  const { tenant } = req;
+  const body = req.body;
   checkKind(body);
   checkModelRequest(body, deps.modelRoots);
   const { hyperparameters, search } = resolveHyperparameters(body);
@@ -66,13 +69,13 @@ export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{
 }
 
 /** A tune job needs a search, and only a tune job takes one. */
-function checkKind(body: CreateJobBodyT): void {
+function checkKind(body: TrainJobBodyT): void {
   if (body.kind === 'tune' && !body.search) throw new ApiError(400, 'invalid_request', "a tune job needs 'search': the space, objective and trials", 'search');
   if (body.kind === 'finetune' && body.search) throw new ApiError(400, 'invalid_request', "'search' belongs to tune jobs; set kind to 'tune' or drop search", 'search');
 }
 
 /** Encoder and decoder models are named or configured (exactly one); the other families take neither. */
-function checkModelRequest(body: CreateJobBodyT, modelRoots: readonly string[]): void {
+function checkModelRequest(body: TrainJobBodyT, modelRoots: readonly string[]): void {
   const family = body.model.family;
   const { name, config, tokenizer } = body.model;
   if (family === 'encoder' || family === 'decoder') {
@@ -88,7 +91,7 @@ function checkModelRequest(body: CreateJobBodyT, modelRoots: readonly string[]):
 }
 
 /** The family's defaults under the given values, checked; a tune job's searched names are left to its trials. */
-function resolveHyperparameters(body: CreateJobBodyT): { hyperparameters: Record<string, unknown>; search: Search | undefined } {
+function resolveHyperparameters(body: TrainJobBodyT): { hyperparameters: Record<string, unknown>; search: Search | undefined } {
   const family = body.model.family;
   const given = (body.hyperparameters ?? {}) as Record<string, unknown>;
   const wrong = misapplied(given, family);
@@ -109,7 +112,7 @@ function resolveHyperparameters(body: CreateJobBodyT): { hyperparameters: Record
  * The job's datasets by parameter, or 400 dataset_not_found naming the first missing one in
  * parameter order (another tenant's is missing too). Read together: one round trip, not one each.
  */
-async function ownedDatasets(app: FastifyInstance, tenant: string, body: CreateJobBodyT): Promise<Partial<Record<DatasetParam, DatasetRecord>>> {
+async function ownedDatasets(app: FastifyInstance, tenant: string, body: TrainJobBodyT): Promise<Partial<Record<DatasetParam, DatasetRecord>>> {
   const given = DATASET_PARAMS.filter((param) => body[param]);
   const records = await Promise.all(given.map((param) => app.datasets.get(body[param]!)));
   const datasets: Partial<Record<DatasetParam, DatasetRecord>> = {};
@@ -121,11 +124,11 @@ async function ownedDatasets(app: FastifyInstance, tenant: string, body: CreateJ
   return datasets;
 }
 
-const datasetNotFound = (body: CreateJobBodyT, param: DatasetParam): ApiError =>
+const datasetNotFound = (body: TrainJobBodyT, param: DatasetParam): ApiError =>
   new ApiError(400, 'dataset_not_found', `no dataset with id ${body[param]}; upload it with POST /v1/datasets first`, param);
 
 /** Reads the job's datasets and checks the labels against the training set's; returns the training set. */
-async function readDatasets(app: FastifyInstance, tenant: string, body: CreateJobBodyT, hyperparameters: Record<string, unknown>): Promise<DatasetRecord> {
+async function readDatasets(app: FastifyInstance, tenant: string, body: TrainJobBodyT, hyperparameters: Record<string, unknown>): Promise<DatasetRecord> {
   const datasets = await ownedDatasets(app, tenant, body);
   const train = datasets.dataset!;
   for (const param of ['validation_dataset', 'test_dataset'] as const) {
@@ -143,7 +146,7 @@ async function readDatasets(app: FastifyInstance, tenant: string, body: CreateJo
 }
 
 /** The resource class the job fits (a tune job: its largest trial), or 400 does_not_fit / invalid_model_config. */
-function placeJob(app: FastifyInstance, body: CreateJobBodyT, hyperparameters: Record<string, unknown>, search: Search | undefined, train: DatasetRecord): Placement {
+function placeJob(app: FastifyInstance, body: TrainJobBodyT, hyperparameters: Record<string, unknown>, search: Search | undefined, train: DatasetRecord): Placement {
   const family: Family = body.model.family;
   try {
     const input = { family, model: body.model, hyperparameters, labels: train.labels.length, rows: train.rows, datasetBytes: train.size_bytes };
@@ -162,7 +165,7 @@ function placeJob(app: FastifyInstance, body: CreateJobBodyT, hyperparameters: R
  * dataset deleted since ownedDatasets read it is caught here, and once the place is taken its
  * delete refuses (lua/removeDataset-4.lua). One script, lua/reserveActiveJob-1.lua.
  */
-async function reserve(app: FastifyInstance, tenant: string, body: CreateJobBodyT, id: string): Promise<void> {
+async function reserve(app: FastifyInstance, tenant: string, body: TrainJobBodyT, id: string): Promise<void> {
   const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
   const given = DATASET_PARAMS.filter((param) => body[param]);
   const refused = await app.quotas.reserveActiveJob(tenant, id, limit, given.map((param) => app.keys.dataset(body[param]!)));
@@ -173,7 +176,7 @@ async function reserve(app: FastifyInstance, tenant: string, body: CreateJobBody
 }
 
 /** The queued record of the job; a tune job's study starts empty. */
-function newJobRecord(id: string, tenant: string, body: CreateJobBodyT, hyperparameters: Record<string, unknown>, placement: Placement, search: Search | undefined): JobRecord {
+function newJobRecord(id: string, tenant: string, body: TrainJobBodyT, hyperparameters: Record<string, unknown>, placement: Placement, search: Search | undefined): JobRecord {
   const job = {
     id,
     tenant,

@@ -86,7 +86,7 @@ export const SearchRequest = Type.Object(
 );
 export type SearchRequestT = Static<typeof SearchRequest>;
 
-export const CreateJobBody = Type.Object(
+export const TrainJobBody = Type.Object(
   {
     kind: Type.Enum(['finetune', 'tune'], { description: 'finetune: one training run; tune: an Optuna search whose trials are training runs' }),
     model: ModelRequest,
@@ -98,9 +98,31 @@ export const CreateJobBody = Type.Object(
     devices: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Devices of one worker to train on at once (DDP under torchrun); batch_size and the memory estimate are per device. Default 1' })),
     search: Type.Optional(SearchRequest),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, title: 'Finetune or tune job' },
 );
-export type CreateJobBodyT = Static<typeof CreateJobBody>;
+export type TrainJobBodyT = Static<typeof TrainJobBody>;
+
+/** Finished jobs' models combined; model, datasets and data hyperparameters come from the members. */
+export const EnsembleJobBody = Type.Object(
+  {
+    kind: Type.Literal('ensemble', { description: 'ensemble: finished jobs\' models combined on the splits they share' }),
+    members: Type.Array(Type.String({ pattern: JOB_ID_PATTERN }), { minItems: 2, maxItems: 8, description: 'Finished finetune or trial jobs of this tenant, on the same datasets, labels and data hyperparameters (seed, fractions, text preparation), none refit' }),
+    method: Type.Optional(Type.Enum(['average', 'stack'], { description: 'average: probabilities averaged with weights fit on validation; stack: a logistic regression fit on validation (average)' })),
+    resource_class: Type.Optional(Type.String({ pattern: '^[a-z0-9-]+$', description: 'The class to run on; by default the largest of its members\' classes' })),
+  },
+  { additionalProperties: false, title: 'Ensemble job' },
+);
+export type EnsembleJobBodyT = Static<typeof EnsembleJobBody>;
+
+// oneOf with a discriminator (ajv's `discriminator` option): a refusal names the fields of the
+// body's own kind, not those of the other kinds.
+export const CreateJobBody = Type.Unsafe<TrainJobBodyT | EnsembleJobBodyT>({
+  type: 'object',
+  required: ['kind'],
+  discriminator: { propertyName: 'kind' },
+  oneOf: [TrainJobBody, EnsembleJobBody],
+});
+export type CreateJobBodyT = TrainJobBodyT | EnsembleJobBodyT;
 
 export const JobIdParams = Type.Object({ id: Type.String({ pattern: JOB_ID_PATTERN, description: 'A job id (job_...)' }) }, { additionalProperties: false });
 
@@ -108,7 +130,7 @@ export const ListJobsQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
     after: Type.Optional(Type.String({ pattern: JOB_ID_PATTERN, description: 'next_cursor of the previous page' })),
-    kind: Type.Optional(Type.Enum(['finetune', 'tune', 'trial'], { description: "Only jobs of this kind (a tune job's trials are jobs of kind trial)" })),
+    kind: Type.Optional(Type.Enum(['finetune', 'tune', 'trial', 'ensemble'], { description: "Only jobs of this kind (a tune job's trials are jobs of kind trial)" })),
   },
   { additionalProperties: false },
 );
@@ -137,7 +159,7 @@ export const Job = Type.Object(
     id: Type.String(),
     object: Type.Literal('job'),
     tenant: Type.String(),
-    kind: Type.Enum(['finetune', 'tune', 'trial']),
+    kind: Type.Enum(['finetune', 'tune', 'trial', 'ensemble']),
     status: Type.Enum([...JOB_STATUSES]),
     model: Type.Unknown(),
     dataset: Type.String(),
@@ -161,6 +183,8 @@ export const Job = Type.Object(
     importances: Type.Optional(Type.Unknown({ description: "tune: each searched parameter's importance (Optuna), once done" })),
     parent: Type.Optional(Nullable(Type.String({ description: 'trial: its tune job' }))),
     trial: Type.Optional(Type.Unknown({ description: 'trial: its number, parameters and state in the study' })),
+    method: Type.Optional(Type.String({ description: 'ensemble: average or stack' })),
+    members: Type.Optional(Type.Unknown({ description: 'ensemble: its member jobs (job_id, family, artifact, model, hyperparameters)' })),
     created_at: Type.String(),
     started_at: Nullable(Type.String()),
     finished_at: Nullable(Type.String()),

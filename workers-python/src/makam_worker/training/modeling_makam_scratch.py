@@ -172,9 +172,14 @@ class MakamScratchForSequenceClassification(MakamScratchPreTrainedModel):
         self.classifier = nn.Linear(width, config.num_labels)
         self.post_init()
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The last hidden states (batch, tokens, hidden_size), before pooling: what makam's masked-LM
-        phase trains an MLM head on before fine-tuning."""
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        char_ngram_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
         b, t = input_ids.shape
         if t > self.config.max_position_embeddings:
             raise ValueError(f"input is {t} tokens, above max_position_embeddings={self.config.max_position_embeddings}")
@@ -187,22 +192,12 @@ class MakamScratchForSequenceClassification(MakamScratchPreTrainedModel):
         # No mask given means no padding: nothing to check, so no host sync on CUDA (the training loop
         # leaves the mask out of batches without padding); a given mask of all ones is dropped too.
         keep = attention_mask.bool() if attention_mask is not None else None
-        mask = None if keep is None or bool(keep.all()) else keep[:, None, None, :]
+        # An exported graph (ONNX) cannot branch on the data: it always applies the mask.
+        dense = keep is None or (not torch.compiler.is_exporting() and bool(keep.all()))
+        mask = None if dense else keep[:, None, None, :]
         for block in self.blocks:
             x = block(x, mask)
-        return self.norm(x)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        char_ngram_ids: torch.Tensor | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput:
-        x = self.encode(input_ids, attention_mask)
-        t = x.shape[1]
-        keep = attention_mask.bool() if attention_mask is not None else None
+        x = self.norm(x)
         if self.config.pooling == "cls":
             pooled = x[:, 0]
         elif keep is None:

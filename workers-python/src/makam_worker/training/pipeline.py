@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
@@ -21,8 +22,22 @@ from makam_worker.training.textprep import OPTIONS
 
 
 def train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Callable[[], bool], log: Log) -> dict:
-    """Trains, writes model/, model.tar.gz and its sha256; returns the final metrics."""
+    """Trains, writes model/, model.tar.gz and its sha256; returns the final metrics. The run's
+    `tracker` (trackers.py) is open throughout: report.py finishes it; a failure closes it as failed."""
+    from makam_worker.training import trackers
 
+    hp = spec.hyperparameters
+    tracker = trackers.open_tracker(hp.tracker, run_id=spec.run_id, run_dir=paths.dir, model_dir=paths.model)
+    try:
+        tracker.start(hp.to_dict())
+        return _train_run(paths, spec, events, should_stop, log, tracker)
+    except BaseException:
+        tracker.close(failed=True)
+        raise
+
+
+def _train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Callable[[], bool], log: Log,
+               tracker: Any) -> dict:
     def check_stop() -> None:
         if should_stop():
             raise Cancelled()
@@ -34,7 +49,6 @@ def train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Cal
             spec.train_dataset, spec.validation_dataset, hp.validation_fraction, hp.seed,
             test_path=spec.test_dataset, test_fraction=hp.test_fraction,
             prepare={name: getattr(hp, name) for name in OPTIONS}, remove_eval_duplicates=hp.remove_eval_duplicates,
-            unlabeled_path=spec.unlabeled_dataset,
         )
         span.update(train_examples=len(splits.train_texts), validation_examples=len(splits.validation_texts),
                     test_examples=len(splits.test_texts))
@@ -52,7 +66,7 @@ def train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Cal
             raise TrainingError("invalid_checkpoint", "the tfidf family saves no checkpoints and cannot resume from one")
         from makam_worker.training.families.tfidf import train_tfidf
 
-        return train_tfidf(paths, spec, hp, splits, events, check_stop, log)
+        return train_tfidf(paths, spec, hp, splits, events, check_stop, log, tracker=tracker)
     from makam_worker.training.trainer import train_neural
 
     refit = None
@@ -60,4 +74,4 @@ def train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Cal
         from makam_worker.training.refit import train_refit
 
         refit = functools.partial(train_refit, spec.model, events, check_stop)
-    return train_neural(paths, spec, hp, splits, events, check_stop, log, refit=refit)
+    return train_neural(paths, spec, hp, splits, events, check_stop, log, refit=refit, tracker=tracker)

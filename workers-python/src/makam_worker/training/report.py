@@ -11,7 +11,7 @@ from typing import Any
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import ModelSpec, RunSpec
-from makam_worker.training import artifact
+from makam_worker.training import artifact, export_onnx
 from makam_worker.training.common import Log
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
@@ -69,10 +69,12 @@ def finish(
     paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits, events: EventLog, log: Log, *,
     history: list[dict[str, Any]], best_epoch: int, best_row: dict[str, Any] | None, stopped_early: bool,
     evaluation: dict[str, Any], throughput: dict[str, Any], source: str, loading: str, model_info: dict[str, Any],
-    refit: dict[str, Any] | None = None,
+    refit: dict[str, Any] | None = None, onnx: dict[str, Any] | None = None, tracker: Any = None,
 ) -> dict[str, Any]:
     """Writes labels.json, metrics.json, preprocessing.json, textprep.py and README.md beside the
-    model files already in paths.model, packs the artifact and returns the final metrics."""
+    model files already in paths.model, packs the artifact and returns the final metrics. `onnx` is
+    export_onnx.export's result (metrics.json's `onnx` and the card's ONNX section); `tracker`
+    (trackers.py) gets the final metrics and is closed before packing, so its files are packed."""
     summary = final_metrics(
         hp, splits, best_epoch=best_epoch, epochs_trained=len(history), stopped_early=stopped_early,
         best_row=best_row, evaluation=evaluation, throughput=throughput, refit=refit,
@@ -97,6 +99,7 @@ def finish(
         "data": splits.report,
         "throughput": throughput,
         "model": {"family": hp.family, "source": source, **model_info},
+        **({"onnx": onnx} if onnx is not None else {}),
     }
     model_dir = paths.model
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -104,8 +107,10 @@ def finish(
     (model_dir / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n")
     shutil.copyfile(TEXTPREP, model_dir / "textprep.py")
     card = model_card(spec.model, hp, splits, summary, source, loading,
-                      max_length=model_info.get("max_length"))
+                      max_length=model_info.get("max_length"), onnx=onnx)
     artifact.write_files(model_dir, splits.label_names, metrics, card)
+    if tracker is not None:
+        tracker.finish(summary, step=history[-1].get("step") or 0 if history else 0)
     digest = artifact.pack(paths)
     log.info("artifact packed: sha256 %s", digest)
     return summary
@@ -124,7 +129,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def model_card(model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, summary: dict[str, Any],
-               source: str, loading: str, max_length: int | None = None) -> str:
+               source: str, loading: str, max_length: int | None = None, onnx: dict[str, Any] | None = None) -> str:
     evaluation = summary["test"]
     labels = splits.label_names
     split = summary["evaluated_on"]
@@ -204,6 +209,7 @@ def model_card(model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, summa
         "",
         *(f"- {key}: {value}" for key, value in hp.to_dict().items()),
         "",
+        *export_onnx.card_section(onnx, family=hp.family, max_length=max_length, truncation=hp.truncation),
         "## Loading",
         "",
         "```python",

@@ -26,7 +26,7 @@ from transformers.utils import logging as hf_logging
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import RunSpec
-from makam_worker.training import augment, spans, distributed, report, textprep, train_state
+from makam_worker.training import augment, spans, distributed, report, textprep, trackers, train_state
 from makam_worker.training.train_state import LoopState, Resume, restore, snapshot
 from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
@@ -371,19 +371,13 @@ def _builder(family: str) -> Callable[[dict[str, Any], BuildContext], Built]:
     return build
 
 
-def _pretraining_note(hp: Hyperparameters, splits: Splits, loop: LoopState) -> str:
-    if not hp.mlm_epochs:
-        return ""
-    from makam_worker.training import mlm
-
-    return mlm.describe(hp, splits, loop.mlm_history)
-
-
 def train_neural(
     paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits, events: EventLog,
     check_stop: Callable[[], None], log: Log,
     refit: Callable[[BuildContext, int, Meter], tuple[Built, dict[str, Any]]] | None = None,
+    tracker: trackers.Tracker | None = None,
 ) -> dict:
+    tracker = tracker or trackers.Tracker()  # pipeline.py opens the run's tracker; report.finish finishes it
     hf_logging.disable_progress_bar()  # tqdm bars would fill train.log
     hf_logging.set_verbosity_error()  # "sequence longer than the model's maximum": we truncate ourselves
     set_seed(hp.seed)
@@ -424,9 +418,7 @@ def train_neural(
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     loop, notes = LoopState(), []
-    # A checkpoint of the masked-LM phase (mlm.py): that phase goes on, and fine-tuning starts afresh after it.
-    in_mlm = resume is not None and resume.meta.get("phase") == "mlm"
-    if resume is not None and not in_mlm:
+    if resume is not None:
         # Last before the loop: it also sets the random generators as they were after epoch k.
         loop, notes = resume.restore(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, meter=meter,
                                      device=device, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
@@ -437,11 +429,7 @@ def train_neural(
     )
     for note in data_warnings(hp, splits) + built.notes + notes:
         events.append("log", level="warning", message=note)
-    if in_mlm:
-        events.append("log", level="info", message=(
-            f"resumed from a checkpoint of the masked-LM phase, after {resume.meta.get('mlm_epoch', 'some')} of "
-            f"{hp.mlm_epochs} MLM epoch(s): the phase goes on, then fine-tuning"))
-    elif resume is not None:
+    if resume is not None:
         events.append("log", level="info", message=(
             f"resumed from the checkpoint of epoch {loop.epoch} (step {loop.step}); training goes on at epoch "
             f"{loop.epoch + 1}" if loop.epoch < hp.epochs and not loop.stopped_early else
@@ -454,11 +442,6 @@ def train_neural(
         "family": hp.family, "model": spec.model.to_dict(), "labels": splits.label_names, "total_steps": total_steps,
         "steps_per_epoch": steps_per_epoch, "precision": precision,
     }
-    if hp.mlm_epochs and (resume is None or in_mlm):  # not after it: a fine-tune checkpoint holds its result
-        from makam_worker.training import mlm
-
-        mlm.pretrain(paths, spec.model, hp, splits, built, events, check_stop, log, device=device, precision=precision,
-                     loop=loop, meta=checkpoint_meta, meter=meter, resume=resume if in_mlm else None)
     model.train()
     trained = distributed.wrap(model, device)  # DDP in a run of several devices; checkpoints keep `model`
     for epoch in range(loop.epoch + 1, hp.epochs + 1):
@@ -484,6 +467,7 @@ def train_neural(
                 epoch_steps += 1
             reporter.step(epoch, loop.step, loss if loss is not None else 0.0, scheduler.get_last_lr()[0],
                           epoch_end=i == steps_per_epoch - 1)
+            tracker.step(loop.step, loss, scheduler.get_last_lr()[0])
         meter.pause()
         if epoch_span is not None:
             epoch_span.end(step=loop.step)
@@ -498,6 +482,7 @@ def train_neural(
         loop.epoch = epoch
         loop.history.append(row)
         events.append("metrics", **row)
+        tracker.epoch(epoch, loop.step, row)
         log.info("epoch %d/%d: validation accuracy %.4f, macro F1 %.4f, loss %.4f",
                  epoch, hp.epochs, row["accuracy"], row["macro_f1"], val_loss)
         value = row[hp.metric_for_best_model]
@@ -545,12 +530,17 @@ def train_neural(
         built.tokenizer.init_kwargs["truncation_side"] = "left"
     paths.model.mkdir(parents=True, exist_ok=True)
     built.save(paths.model)
+    onnx = None
+    if hp.export_onnx:  # last: it merges a LoRA model and moves it to the CPU in fp32
+        from makam_worker.training import export_onnx
+
+        onnx = export_onnx.export(model, built.tokenizer, paths.model, split=split, max_length=built.max_length,
+                                  texts=splits.test_texts if split == "test" else splits.validation_texts,
+                                  truncation=hp.truncation, batch_size=hp.batch_size, log=log, check_stop=check_stop)
     return report.finish(
         paths, spec, hp, splits, events, log,
         history=loop.history, best_epoch=loop.best_epoch, best_row=loop.best_row, stopped_early=loop.stopped_early,
-        evaluation=final, throughput=throughput, source=built.source + _pretraining_note(hp, splits, loop),
-        loading=built.loading,
-        model_info={**built.info, "max_length": built.max_length, "train_texts_truncated": train_truncated,
-                    **({"mlm_history": loop.mlm_history} if hp.mlm_epochs else {})},
-        refit=refitted,
+        evaluation=final, throughput=throughput, source=built.source, loading=built.loading,
+        model_info={**built.info, "max_length": built.max_length, "train_texts_truncated": train_truncated},
+        refit=refitted, onnx=onnx, tracker=tracker,
     )

@@ -24,7 +24,7 @@ from typing import Any
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import RunSpec
-from makam_worker.training import report
+from makam_worker.training import export_onnx, report
 from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
@@ -65,7 +65,7 @@ def _float32() -> Any:
 
 def train_tfidf(
     paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits, events: EventLog,
-    check_stop: Callable[[], None], log: Log,
+    check_stop: Callable[[], None], log: Log, tracker: Any = None,
 ) -> dict:
     import joblib
     from sklearn.metrics import log_loss
@@ -113,6 +113,8 @@ def train_tfidf(
     row = {"epoch": 1, "step": 1, "train_loss": None, "validation_loss": loss(splits.validation_texts, splits.validation_labels),
            "accuracy": scores["accuracy"], "weighted_f1": scores["weighted_f1"], "macro_f1": scores["macro_f1"]}
     events.append("metrics", **row)
+    if tracker is not None:
+        tracker.epoch(1, 1, row)
     log.info("tfidf: validation accuracy %.4f, macro F1 %.4f", row["accuracy"], row["macro_f1"])
 
     refitted = None
@@ -138,5 +140,6 @@ def train_tfidf(
         history=[row], best_epoch=1, best_row=row, stopped_early=False, evaluation=evaluation,
         throughput=throughput, source=f"TF-IDF (word 1-{hp.word_ngram_max}, char_wb {hp.char_ngram_min}-"
                                       f"{hp.char_ngram_max}) + {hp.classifier}",
-        loading=LOADING, model_info={"features": vocabulary}, refit=refitted,
+        loading=LOADING, model_info={"features": vocabulary}, refit=refitted, tracker=tracker,
+        onnx=export_onnx.unavailable(export_onnx.tfidf_reason()) if hp.export_onnx else None,
     )
