@@ -103,7 +103,7 @@ class ModelSpec(_message.Message):
     def __init__(self, family: _Optional[str] = ..., name: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tokenizer: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("run_id", "model", "train_dataset_sha256", "validation_dataset_sha256", "hyperparameters", "test_dataset_sha256", "resume_checkpoint_sha256", "ensemble")
+    __slots__ = ("run_id", "model", "train_dataset_sha256", "validation_dataset_sha256", "hyperparameters", "test_dataset_sha256", "resume_checkpoint_sha256", "devices", "unlabeled_dataset_sha256", "ensemble")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRAIN_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,8 @@ class StartRunRequest(_message.Message):
     HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     TEST_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
     RESUME_CHECKPOINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    UNLABELED_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
     ENSEMBLE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     model: ModelSpec
@@ -119,8 +121,10 @@ class StartRunRequest(_message.Message):
     hyperparameters: _struct_pb2.Struct
     test_dataset_sha256: str
     resume_checkpoint_sha256: str
+    devices: int
+    unlabeled_dataset_sha256: str
     ensemble: Ensemble
-    def __init__(self, run_id: _Optional[str] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., train_dataset_sha256: _Optional[str] = ..., validation_dataset_sha256: _Optional[str] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., test_dataset_sha256: _Optional[str] = ..., resume_checkpoint_sha256: _Optional[str] = ..., ensemble: _Optional[_Union[Ensemble, _Mapping]] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., train_dataset_sha256: _Optional[str] = ..., validation_dataset_sha256: _Optional[str] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., test_dataset_sha256: _Optional[str] = ..., resume_checkpoint_sha256: _Optional[str] = ..., devices: _Optional[int] = ..., unlabeled_dataset_sha256: _Optional[str] = ..., ensemble: _Optional[_Union[Ensemble, _Mapping]] = ...) -> None: ...
 
 class Ensemble(_message.Message):
     __slots__ = ("method", "members")
@@ -131,16 +135,12 @@ class Ensemble(_message.Message):
     def __init__(self, method: _Optional[str] = ..., members: _Optional[_Iterable[_Union[EnsembleMember, _Mapping]]] = ...) -> None: ...
 
 class EnsembleMember(_message.Message):
-    __slots__ = ("job_id", "artifact_sha256", "devices", "unlabeled_dataset_sha256")
+    __slots__ = ("job_id", "artifact_sha256")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
-    DEVICES_FIELD_NUMBER: _ClassVar[int]
-    UNLABELED_DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     artifact_sha256: str
-    devices: int
-    unlabeled_dataset_sha256: str
-    def __init__(self, job_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., devices: _Optional[int] = ..., unlabeled_dataset_sha256: _Optional[str] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
     __slots__ = ("state", "created", "last_seq")

@@ -328,6 +328,20 @@ export declare type StartRunRequest = Message<"makam.worker.v1.StartRunRequest">
   resumeCheckpointSha256: string;
 
   /**
+   * Devices to train on (DDP under torchrun when more than 1); 0 means 1. At most the worker's devices.
+   *
+   * @generated from field: uint32 devices = 8;
+   */
+  devices: number;
+
+  /**
+   * The sha256 of a text-only dataset (JSON lines of {"text"}) for the masked-LM phase (mlm_epochs); empty for none.
+   *
+   * @generated from field: string unlabeled_dataset_sha256 = 9;
+   */
+  unlabeledDatasetSha256: string;
+
+  /**
    * Set for an ensemble of finished jobs' models; model and hyperparameters are then its first member's.
    *
    * @generated from field: makam.worker.v1.Ensemble ensemble = 20;
@@ -387,20 +401,6 @@ export declare type EnsembleMember = Message<"makam.worker.v1.EnsembleMember"> &
    * @generated from field: string artifact_sha256 = 2;
    */
   artifactSha256: string;
-
-  /**
-   * Devices to train on (DDP under torchrun when more than 1); 0 means 1. At most the worker's devices.
-   *
-   * @generated from field: uint32 devices = 8;
-   */
-  devices: number;
-
-  /**
-   * The sha256 of a text-only dataset (JSON lines of {"text"}) for the masked-LM phase (mlm_epochs); empty for none.
-   *
-   * @generated from field: string unlabeled_dataset_sha256 = 9;
-   */
-  unlabeledDatasetSha256: string;
 };
 
 /**
