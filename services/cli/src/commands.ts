@@ -89,6 +89,7 @@ export interface SubmitOptions {
   dataset?: string;
   validationDataset?: string;
   testDataset?: string;
+  unlabeledDataset?: string;
   family?: string;
   model?: string;
   epochs?: string;
@@ -138,6 +139,7 @@ export async function buildJobRequest(opts: SubmitOptions): Promise<Json> {
   if (opts.dataset) body.dataset = opts.dataset;
   if (opts.validationDataset) body.validation_dataset = opts.validationDataset;
   if (opts.testDataset) body.test_dataset = opts.testDataset;
+  if (opts.unlabeledDataset) body.unlabeled_dataset = opts.unlabeledDataset;
   if (opts.resourceClass) body.resource_class = opts.resourceClass;
   if (opts.family || opts.model) {
     body.model = { ...(body.model ?? {}) };
@@ -161,7 +163,7 @@ export async function buildJobRequest(opts: SubmitOptions): Promise<Json> {
     if (opts.parallelism) body.search.parallelism = number('--parallelism', opts.parallelism);
   }
   if (!body.dataset) throw new CliError(EXIT.usage, 'a job needs a dataset: --dataset ds_... or "dataset" in the file');
-  for (const param of ['dataset', 'validation_dataset', 'test_dataset']) {
+  for (const param of ['dataset', 'validation_dataset', 'test_dataset', 'unlabeled_dataset']) {
     const v = body[param];
     if (typeof v === 'string' && /^<.*>$/.test(v)) throw new CliError(EXIT.usage, `"${param}" in ${opts.file ?? 'the request'} is a placeholder (${v}): give --${param.replace(/_/g, '-')} ds_...`);
   }

@@ -41,6 +41,7 @@ jobs
   .option('-f, --file <file>', 'the request file (the same as the [file] argument)')
   .option('--dataset <id>', "the training dataset (replaces the file's, e.g. its <DATASET_ID> placeholder)")
   .option('--validation-dataset <id>', 'a validation dataset (else a split is carved)')
+  .option('--unlabeled-dataset <id>', 'a text-only dataset for the masked-LM phase (with --set mlm_epochs=N)')
   .option('--test-dataset <id>', 'a test dataset for the final evaluation')
   .option('--family <family>', 'encoder, decoder, scratch or tfidf')
   .option('--model <name>', 'a Hugging Face id or a path on the worker')

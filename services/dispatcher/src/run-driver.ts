@@ -118,8 +118,9 @@ export class RunDriver {
       return ds;
     };
     const [train, validation, test] = [await load(record.dataset), await load(record.validation_dataset), await load(record.test_dataset ?? null)];
+    const unlabeled = record.kind === 'ensemble' ? null : await load(record.unlabeled_dataset ?? null);
     await this.checkCapacity(record);
-    for (const ds of [train, validation, test]) if (ds) await upload(this.transfers, { kind: 'dataset', sha256: ds.sha256 });
+    for (const ds of [train, validation, test, unlabeled]) if (ds) await upload(this.transfers, { kind: 'dataset', sha256: ds.sha256 });
     // A retry resumes from the last checkpoint an earlier attempt left in the artifact store.
     const resume = record.checkpoint && (await this.ctx.blobs.exists(this.ctx.blobs.checkpointPath(this.jobId))) ? record.checkpoint : null;
     if (resume) await upload(this.transfers, { kind: 'checkpoint', checkpoint: resume });
@@ -135,6 +136,7 @@ export class RunDriver {
       trainDatasetSha256: train!.sha256,
       validationDatasetSha256: validation?.sha256 ?? '',
       testDatasetSha256: test?.sha256 ?? '',
+      unlabeledDatasetSha256: unlabeled?.sha256 ?? '',
       hyperparameters: spec.hyperparameters as never,
       devices: record.devices ?? 1,
     };
@@ -276,6 +278,11 @@ export class RunDriver {
       }
       case 'metrics': {
         const v = e.value;
+        if (v.phase === 'mlm') {
+          // An epoch of the masked-LM phase: in the series and the log, never the job's latest validation metrics or a trial's objective.
+          await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'metrics', attempt, phase: 'mlm', epoch: v.epoch, step: v.step, mlm_loss: v.mlmLoss });
+          return null;
+        }
         const point = { epoch: v.epoch, step: v.step, train_loss: v.trainLoss, validation_loss: v.validationLoss, accuracy: v.accuracy, weighted_f1: v.weightedF1, macro_f1: v.macroF1 };
         await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'metrics', attempt, ...point }, { metrics: point });
         if (await this.reporter.report(point)) await this.cancel().catch((err: Error) => this.log.warn({ err: err.message }, 'prune did not reach the worker'));

@@ -22,6 +22,7 @@ export interface Progress {
 }
 
 /** One evaluation on the validation split. */
+/** A fine-tuning evaluation; an epoch of the masked-LM phase is an MlmPoint in the same series. */
 export interface MetricPoint {
   epoch: number;
   step: number;
@@ -95,6 +96,8 @@ interface JobBase {
   dataset: string;
   validation_dataset: string | null;
   test_dataset: string | null;
+  /** A text-only dataset for the masked-LM phase (mlm_epochs); absent on jobs without one. */
+  unlabeled_dataset?: string | null;
   hyperparameters: Record<string, unknown>;
   resource_class: string;
   /** Devices of one worker the job trains on (DDP under torchrun); absent: 1. */
@@ -211,6 +214,7 @@ export type JobEvent =
   | { type: 'started'; attempt: number; worker: string; pid: number; device: string; train_examples: number; validation_examples: number; total_steps: number; labels: string[]; test_examples?: number; resumed_from_epoch?: number }
   | ({ type: 'progress'; attempt: number; learning_rate: number; train_loss: number } & Progress)
   | ({ type: 'metrics'; attempt: number } & MetricPoint)
+  | { type: 'metrics'; attempt: number; phase: 'mlm'; epoch: number; step: number; mlm_loss: number }
   | { type: 'log'; level: string; message: string; attempt?: number }
   | { type: 'checkpoint'; attempt: number; epoch: number; step: number; sha256: string; size_bytes: number };
 
@@ -225,6 +229,9 @@ const PLAIN_FIELDS = new Set(['status', 'tenant']);
 // Every size that reaches Redis is bounded (labels and texts come from users and may be huge: a
 // report keyed by label grows with them). A record is its new-job fields, then fields the run adds,
 // each capped, so a record never passes MAX_JOB_RECORD_BYTES; the full report stays in the artifact.
+/** A point's place in the series: the masked-LM phase's steps (counted apart) come before fine-tuning's. */
+const seriesOrder = (p: { step: number; phase?: string }): number => (p.phase === 'mlm' ? p.step - Number.MAX_SAFE_INTEGER : p.step);
+
 /** The largest job record: all fields and values of its hash, in bytes. */
 export const MAX_JOB_RECORD_BYTES = 1024 * 1024;
 /** What a new job's record may hold (its request); the rest is room for what the run adds. */
@@ -493,7 +500,7 @@ export class JobStore {
     const series: Array<MetricPoint & { attempt: number }> = [];
     for (const [, fields] of entries) {
       const { type: _type, ...p } = JSON.parse(fields[1]!) as MetricPoint & { attempt: number; type?: string };
-      while (series.length && series.at(-1)!.attempt < p.attempt && series.at(-1)!.step >= p.step) series.pop();
+      while (series.length && series.at(-1)!.attempt < p.attempt && seriesOrder(series.at(-1)!) >= seriesOrder(p)) series.pop();
       series.push(p);
     }
     return series;

@@ -1,6 +1,8 @@
 // Turns an uploaded JSONL or CSV body into the normalized dataset the workers read: UTF-8 JSON
 // lines of {"text", "label"}, stored under its sha256. Every refusal names the line and the field;
-// nothing is stored unless the whole file is valid.
+// nothing is stored unless the whole file is valid. A dataset whose first row has no "label" is
+// text-only (lines of {"text"}, `labels: []`): an unlabeled_dataset for the masked-LM phase, which
+// every row must then match.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { Transform, type Readable } from 'node:stream';
@@ -152,26 +154,24 @@ async function* csvRows(source: Readable, maxFieldBytes: number): AsyncGenerator
   }
 }
 
-function normalize(row: unknown, line: number, limits: IngestLimits): { text: string; label: string } {
+function normalize(row: unknown, line: number, limits: IngestLimits, textOnly = false): { text: string; label: string | null } {
   if (typeof row !== 'object' || row === null || Array.isArray(row)) {
     throw new ApiError(400, 'invalid_row', `line ${line} must be an object with "text" and "label"`, `line ${line}`);
   }
   const r = row as Record<string, unknown>;
   if (!Object.hasOwn(r, 'text')) throw new ApiError(400, 'missing_field', `line ${line} has no "text" field; every row needs "text" and "label"`, 'text');
-  if (!Object.hasOwn(r, 'label')) throw new ApiError(400, 'missing_field', `line ${line} has no "label" field; every row needs "text" and "label"`, 'label');
+  if (textOnly && Object.hasOwn(r, 'label')) throw new ApiError(400, 'invalid_field', `line ${line} has a "label" and the first row has none: a dataset is labelled in every row or text-only (an unlabeled_dataset); remove the label or label every row`, 'label');
+  if (!textOnly && !Object.hasOwn(r, 'label')) throw new ApiError(400, 'missing_field', `line ${line} has no "label" field; every row needs "text" and "label" (a text-only dataset has no label in its first row either)`, 'label');
   if (typeof r.text !== 'string') throw new ApiError(400, 'invalid_field', `line ${line}: "text" must be a string`, 'text');
   if (r.text.trim() === '') throw new ApiError(400, 'empty_text', `line ${line}: "text" is empty; remove the row or give it text`, 'text');
   // A JSON escape like \ud800 without its pair parses but is no Unicode text: the worker could not read it.
   if (!r.text.isWellFormed()) throw new ApiError(400, 'invalid_field', `line ${line}: "text" holds a lone surrogate (an escape like \\ud800 without its pair); send Unicode text`, 'text');
+  if (textOnly) return { text: checkText(r.text, line, limits), label: null };
   if (typeof r.label === 'number' && !Number.isFinite(r.label)) throw new ApiError(400, 'invalid_field', `line ${line}: "label" is not a finite number (1e400 parses as Infinity); send the label as a string`, 'label');
   if (typeof r.label === 'string' && !r.label.isWellFormed()) throw new ApiError(400, 'invalid_field', `line ${line}: "label" holds a lone surrogate; send Unicode text`, 'label');
   const label = typeof r.label === 'number' || typeof r.label === 'boolean' ? String(r.label) : r.label;
   if (typeof label !== 'string' || label.trim() === '') throw new ApiError(400, 'invalid_field', `line ${line}: "label" must be a non-empty string`, 'label');
-  const text = r.text.normalize('NFC');
-  const textBytes = Buffer.byteLength(text);
-  if (textBytes > limits.maxTextBytes) {
-    throw new ApiError(400, 'text_too_long', `line ${line}: "text" is ${textBytes} bytes, more than the limit of ${limits.maxTextBytes} (MAKAM_MAX_TEXT_BYTES); shorten it or split it into several rows`, 'text');
-  }
+  const text = checkText(r.text, line, limits);
   const normalized = label.trim().normalize('NFC');
   if (normalized.length > limits.maxLabelChars) {
     throw new ApiError(400, 'label_too_long', `line ${line}: "label" is ${normalized.length} characters, more than the limit of ${limits.maxLabelChars} (MAKAM_MAX_LABEL_CHARS); use a short name for the class`, 'label');
@@ -180,6 +180,15 @@ function normalize(row: unknown, line: number, limits: IngestLimits): { text: st
     throw new ApiError(400, 'invalid_label', `line ${line}: "label" '${normalized}' cannot name a class: labels become keys (label_counts, class_weights, per-class metrics) and request bodies refuse this one; rename the class`, 'label');
   }
   return { text, label: normalized };
+}
+
+function checkText(raw: string, line: number, limits: IngestLimits): string {
+  const text = raw.normalize('NFC');
+  const textBytes = Buffer.byteLength(text);
+  if (textBytes > limits.maxTextBytes) {
+    throw new ApiError(400, 'text_too_long', `line ${line}: "text" is ${textBytes} bytes, more than the limit of ${limits.maxTextBytes} (MAKAM_MAX_TEXT_BYTES); shorten it or split it into several rows`, 'text');
+  }
+  return text;
 }
 
 /** Receives the raw upload into a temporary file: size-limited, checked as UTF-8, hashed. */
@@ -204,16 +213,22 @@ export async function ingestRaw(
     const out = createWriteStream(normalizedPath);
     const counts = new Map<string, number>();
     let rows = 0;
+    let textOnly: boolean | undefined; // decided by the first row
     const source = createReadStream(rawPath);
     try {
       const rowsOf = format === 'csv' ? csvRows(source, limits.maxTextBytes) : jsonlRows(source, limits.maxTextBytes);
       for await (const { row, line } of rowsOf) {
-        const { text, label } = normalize(row, line, limits);
+        textOnly ??= typeof row === 'object' && row !== null && !Array.isArray(row) && !Object.hasOwn(row, 'label');
+        const { text, label } = normalize(row, line, limits, textOnly);
+        rows++;
+        if (label === null) {
+          if (!out.write(JSON.stringify({ text }) + '\n')) await once(out, 'drain');
+          continue;
+        }
         counts.set(label, (counts.get(label) ?? 0) + 1);
         if (counts.size > limits.maxLabels) {
           throw new ApiError(400, 'too_many_labels', `line ${line}: the dataset has more than ${limits.maxLabels} labels, the limit (MAKAM_MAX_LABELS); merge rare classes or split the task`, 'label');
         }
-        rows++;
         if (!out.write(JSON.stringify({ text, label }) + '\n')) await once(out, 'drain');
       }
     } finally {
@@ -221,7 +236,7 @@ export async function ingestRaw(
       await once(out, 'close');
     }
     if (rows === 0) throw new ApiError(400, 'empty_dataset', 'the dataset has no rows; send JSON lines or CSV rows with "text" and "label"', 'body');
-    if (counts.size < 2) throw new ApiError(400, 'too_few_labels', `the dataset has only one label (${[...counts.keys()][0]}); a classifier needs at least two`, 'label');
+    if (!textOnly && counts.size < 2) throw new ApiError(400, 'too_few_labels', `the dataset has only one label (${[...counts.keys()][0]}); a classifier needs at least two`, 'label');
     const stored = await store.writeTemp(createReadStream(normalizedPath));
     const labels = [...counts.keys()].sort();
     const result = { sha256: stored.sha256, size_bytes: stored.size, rows, labels, label_counts: Object.fromEntries(labels.map((l) => [l, counts.get(l)!])) };

@@ -42,8 +42,8 @@ export interface SubmitRequest {
   log: FastifyBaseLogger;
 }
 
-type DatasetParam = 'dataset' | 'validation_dataset' | 'test_dataset';
-const DATASET_PARAMS = ['dataset', 'validation_dataset', 'test_dataset'] as const;
+type DatasetParam = 'dataset' | 'validation_dataset' | 'test_dataset' | 'unlabeled_dataset';
+const DATASET_PARAMS = ['dataset', 'validation_dataset', 'test_dataset', 'unlabeled_dataset'] as const;
 
 /** Submits a job; the answer is 202 with the queued job, or the stored answer of an earlier request with the same key. */
 export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{ status: number; body: unknown }> {
@@ -131,6 +131,15 @@ const datasetNotFound = (body: TrainJobBodyT, param: DatasetParam): ApiError =>
 async function readDatasets(app: FastifyInstance, tenant: string, body: TrainJobBodyT, hyperparameters: Record<string, unknown>): Promise<DatasetRecord> {
   const datasets = await ownedDatasets(app, tenant, body);
   const train = datasets.dataset!;
+  for (const param of ['dataset', 'validation_dataset', 'test_dataset'] as const) {
+    if (datasets[param] && datasets[param].labels.length === 0) throw new ApiError(400, 'dataset_unlabeled', `${param} ${body[param]} is text-only (its rows have no labels); a classifier needs labelled rows here: give it as unlabeled_dataset (with mlm_epochs > 0) or upload one with a label per row`, param);
+  }
+  if (body.unlabeled_dataset) {
+    const family = body.model.family;
+    if (family !== 'encoder' && family !== 'scratch') throw new ApiError(400, 'invalid_request', `unlabeled_dataset feeds the masked-LM phase, which the ${family} family has not (encoder and scratch have it); drop unlabeled_dataset`, 'unlabeled_dataset');
+    const searched = body.search && Object.hasOwn(body.search.space ?? {}, 'mlm_epochs');
+    if (!searched && !(Number(hyperparameters.mlm_epochs) > 0)) throw new ApiError(400, 'invalid_request', 'unlabeled_dataset is read only by the masked-LM phase, which is off (hyperparameters.mlm_epochs is 0): set mlm_epochs to 1 or more, or drop unlabeled_dataset', 'unlabeled_dataset');
+  }
   for (const param of ['validation_dataset', 'test_dataset'] as const) {
     const unseen = datasets[param]?.labels.filter((l) => !train.labels.includes(l)) ?? [];
     if (unseen.length > 0) throw new ApiError(400, 'label_not_in_training', `${param} labels missing from the training dataset: ${unseen.join(', ')}`, param);
@@ -184,6 +193,7 @@ function newJobRecord(id: string, tenant: string, body: TrainJobBodyT, hyperpara
     dataset: body.dataset,
     validation_dataset: body.validation_dataset ?? null,
     test_dataset: body.test_dataset ?? null,
+    ...(body.unlabeled_dataset ? { unlabeled_dataset: body.unlabeled_dataset } : {}),
     hyperparameters,
     resource_class: placement.resource_class,
     ...(body.devices && body.devices > 1 ? { devices: body.devices } : {}),

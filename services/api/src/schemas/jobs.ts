@@ -93,6 +93,7 @@ export const TrainJobBody = Type.Object(
     dataset: Type.String({ pattern: DATASET_ID_PATTERN, description: 'The training dataset id' }),
     validation_dataset: Type.Optional(Type.String({ pattern: DATASET_ID_PATTERN, description: 'A validation dataset id; else a split is carved' })),
     test_dataset: Type.Optional(Type.String({ pattern: DATASET_ID_PATTERN, description: 'A test dataset id for the final evaluation; else one is carved when test_fraction > 0' })),
+    unlabeled_dataset: Type.Optional(Type.String({ pattern: DATASET_ID_PATTERN, description: 'A text-only dataset id (rows without labels) for the masked-LM phase before fine-tuning; needs hyperparameters.mlm_epochs > 0 (encoder, scratch)' })),
     hyperparameters: Type.Optional(Hyperparameters),
     resource_class: Type.Optional(Type.String({ pattern: '^[a-z0-9-]+$', description: 'The class to run on; by default the smallest class whose memory fits the estimate' })),
     devices: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Devices of one worker to train on at once (DDP under torchrun); batch_size and the memory estimate are per device. Default 1' })),
@@ -144,14 +145,17 @@ export const EventsQuery = Type.Object(
 );
 
 const Progress = Type.Object({ epoch: Type.Integer(), step: Type.Integer(), total_steps: Type.Integer() });
+// A fine-tuning evaluation, or (phase "mlm") an epoch of the masked-LM phase with only mlm_loss.
 const MetricPoint = Type.Object({
   epoch: Type.Integer(),
   step: Type.Integer(),
-  train_loss: Type.Number(),
-  validation_loss: Type.Number(),
-  accuracy: Type.Number(),
-  weighted_f1: Type.Number(),
-  macro_f1: Type.Number(),
+  phase: Type.Optional(Type.Literal('mlm')),
+  mlm_loss: Type.Optional(Type.Number()),
+  train_loss: Type.Optional(Type.Number()),
+  validation_loss: Type.Optional(Type.Number()),
+  accuracy: Type.Optional(Type.Number()),
+  weighted_f1: Type.Optional(Type.Number()),
+  macro_f1: Type.Optional(Type.Number()),
 });
 
 export const Job = Type.Object(
@@ -165,6 +169,7 @@ export const Job = Type.Object(
     dataset: Type.String(),
     validation_dataset: Nullable(Type.String()),
     test_dataset: Nullable(Type.String()),
+    unlabeled_dataset: Type.Optional(Nullable(Type.String())),
     hyperparameters: Type.Unknown(),
     resource_class: Type.String(),
     devices: Type.Optional(Type.Integer({ description: 'Devices the job trains on (absent: 1)' })),

@@ -179,6 +179,7 @@ export class TuneCoordinator {
       dataset: tune.dataset,
       validation_dataset: tune.validation_dataset,
       test_dataset: tune.test_dataset,
+      ...(tune.unlabeled_dataset ? { unlabeled_dataset: tune.unlabeled_dataset } : {}),
       hyperparameters: { ...tune.hyperparameters, ...params },
       resource_class: tune.resource_class,
       estimate: tune.estimate,
