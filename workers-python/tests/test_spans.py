@@ -70,13 +70,14 @@ def test_phases_record_only_within_a_sampled_trace(tmp_path):
     assert json_format.MessageToDict(message.span.attributes) == {"split": "validation"}
 
 
-def start_request(run_id: str) -> pb.StartRunRequest:
+def start_request(run_id: str, family: str = "encoder") -> pb.StartRunRequest:
     request = pb.StartRunRequest(run_id=run_id, train_dataset_sha256=DATASET_SHA256)
-    request.model.family = "encoder"
-    request.model.config.update(TINY_BERT)
-    request.model.tokenizer.update(TOKENIZER)
-    request.hyperparameters.update({"epochs": 2, "batch_size": 8, "learning_rate": 3e-3, "validation_fraction": 0.25,
-                                    "test_fraction": 0.2, "seed": 3})
+    request.model.family = family
+    request.hyperparameters.update({"validation_fraction": 0.25, "test_fraction": 0.2, "seed": 3})
+    if family == "encoder":
+        request.model.config.update(TINY_BERT)
+        request.model.tokenizer.update(TOKENIZER)
+        request.hyperparameters.update({"epochs": 2, "batch_size": 8, "learning_rate": 3e-3})
     return request
 
 
@@ -94,8 +95,10 @@ def test_a_run_in_a_sampled_trace_reports_its_phases_over_grpc(tmp_path):
         # Started together, so their imports overlap: one in a sampled trace, one with none.
         stub.StartRun(start_request("traced"), metadata=[("traceparent", SAMPLED)], timeout=DEADLINE)
         stub.StartRun(start_request("untraced"), timeout=DEADLINE)
+        stub.StartRun(start_request("tfidf", "tfidf"), metadata=[("traceparent", SAMPLED)], timeout=DEADLINE)
         traced = list(stub.WatchRun(pb.WatchRunRequest(run_id="traced"), timeout=DEADLINE))
         untraced = list(stub.WatchRun(pb.WatchRunRequest(run_id="untraced"), timeout=DEADLINE))
+        tfidf = list(stub.WatchRun(pb.WatchRunRequest(run_id="tfidf"), timeout=DEADLINE))
     finally:
         channel.close()
         server.stop(0).wait()
@@ -116,3 +119,8 @@ def test_a_run_in_a_sampled_trace_reports_its_phases_over_grpc(tmp_path):
     # Spans sit between the run's events, numbered like them, before the final event.
     seqs = [e.seq for e in traced]
     assert seqs == list(range(1, len(traced) + 1))
+
+    # tfidf's one pass, its evaluations and the refit on train + validation before the test split.
+    assert tfidf[-1].finished.state == pb.RUN_STATE_SUCCEEDED, tfidf[-1]
+    assert [e.span.name for e in tfidf if e.WhichOneof("event") == "span"] == [
+        "data preparation", "epoch", "evaluation", "refit", "evaluation", "packing"]

@@ -25,6 +25,7 @@ from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import RunSpec
 from makam_worker.training import export_onnx, report
+from makam_worker.training import spans
 from makam_worker.training.common import Log, data_warnings
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
@@ -96,7 +97,8 @@ def train_tfidf(
         check_stop()
         return pipeline
 
-    pipeline = fit(splits.train_texts, splits.train_labels)
+    with spans.phase("epoch", epoch=1):  # tfidf's one pass: features and the linear model
+        pipeline = fit(splits.train_texts, splits.train_labels)
     events.append("progress", epoch=1, step=1, total_steps=1, train_loss=0.0, learning_rate=0.0)
 
     def predict(texts: list[str]) -> list[int]:
@@ -108,7 +110,8 @@ def train_tfidf(
             return None  # LinearSVC gives no probabilities
         return float(log_loss([names[i] for i in labels], pipeline.predict_proba(texts), labels=list(pipeline.classes_)))
 
-    val_pred = predict(splits.validation_texts)
+    with spans.phase("evaluation", epoch=1, split="validation"):
+        val_pred = predict(splits.validation_texts)
     scores = classification_metrics(splits.validation_labels, val_pred, names)
     row = {"epoch": 1, "step": 1, "train_loss": None, "validation_loss": loss(splits.validation_texts, splits.validation_labels),
            "accuracy": scores["accuracy"], "weighted_f1": scores["weighted_f1"], "macro_f1": scores["macro_f1"]}
@@ -121,11 +124,13 @@ def train_tfidf(
     if splits.has_test:
         if hp.refit:
             data = merged(splits)
-            pipeline = fit(data.train_texts, data.train_labels)
+            with spans.phase("refit", epochs=1):
+                pipeline = fit(data.train_texts, data.train_labels)
             refitted = summary(splits, 1)
             log.info("tfidf: refit on training + validation for the test evaluation")
         split, texts, labels = "test", splits.test_texts, splits.test_labels
-        predictions = predict(texts)
+        with spans.phase("evaluation", split="test", final=True):
+            predictions = predict(texts)
     else:
         split, texts, labels, predictions = "validation", splits.validation_texts, splits.validation_labels, val_pred
     evaluation = evaluation_report(split, labels, predictions, names, splits.train_labels, loss(texts, labels))
