@@ -1,11 +1,13 @@
 // POST /v1/jobs writes the job's record and queues it in one Redis transaction (queues.ts
 // addJobWith): a queued record always has its BullMQ job, and a queueing that fails in Redis leaves
-// no job queued forever and no place taken in the tenant's quota.
+// no job queued forever and no place taken in the tenant's quota. Its one log line names the job.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { createRedis, type Redis } from '@makam/shared/redis';
 import { buildApp } from '../../services/api/src/app.ts';
@@ -20,6 +22,7 @@ let app: FastifyInstance;
 let prefix: string;
 let key: string;
 let dataset: string;
+let logs = '';
 const auth = () => ({ authorization: `Bearer ${key}` });
 const submit = () => app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: { kind: 'finetune', model: { family: 'tfidf' }, dataset } });
 
@@ -27,7 +30,8 @@ before(async () => {
   server = await startRedis();
   redis = createRedis(server.url);
   prefix = uniquePrefix();
-  app = await buildApp(loadApiConfig({ REDIS_URL: server.url, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-submit-tx-')), MAKAM_LOG_LEVEL: 'fatal' }));
+  const sink = new Writable({ write: (chunk, _e, cb) => ((logs += chunk.toString()), cb()) });
+  app = await buildApp(loadApiConfig({ REDIS_URL: server.url, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-submit-tx-')) }), pino({ level: 'info' }, sink));
   key = await createKey(server.url, prefix, 'tx');
   const sample = (await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl'), 'utf8')).split('\n').slice(0, 30).join('\n');
   dataset = (await app.inject({ method: 'POST', url: '/v1/datasets?name=tx', headers: { ...auth(), 'content-type': 'application/jsonl' }, payload: sample })).json().id;
@@ -82,4 +86,14 @@ test('a queueing that Redis refuses marks the stored record failed and gives the
     await redis.del(`${prefix}-q:train-cpu:id`);
   }
   assert.equal((await submit()).statusCode, 202, 'the queue works again');
+});
+
+test('a submission logs one line, the completion line, and it names the job and its tenant', async () => {
+  logs = '';
+  const res = await submit();
+  assert.equal(res.statusCode, 202, res.body);
+  const lines = logs.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(lines.length, 1, logs);
+  assert.equal(lines[0]!.msg, 'request completed');
+  assert.deepEqual([lines[0]!.jobId, lines[0]!.tenant, lines[0]!.resourceClass, lines[0]!.statusCode], [res.json().id, 'tx', 'cpu', 202]);
 });

@@ -63,7 +63,6 @@ export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{
     await reserve(app, tenant, body, id);
     const job = newJobRecord(id, tenant, body, hyperparameters, placement, search);
     await createAndEnqueue(app, tenant, job, queue, search !== undefined);
-    req.log.info({ jobId: job.id, resourceClass: placement.resource_class }, 'job queued');
     return { status: 202, body: job };
   });
 }

@@ -18,6 +18,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     { schema: { summary: 'Submit a fine-tuning job, or a tune job (an Optuna search whose trials are fine-tuning runs)', body: CreateJobBody, response: { 202: Job, ...errorResponses } } },
     async (request, reply) => {
       const answer = await submitJob(deps, { tenant: request.tenant, body: request.body, idempotencyKey: () => idempotencyKey(request), log: request.log });
+      // The request's one log line names the job, rather than a line of its own: each line is a
+      // write to the log (bench/api-profile.ts).
+      const job = answer.body as { id?: string; resource_class?: string };
+      if (answer.status === 202) reply.log = reply.log.child({ tenant: request.tenant, jobId: job.id, resourceClass: job.resource_class });
       return reply.code(answer.status).send(answer.body as never);
     },
   );
