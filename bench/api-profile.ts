@@ -4,7 +4,8 @@
 //   - CPU time per request of the API process and of the floor (bench/orchestration-floor.ts) under
 //     the same load, from /proc: a ratio that the other load on a shared machine disturbs far less
 //     than requests a second;
-//   - a V8 CPU profile of the API (node --cpu-prof), summarised by self time.
+//   - a V8 CPU profile of the API (node --cpu-prof), summarised by self time over each phase alone
+//     (start-up and the other phase left out) and by where the code lives (package, node, makam).
 //   node bench/api-profile.ts [--n 2000] [--concurrency 16] [--top 25] [--keep-profile DIR]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -64,25 +65,69 @@ interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
+  children?: number[];
 }
 
-function summarise(profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }, top: number): string {
+interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Where a frame's code lives: a package under node_modules, node's own, makam's, or V8's. */
+function origin(url: string): string {
+  if (!url) return '(v8/native)';
+  if (url.startsWith('node:')) return 'node';
+  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (m) return m[1]!;
+  return url.includes('/services/') ? 'makam' : url.replace(/^file:\/\//, '').replace(`${ROOT}/`, '');
+}
+
+/**
+ * Self time of the samples taken within `window` (µs on the monotonic clock, which V8's profile
+ * timestamps and process.hrtime share), so start-up and the other phase are left out: the top
+ * frames, then the same time by where the code lives.
+ */
+function summarise(profile: CpuProfile, top: number, window: [number, number]): string {
   const self = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  const byOrigin = new Map<string, number>();
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const keyOf = (f: ProfileNode['callFrame']): string => `${f.functionName || '(anonymous)'} ${f.url ? `${f.url.replace(/^file:\/\//, '').replace(`${ROOT}/`, '')}:${f.lineNumber + 1}` : ''}`;
   let total = 0;
+  let t = profile.startTime;
   profile.samples.forEach((id, i) => {
-    const node = byId.get(id)!;
+    t += profile.timeDeltas[i] ?? 0;
+    if (t < window[0] || t > window[1]) return;
     const dt = profile.timeDeltas[i] ?? 0;
-    const f = node.callFrame;
-    const where = f.url ? `${f.url.replace(/^file:\/\//, '').replace(`${ROOT}/`, '')}:${f.lineNumber + 1}` : '';
-    const key = `${f.functionName || '(anonymous)'} ${where}`;
+    const f = byId.get(id)!.callFrame;
+    const key = keyOf(f);
     self.set(key, (self.get(key) ?? 0) + dt);
+    // Inclusive time: each frame on the sample's stack once (recursion counted once).
+    const seen = new Set<string>();
+    for (let n: number | undefined = id; n !== undefined; n = parent.get(n)) {
+      const k = keyOf(byId.get(n)!.callFrame);
+      if (!seen.has(k)) inclusive.set(k, (inclusive.get(k) ?? 0) + dt);
+      seen.add(k);
+    }
+    if (f.functionName !== '(idle)') byOrigin.set(origin(f.url), (byOrigin.get(origin(f.url)) ?? 0) + dt);
     total += dt;
   });
-  const idle = ['(idle) ', '(program) ', '(garbage collector) '].map((k) => self.get(k) ?? 0);
-  const lines = [...self].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, us]) => `${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);
-  return `${(total / 1e6).toFixed(1)} s sampled (idle ${(idle[0]! / 1e6).toFixed(1)} s, GC ${(idle[2]! / 1e6).toFixed(1)} s):\n${lines.join('\n')}`;
+  const idle = self.get('(idle) ') ?? 0;
+  const busy = total - idle;
+  const pct = (us: number) => `${((100 * us) / busy).toFixed(1).padStart(5)}%`;
+  const lines = [...self].filter(([k]) => k !== '(idle) ').sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, us]) => `${pct(us)}  ${k}`);
+  const origins = [...byOrigin].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, us]) => `${k} ${((100 * us) / busy).toFixed(0)}%`);
+  // Inclusive: makam's own functions and the libraries' entry points, not the event loop's frames.
+  const entry = /(services\/|fastify\/lib\/(route|hooks|reply|handle-request)|ioredis\/built\/(Redis|Pipeline|DataHandler)|pino\/lib\/proto|bullmq\/dist|fast-json-stringify|_http_server|net:)/;
+  const inclusiveLines = [...inclusive].filter(([k]) => entry.test(k)).sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, us]) => `${pct(us)}  ${k}`);
+  return `${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s busy (shares below are of busy time; GC ${pct(self.get('(garbage collector) ') ?? 0).trim()}):\n${lines.join('\n')}\n  by origin: ${origins.join(', ')}\n  inclusive (with what they call), makam's code and libraries' entry points:\n${inclusiveLines.join('\n')}`;
 }
+
+const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 const { url: redisUrl, child: redisChild } = await startRedisServer();
 const profDir = args['keep-profile'] ?? (await mkdtemp(path.join(tmpdir(), 'makam-prof-')));
@@ -94,7 +139,7 @@ try {
   await redis.connect();
   const prefix = 'prof';
   const apiPort = await freePort();
-  api = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, 'services/api/src/server.ts'], {
+  api = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', profDir, 'services/api/src/server.ts'], {
     cwd: ROOT,
     env: {
       ...process.env, REDIS_URL: redisUrl, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_API_PORT: String(apiPort),
@@ -153,11 +198,14 @@ try {
   const floorGet = async () => void (await send(`${floorUrl}/jobs/${one}`, 'GET', {}));
   await load(200, floorPost);
   await load(200, floorGet);
+  const windows: Array<[string, [number, number]]> = [];
   const phases = [['POST /v1/jobs', post, floorPost], ['GET /v1/jobs/:id', get, floorGet]] as const;
   for (const [name, fn, floorFn] of phases.filter(([name]) => !args.only || name.toLowerCase().startsWith(args.only))) {
     const before = await commandStats(redis);
     const cpu0 = await cpuMs(api.pid!);
+    const t0 = nowUs();
     const seconds = await load(N, fn);
+    windows.push([name, [t0, nowUs()]]);
     const cpu = (await cpuMs(api.pid!)) - cpu0;
     const after = await commandStats(redis);
     const fcpu0 = await cpuMs(floor.pid!);
@@ -174,8 +222,11 @@ try {
   api = null;
   const file = (await readdir(profDir)).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error(`no profile in ${profDir}`);
-  console.log(`\nAPI CPU profile (${path.join(profDir, file)}), self time:`);
-  console.log(summarise(JSON.parse(await readFile(path.join(profDir, file), 'utf8')), Number(args.top)));
+  const profile = JSON.parse(await readFile(path.join(profDir, file), 'utf8')) as CpuProfile;
+  for (const [name, window] of windows) {
+    console.log(`\nAPI CPU profile during the ${name} load (${path.join(profDir, file)}), self time:`);
+    console.log(summarise(profile, Number(args.top), window));
+  }
 } finally {
   closeClient();
   if (api) api.kill('SIGKILL');
