@@ -105,6 +105,9 @@ def test_the_same_global_batch_gives_the_loss_curve_of_one_process(tmp_path, mon
     assert [m["validation_loss"] for m in of_type(two, "metrics")] == pytest.approx(
         [m["validation_loss"] for m in of_type(one, "metrics")], rel=RTOL)
     assert read_events(two)[-1]["state"] == "SUCCEEDED"
+    throughput = read_events(two)[-1]["final_metrics"]["throughput"]
+    assert throughput["devices"] == DEVICES  # and it counts both ranks' samples, as one process counts its own
+    assert throughput["samples"] == read_events(one)[-1]["final_metrics"]["throughput"]["samples"] == 54 * 2
     # Only rank 0 reports: rank 1 wrote into its own corner of the run dir.
     assert (two / "ranks" / "1" / "events.jsonl").exists() and (two / "model.tar.gz").exists()
 

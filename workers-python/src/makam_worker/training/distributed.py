@@ -203,3 +203,21 @@ def global_loss(model: Any, loss: Any) -> Any:
 
     dist.all_reduce(loss)
     return loss
+
+
+def global_throughput(report: dict[str, Any]) -> dict[str, Any]:
+    """A Meter report for the whole run: every rank's samples and tokens over rank 0's seconds, and
+    the devices. Every rank calls it at the same point (a collective)."""
+    world = world_size()
+    if world == 1:
+        return report
+    import torch
+    import torch.distributed as dist
+
+    counts = torch.tensor([report["samples"], report["tokens"]], dtype=torch.float64)
+    dist.all_reduce(counts)
+    samples, tokens = (int(c) for c in counts.tolist())
+    seconds = report["seconds"]
+    return {**report, "samples": samples, "tokens": tokens, "devices": world,
+            "samples_per_second": samples / seconds if seconds > 0 else 0.0,
+            "tokens_per_second": tokens / seconds if seconds > 0 else 0.0}

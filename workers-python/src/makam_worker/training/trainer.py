@@ -522,7 +522,7 @@ def train_neural(
         else:
             split, (eval_loss, predictions, references) = "validation", evaluate(model, val_loader, device, precision)
     final = evaluation_report(split, references, predictions, splits.label_names, splits.train_labels, eval_loss)
-    throughput = meter.report(device_name(device), precision=precision)
+    throughput = distributed.global_throughput(meter.report(device_name(device), precision=precision))  # every rank's samples
     check_stop()
 
     if hp.truncation == "tail":  # saved with the tokenizer, so loaders truncate as training did
