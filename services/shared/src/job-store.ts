@@ -320,6 +320,14 @@ function decode(hash: Record<string, string>): JobRecord {
   return out as unknown as JobRecord;
 }
 
+/** A record from HGETALL's reply as field/value pairs (what a Lua script returns of a hash); null for none. */
+export function decodeJobFields(pairs: readonly string[]): JobRecord | null {
+  if (pairs.length === 0) return null;
+  const hash: Record<string, string> = {};
+  for (let i = 0; i < pairs.length; i += 2) hash[pairs[i]!] = pairs[i + 1]!;
+  return decode(hash);
+}
+
 const EVENTS_MAXLEN = 20_000;
 const METRICS_MAXLEN = 100_000;
 const FINISHED_MAXLEN = 100_000;

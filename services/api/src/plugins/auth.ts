@@ -9,7 +9,9 @@
 // per tenant (all its keys together), and failed authentications a minute per address, counted
 // apart with a lower limit; past it the address is refused before its key is looked at. The counts
 // and the key's lookup are one Lua script (lua/admit-3.lua), one round trip a request: they were
-// four, and Redis round trips were most of the API's time per request (bench/api-profile.ts).
+// four, and Redis round trips were most of the API's time per request (bench/api-profile.ts). A
+// route may name a hash it reads (config.admitRead): the script reads it once the request is
+// admitted, so such a route (GET /v1/jobs/:id) makes no round trip of its own.
 // A request that matches no route answers 404 whoever sends it.
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -23,9 +25,19 @@ declare module 'fastify' {
   interface FastifyInstance {
     apiKeys: ApiKeyStore;
   }
+  interface FastifyContextConfig {
+    /**
+     * A hash the route reads, read by the front door in its own round trip once the request is
+     * admitted (never before: a refused request reads nothing); null to read none. Found in
+     * request.admittedRead.
+     */
+    admitRead?: (request: FastifyRequest) => string | null;
+  }
   interface FastifyRequest {
     /** The tenant of the request's API key (empty on admin and public routes). */
     tenant: string;
+    /** The hash config.admitRead named, as field/value pairs (none: empty); null when none was read. */
+    admittedRead: string[] | null;
     /** The API key's id, for logs ('admin' for the admin key). */
     apiKeyId: string | null;
   }
@@ -58,16 +70,17 @@ export default fp(
     app.decorate('apiKeys', new ApiKeyStore(app.redis, config.MAKAM_REDIS_PREFIX));
     app.decorateRequest('tenant', '');
     app.decorateRequest('apiKeyId', null);
+    app.decorateRequest('admittedRead', null);
 
     // The counters' keys hold ':ratelimit:' (tests that compare Redis before and after leave them out).
     const counters = `${config.MAKAM_REDIS_PREFIX}:ratelimit:`;
     const fixedArgs = [WINDOW_MS, config.MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE, config.MAKAM_AUTH_FAILURES_PER_MINUTE];
     const tenantArgs = [`${counters}tenant:`, config.MAKAM_RATE_LIMIT_PER_MINUTE];
-    /** One run of lua/admit-3.lua: the step that refused (or 'ok'), the window it has left, the key's record. */
-    const count = async (request: FastifyRequest, mode: 'address' | 'failures' | 'key' | 'fail', recordKey = ''): Promise<{ step: string; ttlInSeconds: number; record: ApiKeyRecord | null }> => {
+    /** One run of lua/admit-3.lua: the step that refused (or 'ok'), the window it has left, the key's record, the route's read. */
+    const count = async (request: FastifyRequest, mode: 'address' | 'failures' | 'key' | 'fail', recordKey = '', readKey = ''): Promise<{ step: string; ttlInSeconds: number; record: ApiKeyRecord | null; read: string[] | null }> => {
       const ip = normalizeIP(request.ip);
-      const [step, , ttl, raw] = (await runScript(app.redis, 'admit', [`${counters}address:${ip}`, `${counters}authfail:${ip}`, recordKey || `${counters}none`], [...fixedArgs, mode, ...tenantArgs])) as [string, number?, number?, string?];
-      return { step, ttlInSeconds: Math.ceil((ttl ?? 0) / 1000), record: raw ? (JSON.parse(raw) as ApiKeyRecord) : null };
+      const [step, , ttl, raw, read] = (await runScript(app.redis, 'admit', [`${counters}address:${ip}`, `${counters}authfail:${ip}`, recordKey || `${counters}none`], [...fixedArgs, mode, ...tenantArgs, readKey])) as [string, number?, number?, string?, string[]?];
+      return { step, ttlInSeconds: Math.ceil((ttl ?? 0) / 1000), record: raw ? (JSON.parse(raw) as ApiKeyRecord) : null, read: read ?? null };
     };
 
     const limited = (reply: FastifyReply, ttlInSeconds: number, message: string, param: string | null) => {
@@ -93,7 +106,8 @@ export default fp(
       // A tenant's well-formed key is looked up in the same round trip as the counts, after them.
       const token = access === 'tenant' ? bearer(request.headers.authorization) : null;
       const recordKey = token ? app.apiKeys.recordKey(token) : null;
-      const admitted = await count(request, access === null ? 'address' : recordKey ? 'key' : 'failures', recordKey ?? '');
+      const readKey = recordKey ? (request.routeOptions.config.admitRead?.(request) ?? '') : '';
+      const admitted = await count(request, access === null ? 'address' : recordKey ? 'key' : 'failures', recordKey ?? '', readKey);
       if (admitted.step === 'address') {
         throw limited(reply, admitted.ttlInSeconds, `more than ${config.MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE} requests a minute from this address`, null);
       }
@@ -127,6 +141,7 @@ export default fp(
       if (!record) throw await fail('the API key is not valid or has been revoked; send a current key as Authorization: Bearer <key>');
       request.tenant = record.tenant;
       request.apiKeyId = record.id;
+      request.admittedRead = admitted.read;
       request.log = request.log.child({ tenant: record.tenant, keyId: record.id });
       if (admitted.step === 'tenant') {
         throw limited(reply, admitted.ttlInSeconds, `more than ${config.MAKAM_RATE_LIMIT_PER_MINUTE} requests a minute for tenant ${record.tenant} (all its keys together)`, null);

@@ -19,13 +19,17 @@
     ARGV[5] the prefix of a tenant's request counter: the counter is ARGV[5] .. tenant (the
             tenant is known only once the key's record is read, so the key cannot be passed in)
     ARGV[6] the most requests a tenant may send in a window
+    ARGV[7] for 'key': a hash the route reads (HGETALL) once the request is admitted, in this same
+            round trip (config.admitRead in services/api/src/plugins/auth.ts); '' for none. Named
+            here rather than in KEYS, as the tenant's counter is: the routes differ in whether they read one
 
   Output:
     {'address', count, ttl ms}      the address is past its limit
     {'failures', count, ttl ms}     the address failed too often; its key was not looked at
     {'no_key'}                      no such key, or it was revoked
     {'tenant', count, ttl ms, raw}  the key's tenant is past its limit (raw: the key's record)
-    {'ok', 0, 0, raw}               admitted (raw only for 'key')
+    {'ok', 0, 0, raw, fields}       admitted (raw only for 'key'; fields: ARGV[7]'s field/value
+                                    pairs, empty when it does not exist, only when ARGV[7] is given)
     {'ok', count, ttl ms}           for 'fail': the failures counted now
 ]]
 local window = tonumber(ARGV[1])
@@ -61,4 +65,5 @@ local record = cjson.decode(raw)
 if record.revoked_at ~= nil and record.revoked_at ~= cjson.null then return {'no_key'} end
 local t, tttl = hit(ARGV[5] .. record.tenant)
 if t > tonumber(ARGV[6]) then return {'tenant', t, tttl, raw} end
+if ARGV[7] and ARGV[7] ~= '' then return {'ok', 0, 0, raw, redis.call('HGETALL', ARGV[7])} end
 return {'ok', 0, 0, raw}

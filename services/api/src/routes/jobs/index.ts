@@ -1,5 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { idempotencyKey } from '../../idempotency.ts';
+import type { FastifyRequest } from 'fastify';
+import { isJobId } from '@makam/shared/ids';
 import { isTerminal } from '@makam/shared/job-state';
 import { requestCancel } from '@makam/shared/cancel';
 import { ApiError } from '../../errors.ts';
@@ -31,7 +33,15 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     return { object: 'list' as const, ...page };
   });
 
-  app.get('/:id', { schema: { summary: 'Get a job', params: JobIdParams, response: { 200: Job, ...errorResponses } } }, async (request) => app.ownedJob(request.tenant, request.params.id));
+  // The record is read by the front door in its one round trip (plugins/auth.ts config.admitRead):
+  // the route makes none of its own. A malformed id names no key (the params schema refuses it).
+  const readJob = (request: FastifyRequest): string | null => {
+    const id = (request.params as { id?: string }).id;
+    return id && isJobId(id) ? app.keys.job(id) : null;
+  };
+  app.get('/:id', { schema: { summary: 'Get a job', params: JobIdParams, response: { 200: Job, ...errorResponses } }, config: { admitRead: readJob } }, async (request) =>
+    app.ownedJob(request.tenant, request.params.id, request.admittedRead),
+  );
 
   app.get(
     '/:id/metrics',
