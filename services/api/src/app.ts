@@ -179,6 +179,9 @@ function watchBodyRate(app: FastifyInstance, minBytesPerS: number, windowMs: num
     const headers = request.raw.headers;
     if (headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) return payload;
     if (headers['content-length'] === '0') return payload;
+    // The whole body has arrived already (a small one comes with the headers): nothing to watch,
+    // and no stream and timer for every such request.
+    if (request.raw.complete) return payload;
     let received = 0;
     let atLastCheck = 0;
     const counted = new Transform({
