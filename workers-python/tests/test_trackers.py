@@ -129,3 +129,14 @@ def test_wandb_offline_run_files_hold_the_config_and_the_summary(tmp_path, monke
     assert summary["accuracy"] == pytest.approx(events[-1]["final_metrics"]["accuracy"])
     assert summary["epoch/accuracy"] == pytest.approx([e for e in events if e["type"] == "metrics"][-1]["accuracy"])
     assert os.environ["WANDB_MODE"] == "offline"
+
+
+def test_capabilities_list_the_trackers_and_exports_this_worker_can_use():
+    from importlib.metadata import version
+
+    from makam_worker.capabilities import capabilities
+
+    caps = capabilities("w", 0)
+    assert ("wandb" in caps.versions) == (wandb_import_error() is None)
+    assert caps.versions["tensorboard"] == version("tensorboard")
+    assert caps.versions["onnxruntime"] == version("onnxruntime") and caps.versions["onnx"] == version("onnx")
