@@ -203,3 +203,42 @@ test('a job is one trace: request, enqueue, processing, each gRPC call and the w
     assert.deepEqual(events.body.data.filter((e: { type: string }) => e.type === 'span'), []);
   });
 });
+
+test('a tune job is one trace too: its coordination, each trial\'s enqueue and processing, the trials\' phases', { timeout: 300_000 }, async () => {
+  assert.ok(stack, 'the stack of the test before');
+  const s = stack;
+  await s.withLogs(async () => {
+    const upload = await s.uploadSample();
+    const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/tune-tiny-bert.json'), 'utf8'));
+    request.dataset = upload.body.id;
+    request.model = { family: 'tfidf' };
+    request.hyperparameters = { seed: 42 };
+    request.search = { space: { C: { type: 'categorical', choices: [0.1, 1] } }, objective: { metric: 'macro_f1' }, sampler: 'grid', pruner: 'none', trials: 2, parallelism: 2 };
+    const submitted = await s.json('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+    assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
+    const id: string = submitted.body.id;
+    const job = await s.finished(id, 240_000);
+    assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
+    const trials: string[] = (await s.json(`/v1/jobs/${id}/trials`)).body.data.map((t: { job_id: string }) => t.job_id);
+    assert.equal(trials.length, 2);
+
+    const coordination = await eventually('the tune job\'s processing span', async () => receiver.spans.find((x) => x.name === 'process tune-cpu' && x.attributes['makam.job.id'] === id), 30_000);
+    const spans = receiver.spans.filter((x) => x.traceId === coordination.traceId);
+    const byId = new Map(spans.map((x) => [x.spanId, x]));
+    const parentOf = (x: OtlpSpan) => byId.get(x.parentSpanId);
+    const enqueueTune = parentOf(coordination)!;
+    assert.equal(enqueueTune.name, 'enqueue tune-cpu');
+    assert.equal(parentOf(enqueueTune)?.name, 'POST /v1/jobs');
+    assert.equal(parentOf(parentOf(enqueueTune)!)?.parentSpanId ?? '', '', 'the tune request is the root');
+    for (const trial of trials) {
+      const processing = await eventually(`trial ${trial}'s processing span`, async () => receiver.spans.find((x) => x.name === 'process train-cpu' && x.attributes['makam.job.id'] === trial), 30_000);
+      assert.equal(processing.traceId, coordination.traceId, `trial ${trial} is in its tune job's trace`);
+      const enqueue = byId.get(processing.parentSpanId)!;
+      assert.equal(enqueue.name, 'enqueue train-cpu');
+      assert.equal(enqueue.attributes['makam.job.id'], trial);
+      assert.equal(enqueue.parentSpanId, coordination.spanId, 'the coordinator enqueued it');
+      const children = receiver.spans.filter((x) => x.parentSpanId === processing.spanId).map((x) => x.name);
+      for (const name of ['makam.worker.v1.WorkerService/StartRun', 'data preparation', 'epoch', 'evaluation', 'packing']) assert.ok(children.includes(name), `trial ${trial}: no ${name} span`);
+    }
+  });
+});

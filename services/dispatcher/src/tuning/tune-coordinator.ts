@@ -11,6 +11,7 @@ import { newJobId } from '@makam/shared/ids';
 import { objectiveValue, studyKey } from '@makam/shared/tuning/search';
 import { isTune, queuedJob, type BestTrial, type JobRecord, type JobStore, type StudyProgress, type TrialInfo, type TrialJob, type TuneJob } from '@makam/shared/job-store';
 import { requestCancel } from '@makam/shared/cancel';
+import { SpanKind, injectTrace, withSpan } from '@makam/shared/tracing';
 import { trainJobOptions, tuneQueueName, type TrainJobData } from '@makam/shared/queues';
 import type { BlobStore } from '@makam/shared/blob-store';
 import type { Logger } from '@makam/shared/logger';
@@ -20,6 +21,7 @@ import { Detached, JobFailure, StudyProtocolError } from '../failures.ts';
 import { NO_REPORTER, type RunReporter } from '../run-driver.ts';
 import type { StudyClient } from './study-client.ts';
 import { TrialReporter } from './trial-reporter.ts';
+import { traceJob } from '../tracing.ts';
 
 export interface CoordinatorDeps {
   config: DispatcherConfig;
@@ -50,7 +52,7 @@ export class TuneCoordinator {
   start(): void {
     const { config } = this.d;
     this.connection = createRedis(config, { blocking: true });
-    this.worker = new Worker<TrainJobData, Outcome>(tuneQueueName(config.MAKAM_CLASS), (job) => this.process(job), {
+    this.worker = new Worker<TrainJobData, Outcome>(tuneQueueName(config.MAKAM_CLASS), (job) => traceJob(job, () => this.process(job)), {
       connection: this.connection,
       prefix: config.MAKAM_QUEUE_PREFIX,
       concurrency: config.MAKAM_TUNE_CONCURRENCY,
@@ -166,7 +168,10 @@ export class TuneCoordinator {
   }
 
   private async enqueue(trialId: string): Promise<void> {
-    await this.d.trainQueue.add('train', { jobId: trialId }, trainJobOptions(trialId, this.d.config.MAKAM_JOB_ATTEMPTS));
+    // A trial's trace is its tune job's: the coordination's span is the parent of its enqueue.
+    const queue = this.d.trainQueue;
+    const span = { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'bullmq', 'messaging.destination.name': queue.name, 'makam.job.id': trialId } };
+    await withSpan(`enqueue ${queue.name}`, span, () => queue.add('train', { jobId: trialId, trace: injectTrace() }, trainJobOptions(trialId, this.d.config.MAKAM_JOB_ATTEMPTS)));
   }
 
   private async createTrial(tune: TuneJob, key: string, number: number, params: Record<string, unknown>, log: Logger): Promise<TrialJob> {
