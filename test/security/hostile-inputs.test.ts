@@ -21,6 +21,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { ApiKeyStore } from '../../services/api/src/tenancy/api-keys.ts';
+import { JobStore } from '@makam/shared/job-store';
+import { redisKeys } from '@makam/shared/keys';
 import { createRedis } from '@makam/shared/redis';
 import { buildApp } from '../../services/api/src/app.ts';
 import { loadApiConfig } from '../../services/api/src/config.ts';
@@ -97,7 +99,7 @@ let probe: HealthProbe;
 
 const keys = { alpha: '', bravo: '', charlie: '' };
 let alphaKeyId = '';
-const fixtures = { dataset: '', job: '', webhook: '' };
+const fixtures = { dataset: '', job: '', webhook: '', members: [] as string[] };
 /** Identifiers of tenant alpha no other caller may see in a 2xx answer. */
 let secrets: string[] = [];
 let sample = '';
@@ -168,6 +170,16 @@ before(async () => {
     }
   }
   assert.ok(fixtures.job, 'a job of tenant alpha exists');
+  // An ensemble's seed needs finished members: two tfidf jobs finished as a dispatcher finishes them.
+  const jobs = new JobStore(store, redisKeys(prefix));
+  for (let i = 0; i < 2; i++) {
+    const res = await send(port, { method: 'POST', path: '/v1/jobs', headers: { authorization: `Bearer ${keys.alpha}`, 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ kind: 'finetune', model: { family: 'tfidf' }, dataset: fixtures.dataset, hyperparameters: { refit: false } })) });
+    const id = JSON.parse(res.text).id as string;
+    assert.ok((await jobs.transition(id, 'running', {})).ok && (await jobs.transition(id, 'succeeded', { result: { refit: null }, artifact: { sha256: 'a'.repeat(64), size_bytes: 1 } })).ok, res.text);
+    fixtures.members.push(id);
+  }
+  const ensemble = await send(port, { method: 'POST', path: '/v1/jobs', headers: { authorization: `Bearer ${keys.alpha}`, 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(jobSeeds().at(-1))) });
+  assert.equal(ensemble.status, 202, `the ensemble seed is accepted: ${ensemble.text.slice(0, 300)}`);
   secrets = [fixtures.dataset, fixtures.job, fixtures.webhook, alphaKeyId, '"alpha"'];
   memoryBefore = await usedMemory(store);
   probe = new HealthProbe(port, 20);
@@ -258,6 +270,8 @@ function jobSeeds(): Array<Record<string, unknown>> {
         seed: 1,
       },
     },
+    // Once its members are finished (before()): an ensemble of them.
+    ...(fixtures.members.length ? [{ kind: 'ensemble', members: fixtures.members, method: 'stack', resource_class: 'cpu' }] : []),
   ];
 }
 
