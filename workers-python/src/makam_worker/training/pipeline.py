@@ -8,6 +8,7 @@ run never loads it.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,9 @@ def train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Cal
     from makam_worker.training import trackers
 
     hp = spec.hyperparameters
-    tracker = trackers.open_tracker(hp.tracker, run_id=spec.run_id, run_dir=paths.dir, model_dir=paths.model)
+    # A rank other than 0 of a multi-device run (distributed.py) writes aside, never read: it tracks nothing.
+    kind = hp.tracker if os.environ.get("RANK", "0") == "0" else "none"
+    tracker = trackers.open_tracker(kind, run_id=spec.run_id, run_dir=paths.dir, model_dir=paths.model)
     try:
         tracker.start(hp.to_dict())
         return _train_run(paths, spec, events, should_stop, log, tracker)

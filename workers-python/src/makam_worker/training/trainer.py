@@ -531,7 +531,7 @@ def train_neural(
     paths.model.mkdir(parents=True, exist_ok=True)
     built.save(paths.model)
     onnx = None
-    if hp.export_onnx:  # last: it merges a LoRA model and moves it to the CPU in fp32
+    if hp.export_onnx and distributed.rank() == 0:  # last: it merges a LoRA model and moves it to the CPU in fp32
         from makam_worker.training import export_onnx
 
         onnx = export_onnx.export(model, built.tokenizer, paths.model, split=split, max_length=built.max_length,
