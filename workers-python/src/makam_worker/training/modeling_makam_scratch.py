@@ -172,14 +172,9 @@ class MakamScratchForSequenceClassification(MakamScratchPreTrainedModel):
         self.classifier = nn.Linear(width, config.num_labels)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        char_ngram_ids: torch.Tensor | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput:
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden states (batch, tokens, hidden_size), before pooling: what makam's masked-LM
+        phase trains an MLM head on before fine-tuning."""
         b, t = input_ids.shape
         if t > self.config.max_position_embeddings:
             raise ValueError(f"input is {t} tokens, above max_position_embeddings={self.config.max_position_embeddings}")
@@ -197,7 +192,19 @@ class MakamScratchForSequenceClassification(MakamScratchPreTrainedModel):
         mask = None if dense else keep[:, None, None, :]
         for block in self.blocks:
             x = block(x, mask)
-        x = self.norm(x)
+        return self.norm(x)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        char_ngram_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        x = self.encode(input_ids, attention_mask)
+        t = x.shape[1]
+        keep = attention_mask.bool() if attention_mask is not None else None
         if self.config.pooling == "cls":
             pooled = x[:, 0]
         elif keep is None:

@@ -52,6 +52,7 @@ def _train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Ca
             spec.train_dataset, spec.validation_dataset, hp.validation_fraction, hp.seed,
             test_path=spec.test_dataset, test_fraction=hp.test_fraction,
             prepare={name: getattr(hp, name) for name in OPTIONS}, remove_eval_duplicates=hp.remove_eval_duplicates,
+            unlabeled_path=spec.unlabeled_dataset,
         )
         span.update(train_examples=len(splits.train_texts), validation_examples=len(splits.validation_texts),
                     test_examples=len(splits.test_texts))

@@ -371,6 +371,14 @@ def _builder(family: str) -> Callable[[dict[str, Any], BuildContext], Built]:
     return build
 
 
+def _pretraining_note(hp: Hyperparameters, splits: Splits, loop: LoopState) -> str:
+    if not hp.mlm_epochs:
+        return ""
+    from makam_worker.training import mlm
+
+    return mlm.describe(hp, splits, loop.mlm_history)
+
+
 def train_neural(
     paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits, events: EventLog,
     check_stop: Callable[[], None], log: Log,
@@ -418,7 +426,9 @@ def train_neural(
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     loop, notes = LoopState(), []
-    if resume is not None:
+    # A checkpoint of the masked-LM phase (mlm.py): that phase goes on, and fine-tuning starts afresh after it.
+    in_mlm = resume is not None and resume.meta.get("phase") == "mlm"
+    if resume is not None and not in_mlm:
         # Last before the loop: it also sets the random generators as they were after epoch k.
         loop, notes = resume.restore(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, meter=meter,
                                      device=device, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
@@ -429,7 +439,11 @@ def train_neural(
     )
     for note in data_warnings(hp, splits) + built.notes + notes:
         events.append("log", level="warning", message=note)
-    if resume is not None:
+    if in_mlm:
+        events.append("log", level="info", message=(
+            f"resumed from a checkpoint of the masked-LM phase, after {resume.meta.get('mlm_epoch', 'some')} of "
+            f"{hp.mlm_epochs} MLM epoch(s): the phase goes on, then fine-tuning"))
+    elif resume is not None:
         events.append("log", level="info", message=(
             f"resumed from the checkpoint of epoch {loop.epoch} (step {loop.step}); training goes on at epoch "
             f"{loop.epoch + 1}" if loop.epoch < hp.epochs and not loop.stopped_early else
@@ -442,6 +456,11 @@ def train_neural(
         "family": hp.family, "model": spec.model.to_dict(), "labels": splits.label_names, "total_steps": total_steps,
         "steps_per_epoch": steps_per_epoch, "precision": precision,
     }
+    if hp.mlm_epochs and (resume is None or in_mlm):  # not after it: a fine-tune checkpoint holds its result
+        from makam_worker.training import mlm
+
+        mlm.pretrain(paths, spec.model, hp, splits, built, events, check_stop, log, device=device, precision=precision,
+                     loop=loop, meta=checkpoint_meta, meter=meter, resume=resume if in_mlm else None)
     model.train()
     trained = distributed.wrap(model, device)  # DDP in a run of several devices; checkpoints keep `model`
     for epoch in range(loop.epoch + 1, hp.epochs + 1):
@@ -540,7 +559,9 @@ def train_neural(
     return report.finish(
         paths, spec, hp, splits, events, log,
         history=loop.history, best_epoch=loop.best_epoch, best_row=loop.best_row, stopped_early=loop.stopped_early,
-        evaluation=final, throughput=throughput, source=built.source, loading=built.loading,
-        model_info={**built.info, "max_length": built.max_length, "train_texts_truncated": train_truncated},
+        evaluation=final, throughput=throughput, source=built.source + _pretraining_note(hp, splits, loop),
+        loading=built.loading,
+        model_info={**built.info, "max_length": built.max_length, "train_texts_truncated": train_truncated,
+                    **({"mlm_history": loop.mlm_history} if hp.mlm_epochs else {})},
         refit=refitted, onnx=onnx, tracker=tracker,
     )
