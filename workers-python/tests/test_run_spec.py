@@ -24,6 +24,8 @@ def full_spec() -> dict:
         "hyperparameters": {"epochs": 2, "loss": "focal", "focal_alpha": {"aşk": 2}, "seed": 7.0},
         "resume_checkpoint_sha256": "ab" * 32,
         "devices": 2,
+        "ensemble": {"method": "stack", "members": [{"job_id": "job-a", "artifact": "/state/artifacts/a.tar.gz"},
+                                                {"job_id": "job-b", "artifact": "/state/artifacts/b.tar.gz"}]},
     }
 
 
