@@ -92,6 +92,8 @@ export interface StackOptions {
   workerEnv?: Record<string, string>;
   /** Python workers to start (1); the first is named `worker`, the others `worker2`, `worker3`, ... */
   workers?: number;
+  /** Extra environment for the API (e.g. higher rate limits for a load test). */
+  apiEnv?: Record<string, string>;
 }
 
 /** `redis`: a URL, or the URL with TLS files (every process gets them as its environment). */
@@ -116,7 +118,7 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
     const name = i === 0 ? 'worker' : `worker${i + 1}`;
     procs.push(start(name, PYTHON, ['-m', 'makam_worker', '--listen', address, '--state-dir', i === 0 ? workerStateDir : path.join(dir, name)], { PYTHONUNBUFFERED: '1', MAKAM_MODEL_ROOTS: modelsDir, HF_HUB_OFFLINE: '1', MAKAM_WORKER_WARM: '0', ...options.workerEnv }));
   });
-  const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort) });
+  const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort), ...options.apiEnv });
   procs.push(api);
   const dispatcherEnv = { ...common, MAKAM_CLASS: 'cpu', MAKAM_WORKERS: workerAddresses.join(','), MAKAM_CANCEL_POLL_MS: '500', ...options.dispatcherEnv };
   const startDispatcher = () => start('dispatcher', process.execPath, ['services/dispatcher/src/main.ts'], dispatcherEnv);
