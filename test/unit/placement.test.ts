@@ -59,8 +59,8 @@ test('each memory lever lowers the estimate', () => {
 
 test('resource classes parse with defaults or explicit device and memory', () => {
   assert.deepEqual(parseResourceClasses('cpu,a100=cuda:80GiB'), [
-    { name: 'cpu', device: 'cpu', memory_bytes: 16 * GiB },
-    { name: 'a100', device: 'cuda', memory_bytes: 80 * GiB },
+    { name: 'cpu', device: 'cpu', memory_bytes: 16 * GiB, devices: 1 },
+    { name: 'a100', device: 'cuda', memory_bytes: 80 * GiB, devices: 1 },
   ]);
   assert.throws(() => parseResourceClasses('h100'), /needs a device and memory/);
   assert.throws(() => parseResourceClasses('x=tpu:1GiB'), /name=cuda:24GiB/);
