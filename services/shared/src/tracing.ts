@@ -96,6 +96,17 @@ export function withSpan<T>(name: string, options: SpanOptions, fn: (span: Span 
   });
 }
 
+/**
+ * Queues a job as the `enqueue <queue>` span (a producer span, a child of the active one): `add`
+ * gets the `trace` field for the job's data, undefined without tracing, so the dispatcher's
+ * processing becomes its child. No Redis round trip of its own.
+ */
+export function traceEnqueue<T>(queue: string, jobId: string, add: (trace: TraceCarrier | undefined) => Promise<T>): Promise<T> {
+  if (!started?.enabled) return add(undefined);
+  const attributes = { 'messaging.system': 'bullmq', 'messaging.destination.name': queue, 'messaging.operation.type': 'send', 'makam.job.id': jobId };
+  return withSpan(`enqueue ${queue}`, { kind: SpanKind.PRODUCER, attributes }, () => add(injectTrace()));
+}
+
 /** The active span's context as W3C fields, for a job's data; undefined without tracing or a span. */
 export function injectTrace(ctx: Context = context.active()): TraceCarrier | undefined {
   if (!started?.enabled || !trace.getSpan(ctx)) return undefined;

@@ -5,6 +5,7 @@
 import { JobTooLargeError, queuedJob } from '@makam/shared/job-store';
 import { newJobId } from '@makam/shared/ids';
 import { trainJobOptions } from '@makam/shared/queues';
+import { traceEnqueue } from '@makam/shared/tracing';
 import { fingerprintOf } from '../tenancy/idempotency-store.ts';
 import { ApiError } from '../errors.ts';
 import { withIdempotency } from '../idempotency.ts';
@@ -51,7 +52,8 @@ export async function submitEnsemble(deps: SubmitDeps, req: Omit<SubmitRequest, 
       throw err;
     }
     try {
-      await app.queues.get(checked.resource_class)!.add('train', { jobId: id }, trainJobOptions(id, app.config.MAKAM_JOB_ATTEMPTS));
+      const queue = app.queues.get(checked.resource_class)!;
+      await traceEnqueue(queue.name, id, (trace) => queue.add('train', { jobId: id, trace }, trainJobOptions(id, app.config.MAKAM_JOB_ATTEMPTS)));
     } catch (err) {
       await app.jobs.transition(id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() });
       throw err;

@@ -14,7 +14,7 @@ import { appliesTo, defaultsFor, misapplied } from '../placement/hyperparameters
 import { estimateMemory } from '../placement/memory-estimate.ts';
 import { fingerprintOf } from '../tenancy/idempotency-store.ts';
 import { newJobId } from '@makam/shared/ids';
-import { SpanKind, injectTrace, withSpan } from '@makam/shared/tracing';
+import { traceEnqueue } from '@makam/shared/tracing';
 import { addJobWith, trainJobOptions, tuneJobOptions, type TrainJobData } from '@makam/shared/queues';
 import type { DatasetRecord } from '@makam/shared/dataset-store';
 import type { Family } from '../contracts/hyperparameters.gen.ts';
@@ -213,8 +213,7 @@ async function createAndEnqueue(app: FastifyInstance, tenant: string, job: JobRe
   const [name, opts] = tune ? ['tune', tuneJobOptions(job.id)] : ['train', trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS)];
   try {
     // The enqueue span's context travels in the job's data to the dispatcher (no extra round trip; off, no field).
-    const span = { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'bullmq', 'messaging.destination.name': queue.name, 'makam.job.id': job.id } };
-    await withSpan(`enqueue ${queue.name}`, span, () => addJobWith(queue, name, { jobId: job.id, trace: injectTrace() }, opts, (multi) => app.jobs.createIn(multi, job)));
+    await traceEnqueue(queue.name, job.id, (trace) => addJobWith(queue, name, { jobId: job.id, trace }, opts, (multi) => app.jobs.createIn(multi, job)));
   } catch (err) {
     if (err instanceof JobTooLargeError) {
       await app.quotas.releaseActiveJob(tenant, job.id).catch(() => undefined);

@@ -11,7 +11,7 @@ import { newJobId } from '@makam/shared/ids';
 import { objectiveValue, studyKey } from '@makam/shared/tuning/search';
 import { isTune, queuedJob, type BestTrial, type JobRecord, type JobStore, type StudyProgress, type TrialInfo, type TrialJob, type TuneJob } from '@makam/shared/job-store';
 import { requestCancel } from '@makam/shared/cancel';
-import { SpanKind, injectTrace, withSpan } from '@makam/shared/tracing';
+import { traceEnqueue } from '@makam/shared/tracing';
 import { trainJobOptions, tuneQueueName, type TrainJobData } from '@makam/shared/queues';
 import type { BlobStore } from '@makam/shared/blob-store';
 import type { Logger } from '@makam/shared/logger';
@@ -170,8 +170,7 @@ export class TuneCoordinator {
   private async enqueue(trialId: string): Promise<void> {
     // A trial's trace is its tune job's: the coordination's span is the parent of its enqueue.
     const queue = this.d.trainQueue;
-    const span = { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'bullmq', 'messaging.destination.name': queue.name, 'makam.job.id': trialId } };
-    await withSpan(`enqueue ${queue.name}`, span, () => queue.add('train', { jobId: trialId, trace: injectTrace() }, trainJobOptions(trialId, this.d.config.MAKAM_JOB_ATTEMPTS)));
+    await traceEnqueue(queue.name, trialId, (trace) => queue.add('train', { jobId: trialId, trace }, trainJobOptions(trialId, this.d.config.MAKAM_JOB_ATTEMPTS)));
   }
 
   private async createTrial(tune: TuneJob, key: string, number: number, params: Record<string, unknown>, log: Logger): Promise<TrialJob> {
