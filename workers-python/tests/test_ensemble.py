@@ -159,3 +159,62 @@ def test_a_member_prepared_otherwise_fails_the_run_naming_it(tmp_path, members):
     assert execute(run_dir) == EXIT_FAILED
     finished = read_events(run_dir)[-1]
     assert finished["error_code"] == "invalid_member" and "member job_other has lowercase 'none'" in finished["error_message"]
+
+
+def test_through_grpc_the_member_models_are_uploaded_once_and_a_missing_one_is_refused(tmp_path, members):
+    """The worker's side of an ensemble job: HasArtifact/UploadArtifact store each member's archive by
+    its sha256, StartRun refuses an ensemble whose member is not on the worker (naming it), and one
+    whose members are there runs to an artifact."""
+    import hashlib
+
+    import grpc
+
+    from makam.worker.v1 import worker_pb2 as pb
+    from makam.worker.v1 import worker_pb2_grpc
+    from makam_worker.server import create_server
+
+    server, port = create_server("127.0.0.1:0", tmp_path / "state")
+    server.start()
+    try:
+        stub = worker_pb2_grpc.WorkerServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        datasets = {}
+        for split in ("train", "validation", "test"):
+            data = (members["job_tfidf"].parent / f"{split}.jsonl").read_bytes()
+            datasets[split] = hashlib.sha256(data).hexdigest()
+            stub.UploadDataset(iter([pb.UploadDatasetRequest(header=pb.DatasetHeader(sha256=datasets[split], size_bytes=len(data))),
+                                     pb.UploadDatasetRequest(chunk=data)]), timeout=60)
+        archives = {j: (members[j] / "model.tar.gz").read_bytes() for j in ("job_tfidf", "job_scratch")}
+        shas = {j: hashlib.sha256(b).hexdigest() for j, b in archives.items()}
+
+        def request(run_id: str) -> pb.StartRunRequest:
+            model, hp = MEMBERS["tfidf"]
+            r = pb.StartRunRequest(run_id=run_id, train_dataset_sha256=datasets["train"],
+                                   validation_dataset_sha256=datasets["validation"], test_dataset_sha256=datasets["test"])
+            r.model.family = model["family"]
+            r.hyperparameters.update(hp)
+            r.ensemble.method = "average"
+            for j in ("job_tfidf", "job_scratch"):
+                r.ensemble.members.add(job_id=j, artifact_sha256=shas[j])
+            return r
+
+        def upload(j: str) -> None:
+            header = pb.ArtifactHeader(sha256=shas[j], size_bytes=len(archives[j]))
+            stub.UploadArtifact(iter([pb.UploadArtifactRequest(header=header), pb.UploadArtifactRequest(chunk=archives[j])]), timeout=60)
+
+        assert not stub.HasArtifact(pb.HasArtifactRequest(sha256=shas["job_tfidf"]), timeout=60).present
+        upload("job_tfidf")
+        assert stub.HasArtifact(pb.HasArtifactRequest(sha256=shas["job_tfidf"]), timeout=60).present
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.StartRun(request("ens-missing"), timeout=60)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "ensemble member job_scratch is not on this worker" in refused.value.details()
+
+        upload("job_scratch")
+        assert stub.StartRun(request("ens"), timeout=60).created
+        events = list(stub.WatchRun(pb.WatchRunRequest(run_id="ens"), timeout=300))
+        finished = events[-1].finished
+        assert finished.state == pb.RunState.RUN_STATE_SUCCEEDED, finished.error_message
+        assert finished.final_metrics["family"] == "ensemble"
+        assert [m["job_id"] for m in finished.final_metrics["ensemble"]["members"]] == ["job_tfidf", "job_scratch"]
+    finally:
+        server.stop(0)
