@@ -160,3 +160,15 @@ def test_the_tokenizer_learns_the_unlabeled_text_and_evaluation_text_stays_out(f
     assert splits.report["removed_from_unlabeled"] == 1 and len(splits.unlabeled_texts) == 30
     pieces = built.tokenizer.tokenize(word)
     assert len(pieces) <= 2, pieces  # learnt as a word (or nearly), not spelt out letter by letter
+
+
+def test_the_refit_pretrains_its_fresh_model_too(tmp_path, caplog):
+    """refit trains a fresh model on train + validation: it gets its own phase, on those texts and the unlabeled."""
+    model, hp = RUNS["scratch"]
+    run_dir = with_unlabeled(write_run_dir(tmp_path, "refit", {**hp, "mlm_epochs": 2, "refit": True, "test_fraction": 0.2},
+                                           model=model), UNLABELED)
+    with caplog.at_level("INFO"):
+        assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    phases = [r.getMessage() for r in caplog.records if r.getMessage().startswith("masked-LM phase:")]
+    assert len(phases) == 2, phases  # the first pass's, then the refit's
+    assert read_events(run_dir)[-1]["final_metrics"]["trained_on"] == "train+validation"

@@ -139,13 +139,13 @@ def describe(hp: Hyperparameters, splits: Splits, history: list[dict[str, Any]])
 
 
 def pretrain(
-    paths: RunPaths, model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, built: Built, events: EventLog | None,
+    paths: RunPaths | None, model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, built: Built, events: EventLog | None,
     check_stop: Callable[[], None], log: Log, *, device: torch.device, precision: str, loop: LoopState,
     meta: dict[str, Any] | None = None, meter: Any = None, resume: Resume | None = None,
 ) -> None:
     """Runs the phase from loop.mlm_epoch (0, or where `resume`'s checkpoint ended) to hp.mlm_epochs, in
-    place on built.model; per epoch a metrics event and, with `meta`, a checkpoint. `events` None: no
-    events (the refit's phase, which is not checkpointed either)."""
+    place on built.model; per epoch a metrics event and, with `meta` (and `paths`), a checkpoint. `events`
+    None: no events (the refit's phase, which is not checkpointed either: refit.py)."""
     from makam_worker.training import trainer
 
     tokenizer = built.tokenizer
@@ -212,9 +212,10 @@ def pretrain(
         log.info("MLM epoch %d/%d: loss %.4f", epoch, hp.mlm_epochs, row["mlm_loss"])
         if events is not None:
             events.append("metrics", phase=PHASE, **row)
-            if meta is not None:
-                saved = train_state.save(paths, meta={**phase_meta, "mlm_epoch": epoch}, model=mlm, optimizer=optimizer, scheduler=scheduler,
-                                         scaler=scaler, loop=loop, meter=meter, device=device, derived=built.derived)
+            if meta is not None and paths is not None:
+                saved = train_state.save(paths, meta={**phase_meta, "mlm_epoch": epoch}, model=mlm, optimizer=optimizer,
+                                         scheduler=scheduler, scaler=scaler, loop=loop, meter=meter, device=device,
+                                         derived=built.derived)
                 events.append("checkpoint", epoch=saved.epoch, step=saved.step)
     check_stop()
     carry_back(hp.family, mlm, built.model)

@@ -68,6 +68,11 @@ def train_refit(
     built = trainer._builder(hp.family)(model_spec, refit_ctx)
     model = built.model
     check_stop()
+    if hp.mlm_epochs and refit_ctx.resume_dir is None:  # its own masked-LM phase on its texts (mlm.py); a refit checkpoint holds its result
+        from makam_worker.training import mlm
+
+        mlm.pretrain(None, model_spec, hp, data, built, None, check_stop, ctx.log, device=device, precision=precision,
+                     loop=LoopState())
 
     encode = trainer.TextEncoder(built.tokenizer, built.max_length, hp.truncation)
     ids, truncated = encode(data.train_texts)
