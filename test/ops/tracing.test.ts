@@ -214,7 +214,10 @@ test('a tune job is one trace too: its coordination, each trial\'s enqueue and p
     request.model = { family: 'tfidf' };
     request.hyperparameters = { seed: 42 };
     request.search = { space: { C: { type: 'categorical', choices: [0.1, 1] } }, objective: { metric: 'macro_f1' }, sampler: 'grid', pruner: 'none', trials: 2, parallelism: 2 };
-    const submitted = await s.json('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+    // This time the client is traced too: its traceparent makes the request span its child.
+    const [clientTrace, clientSpan] = ['4bf92f3577b34da6a3ce929d0e0e4736', '00f067aa0ba902b7'];
+    const headers = { 'content-type': 'application/json', traceparent: `00-${clientTrace}-${clientSpan}-01` };
+    const submitted = await s.json('/v1/jobs', { method: 'POST', headers, body: JSON.stringify(request) });
     assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
     const id: string = submitted.body.id;
     const job = await s.finished(id, 240_000);
@@ -228,8 +231,10 @@ test('a tune job is one trace too: its coordination, each trial\'s enqueue and p
     const parentOf = (x: OtlpSpan) => byId.get(x.parentSpanId);
     const enqueueTune = parentOf(coordination)!;
     assert.equal(enqueueTune.name, 'enqueue tune-cpu');
-    assert.equal(parentOf(enqueueTune)?.name, 'POST /v1/jobs');
-    assert.equal(parentOf(parentOf(enqueueTune)!)?.parentSpanId ?? '', '', 'the tune request is the root');
+    const post = parentOf(enqueueTune)!;
+    assert.equal(post.name, 'POST /v1/jobs');
+    assert.equal(post.traceId, clientTrace, 'the trace is the client\'s');
+    assert.equal(post.parentSpanId, clientSpan, 'the request span is a child of the client\'s span');
     for (const trial of trials) {
       const processing = await eventually(`trial ${trial}'s processing span`, async () => receiver.spans.find((x) => x.name === 'process train-cpu' && x.attributes['makam.job.id'] === trial), 30_000);
       assert.equal(processing.traceId, coordination.traceId, `trial ${trial} is in its tune job's trace`);

@@ -45,6 +45,7 @@ export default fp(
     app.addHook('onRequestAbort', (request, done) => {
       request.trace?.span.setStatus({ code: SpanStatusCode.ERROR, message: 'the client went away' });
       request.trace?.span.end();
+      request.trace = null; // ended once: onResponse may still run
       done();
     });
   },
