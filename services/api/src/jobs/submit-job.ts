@@ -15,6 +15,7 @@ import { estimateMemory } from '../placement/memory-estimate.ts';
 import { fingerprintOf } from '../tenancy/idempotency-store.ts';
 import { newJobId } from '@makam/shared/ids';
 import { traceEnqueue } from '@makam/shared/tracing';
+import { Telemetry } from '@makam/shared/telemetry';
 import { addJobWith, trainJobOptions, tuneJobOptions, type TrainJobData } from '@makam/shared/queues';
 import type { DatasetRecord } from '@makam/shared/dataset-store';
 import type { Family } from '../contracts/hyperparameters.gen.ts';
@@ -56,6 +57,7 @@ export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{
   const { hyperparameters, search } = resolveHyperparameters(body);
   const train = await readDatasets(app, tenant, body, hyperparameters);
   const placement = placeJob(app, body, hyperparameters, search, train);
+  await checkTracker(app, hyperparameters, placement.resource_class);
   const queue = (search ? app.tuneQueues : app.queues).get(placement.resource_class)!;
   const key = req.idempotencyKey();
   return withIdempotency(app, tenant, 'jobs', key, key ? fingerprintOf(body) : '', async () => {
@@ -164,6 +166,19 @@ function placeJob(app: FastifyInstance, body: TrainJobBodyT, hyperparameters: Re
     if (err instanceof PlacementError) throw new ApiError(400, 'does_not_fit', err.message, err.param ?? (body.resource_class ? 'resource_class' : 'hyperparameters'));
     if (err instanceof ModelConfigError) throw new ApiError(400, 'invalid_model_config', err.message, err.param);
     throw err;
+  }
+}
+
+/**
+ * tracker 'wandb' runs only where wandb imports (GetCapabilities lists versions.wandb there): refused
+ * while every worker its class's dispatchers report lacks it. With none reported (all down, say) it
+ * queues, and a worker without wandb fails the run before training as tracker_unavailable.
+ */
+async function checkTracker(app: FastifyInstance, hyperparameters: Record<string, unknown>, resourceClass: string): Promise<void> {
+  if (hyperparameters.tracker !== 'wandb') return;
+  const workers = (await new Telemetry(app.redis, app.config.MAKAM_REDIS_PREFIX).workers()).filter((w) => w.resource_class === resourceClass);
+  if (workers.length > 0 && !workers.some((w) => w.versions.wandb)) {
+    throw new ApiError(400, 'invalid_request', `tracker 'wandb' needs wandb on the worker, and no worker of resource class ${resourceClass} can import it; use tracker 'tensorboard' (event files in the artifact) or 'none', or ask the operator for wandb on these workers`, 'hyperparameters.tracker');
   }
 }
 
