@@ -376,6 +376,55 @@ test('the external-redis component removes the in-cluster Redis and leaves a val
   }
 });
 
+test('the redis-sentinel component: three data pods, three sentinels, every process and scaler through them', async () => {
+  const dir = scratchDir('deploy-redis-sentinel');
+  try {
+    const up = path.relative(dir, rel('deploy'));
+    writeFileSync(
+      path.join(dir, 'kustomization.yaml'),
+      `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ${up}/overlays/all-pools\ncomponents:\n  - ${up}/components/redis-sentinel\n`,
+    );
+    const manifests = kustomize(dir);
+    assert.deepEqual(await checkKubernetesTypes(manifests), []);
+    const redis = find(manifests, 'StatefulSet', 'redis');
+    const sentinel = find(manifests, 'StatefulSet', 'redis-sentinel');
+    assert.equal(redis.spec.replicas, 3);
+    assert.equal(sentinel.spec.replicas, 3);
+    const scripts = find(manifests, 'ConfigMap', 'redis-sentinel-scripts').data;
+    for (const flag of ['--appendonly yes', '--appendfsync always', '--maxmemory-policy noeviction', '--min-replicas-to-write 1', '--requirepass', '--masterauth']) assert.ok(scripts['redis.sh'].includes(flag), flag);
+    assert.deepEqual(container(redis, 'redis').command, ['sh', '/scripts/redis.sh']);
+    assert.match(scripts['sentinel.sh'], /sentinel monitor mymaster \$primary 6379 2\n/, 'a quorum of two of the three');
+    // Every makam process reads makam-config: the sentinels listed there are the StatefulSet's pods.
+    const config = find(manifests, 'ConfigMap', 'makam-config').data;
+    assert.equal(config.REDIS_SENTINEL_NAME, 'mymaster');
+    const headless = find(manifests, 'Service', 'redis-sentinel');
+    assert.equal(headless.spec.clusterIP, 'None');
+    assert.deepEqual(config.REDIS_SENTINELS.split(','), [0, 1, 2].map((i) => `redis-sentinel-${i}.${headless.metadata.name}:${headless.spec.ports[0].port}`));
+    for (const w of workloads(manifests).filter((x) => x.metadata.name === 'api' || x.metadata.name.startsWith('worker-'))) {
+      const c = container(w, w.metadata.name === 'api' ? 'api' : 'dispatcher');
+      assert.ok(c.envFrom.some((e: Obj) => e.configMapRef?.name === 'makam-config'), `${w.metadata.name} reads makam-config`);
+    }
+    for (const so of byKind(manifests, 'ScaledObject')) {
+      for (const t of so.spec.triggers) {
+        assert.equal(t.type, 'redis-sentinel', so.metadata.name);
+        assert.equal(t.metadata.sentinelMaster, 'mymaster');
+        assert.equal(t.metadata.addresses.split(',').length, 3);
+      }
+    }
+    // Who may reach the sentinels and the data pods: makam's processes, each other, KEDA.
+    const sentinelFrom = find(manifests, 'NetworkPolicy', 'redis-sentinel-ingress').spec.ingress[0];
+    assert.deepEqual(sentinelFrom.ports, [{ protocol: 'TCP', port: 26379 }]);
+    const redisFrom = find(manifests, 'NetworkPolicy', 'redis-ingress').spec.ingress[0].from;
+    for (const component of ['redis', 'redis-sentinel']) {
+      assert.ok(redisFrom.some((p: Obj) => p.podSelector?.matchLabels?.['app.kubernetes.io/component'] === component), `${component} reaches the data pods`);
+    }
+    const pdbs = byKind(manifests, 'PodDisruptionBudget');
+    assert.ok(pdbs.some((p) => selects(p.spec.selector, podTemplate(sentinel).metadata.labels) && p.spec.minAvailable === 2));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the type check is a real one: a misplaced field and a wrong type are reported', async () => {
   const api = structuredClone(find(render('deploy/base'), 'Deployment', 'api'));
   api.spec.template.spec.containers[0].nodeSelector = { a: 'b' };

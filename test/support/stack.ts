@@ -48,6 +48,8 @@ export interface Stack {
   redisUrl: string;
   prefix: string;
   workerAddress: string;
+  /** Every worker's address, in the order of their names (worker, worker2, ...). */
+  workerAddresses: string[];
   /** MAKAM_MODEL_ROOTS of the API and the workers (created by no one: a test makes what it needs). */
   modelsDir: string;
   /** The Python worker's --state-dir (its runs are under runs/<job id>/). */
@@ -60,8 +62,11 @@ export interface Stack {
   logs(): string;
   /** Kills the named process (the last started of that name) with `signal`. */
   kill(name: string, signal: NodeJS.Signals): Promise<void>;
-  /** Starts another dispatcher like the first. */
-  startDispatcher(): Proc;
+  /** Starts another dispatcher like the named one (the first, `dispatcher`, by default; one of
+   * another name drives every worker), with `env` on top. */
+  startDispatcher(name?: string, env?: Record<string, string>): Proc;
+  /** Stops the named process (the last started of that name) with SIGTERM, as its supervisor would. */
+  stopProc(name: string): Promise<void>;
   /** Uploads the shipped sample dataset (examples/data/lyrics-sample.jsonl). */
   uploadSample(): Promise<{ status: number; body: any }>;
   /** Polls a job until it has succeeded, failed or been cancelled; returns its record. */
@@ -92,15 +97,21 @@ export interface StackOptions {
   workerEnv?: Record<string, string>;
   /** Python workers to start (1); the first is named `worker`, the others `worker2`, `worker3`, ... */
   workers?: number;
+  /** Dispatchers to start (1), named `dispatcher`, `dispatcher2`, ...; each drives its own share of
+   * the workers (dispatcher i the workers i, i + n, ...), as one dispatcher per host would. */
+  dispatchers?: number;
   /** Extra environment for the API (e.g. higher rate limits for a load test). */
   apiEnv?: Record<string, string>;
+  /** Key prefixes in braces (`{t...}`, `{t...-q}`): a Redis Cluster hash tag, every key in one slot. */
+  hashTag?: boolean;
 }
 
 /** `redis`: a URL, or the URL with TLS files (every process gets them as its environment). */
 export async function startStack(redis: string | RedisSettings, options: StackOptions = {}): Promise<Stack> {
   const settings = typeof redis === 'string' ? { REDIS_URL: redis } : redis;
   const redisUrl = settings.REDIS_URL;
-  const prefix = uniquePrefix();
+  const prefix = options.hashTag ? `{${uniquePrefix()}}` : uniquePrefix();
+  const queuePrefix = options.hashTag ? `${prefix.slice(0, -1)}-q}` : `${prefix}-q`;
   const dir = await mkdtemp(path.join(tmpdir(), 'makam-e2e-'));
   const storeDir = path.join(dir, 'store');
   const workerPorts: number[] = [];
@@ -111,7 +122,7 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
   const redisVars = Object.fromEntries(Object.entries(redisEnv(settings)).filter((e): e is [string, string] => e[1] !== undefined));
   // Named models are read only under this root (the API and the worker both check); nothing downloads.
   const modelsDir = path.join(dir, 'models');
-  const common = { ...redisVars, MAKAM_MODEL_ROOTS: modelsDir, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info', MAKAM_RESOURCE_CLASSES: 'cpu' };
+  const common = { ...redisVars, MAKAM_MODEL_ROOTS: modelsDir, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: queuePrefix, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info', MAKAM_RESOURCE_CLASSES: 'cpu' };
   const procs: Proc[] = [];
   const workerStateDir = path.join(dir, 'worker');
   workerAddresses.forEach((address, i) => {
@@ -120,9 +131,15 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
   });
   const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort), ...options.apiEnv });
   procs.push(api);
-  const dispatcherEnv = { ...common, MAKAM_CLASS: 'cpu', MAKAM_WORKERS: workerAddresses.join(','), MAKAM_CANCEL_POLL_MS: '500', ...options.dispatcherEnv };
-  const startDispatcher = () => start('dispatcher', process.execPath, ['services/dispatcher/src/main.ts'], dispatcherEnv);
-  procs.push(startDispatcher());
+  const dispatchers = options.dispatchers ?? 1;
+  const dispatcherEnv: Record<string, string> = { ...common, MAKAM_CLASS: 'cpu', MAKAM_WORKERS: workerAddresses.join(','), MAKAM_CANCEL_POLL_MS: '500', ...options.dispatcherEnv };
+  const dispatcherEnvs = new Map(Array.from({ length: dispatchers }, (_, d) => [
+    d === 0 ? 'dispatcher' : `dispatcher${d + 1}`,
+    { ...dispatcherEnv, MAKAM_WORKERS: workerAddresses.filter((_, i) => i % dispatchers === d).join(',') },
+  ]));
+  const startDispatcher = (name = 'dispatcher', env: Record<string, string> = {}) =>
+    start(name, process.execPath, ['services/dispatcher/src/main.ts'], { ...(dispatcherEnvs.get(name) ?? dispatcherEnv), ...env });
+  for (const name of dispatcherEnvs.keys()) procs.push(startDispatcher(name));
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   try {
     await waitFor('the API', async () => (await fetch(`${apiUrl}/readyz`)).ok, 30_000, procs);
@@ -146,6 +163,7 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
     redisUrl,
     prefix,
     workerAddress,
+    workerAddresses,
     modelsDir,
     workerStateDir,
     storeDir,
@@ -169,8 +187,12 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
       proc.child.kill(signal);
       await exited;
     },
-    startDispatcher: () => {
-      const proc = startDispatcher();
+    stopProc: async (name) => {
+      const proc = procs.filter((p) => p.name === name).at(-1);
+      if (proc) await stop(proc);
+    },
+    startDispatcher: (name, env) => {
+      const proc = startDispatcher(name, env);
       procs.push(proc);
       return proc;
     },

@@ -13,10 +13,16 @@ export const SharedConfig = {
   /** PEM files: a client certificate and key, for a Redis that asks clients for one (mutual TLS). */
   MAKAM_REDIS_TLS_CERT: Type.Optional(Type.String({ minLength: 1 })),
   MAKAM_REDIS_TLS_KEY: Type.Optional(Type.String({ minLength: 1 })),
-  /** Key prefix of makam's records and streams in Redis. */
-  MAKAM_REDIS_PREFIX: Type.String({ default: 'makam', pattern: '^[a-z0-9_-]+$' }),
-  /** Key prefix of the BullMQ queues. */
-  MAKAM_QUEUE_PREFIX: Type.String({ default: 'makam-q', pattern: '^[a-z0-9_-]+$' }),
+  /** Redis Sentinel: host:port,... of the sentinels; the primary is found (and found again after a failover) through them. */
+  REDIS_SENTINELS: Type.Optional(Type.String({ minLength: 1 })),
+  /** The primary's name in the sentinels' configuration (`sentinel monitor <name> ...`). */
+  REDIS_SENTINEL_NAME: Type.String({ default: 'mymaster', pattern: '^[A-Za-z0-9._-]+$' }),
+  /** The sentinels' own password (`requirepass` in sentinel.conf), if they ask for one. */
+  REDIS_SENTINEL_PASSWORD: Type.Optional(Type.String({ minLength: 1 })),
+  /** Key prefix of makam's records and streams in Redis; in braces (`{makam}`) for Redis Cluster, so every script's keys share one slot. */
+  MAKAM_REDIS_PREFIX: Type.String({ default: 'makam', pattern: '^([a-z0-9_-]+|\\{[a-z0-9_-]+\\})$' }),
+  /** Key prefix of the BullMQ queues; in braces (`{makam-q}`) for Redis Cluster, as BullMQ advises. */
+  MAKAM_QUEUE_PREFIX: Type.String({ default: 'makam-q', pattern: '^([a-z0-9_-]+|\\{[a-z0-9_-]+\\})$' }),
   /** Where datasets and model artifacts are stored (a directory shared by API and dispatchers). */
   MAKAM_STORE_DIR: Type.String({ default: './var/store' }),
   /** The resource classes, one queue each: name=device:memory (cpu, gpu-4g and gpu-32g know their defaults). */

@@ -6,15 +6,35 @@ import { Redis, type RedisOptions } from 'ioredis';
  * for TLS, PEM files: the CA of the server's certificate (else the system's CAs), and a client
  * certificate and key for a Redis that asks for one (`tls-auth-clients`). Every process's config
  * is one of these; the files are read when a connection is made.
+ *
+ * With `REDIS_SENTINELS` (host:port,...) the primary is the one those sentinels name
+ * `REDIS_SENTINEL_NAME`, found again after a failover; the URL then gives only the scheme (rediss:
+ * TLS to the sentinels and the nodes, with the same files), the credentials and the database of
+ * the nodes, and `REDIS_SENTINEL_PASSWORD` is the sentinels' own (`requirepass` in sentinel.conf).
  */
 export interface RedisSettings {
   REDIS_URL: string;
   MAKAM_REDIS_TLS_CA?: string | undefined;
   MAKAM_REDIS_TLS_CERT?: string | undefined;
   MAKAM_REDIS_TLS_KEY?: string | undefined;
+  REDIS_SENTINELS?: string | undefined;
+  REDIS_SENTINEL_NAME?: string | undefined;
+  REDIS_SENTINEL_PASSWORD?: string | undefined;
 }
 
 const TLS_FILES = ['MAKAM_REDIS_TLS_CA', 'MAKAM_REDIS_TLS_CERT', 'MAKAM_REDIS_TLS_KEY'] as const;
+const SENTINEL_VARS = ['REDIS_SENTINELS', 'REDIS_SENTINEL_NAME', 'REDIS_SENTINEL_PASSWORD'] as const;
+export const DEFAULT_SENTINEL_NAME = 'mymaster';
+
+/** `host:port,host:port` as ioredis's `sentinels`; throws naming the variable and the bad entry. */
+export function parseSentinels(list: string): { host: string; port: number }[] {
+  return list.split(',').map((entry) => {
+    const m = /^\s*(\[[0-9a-fA-F:.]+\]|[^\s:,\[\]]+):([0-9]{1,5})\s*$/.exec(entry);
+    const port = Number(m?.[2]);
+    if (!m || port < 1 || port > 65535) throw new Error(`REDIS_SENTINELS: "${entry}" is not host:port (e.g. REDIS_SENTINELS=sentinel-0:26379,sentinel-1:26379,sentinel-2:26379)`);
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  });
+}
 
 /**
  * Checks the Redis settings that one variable alone cannot: TLS files only with a rediss:// URL,
@@ -25,6 +45,8 @@ export function checkRedisSettings(settings: RedisSettings): void {
   const set = TLS_FILES.filter((name) => settings[name]);
   if (set.length && !/^rediss:\/\//i.test(settings.REDIS_URL)) throw new Error(`${set.join(', ')} set, but REDIS_URL is not a rediss:// URL`);
   if (Boolean(settings.MAKAM_REDIS_TLS_CERT) !== Boolean(settings.MAKAM_REDIS_TLS_KEY)) throw new Error('MAKAM_REDIS_TLS_CERT and MAKAM_REDIS_TLS_KEY go together');
+  if (settings.REDIS_SENTINELS) parseSentinels(settings.REDIS_SENTINELS);
+  else if (settings.REDIS_SENTINEL_PASSWORD) throw new Error('REDIS_SENTINEL_PASSWORD set, but REDIS_SENTINELS is not: list the sentinels (host:port,...)');
   for (const name of set) {
     try {
       readFileSync(settings[name]!);
@@ -50,17 +72,42 @@ function tlsOptions(settings: RedisSettings): RedisOptions['tls'] {
  */
 export function createRedis(target: RedisSettings | string, { blocking = false }: { blocking?: boolean } = {}): Redis {
   const settings = typeof target === 'string' ? { REDIS_URL: target } : target;
-  return new Redis(settings.REDIS_URL, {
+  const tls = tlsOptions(settings);
+  const common: RedisOptions = {
     maxRetriesPerRequest: blocking ? null : 2,
     enableOfflineQueue: true,
     retryStrategy: (times) => Math.min(times * 200, 2000),
+    // A connection still open to a primary that was demoted answers writes with READONLY, and a
+    // primary without a replica in reach (min-replicas-to-write) with NOREPLICAS: reconnect
+    // (through the sentinels, to whichever node is primary now) and send the command again, so a
+    // write waits out a failover instead of failing the job that made it.
+    reconnectOnError: (err) => (/^(READONLY|NOREPLICAS)/.test(err.message) ? 2 : false),
     lazyConnect: false,
-    tls: tlsOptions(settings),
+    tls,
+  };
+  if (!settings.REDIS_SENTINELS) return new Redis(settings.REDIS_URL, common);
+  const url = new URL(settings.REDIS_URL);
+  return new Redis({
+    ...common,
+    sentinels: parseSentinels(settings.REDIS_SENTINELS),
+    name: settings.REDIS_SENTINEL_NAME || DEFAULT_SENTINEL_NAME,
+    role: 'master',
+    username: decodeURIComponent(url.username) || undefined,
+    password: decodeURIComponent(url.password) || undefined,
+    db: Number(url.pathname.slice(1) || 0),
+    sentinelPassword: settings.REDIS_SENTINEL_PASSWORD || undefined,
+    enableTLSForSentinelMode: Boolean(tls),
+    sentinelTLS: tls,
+    // Not failoverDetector: its disconnect on +switch-master, landing while the connection is
+    // still asking the sentinels for the primary, ends it for good (ioredis 5.11, seen in
+    // test/chaos/sentinel-failover.test.ts). A dead primary's sockets close by themselves, and a
+    // demoted one answers READONLY (above).
+    sentinelRetryStrategy: (times) => Math.min(times * 200, 2000),
   });
 }
 
 /** The Redis settings as environment variables, for a child process (the study process). */
 export function redisEnv(settings: RedisSettings): Record<string, string | undefined> {
-  return { REDIS_URL: settings.REDIS_URL, ...Object.fromEntries(TLS_FILES.map((name) => [name, settings[name]])) };
+  return { REDIS_URL: settings.REDIS_URL, ...Object.fromEntries([...TLS_FILES, ...SENTINEL_VARS].map((name) => [name, settings[name]])) };
 }
 export type { Redis };

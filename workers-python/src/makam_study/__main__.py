@@ -2,7 +2,8 @@
 
 Environment: REDIS_URL (default redis://127.0.0.1:6379; may hold credentials, never printed);
 with a rediss:// URL, MAKAM_REDIS_TLS_CA (the server's CA, else the system's), MAKAM_REDIS_TLS_CERT
-and MAKAM_REDIS_TLS_KEY (a client pair for mutual TLS): PEM files, as the dispatcher's.
+and MAKAM_REDIS_TLS_KEY (a client pair for mutual TLS): PEM files, as the dispatcher's; for Redis
+Sentinel, REDIS_SENTINELS, REDIS_SENTINEL_NAME and REDIS_SENTINEL_PASSWORD (makam_study.connection).
 
 In: one JSON object per line, `{"id": <int>, "op": "<name>", ...args}`; blank lines are skipped.
 Out: one line per request, in order: `{"id": <id>, "ok": true, "result": {...}}` or
@@ -78,7 +79,7 @@ def main() -> int:
     stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
 
     url = os.environ.get("REDIS_URL") or DEFAULT_URL
-    secrets = secrets_of(url)
+    secrets = secrets_of(url) + [s for s in [os.environ.get("REDIS_SENTINEL_PASSWORD", "")] if len(s) >= 3]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter(secrets))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
@@ -86,7 +87,8 @@ def main() -> int:
 
     import optuna  # after the swap: whatever it prints on import goes to stderr
 
-    from makam_study.study import Studies, error, handle, tls_options
+    from makam_study.connection import RedisTarget
+    from makam_study.study import Studies, error, handle
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.logging.disable_default_handler()
@@ -95,7 +97,7 @@ def main() -> int:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    studies = Studies(url, tls=tls_options(url, os.environ))
+    studies = Studies(RedisTarget.from_env(os.environ))
     log = logging.getLogger("makam_study")
     log.info("ready (optuna %s)", optuna.__version__)
     try:

@@ -34,6 +34,7 @@ from optuna.storages.journal import JournalRedisBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from makam_study import protocol
+from makam_study.connection import RedisTarget, tls_options  # noqa: F401 - tls_options: its old home
 
 STUDY_NAME = "makam"
 CONFIG_ATTR = "makam_config"
@@ -256,33 +257,17 @@ def build_pruner(config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
 # ---------------------------------------------------------------------------- storage
 
 
-# The dispatcher's Redis TLS settings (PEM file paths), as redis-py's SSL connection takes them.
-TLS_ENV = {
-    "MAKAM_REDIS_TLS_CA": "ssl_ca_certs",
-    "MAKAM_REDIS_TLS_CERT": "ssl_certfile",
-    "MAKAM_REDIS_TLS_KEY": "ssl_keyfile",
-}
-
-
-def tls_options(url: str, env: Mapping[str, str]) -> dict[str, str]:
-    """redis-py keyword arguments for the TLS files in `env`; none for a plaintext URL (which the
-    dispatcher never pairs with TLS files: it refuses that configuration at start)."""
-    if not url.lower().startswith("rediss://"):
-        return {}
-    return {arg: env[name] for name, arg in TLS_ENV.items() if env.get(name)}
-
-
 class RedisJournal(JournalRedisBackend):
     """Optuna's Redis journal backend, with socket timeouts, logs read in batches (MGET), and a
     bounded wait for a missing log (upstream waits forever, which would hang every study this
     process serves when a study's keys are deleted under it)."""
 
-    def __init__(self, url: str, prefix: str, tls: Mapping[str, str] | None = None) -> None:
+    def __init__(self, target: RedisTarget, prefix: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            super().__init__(url, prefix=prefix)
+            super().__init__(target.url, prefix=prefix)
         self._redis.close()
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=10, socket_timeout=30, **(tls or {}))
+        self._redis = target.client()
 
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
         last = self._redis.get(f"{self._prefix}:log_number")
@@ -324,9 +309,8 @@ def _finite_or_none(v: float | None) -> float | None:
 class Studies:
     """The studies one process serves, cached per key (least recently used dropped past CACHE_SIZE)."""
 
-    def __init__(self, url: str, cache_size: int = CACHE_SIZE, tls: Mapping[str, str] | None = None) -> None:
-        self._url = url
-        self._tls = dict(tls or {})
+    def __init__(self, target: RedisTarget | str, cache_size: int = CACHE_SIZE) -> None:
+        self._target = RedisTarget(url=target) if isinstance(target, str) else target
         self._cache: OrderedDict[str, optuna.Study] = OrderedDict()
         self._cache_size = cache_size
         # For operations that must not sample: its before_trial/after_trial do nothing (the grid
@@ -336,7 +320,7 @@ class Studies:
     # -- cache
 
     def _storage(self, key: str) -> JournalStorage:
-        return JournalStorage(RedisJournal(self._url, key, self._tls))
+        return JournalStorage(RedisJournal(self._target, key))
 
     def _remember(self, key: str, study: optuna.Study) -> None:
         self._cache[key] = study
