@@ -336,6 +336,11 @@ export async function jobsWatch(g: Globals, id: string): Promise<number> {
         render(false);
         break;
       case 'metrics':
+        if (d.phase === 'mlm') {
+          // An epoch of the masked-LM phase: its loss only, not the job's validation metrics.
+          line.log(`masked-LM epoch ${d.epoch}: mlm_loss ${Number(d.mlm_loss).toFixed(4)}`);
+          break;
+        }
         latest = d;
         epoch = d.epoch;
         step = d.step;
