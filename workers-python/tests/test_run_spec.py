@@ -21,6 +21,7 @@ def full_spec() -> dict:
         "train_dataset": "/state/datasets/a.jsonl",
         "validation_dataset": "/state/datasets/b.jsonl",
         "test_dataset": None,
+        "unlabeled_dataset": None,
         "hyperparameters": {"epochs": 2, "loss": "focal", "focal_alpha": {"aşk": 2}, "seed": 7.0},
         "resume_checkpoint_sha256": "ab" * 32,
         "devices": 2,
