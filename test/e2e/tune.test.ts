@@ -130,6 +130,35 @@ test('a grid search visits every grid point exactly once', { timeout: 600_000 },
   assert.deepEqual(points, ['0.001/0', '0.001/0.1', '0.001/0.2', '0.003/0', '0.003/0.1', '0.003/0.2']);
 }));
 
+test('with cv_folds each trial\'s value is the mean over its folds, not its one validation split', { timeout: 600_000 }, () => stack.withLogs(async () => {
+  // A keyword per label, a quarter of the texts with another label's keyword: no split scores 1.0.
+  const words = ['elma', 'armut', 'kiraz'];
+  const fillers = ['bu akşam geldi', 'dün yedik', 'pazarda var', 'annem aldı', 'sabah topladık', 'sepette kaldı', 'yine istedik'];
+  const rows = Array.from({ length: 120 }, (_, i) => JSON.stringify({ text: `${words[i % 4 ? i % 3 : (i + 1) % 3]} ${fillers[i % 7]} ${i}`, label: `l${i % 3}` }));
+  const upload = await stack.json('/v1/datasets', { method: 'POST', headers: { 'content-type': 'application/jsonl' }, body: rows.join('\n') });
+  assert.equal(upload.status, 201, JSON.stringify(upload.body));
+  const id = await submitTune((r) => {
+    r.dataset = upload.body.id;
+    r.model = { family: 'tfidf' };
+    r.hyperparameters = { cv_folds: 3, seed: 42 };
+    r.search = { space: { C: { type: 'categorical', choices: [0.1, 1] } }, objective: { metric: 'macro_f1' }, sampler: 'grid', pruner: 'none', trials: 2, parallelism: 2 };
+  });
+  const job = await stack.finished(id, 540_000);
+  assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
+  const trials = await trialsOf(id);
+  assert.equal(trials.length, 2);
+  const values: Array<[number, number]> = [];
+  for (const t of trials) {
+    const { body: run } = await stack.json(`/v1/jobs/${t.job_id}`);
+    const cv = run.result.cross_validation;
+    assert.equal(cv.folds, 3);
+    assert.equal(cv.per_fold.length, 3);
+    assert.equal(t.value, cv.mean.macro_f1, `trial ${t.number}: the study was told the folds' mean`);
+    values.push([cv.mean.macro_f1, run.result.validation.macro_f1]);
+  }
+  assert.ok(values.some(([folds, split]) => folds !== split), 'the folds\' mean differs from the one split\'s figure, so the test tells them apart');
+}));
+
 test('cancelling a tune job stops every running trial and leaves the study readable', { timeout: 600_000 }, () => stack.withLogs(async () => {
   const id = await submitTune((r) => {
     r.hyperparameters.epochs = 1000; // never done before the cancel, even on a fast machine

@@ -67,9 +67,18 @@ export function extremes(p: ParamSpace): Scalar[] {
   return p.type === 'categorical' ? p.choices : [p.low, p.high];
 }
 
-/** The trial's value of the objective from a finished run's result (the best checkpoint's validation row). */
+/**
+ * The trial's value of the objective from a finished run's result: with `cv_folds`, the mean over the
+ * folds of cross-validation (the worker's training/cross_validation.py); else the best checkpoint's
+ * validation row.
+ */
 export function objectiveValue(result: Record<string, unknown> | null | undefined, metric: ObjectiveMetric): number | null {
   if (!result) return null;
+  const folds = (result.cross_validation as { mean?: Record<string, unknown> } | null | undefined)?.mean;
+  if (folds) {
+    const mean = folds[metric];
+    return typeof mean === 'number' && Number.isFinite(mean) ? mean : null;
+  }
   const validation = result.validation as Record<string, unknown> | null | undefined;
   const v = validation?.[metric] ?? (result.evaluated_on === 'validation' ? result[metric] : undefined);
   return typeof v === 'number' && Number.isFinite(v) ? v : null;

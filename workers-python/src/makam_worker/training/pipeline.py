@@ -16,7 +16,7 @@ from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import RunSpec
 from makam_worker.training.common import Log
-from makam_worker.training.data import load_splits
+from makam_worker.training.data import Splits, load_splits
 from makam_worker.training.errors import Cancelled, TrainingError
 from makam_worker.training import spans
 from makam_worker.training.textprep import OPTIONS
@@ -70,12 +70,24 @@ def _train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Ca
             raise TrainingError("invalid_checkpoint", "the tfidf family saves no checkpoints and cannot resume from one")
         from makam_worker.training.families.tfidf import train_tfidf
 
-        return train_tfidf(paths, spec, hp, splits, events, check_stop, log, tracker=tracker)
-    from makam_worker.training.trainer import train_neural
+        def train(p: RunPaths, s: RunSpec, h: Any, sp: Splits, ev: EventLog, refit: Any = None,
+                  tracker: Any = None) -> dict:
+            return train_tfidf(p, s, h, sp, ev, check_stop, log, tracker=tracker)
+    else:
+        from makam_worker.training.trainer import train_neural
+
+        def train(p: RunPaths, s: RunSpec, h: Any, sp: Splits, ev: EventLog, refit: Any = None,
+                  tracker: Any = None) -> dict:
+            return train_neural(p, s, h, sp, ev, check_stop, log, refit=refit, tracker=tracker)
 
     refit = None
-    if hp.refit and splits.has_test:  # without a test split nothing could measure the refit model
+    if hp.family != "tfidf" and hp.refit and splits.has_test:  # without a test split nothing could measure it
         from makam_worker.training.refit import train_refit
 
-        refit = functools.partial(train_refit, spec.model, events, check_stop)
-    return train_neural(paths, spec, hp, splits, events, check_stop, log, refit=refit, tracker=tracker)
+        refit = functools.partial(train_refit, paths, spec.model, events, check_stop)
+    summary = train(paths, spec, hp, splits, events, refit=refit, tracker=tracker)  # the folds track nothing
+    if hp.cv_folds >= 2:  # after the shipped model: a pruned trial pays for no folds
+        from makam_worker.training.cross_validation import run_folds
+
+        summary["cross_validation"] = run_folds(paths, spec, splits, events, check_stop, log, train)
+    return summary
