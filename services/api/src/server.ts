@@ -5,7 +5,8 @@ import { buildApp } from './app.ts';
 import { loadApiConfig } from './config.ts';
 
 const config = loadApiConfig();
-const logger = createLogger('makam-api', config.MAKAM_LOG_LEVEL);
+// Request lines are written off the event loop (logger.ts).
+const logger = createLogger('makam-api', config.MAKAM_LOG_LEVEL, { sync: false });
 // Before the app: its tracing plugin adds its hooks only when tracing is on.
 const tracing = await startTracing('makam-api');
 const app = await buildApp(config, logger);
