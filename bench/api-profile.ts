@@ -178,7 +178,17 @@ try {
     seen = [];
     await fn();
     await sleep(200);
-    console.log(`${name}, one request:\n  ${seen.filter((c) => !/^(bzpopmin|xreadgroup|xautoclaim|zrangebyscore|zpopmin|rpoplpush|info|ping)\b/i.test(c)).join('\n  ')}`);
+    const commands = seen.filter((c) => !/^(bzpopmin|xreadgroup|xautoclaim|zrangebyscore|zpopmin|rpoplpush|info|ping)\b/i.test(c));
+    // What the API sent (ioredis spells commands in lower case, the scripts' own calls are upper
+    // case), a MULTI ... EXEC counted once: the request's round trips to Redis.
+    let trips = 0;
+    let inMulti = false;
+    for (const c of commands.filter((c) => /^[a-z]/.test(c))) {
+      if (c.startsWith('multi')) inMulti = true;
+      else if (c.startsWith('exec')) (inMulti = false), trips++;
+      else if (!inMulti) trips++;
+    }
+    console.log(`${name}, one request (${trips} round trips to Redis):\n  ${commands.join('\n  ')}`);
   }
   monitor.disconnect();
   // CPU time a process spent (user + system, from /proc, in clock ticks of 10 ms).
