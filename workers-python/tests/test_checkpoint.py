@@ -213,3 +213,59 @@ def test_a_run_resumed_on_cuda_goes_on_as_an_uninterrupted_one(tmp_path, monkeyp
     # Bit for bit on an H200 (where two uninterrupted runs are bitwise equal too); a GPU whose kernels
     # are not reproducible run to run (atomic adds) would show gaps here without any resume at fault.
     assert loss_gap == 0 and weight_gap == 0
+
+
+def test_checkpoints_every_n_epochs_and_after_the_last_resume_as_every_epoch_ones(tmp_path):
+    """checkpoint_every_epochs 2 over 5 epochs: checkpoints after epochs 2, 4 and 5 only; a run stopped
+    after its first and resumed from it ends exactly as the uninterrupted run."""
+    model, hp = RUNS["encoder"]
+    hp = {**hp, "epochs": 5, "checkpoint_every_epochs": 2}
+    whole = write_run_dir(tmp_path, "whole", hp, model=model)
+    assert execute(whole) == EXIT_OK, read_events(whole)[-1]
+    assert [c["epoch"] for c in of_type(whole, "checkpoint")] == [2, 4, 5]
+    assert len(of_type(whole, "metrics")) == 5
+    assert any(e["message"].startswith("checkpoints: 3 saved, ") for e in of_type(whole, "log"))
+    stopped = write_run_dir(tmp_path, "stopped", hp, model=model)
+    assert execute(stopped, should_stop=stop_after_checkpoints(stopped, 1)) == EXIT_CANCELLED
+    assert [c["epoch"] for c in of_type(stopped, "checkpoint")] == [2]
+    resumed = resume_from(tmp_path, "resumed", stopped / "checkpoint.tar", hp, model)
+    assert execute(resumed) == EXIT_OK, read_events(resumed)[-1]
+    assert read_events(resumed)[0]["resumed_from_epoch"] == 2
+    assert [c["epoch"] for c in of_type(resumed, "checkpoint")] == [4, 5]
+    a, b = load_file(whole / "model" / WEIGHTS["encoder"]), load_file(resumed / "model" / WEIGHTS["encoder"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoints_by_minutes_come_at_epoch_ends_once_the_time_has_passed(tmp_path):
+    model, hp = RUNS["encoder"]
+    # A minute count far beyond epochs: no checkpoint but the last. One shorter than any epoch: each.
+    slow = write_run_dir(tmp_path, "slow", {**hp, "epochs": 3, "checkpoint_every_epochs": 1000,
+                                            "checkpoint_every_minutes": 600}, model=model)
+    assert execute(slow) == EXIT_OK
+    assert [c["epoch"] for c in of_type(slow, "checkpoint")] == [3]
+    fast = write_run_dir(tmp_path, "fast", {**hp, "epochs": 3, "checkpoint_every_epochs": 1000,
+                                            "checkpoint_every_minutes": 1e-6}, model=model)
+    assert execute(fast) == EXIT_OK
+    assert [c["epoch"] for c in of_type(fast, "checkpoint")] == [1, 2, 3]
+
+
+def test_a_checkpoint_holds_the_state_when_it_was_taken_while_training_goes_on():
+    """The background write gets a copy: the steps after it change the live weights and the
+    optimizer's moments in place, never what is being written."""
+    from makam_worker.training.throughput import Meter
+    from makam_worker.training.train_state import LoopState, capture
+
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(3, 4)).sum().backward()
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    state = capture(model=model, optimizer=optimizer, scheduler=scheduler, scaler=None, loop=LoopState(epoch=1, step=1),
+                    meter=Meter(torch.device("cpu")), device=torch.device("cpu"))
+    taken_weight = model.weight.detach().clone()
+    taken_moment = optimizer.state[model.weight]["exp_avg"].clone()
+    model(torch.ones(3, 4)).sum().backward()
+    optimizer.step()  # in place, as the next step of the loop
+    assert not torch.equal(model.weight, taken_weight)
+    assert torch.equal(state["weights"]["weight"], taken_weight)
+    assert torch.equal(state["optimizer"]["state"][0]["exp_avg"], taken_moment)

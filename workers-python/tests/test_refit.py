@@ -6,12 +6,17 @@ from validation gets the test's kiraz texts right."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import tarfile
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from conftest import extract, jsonl, read_events, write_run_dir
-from makam_worker.training.child import EXIT_OK, execute
+from makam_worker.training.child import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
 from test_families import TINY_LLAMA
 
 FRAMES = ["{} bu akşam geldi", "dün {} yedik", "pazarda {} var", "annem {} aldı", "sabah {} topladık",
@@ -130,3 +135,91 @@ def test_the_decoder_refits_too(tmp_path):
     # The refit's own config-built base ships beside its adapter.
     assert (tmp_path / "decoder" / "model" / "adapter_model.safetensors").exists()
     assert (tmp_path / "decoder" / "model" / "base" / "model.safetensors").exists()
+
+
+def refit_run_dir(root, name: str, family: str = "scratch", **extra):
+    model, hp = RUNS[family]
+    run_dir = write_run_dir(root, name, {**hp, "seed": 1, "refit": True, **extra}, model=dict(model),
+                            dataset=jsonl(TRAIN), validation=jsonl(VALIDATION))
+    spec = json.loads((run_dir / "spec.json").read_text())
+    (root / f"{name}-test.jsonl").write_bytes(jsonl(TEST))
+    spec["test_dataset"] = str(root / f"{name}-test.jsonl")
+    (run_dir / "spec.json").write_text(json.dumps(spec))
+    return run_dir
+
+
+def of_type(run_dir, kind: str) -> list[dict]:
+    return [e for e in read_events(run_dir) if e["type"] == kind]
+
+
+@pytest.fixture(scope="module")
+def killed_in_refit(tmp_path_factory):
+    """An uninterrupted refit run, the same run stopped after the refit's first checkpoint, and that one
+    resumed from its checkpoint in a new run dir (as a retry after a worker died would be)."""
+    root = tmp_path_factory.mktemp("refit-resume")
+    hp = {"epochs": 6}
+    whole = refit_run_dir(root, "whole", **hp)
+    assert execute(whole) == EXIT_OK, (whole / "train.log").read_text()
+    first_epochs = len(of_type(whole, "metrics"))
+    stopped = refit_run_dir(root, "stopped", **hp)
+    stop = lambda: (stopped / "events.jsonl").exists() and len(of_type(stopped, "checkpoint")) > first_epochs  # noqa: E731
+    assert execute(stopped, should_stop=stop) == EXIT_CANCELLED
+    resumed = refit_run_dir(root, "resumed", **hp)
+    shutil.copyfile(stopped / "checkpoint.tar", resumed / "resume.tar")
+    spec = json.loads((resumed / "spec.json").read_text())
+    spec["resume_checkpoint_sha256"] = hashlib.sha256((stopped / "checkpoint.tar").read_bytes()).hexdigest()
+    (resumed / "spec.json").write_text(json.dumps(spec))
+    assert execute(resumed) == EXIT_OK, (resumed / "train.log").read_text()
+    return first_epochs, whole, stopped, resumed
+
+
+def test_the_refit_reports_progress_and_checkpoints_numbered_on_from_the_first_pass(killed_in_refit):
+    first_epochs, whole, _, _ = killed_in_refit
+    summary = read_events(whole)[-1]["final_metrics"]
+    best = summary["best_epoch"]
+    assert best >= 2, "the test needs a refit of two epochs or more"
+    first_steps = of_type(whole, "metrics")[-1]["step"]
+    after = [e for e in read_events(whole) if e["seq"] > of_type(whole, "metrics")[-1]["seq"]]
+    progress = [e for e in after if e["type"] == "progress"]
+    refit_steps = progress[-1]["total_steps"] - first_steps
+    assert refit_steps > 0 and refit_steps % best == 0
+    assert {p["epoch"] for p in progress} == set(range(first_epochs + 1, first_epochs + best + 1))
+    assert progress[0]["step"] == first_steps + 1 and progress[-1]["step"] == progress[-1]["total_steps"]
+    assert [c["epoch"] for c in of_type(whole, "checkpoint")] == list(range(1, first_epochs + best + 1))
+    with tarfile.open(whole / "checkpoint.tar") as tar:
+        meta = json.loads(tar.extractfile("meta.json").read())
+    assert (meta["phase"], meta["epoch"], meta["step"]) == ("refit", first_epochs + best, progress[-1]["total_steps"])
+
+
+def test_a_run_stopped_in_the_refit_resumes_the_refit_and_ends_as_an_uninterrupted_one(killed_in_refit):
+    first_epochs, whole, stopped, resumed = killed_in_refit
+    with tarfile.open(stopped / "checkpoint.tar") as tar:
+        meta = json.loads(tar.extractfile("meta.json").read())
+    assert (meta["phase"], meta["epoch"]) == ("refit", first_epochs + 1)
+    events = read_events(resumed)
+    assert events[0]["type"] == "started" and events[0]["resumed_from_epoch"] == first_epochs + 1
+    # The first pass is not trained again: no validation epochs, and progress only past the refit's first epoch.
+    assert not of_type(resumed, "metrics")
+    assert of_type(resumed, "progress") and all(p["epoch"] > first_epochs + 1 for p in of_type(resumed, "progress"))
+    assert any("refit: resumed from its checkpoint after refit epoch 1" in e["message"] for e in of_type(resumed, "log"))
+
+    def without_timing(run_dir) -> dict:
+        metrics = json.loads((run_dir / "model" / "metrics.json").read_text())
+        return {k: v for k, v in metrics.items() if k not in {"throughput", "summary"}}, {
+            k: v for k, v in metrics["summary"].items() if k != "throughput"}
+
+    assert without_timing(resumed) == without_timing(whole)
+    a, b = load_file(whole / "model" / "model.safetensors"), load_file(resumed / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_refit_checkpoint_does_not_resume_a_run_without_refit(killed_in_refit, tmp_path):
+    _, _, stopped, _ = killed_in_refit
+    run_dir = refit_run_dir(tmp_path, "no-refit", epochs=6, refit=False)
+    shutil.copyfile(stopped / "checkpoint.tar", run_dir / "resume.tar")
+    spec = json.loads((run_dir / "spec.json").read_text())
+    spec["resume_checkpoint_sha256"] = hashlib.sha256((stopped / "checkpoint.tar").read_bytes()).hexdigest()
+    (run_dir / "spec.json").write_text(json.dumps(spec))
+    assert execute(run_dir) == EXIT_FAILED
+    finished = read_events(run_dir)[-1]
+    assert finished["error_code"] == "invalid_checkpoint" and "does no refit" in finished["error_message"]

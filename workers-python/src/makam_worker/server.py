@@ -20,7 +20,7 @@ import grpc
 from makam.worker.v1 import worker_pb2_grpc
 from makam_worker import __version__, logs, warm
 from makam_worker.servicer import WorkerServicer
-from makam_worker.settings import Limits, allow_insecure, is_loopback, limits_from_env, warm_process_enabled
+from makam_worker.settings import Limits, allow_insecure, cpu_budget, is_loopback, limits_from_env, warm_process_enabled
 from makam_worker.training.model_limits import check_settings as check_model_settings
 from makam_worker.tls import TlsFiles
 
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         limits = limits_from_env()
         insecure_ok = allow_insecure()
         warm_ok = warm_process_enabled()
+        cpu_budget()  # MAKAM_WORKER_CPUS: a bad value is named at start, not at the first run
         check_model_settings()  # MAKAM_MODEL_ROOTS, MAKAM_WORKER_MEMORY_BYTES: named at start, not at the first run
     except ValueError as e:
         logger.error("bad configuration: %s", e)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 GIB = 1 << 30
 
@@ -85,6 +87,41 @@ def worker_devices(env: Mapping[str, str] | None = None) -> int | None:
     if not env.get("MAKAM_WORKER_DEVICES", "").strip():
         return None
     return int(_number(env, "MAKAM_WORKER_DEVICES", 1, integer=True, minimum=1))
+
+
+def cpu_budget(env: Mapping[str, str] | None = None, cgroup_root: Path = Path("/sys/fs/cgroup")) -> tuple[int, str]:
+    """The CPU threads a run may use, and what said so: MAKAM_WORKER_CPUS, else OMP_NUM_THREADS when the
+    worker's environment sets it (OpenMP's own variable, as benches and tests do), else the cgroup's CPU
+    quota (a container's --cpus), else the CPUs this process may run on (taskset, cpuset). Two workers
+    on one host each given their share keep torch, OpenMP and BLAS from oversubscribing it."""
+    env = os.environ if env is None else env
+    if env.get("MAKAM_WORKER_CPUS", "").strip():
+        return int(_number(env, "MAKAM_WORKER_CPUS", 0, integer=True, minimum=1)), "MAKAM_WORKER_CPUS"
+    if env.get("OMP_NUM_THREADS", "").strip():  # "4,2" sets nested levels: the outer one is the run's
+        outer = {"OMP_NUM_THREADS": env["OMP_NUM_THREADS"].split(",")[0]}
+        return int(_number(outer, "OMP_NUM_THREADS", 0, integer=True, minimum=1)), "OMP_NUM_THREADS"
+    available = len(os.sched_getaffinity(0))
+    quota = _cgroup_cpu_quota(cgroup_root)
+    if quota is not None and quota < available:
+        return quota, "the cgroup's CPU quota"
+    return available, "the CPUs this process may run on"
+
+
+def _cgroup_cpu_quota(root: Path) -> int | None:
+    """The CPU quota in whole CPUs (rounded up), from cgroup v2's cpu.max or v1's cfs files; None when unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return max(1, math.ceil(quota_us / period_us)) if quota_us > 0 and period_us > 0 else None
 
 
 def is_loopback(address: str) -> bool:

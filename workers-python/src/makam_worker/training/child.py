@@ -20,6 +20,7 @@ from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import InvalidRunSpec, RunSpec
 from makam_worker.training import distributed
+from makam_worker.training import cpu_threads
 from makam_worker.training.errors import Cancelled, TrainingError
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 128 + signal.SIGTERM
@@ -40,6 +41,7 @@ def execute(run_dir: Path, should_stop: Callable[[], bool] = lambda: False) -> i
             spec = RunSpec.from_json(paths.spec.read_text(encoding="utf-8"))
         except InvalidRunSpec as e:
             raise TrainingError(e.code, str(e)[:MAX_MESSAGE]) from None
+        cpu_threads.apply(log, neural=spec.model.family != "tfidf")  # here: a forked run has torch loaded already
         summary = train_run(paths, spec, events, should_stop, log)
     except Cancelled:
         log.info("cancelled; exiting for the server to record it")

@@ -1,6 +1,7 @@
 """The training state a neural run saves in its checkpoints and a resumed run restores: everything a run
 resumed at epoch k+1 needs to go on exactly as the run that saved epoch k would have. trainer.py saves
-it at the end of every epoch; the checkpoint file's layout (meta.json, state.pt, derived/) and the
+it at the end of every checkpoint_every_epochs-th epoch (or after checkpoint_every_minutes) and of the
+last, through CheckpointWriter (copied to CPU memory, then written in a background thread); the checkpoint file's layout (meta.json, state.pt, derived/) and the
 store of uploaded ones are makam_worker/checkpoint_store.py.
 
 state.pt (torch.save, read back with weights_only=True) holds:
@@ -9,10 +10,12 @@ state.pt (torch.save, read back with weights_only=True) holds:
 - rng: the Python, NumPy, torch CPU and (on CUDA) the training device's generator states
 - loop: the LoopState below, with the best epoch's weights only when they are not the current ones
 - meter: training samples, tokens and seconds so far, so the throughput covers every attempt
+- first_pass: in a refit's checkpoint (refit.py) only, the first pass's LoopState without weights
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import pickle
@@ -20,6 +23,8 @@ import random
 import shutil
 import tarfile
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ import numpy as np
 import torch
 
 from makam_worker.checkpoint_store import DERIVED, FORMAT, STATE, CheckpointInfo, HashingWriter, meta_member, read_meta, write_info
+from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import RunSpec
 from makam_worker.training.config import Hyperparameters
@@ -108,33 +114,56 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> list[str]:
 # --- saving -------------------------------------------------------------------------------------
 
 
-def save(
-    paths: RunPaths, *, meta: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    scheduler: Any, scaler: Any, loop: LoopState, meter: Meter, device: torch.device, derived: dict[str, Path],
-) -> CheckpointInfo:
-    """Writes paths.checkpoint (aside, then renamed in) and its record; returns what FetchCheckpoint sends."""
+def _cpu_copy(value: Any) -> Any:
+    """`value` with every tensor copied to CPU memory: what the next step changes in place (weights,
+    the optimizer's moments) must not reach a checkpoint still being written."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return copy.deepcopy(value)
+
+
+def capture(
+    *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, loop: LoopState,
+    meter: Meter, device: torch.device, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The training state as state.pt holds it, copied to CPU memory now (the step waits only for this)."""
     loop_state = dataclasses.asdict(dataclasses.replace(loop, best_weights=None))  # asdict would deep-copy tensors
+    # CPU copies already, never changed in place (snapshot() makes a new dict): shared, not copied again.
     loop_state["best_weights"] = loop.best_weights if loop.best_epoch != loop.epoch else None  # else: the current ones
-    state = {
-        # Detached, not copied: torch.save writes GPU tensors as they are, and map_location brings them back.
-        "weights": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "rng": rng_state(device),
+    return {
+        **_cpu_copy({
+            "weights": {n: p for n, p in model.named_parameters() if p.requires_grad},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rng_state(device),
+            "meter": {"samples": meter.samples, "tokens": meter.tokens, "seconds": meter.seconds},
+            **(extra or {}),
+        }),
         "loop": loop_state,
-        "meter": {"samples": meter.samples, "tokens": meter.tokens, "seconds": meter.seconds},
     }
+
+
+def write(paths: RunPaths, *, meta: dict[str, Any], state: dict[str, Any], derived: dict[str, Path]) -> CheckpointInfo:
+    """Writes paths.checkpoint (to a temporary name, fsynced, then renamed in: a crash mid-write
+    leaves the previous checkpoint whole) and its record; returns what FetchCheckpoint sends."""
     paths.work.mkdir(parents=True, exist_ok=True)
     staged = paths.work / f".{STATE}"
     tmp = paths.dir / f".{paths.checkpoint.name}.tmp"
+    loop = state["loop"]
+    # meta may number epoch and step itself (the refit's go on from the first pass's).
+    header = {"epoch": loop["epoch"], "step": loop["step"], **meta, "format": FORMAT,
+              "stopped_early": loop["stopped_early"], "created_unix_s": int(time.time())}
     try:
         torch.save(state, staged)
         with tmp.open("wb") as raw:
             out = HashingWriter(raw)
             with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                info, data = meta_member({**meta, "format": FORMAT, "epoch": loop.epoch, "step": loop.step,
-                                          "stopped_early": loop.stopped_early, "created_unix_s": int(time.time())})
+                info, data = meta_member(header)
                 info.mtime = int(time.time())
                 tar.addfile(info, data)  # first: the server reads it without unpacking the rest
                 tar.add(staged, arcname=STATE)
@@ -143,12 +172,113 @@ def save(
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, paths.checkpoint)
+        _fsync_dir(paths.dir)  # the rename itself survives a power cut
     finally:
         tmp.unlink(missing_ok=True)
         staged.unlink(missing_ok=True)
-    checkpoint = CheckpointInfo(loop.epoch, loop.step, out.size, out.digest.hexdigest())
+    checkpoint = CheckpointInfo(header["epoch"], header["step"], out.size, out.digest.hexdigest())
     write_info(paths, checkpoint)
     return checkpoint
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(
+    paths: RunPaths, *, meta: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: Any, scaler: Any, loop: LoopState, meter: Meter, device: torch.device, derived: dict[str, Path],
+) -> CheckpointInfo:
+    """A checkpoint written now, in this thread (CheckpointWriter writes them in the background)."""
+    state = capture(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loop=loop, meter=meter,
+                    device=device)
+    return write(paths, meta=meta, state=state, derived=derived)
+
+
+class CheckpointWriter:
+    """When to checkpoint (hyperparameters checkpoint_every_epochs and checkpoint_every_minutes, and
+    always after the last epoch) and the writing, in a background thread so the next step does not
+    wait for the disk: the state is copied to CPU memory at once (`capture`), then written while
+    training goes on. One write at a time: the next one, and the end of the loop, wait for it. Its
+    `checkpoint` event is appended from the training thread (`poll`, `wait`) once the file is whole,
+    as the dispatcher fetches the file when it reads the event."""
+
+    background = True
+    """False writes in the training thread (bench/checkpoints.py compares the two)."""
+
+    def __init__(self, paths: RunPaths, events: EventLog, log: Any, *, every_epochs: int, every_minutes: float) -> None:
+        self.paths, self.events, self.log = paths, events, log
+        self.every_epochs, self.every_s = every_epochs, every_minutes * 60
+        self.last_saved = time.monotonic()
+        self.count = 0
+        self.seconds = 0.0
+        """Time the training thread spent on checkpoints (copying, and waiting for a write)."""
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: tuple[Future[CheckpointInfo], float] | None = None
+
+    def due(self, epoch: int, *, last: bool) -> bool:
+        return (last or epoch % self.every_epochs == 0
+                or (self.every_s > 0 and time.monotonic() - self.last_saved >= self.every_s))
+
+    def save(self, *, meta: dict[str, Any], derived: dict[str, Path], **state: Any) -> None:
+        """Captures the state now and writes it (in the background unless `background` is off)."""
+        self.wait()
+        began = time.monotonic()
+        snapshot_ = capture(**state)
+        if self.background:
+            self._pool = self._pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="makam-checkpoint")
+            self._pending = (self._pool.submit(write, self.paths, meta=meta, state=snapshot_, derived=derived), began)
+        else:
+            future: Future[CheckpointInfo] = Future()
+            future.set_result(write(self.paths, meta=meta, state=snapshot_, derived=derived))
+            self._pending = (future, began)
+            self.poll()
+        self.last_saved = time.monotonic()
+        self.seconds += self.last_saved - began
+        self.count += 1
+
+    def poll(self) -> None:
+        """Announces the write in progress if it has finished; returns at once."""
+        if self._pending is not None and self._pending[0].done():
+            self._announce()
+
+    def wait(self) -> None:
+        """Waits for the write in progress, if any, and announces it."""
+        if self._pending is not None:
+            began = time.monotonic()
+            self._pending[0].result()
+            self.seconds += time.monotonic() - began
+            self._announce()
+
+    def _announce(self) -> None:
+        assert self._pending is not None
+        future, began = self._pending
+        self._pending = None
+        saved = future.result()  # a failed write fails the run here, in the training thread
+        self.log.info("checkpoint of epoch %d saved: %d bytes, %.2fs after it was taken",
+                      saved.epoch, saved.size_bytes, time.monotonic() - began)
+        self.events.append("checkpoint", epoch=saved.epoch, step=saved.step)  # only once the file is whole
+
+    def report(self, loop_s: float, prefix: str = "") -> None:
+        """A log event with what checkpoints cost the training thread, for users and bench/checkpoints.py."""
+        self.events.append("log", level="info", message=(
+            f"{prefix}checkpoints: {self.count} saved, {self.seconds:.3f}s of the training loop's {loop_s:.3f}s "
+            f"({100 * self.seconds / max(loop_s, 1e-9):.1f}%)"))
+
+    def guard(self, check_stop: Callable[[], None]) -> Callable[[], None]:
+        """`check_stop` that, when the run is asked to stop, first lets the write in progress finish
+        (a whole checkpoint, announced, rather than one cut off by the exit)."""
+        def guarded() -> None:
+            try:
+                check_stop()
+            except BaseException:
+                self.wait()
+                raise
+        return guarded
 
 
 # --- resuming -----------------------------------------------------------------------------------
@@ -165,6 +295,10 @@ def _check_meta(meta: dict[str, Any], spec: RunSpec, hp: Hyperparameters, splits
         if hp.mlm_epochs != meta.get("mlm_epochs"):
             raise invalid(f"it was saved in a masked-LM phase of {meta.get('mlm_epochs')} epochs and this run has "
                           f"mlm_epochs {hp.mlm_epochs}")
+    elif meta.get("phase") == "refit":  # saved during the refit on train + validation (refit.py)
+        if not (hp.refit and splits.has_test):
+            raise invalid("it was saved during a refit on train + validation and this run does no refit "
+                          "(refit off, or no test split)")
     elif not 1 <= meta["epoch"] <= hp.epochs:
         raise invalid(f"it ends epoch {meta['epoch']} and this run has {hp.epochs} epochs")
 
@@ -184,6 +318,30 @@ class Resume:
     @property
     def derived(self) -> Path:
         return self.unpacked / DERIVED
+
+    @property
+    def refit(self) -> bool:
+        """Saved during the refit (refit.py): its state is the refit model's, its first pass done."""
+        return self.meta.get("phase") == "refit"
+
+    def first_pass(self) -> LoopState:
+        """A refit checkpoint's record of the first pass (its history, best epoch, early stop), without
+        weights: the refit model replaces the first pass's."""
+        state = self._load_state()
+        try:
+            return LoopState(**{**state["first_pass"], "best_weights": {}})
+        except (KeyError, TypeError) as e:
+            raise invalid(f"its record of the first pass cannot be read: {e}") from None
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            with tarfile.open(self.path, mode="r:") as tar:
+                member = tar.extractfile(STATE)
+                if member is None:
+                    raise KeyError(STATE)
+                return torch.load(member, map_location="cpu", weights_only=True)
+        except (KeyError, tarfile.TarError, RuntimeError, pickle.UnpicklingError, EOFError, OSError) as e:
+            raise invalid(f"its {STATE} cannot be read: {e}") from None
 
     @classmethod
     def open(cls, paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits) -> Resume:
@@ -212,14 +370,7 @@ class Resume:
             raise invalid(
                 f"its run takes {meta.get('total_steps')} optimizer steps, {meta.get('steps_per_epoch')} per epoch, "
                 f"and this one {total_steps}, {steps_per_epoch} per epoch: the data or hyperparameters differ")
-        try:
-            with tarfile.open(self.path, mode="r:") as tar:
-                member = tar.extractfile(STATE)
-                if member is None:
-                    raise KeyError(STATE)
-                state = torch.load(member, map_location="cpu", weights_only=True)
-        except (KeyError, tarfile.TarError, RuntimeError, pickle.UnpicklingError, EOFError, OSError) as e:
-            raise invalid(f"its {STATE} cannot be read: {e}") from None
+        state = self._load_state()
 
         weights: dict[str, torch.Tensor] = state["weights"]
         expected = {n: tuple(p.shape) for n, p in model.named_parameters() if p.requires_grad}

@@ -382,7 +382,7 @@ def _pretraining_note(hp: Hyperparameters, splits: Splits, loop: LoopState) -> s
 def train_neural(
     paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: Splits, events: EventLog,
     check_stop: Callable[[], None], log: Log,
-    refit: Callable[[BuildContext, int, Meter], tuple[Built, dict[str, Any]]] | None = None,
+    refit: Callable[[BuildContext, LoopState, Meter, Resume | None], tuple[Built, dict[str, Any]]] | None = None,
     tracker: trackers.Tracker | None = None,
 ) -> dict:
     tracker = tracker or trackers.Tracker()  # pipeline.py opens the run's tracker; report.finish finishes it
@@ -397,7 +397,7 @@ def train_neural(
     meter = Meter(device)
     meter.start()  # peak memory counts from just before the model is built
     ctx = BuildContext(hp=hp, splits=splits, device=device, precision=precision, work_dir=paths.work, log=log,
-                       resume_dir=resume.derived if resume is not None else None)
+                       resume_dir=resume.derived if resume is not None and not resume.refit else None)
     with spans.phase("model and tokenizer", family=hp.family):
         built = _builder(hp.family)(spec.model, ctx)
     model = built.model
@@ -428,14 +428,17 @@ def train_neural(
     loop, notes = LoopState(), []
     # A checkpoint of the masked-LM phase (mlm.py): that phase goes on, and fine-tuning starts afresh after it.
     in_mlm = resume is not None and resume.meta.get("phase") == "mlm"
-    if resume is not None and not in_mlm:
+    if resume is not None and resume.refit:
+        loop = resume.first_pass()  # the first pass had ended: refit.py goes on with the refit
+    elif resume is not None and not in_mlm:
         # Last before the loop: it also sets the random generators as they were after epoch k.
         loop, notes = resume.restore(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, meter=meter,
                                      device=device, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     events.append(
         "started", pid=os.getpid(), device=device_name(device), train_examples=len(splits.train_texts),
         validation_examples=len(splits.validation_texts), test_examples=len(splits.test_texts),
-        total_steps=total_steps, labels=splits.label_names, resumed_from_epoch=loop.epoch,
+        total_steps=total_steps, labels=splits.label_names,
+        resumed_from_epoch=resume.epoch if resume is not None and resume.refit else loop.epoch,
     )
     for note in data_warnings(hp, splits) + built.notes + notes:
         events.append("log", level="warning", message=note)
@@ -443,7 +446,7 @@ def train_neural(
         events.append("log", level="info", message=(
             f"resumed from a checkpoint of the masked-LM phase, after {resume.meta.get('mlm_epoch', 'some')} of "
             f"{hp.mlm_epochs} MLM epoch(s): the phase goes on, then fine-tuning"))
-    elif resume is not None:
+    elif resume is not None and not resume.refit:
         events.append("log", level="info", message=(
             f"resumed from the checkpoint of epoch {loop.epoch} (step {loop.step}); training goes on at epoch "
             f"{loop.epoch + 1}" if loop.epoch < hp.epochs and not loop.stopped_early else
@@ -461,6 +464,11 @@ def train_neural(
 
         mlm.pretrain(paths, spec.model, hp, splits, built, events, check_stop, log, device=device, precision=precision,
                      loop=loop, meta=checkpoint_meta, meter=meter, resume=resume if in_mlm else None)
+    # Every checkpoint_every_epochs epochs or minutes and after the last, written in the background.
+    checkpoints = train_state.CheckpointWriter(paths, events, log, every_epochs=hp.checkpoint_every_epochs,
+                                               every_minutes=hp.checkpoint_every_minutes)
+    check_stop = checkpoints.guard(check_stop)
+    loop_began = time.monotonic()
     model.train()
     trained = distributed.wrap(model, device)  # DDP in a run of several devices; checkpoints keep `model`
     for epoch in range(loop.epoch + 1, hp.epochs + 1):
@@ -475,6 +483,7 @@ def train_neural(
                                   **batching)
         train_loader.sampler.set_epoch(epoch)
         for i, window in enumerate(windows(train_loader, hp.gradient_accumulation_steps)):
+            checkpoints.poll()
             check_stop()
             loss = train_step(trained, window, loss_fn, optimizer, device=device, precision=precision,
                               max_grad_norm=hp.max_grad_norm, scaler=scaler, scheduler=scheduler)
@@ -490,6 +499,8 @@ def train_neural(
         meter.pause()
         if epoch_span is not None:
             epoch_span.end(step=loop.step)
+        checkpoints.wait()  # the last epoch's write: its event comes before this epoch's metrics
+        check_stop()
 
         with spans.phase("evaluation", epoch=epoch, split="validation"):
             val_loss, predictions, references = evaluate(model, val_loader, device, precision)
@@ -516,11 +527,11 @@ def train_neural(
                 events.append("log", level="info", message=(
                     f"early stopping after epoch {epoch}: {hp.metric_for_best_model} has not improved for "
                     f"{loop.since_best} epoch(s); the best epoch is {loop.best_epoch}"))
-        began = time.monotonic()
-        saved = train_state.save(paths, meta=checkpoint_meta, model=model, optimizer=optimizer, scheduler=scheduler,
-                                scaler=scaler, loop=loop, meter=meter, device=device, derived=built.derived)
-        log.info("checkpoint of epoch %d saved: %d bytes in %.1fs", epoch, saved.size_bytes, time.monotonic() - began)
-        events.append("checkpoint", epoch=saved.epoch, step=saved.step)  # only once the file is whole
+        if checkpoints.due(epoch, last=epoch == hp.epochs or loop.stopped_early):
+            checkpoints.save(meta=checkpoint_meta, derived=built.derived, model=model, optimizer=optimizer,
+                             scheduler=scheduler, scaler=scaler, loop=loop, meter=meter, device=device)
+    checkpoints.wait()
+    checkpoints.report(time.monotonic() - loop_began)
     check_stop()
 
     restore(model, loop.best_weights)
@@ -531,7 +542,7 @@ def train_neural(
         del built, model, optimizer, scheduler
         loop.best_weights = None
         with spans.phase("refit", epochs=loop.best_epoch):
-            built, refitted = refit(ctx, loop.best_epoch, meter)
+            built, refitted = refit(ctx, loop, meter, resume if resume is not None and resume.refit else None)
         model, pad = built.model, built.pad_token_id
         test_ids, _ = TextEncoder(built.tokenizer, built.max_length, hp.truncation)(splits.test_texts)
     with spans.phase("evaluation", split="test" if splits.has_test else "validation", final=True):

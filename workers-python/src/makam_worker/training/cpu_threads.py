@@ -1,0 +1,32 @@
+"""The run's CPU threads, set in the run itself from the worker's CPU budget (settings.cpu_budget):
+a run forked from the warm process (warm.py) inherits torch and BLAS already loaded with thread pools
+sized for the whole host, so the environment alone would come too late there."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from threadpoolctl import threadpool_limits
+
+from makam_worker import settings
+from makam_worker.training.common import Log
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def apply(log: Log, *, neural: bool) -> int:
+    """Sizes this process's thread pools to the budget; returns it. For libraries loaded later (a cold
+    run imports torch after this) the environment; for those loaded already, their own calls."""
+    threads, source = settings.cpu_budget()
+    for name in THREAD_ENV:
+        os.environ[name] = str(threads)
+    threadpool_limits(limits=threads)  # OpenMP and BLAS pools already loaded (NumPy, scikit-learn)
+    torch = sys.modules.get("torch")
+    if torch is None and neural:
+        import torch
+    if torch is not None:
+        torch.set_num_threads(threads)
+    log.info("CPU threads: %d, from %s%s", threads, source,
+             f"; torch uses {torch.get_num_threads()}" if torch is not None else "")
+    return threads
