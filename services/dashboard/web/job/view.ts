@@ -60,6 +60,7 @@ export function applyEvent(view: JobView, e: JobEvent): void {
       live.lastAt = at;
       break;
     case 'metrics':
+      if (d.phase === 'mlm') break; // an epoch of the masked-LM phase: no validation figures to chart
       live.epoch = d.epoch;
       live.validationLoss.push([d.step, d.validation_loss]);
       live.accuracy.push([d.epoch, d.accuracy]);
