@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
  * pino flushes what is left when the process exits.
  */
 export function createLogger(name: string, level: string, { sync = true }: { sync?: boolean } = {}): Logger {
-  const options = { name, level, redact: ['req.headers.authorization', '*.password', 'config.REDIS_URL'] };
+  const options = { name, level, redact: ['req.headers.authorization', '*.password', 'config.REDIS_URL', 'config.REDIS_SENTINEL_PASSWORD'] };
   return sync ? pino(options) : pino(options, pino.destination({ dest: 1, sync: false }));
 }
 export type { Logger };
