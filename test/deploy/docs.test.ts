@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { estimateMemory } from '../../services/api/src/placement/memory-estimate.ts';
 import { parseResourceClasses, place } from '../../services/api/src/placement/resource-classes.ts';
-import { read } from './helpers.ts';
+import { execFileSync } from 'node:child_process';
+import { ROOT, read } from './helpers.ts';
 
 const DOCS = read('docs/deploy.md');
 
@@ -22,6 +23,17 @@ test('docs/deploy.md covers compose, the overlays, pre-loading weights and sizin
     assert.ok(DOCS.includes(word), word);
   }
   for (const dir of ['gpu-4g', 'gpu-32g', 'all-pools']) assert.ok(DOCS.includes(`deploy/overlays/${dir}`), dir);
+});
+
+test('every setting docs/deploy.md names is one the code, the images or the manifests read', () => {
+  const sources = execFileSync('git', ['ls-files', 'services', 'workers-python/src', 'docker', 'docker-compose.yml', 'deploy', 'scripts'], { cwd: ROOT, encoding: 'utf8' })
+    .split('\n')
+    .filter((f) => /\.(ts|py|ya?ml|sh|example|Dockerfile)$|Dockerfile/.test(f) && !f.includes('/gen/'))
+    .map((f) => read(f))
+    .join('\n');
+  const named = new Set(DOCS.match(/\b(?:MAKAM|REDIS|HF)_[A-Z0-9_]*[A-Z0-9]\b/g));
+  assert.ok(named.has('REDIS_SENTINELS'));
+  for (const name of named) assert.ok(sources.includes(name), `docs/deploy.md names ${name}, which nothing reads`);
 });
 
 const BERTURK = { family: 'encoder', model: { name: 'dbmdz/bert-base-turkish-cased' } } as const;

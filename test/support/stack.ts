@@ -102,7 +102,7 @@ export interface StackOptions {
   dispatchers?: number;
   /** Extra environment for the API (e.g. higher rate limits for a load test). */
   apiEnv?: Record<string, string>;
-  /** Key prefixes in braces (`{t...}`, `{t...-q}`): a Redis Cluster hash tag, every key in one slot. */
+  /** Key prefixes with one Redis Cluster hash tag (`{t...}`, `{t...}-q`): every key in one slot. */
   hashTag?: boolean;
 }
 
@@ -111,7 +111,7 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
   const settings = typeof redis === 'string' ? { REDIS_URL: redis } : redis;
   const redisUrl = settings.REDIS_URL;
   const prefix = options.hashTag ? `{${uniquePrefix()}}` : uniquePrefix();
-  const queuePrefix = options.hashTag ? `${prefix.slice(0, -1)}-q}` : `${prefix}-q`;
+  const queuePrefix = `${prefix}-q`;
   const dir = await mkdtemp(path.join(tmpdir(), 'makam-e2e-'));
   const storeDir = path.join(dir, 'store');
   const workerPorts: number[] = [];
@@ -142,7 +142,7 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
   for (const name of dispatcherEnvs.keys()) procs.push(startDispatcher(name));
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   try {
-    await waitFor('the API', async () => (await fetch(`${apiUrl}/readyz`)).ok, 30_000, procs);
+    await waitFor('the API', async () => (await fetch(`${apiUrl}/readyz`)).ok, 120_000, procs);
     for (const address of workerAddresses) {
       const client = connectWorker(address);
       try {

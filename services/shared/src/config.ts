@@ -19,10 +19,10 @@ export const SharedConfig = {
   REDIS_SENTINEL_NAME: Type.String({ default: 'mymaster', pattern: '^[A-Za-z0-9._-]+$' }),
   /** The sentinels' own password (`requirepass` in sentinel.conf), if they ask for one. */
   REDIS_SENTINEL_PASSWORD: Type.Optional(Type.String({ minLength: 1 })),
-  /** Key prefix of makam's records and streams in Redis; in braces (`{makam}`) for Redis Cluster, so every script's keys share one slot. */
-  MAKAM_REDIS_PREFIX: Type.String({ default: 'makam', pattern: '^([a-z0-9_-]+|\\{[a-z0-9_-]+\\})$' }),
-  /** Key prefix of the BullMQ queues; in braces (`{makam-q}`) for Redis Cluster, as BullMQ advises. */
-  MAKAM_QUEUE_PREFIX: Type.String({ default: 'makam-q', pattern: '^([a-z0-9_-]+|\\{[a-z0-9_-]+\\})$' }),
+  /** Key prefix of makam's records and streams in Redis. For Redis Cluster, a hash tag (`{makam}`) that the queue prefix starts with too: a job's record is created in one transaction with its queue entry. */
+  MAKAM_REDIS_PREFIX: Type.String({ default: 'makam', minLength: 1, pattern: '^(\\{[a-z0-9_-]+\\})?[a-z0-9_-]*$' }),
+  /** Key prefix of the BullMQ queues (`{makam}-q` beside a `{makam}` record prefix, for Redis Cluster). */
+  MAKAM_QUEUE_PREFIX: Type.String({ default: 'makam-q', minLength: 1, pattern: '^(\\{[a-z0-9_-]+\\})?[a-z0-9_-]*$' }),
   /** Where datasets and model artifacts are stored (a directory shared by API and dispatchers). */
   MAKAM_STORE_DIR: Type.String({ default: './var/store' }),
   /** The resource classes, one queue each: name=device:memory (cpu, gpu-4g and gpu-32g know their defaults). */
