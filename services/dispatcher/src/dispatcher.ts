@@ -5,7 +5,7 @@
 // as a fallback for messages lost while the connection was down.
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Queue, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import { BlobStore } from '@makam/shared/blob-store';
 import { DatasetStore } from '@makam/shared/dataset-store';
 import { JobStore } from '@makam/shared/job-store';
@@ -37,6 +37,9 @@ export async function sweepEndedJobs(jobs: JobStore, blobs: BlobStore, retention
     if (ids.length < 100 || signal?.aborted) return removed;
   }
 }
+
+/** How long a job whose run another dispatcher drives waits before it is offered again. */
+const HAND_BACK_MS = 1_000;
 
 export class Dispatcher {
   private readonly config: DispatcherConfig;
@@ -97,7 +100,7 @@ export class Dispatcher {
 
   async start(): Promise<void> {
     await this.subscriber.subscribe(this.keys.cancelChannel);
-    this.worker = new Worker<TrainJobData, RunOutcome>(queueName(this.config.MAKAM_CLASS), (job) => traceJob(job, () => this.process(job)), {
+    this.worker = new Worker<TrainJobData, RunOutcome>(queueName(this.config.MAKAM_CLASS), (job, token) => traceJob(job, () => this.process(job, token)), {
       connection: createRedis(this.config, { blocking: true }),
       prefix: this.config.MAKAM_QUEUE_PREFIX,
       concurrency: this.pool.size,
@@ -154,7 +157,7 @@ export class Dispatcher {
     }
   }
 
-  private async process(job: Job<TrainJobData, RunOutcome>): Promise<RunOutcome> {
+  private async process(job: Job<TrainJobData, RunOutcome>, token?: string): Promise<RunOutcome> {
     const jobId = job.data.jobId;
     const log = this.log.child({ jobId });
     const record = await this.jobs.get(jobId);
@@ -162,7 +165,15 @@ export class Dispatcher {
     if (isTerminal(record.status)) return 'skipped';
     const attempt = job.attemptsMade + 1;
     const finalAttempt = attempt >= (job.opts.attempts ?? 1);
-    // A record already running means its dispatcher died: re-attach to the run on that worker.
+    // A record already running means its dispatcher died: re-attach to the run on that worker. A
+    // run on a worker another dispatcher drives is that one's to re-attach (its supervisor restarts
+    // it): the job goes back, without spending an attempt, rather than being skipped as not queued
+    // and left running with no one following it.
+    if ((record.status === 'running' || record.status === 'cancelling') && record.worker !== null && !this.pool.has(record.worker)) {
+      log.info({ worker: record.worker }, "the job's run is on a worker this dispatcher does not drive; handing it back");
+      await job.moveToDelayed(Date.now() + HAND_BACK_MS, token);
+      throw new DelayedError();
+    }
     const reattach = (record.status === 'running' || record.status === 'cancelling') && record.worker !== null && this.pool.has(record.worker);
     const { address, client } = await this.pool.acquire(reattach ? record.worker : null, this.closing.signal, () => log.warn('every free worker is down or offers too few devices; the job waits for one'), record.devices ?? 1);
     const ctx = { jobs: this.jobs, datasets: this.datasets, blobs: this.blobs, log, reconnectMs: this.config.MAKAM_WORKER_RECONNECT_MS };
