@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import extract, jsonl, read_events, write_run_dir
+from makam_worker.convert import event_to_proto
 from makam_worker.training.child import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
 from test_families import TINY_LLAMA
 
@@ -184,6 +185,10 @@ def test_the_refit_reports_progress_and_checkpoints_numbered_on_from_the_first_p
     refit_steps = progress[-1]["total_steps"] - first_steps
     assert refit_steps > 0 and refit_steps % best == 0
     assert {p["epoch"] for p in progress} == set(range(first_epochs + 1, first_epochs + best + 1))
+    # Progress.phase marks the refit's; the first pass's have none.
+    assert all(p.get("phase") == "refit" for p in progress)
+    assert not any("phase" in p for p in of_type(whole, "progress") if p["seq"] < progress[0]["seq"])
+    assert event_to_proto(progress[-1]).progress.phase == "refit"
     assert progress[0]["step"] == first_steps + 1 and progress[-1]["step"] == progress[-1]["total_steps"]
     assert [c["epoch"] for c in of_type(whole, "checkpoint")] == list(range(1, first_epochs + best + 1))
     with tarfile.open(whole / "checkpoint.tar") as tar:

@@ -273,7 +273,8 @@ export class RunDriver {
       case 'progress': {
         const v = e.value;
         const progress = { epoch: v.epoch, step: v.step, total_steps: v.totalSteps };
-        await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'progress', attempt, ...progress, train_loss: v.trainLoss, learning_rate: v.learningRate }, { progress });
+        // phase "refit": the final refit on train + validation, numbered on from the first pass.
+        await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'progress', attempt, ...progress, train_loss: v.trainLoss, learning_rate: v.learningRate, ...(v.phase ? { phase: v.phase } : {}) }, { progress });
         return null;
       }
       case 'metrics': {

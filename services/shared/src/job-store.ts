@@ -212,7 +212,7 @@ export const isTrial = (job: JobRecord): job is TrialJob => job.kind === 'trial'
 export type JobEvent =
   | { type: 'status'; status: JobStatus; message?: string; attempt?: number }
   | { type: 'started'; attempt: number; worker: string; pid: number; device: string; train_examples: number; validation_examples: number; total_steps: number; labels: string[]; test_examples?: number; resumed_from_epoch?: number }
-  | ({ type: 'progress'; attempt: number; learning_rate: number; train_loss: number } & Progress)
+  | ({ type: 'progress'; attempt: number; learning_rate: number; train_loss: number; phase?: string } & Progress)
   | ({ type: 'metrics'; attempt: number } & MetricPoint)
   | { type: 'metrics'; attempt: number; phase: 'mlm'; epoch: number; step: number; mlm_loss: number }
   | { type: 'log'; level: string; message: string; attempt?: number }

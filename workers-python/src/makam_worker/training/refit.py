@@ -118,7 +118,7 @@ def train_refit(
 
     # Numbered on from the first pass (the module's docstring says why).
     first_epochs, first_steps = first_pass.epoch, first_pass.step
-    reporter = trainer.ProgressReporter(events, first_steps + total_steps)
+    reporter = trainer.ProgressReporter(events, first_steps + total_steps, phase=PHASE)
     checkpoint_meta = {
         "phase": PHASE, "family": hp.family, "model": model_spec.to_dict(), "labels": ctx.splits.label_names,
         "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "precision": precision, "refit_epochs": epochs,

@@ -337,8 +337,10 @@ class ProgressReporter:
 
     _first_sent = False
 
-    def __init__(self, events: EventLog, total_steps: int, interval_s: float = PROGRESS_INTERVAL_S) -> None:
+    def __init__(self, events: EventLog, total_steps: int, interval_s: float = PROGRESS_INTERVAL_S,
+                 phase: str = "") -> None:
         self.events, self.total_steps, self.interval_s = events, total_steps, interval_s
+        self.phase = {"phase": phase} if phase else {}  # Progress.phase: "refit" in refit.py
         self._loss_sum: torch.Tensor | float = 0.0
         self._count, self._last = 0, time.monotonic()
 
@@ -351,7 +353,7 @@ class ProgressReporter:
             self._first_sent = True
             self.events.append(
                 "progress", epoch=epoch, step=step, total_steps=self.total_steps,
-                train_loss=float(self._loss_sum) / self._count, learning_rate=lr,
+                train_loss=float(self._loss_sum) / self._count, learning_rate=lr, **self.phase,
             )
             self._loss_sum, self._count, self._last = 0.0, 0, now
 

@@ -241,18 +241,20 @@ class RunStarted(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., device: _Optional[str] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., total_steps: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., test_examples: _Optional[int] = ..., resumed_from_epoch: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("epoch", "step", "total_steps", "train_loss", "learning_rate")
+    __slots__ = ("epoch", "step", "total_steps", "train_loss", "learning_rate", "phase")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     step: int
     total_steps: int
     train_loss: float
     learning_rate: float
-    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., train_loss: _Optional[float] = ..., learning_rate: _Optional[float] = ...) -> None: ...
+    phase: str
+    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., train_loss: _Optional[float] = ..., learning_rate: _Optional[float] = ..., phase: _Optional[str] = ...) -> None: ...
 
 class Metrics(_message.Message):
     __slots__ = ("epoch", "step", "train_loss", "validation_loss", "accuracy", "weighted_f1", "macro_f1", "phase", "mlm_loss")

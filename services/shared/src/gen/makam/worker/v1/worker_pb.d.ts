@@ -796,6 +796,14 @@ export declare type Progress = Message<"makam.worker.v1.Progress"> & {
    * @generated from field: double learning_rate = 5;
    */
   learningRate: number;
+
+  /**
+   * "" while training; "refit" in the final refit on train + validation, whose epochs and steps
+   * go on from the first pass's (total_steps then counts both).
+   *
+   * @generated from field: string phase = 6;
+   */
+  phase: string;
 };
 
 /**
