@@ -299,6 +299,20 @@ function encode(fields: JobFields): string[] {
   return out;
 }
 
+/**
+ * A new record as the hash JobStore.createIn writes (the object form, which ioredis and BullMQ's
+ * transactions both take); throws JobTooLargeError for one over MAX_NEW_JOB_BYTES. The API encodes
+ * before it takes a quota place, so an oversized job is refused having changed nothing.
+ */
+export function encodeNewJob(record: JobRecord): Record<string, string> {
+  const fields = encode(record);
+  const bytes = fields.reduce((n, f) => n + byteLength(f), 0);
+  if (bytes > MAX_NEW_JOB_BYTES) throw new JobTooLargeError(bytes);
+  const hash: Record<string, string> = { worker_seq: '0' };
+  for (let i = 0; i < fields.length; i += 2) hash[fields[i]!] = fields[i + 1]!;
+  return hash;
+}
+
 /** The fields a run adds to a record, each within its cap. */
 function encodeBounded(fields: JobFields): string[] {
   const out = encode(fields);
@@ -348,15 +362,10 @@ export class JobStore {
   /**
    * Adds the writes that create `record` to `multi` (a MULTI on any connection to this Redis), so a
    * caller can send them in one round trip with its own: the API queues the job in the same one.
-   * Throws JobTooLargeError, having added nothing, for a record over MAX_NEW_JOB_BYTES.
+   * Throws JobTooLargeError, having added nothing, for a record over MAX_NEW_JOB_BYTES (encodeNewJob,
+   * which a caller may have run already and pass the hash of).
    */
-  createIn(multi: ChainableCommander, record: JobRecord): ChainableCommander {
-    const fields = encode(record);
-    const bytes = fields.reduce((n, f) => n + byteLength(f), 0);
-    if (bytes > MAX_NEW_JOB_BYTES) throw new JobTooLargeError(bytes);
-    // The object form, which ioredis and BullMQ's transactions (addJobWith in queues.ts) both take.
-    const hash: Record<string, string> = { worker_seq: '0' };
-    for (let i = 0; i < fields.length; i += 2) hash[fields[i]!] = fields[i + 1]!;
+  createIn(multi: ChainableCommander, record: JobRecord, hash: Record<string, string> = encodeNewJob(record)): ChainableCommander {
     multi
       .hset(this.keys.job(record.id), hash)
       .zadd(this.keys.jobs, 0, record.id)

@@ -7,7 +7,7 @@
 // with the queueing.
 import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { JobTooLargeError, queuedJob, type JobRecord } from '@makam/shared/job-store';
+import { JobTooLargeError, encodeNewJob, queuedJob, type JobRecord } from '@makam/shared/job-store';
 import { ModelConfigError } from '../placement/model-shapes.ts';
 import { PlacementError, place, type Placement } from '../placement/resource-classes.ts';
 import { appliesTo, defaultsFor, misapplied } from '../placement/hyperparameters.ts';
@@ -62,9 +62,10 @@ export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{
   const key = req.idempotencyKey();
   return withIdempotency(app, tenant, 'jobs', key, key ? fingerprintOf(body) : '', async () => {
     const id = newJobId();
-    await reserve(app, tenant, body, id);
     const job = newJobRecord(id, tenant, body, hyperparameters, placement, search);
-    await createAndEnqueue(app, tenant, job, queue, search !== undefined);
+    const hash = encodeOr413(job); // before the quota place: an oversized job changes nothing
+    await reserve(app, tenant, body, id);
+    await createAndEnqueue(app, tenant, job, hash, queue, search !== undefined);
     return { status: 202, body: job };
   });
 }
@@ -218,22 +219,27 @@ function newJobRecord(id: string, tenant: string, body: TrainJobBodyT, hyperpara
   return queuedJob({ ...job, kind: 'tune', search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null });
 }
 
+/** The record as createIn writes it, or 413 job_too_large. */
+function encodeOr413(job: JobRecord): Record<string, string> {
+  try {
+    return encodeNewJob(job);
+  } catch (err) {
+    if (err instanceof JobTooLargeError) throw new ApiError(413, 'job_too_large', err.message, 'body');
+    throw err;
+  }
+}
+
 /**
- * Stores the record and queues it in one transaction and round trip (addJobWith). An oversized
- * record is refused before anything is sent (413 job_too_large) and the quota place given back. When
- * the transaction fails, how far it got is unknown: a stored record is marked failed, never left
- * queued with nothing in the queue, and a place with no record is given back.
+ * Stores the record (encoded by encodeOr413) and queues it in one transaction and round trip
+ * (addJobWith). When the transaction fails, how far it got is unknown: a stored record is marked
+ * failed, never left queued with nothing in the queue, and a place with no record is given back.
  */
-async function createAndEnqueue(app: FastifyInstance, tenant: string, job: JobRecord, queue: Queue<TrainJobData>, tune: boolean): Promise<void> {
+async function createAndEnqueue(app: FastifyInstance, tenant: string, job: JobRecord, hash: Record<string, string>, queue: Queue<TrainJobData>, tune: boolean): Promise<void> {
   const [name, opts] = tune ? ['tune', tuneJobOptions(job.id)] : ['train', trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS)];
   try {
     // The enqueue span's context travels in the job's data to the dispatcher (no extra round trip; off, no field).
-    await traceEnqueue(queue.name, job.id, (trace) => addJobWith(queue, name, { jobId: job.id, trace }, opts, (multi) => app.jobs.createIn(multi, job)));
+    await traceEnqueue(queue.name, job.id, (trace) => addJobWith(queue, name, { jobId: job.id, trace }, opts, (multi) => app.jobs.createIn(multi, job, hash)));
   } catch (err) {
-    if (err instanceof JobTooLargeError) {
-      await app.quotas.releaseActiveJob(tenant, job.id).catch(() => undefined);
-      throw new ApiError(413, 'job_too_large', err.message, 'body');
-    }
     const failed = await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() }).catch(() => null);
     if (failed && failed.from === null) await app.quotas.releaseActiveJob(tenant, job.id).catch(() => undefined);
     throw err;
