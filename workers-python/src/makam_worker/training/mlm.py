@@ -119,7 +119,7 @@ def carry_back(family: str, mlm: nn.Module, model: nn.Module) -> None:
 
 def pieces(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
     """Each text's tokens in pieces of up to max_length, each wrapped in the tokenizer's special tokens."""
-    from makam_worker.training.trainer import special_affixes
+    from makam_worker.training.steps import special_affixes
 
     prefix, suffix = special_affixes(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
@@ -146,7 +146,7 @@ def pretrain(
     """Runs the phase from loop.mlm_epoch (0, or where `resume`'s checkpoint ended) to hp.mlm_epochs, in
     place on built.model; per epoch a metrics event and, with `meta` (and `paths`), a checkpoint. `events`
     None: no events (the refit's phase, which is not checkpointed either: refit.py)."""
-    from makam_worker.training import trainer
+    from makam_worker.training.steps import EpochShuffle, autocast, optimizer_for, windows
 
     tokenizer = built.tokenizer
     if tokenizer.mask_token is None:
@@ -156,12 +156,12 @@ def pretrain(
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=hp.mlm_probability,
                                                pad_to_multiple_of=8 if device.type == "cuda" else None)
     data = pieces(tokenizer, texts_for(splits), built.max_length)
-    batches = DataLoader(data, batch_size=hp.batch_size, sampler=trainer.EpochShuffle(len(data), hp.seed),
+    batches = DataLoader(data, batch_size=hp.batch_size, sampler=EpochShuffle(len(data), hp.seed),
                          collate_fn=lambda rows: collator([{"input_ids": ids} for ids in rows]),
                          pin_memory=device.type == "cuda")
     steps_per_epoch = math.ceil(len(batches) / hp.gradient_accumulation_steps)
     total_steps = hp.mlm_epochs * steps_per_epoch
-    optimizer = trainer.optimizer_for(mlm, dataclasses.replace(hp, learning_rate=hp.mlm_learning_rate or hp.learning_rate),
+    optimizer = optimizer_for(mlm, dataclasses.replace(hp, learning_rate=hp.mlm_learning_rate or hp.learning_rate),
                                       device)
     warmup = hp.warmup_steps if hp.warmup_steps > 0 else math.ceil(hp.warmup_ratio * total_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(warmup, total_steps), total_steps)
@@ -185,12 +185,12 @@ def pretrain(
         batches.sampler.set_epoch(epoch)
         losses = torch.zeros((), device=device, dtype=torch.float64)
         steps = 0
-        for window in trainer.windows(batches, hp.gradient_accumulation_steps):
+        for window in windows(batches, hp.gradient_accumulation_steps):
             check_stop()
             optimizer.zero_grad(set_to_none=True)
             for batch in window:
                 inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with trainer.autocast(device, precision):
+                with autocast(device, precision):
                     loss = mlm(**inputs).loss / len(window)
                 (scaler.scale(loss) if scaler is not None else loss).backward()
                 losses += loss.detach()

@@ -9,18 +9,12 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import (
-    get_constant_schedule_with_warmup,
-    get_cosine_schedule_with_warmup,
-    get_linear_schedule_with_warmup,
-    set_seed,
-)
+from transformers import set_seed
 from transformers.utils import logging as hf_logging
 
 from makam_worker.events import EventLog
@@ -36,16 +30,12 @@ from makam_worker.training.family import BuildContext, Built
 from makam_worker.training.losses import ClassificationLoss, balanced_weights, label_weight_vector
 from makam_worker.training.metrics import classification_metrics, evaluation_report
 from makam_worker.training.throughput import Meter
+from makam_worker.training.steps import (  # noqa: F401  (refit.py and tests use them as trainer.*)
+    AMP_DTYPES, NORM_NAMES, SCHEDULES, EpochShuffle, autocast, optimizer_for, scheduler_for, special_affixes, windows,
+)
 
 PROGRESS_INTERVAL_S = 1.0
 COMPILE_OPTIONS: dict[str, Any] = {}  # torch.compile's defaults (inductor); tests trace with the eager backend
-NORM_NAMES = ("norm", "ln_", "layernorm")
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-SCHEDULES = {
-    "linear": get_linear_schedule_with_warmup,
-    "cosine": get_cosine_schedule_with_warmup,
-    "constant": lambda optimizer, warmup, _total: get_constant_schedule_with_warmup(optimizer, warmup),
-}
 
 
 def pick_device() -> torch.device:
@@ -81,14 +71,6 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 
 
 # --- tokens -------------------------------------------------------------------------------------
-
-
-def special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """The special tokens a tokenizer puts before and after a single text ([CLS] / [SEP], <s> / none)."""
-    try:
-        return textprep.special_affixes(tokenizer)
-    except ValueError as e:
-        raise TrainingError("invalid_model", str(e)) from None
 
 
 # textprep.py is shipped in every artifact and its model card's loader calls textprep.encode: the
@@ -141,34 +123,6 @@ def collate(rows: list[tuple[int, list[int], int]], pad_token_id: int, multiple_
     return batch
 
 
-class EpochShuffle(torch.utils.data.Sampler[int]):
-    """A permutation per epoch that depends only on (seed, epoch), so a run resumed at epoch k+1 sees
-    the batches an uninterrupted run would (one generator carried across epochs would not).
-
-    With `lengths` (group_by_length), the permutation is transformers' length-grouped one, as its
-    LengthGroupedSampler makes it: shuffled, cut into mega-batches of up to 50 batches, each sorted by
-    length, so a batch holds texts of similar length and pads little."""
-
-    def __init__(self, size: int, seed: int, lengths: list[int] | None = None, batch_size: int = 1) -> None:
-        self.size, self.seed, self.epoch = size, seed, 1
-        self.lengths, self.batch_size = lengths, batch_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self) -> Iterator[int]:
-        # seed < 2**32 and epoch <= 1000 < 2**20: every (seed, epoch) has its own generator seed.
-        generator = torch.Generator().manual_seed((self.seed << 20) + self.epoch)
-        if self.lengths is not None:
-            from transformers.trainer_pt_utils import get_length_grouped_indices
-
-            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-
 def loader(ids: list[list[int]], labels: list[int], batch_size: int, pad_token_id: int, *,
            shuffle: bool, seed: int = 0, group_by_length: bool = False, multiple_of: int = 1,
            max_width: int | None = None, pin_memory: bool = False) -> DataLoader:
@@ -189,25 +143,6 @@ def loader(ids: list[list[int]], labels: list[int], batch_size: int, pad_token_i
 # --- optimisation -------------------------------------------------------------------------------
 
 
-def optimizer_for(model: torch.nn.Module, hp: Hyperparameters, device: torch.device | None = None) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and normalisation weights (any 1-d parameter, or one whose
-    name says norm). On CUDA the fused kernel: one launch for every parameter instead of a few per tensor."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        is_norm = any(n in name.lower() for n in NORM_NAMES)
-        (no_decay if param.ndim < 2 or name.endswith(".bias") or is_norm else decay).append(param)
-    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = device is not None and device.type == "cuda"
-    return torch.optim.AdamW(groups, lr=hp.learning_rate, **({"fused": True} if fused else {}))
-
-
-def scheduler_for(optimizer: torch.optim.Optimizer, hp: Hyperparameters, total_steps: int) -> Any:
-    warmup = hp.warmup_steps if hp.warmup_steps > 0 else math.ceil(hp.warmup_ratio * total_steps)
-    return SCHEDULES[hp.lr_scheduler](optimizer, min(warmup, total_steps), total_steps)
-
-
 def loss_for(hp: Hyperparameters, splits: Splits) -> ClassificationLoss:
     names = splits.label_names
     try:
@@ -224,12 +159,6 @@ def loss_for(hp: Hyperparameters, splits: Splits) -> ClassificationLoss:
     )
 
 
-def autocast(device: torch.device, precision: str) -> Any:
-    if precision in AMP_DTYPES:
-        return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[precision])
-    return nullcontext()
-
-
 def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor | None]:
     """The model's inputs on `device` (non_blocking: pinned batches copy while the GPU works). A batch
     without padding goes without its mask, which is known here on the host: the models then skip the
@@ -240,18 +169,6 @@ def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[s
     if "char_ngram_ids" in batch:
         inputs["char_ngram_ids"] = batch["char_ngram_ids"].to(device, non_blocking=True)
     return inputs
-
-
-def windows(batches: Iterable[dict[str, torch.Tensor]], k: int) -> Iterator[list[dict[str, torch.Tensor]]]:
-    """Groups micro-batches k at a time (the last group may be shorter): one group, one optimizer step."""
-    group: list[dict[str, torch.Tensor]] = []
-    for batch in batches:
-        group.append(batch)
-        if len(group) == k:
-            yield group
-            group = []
-    if group:
-        yield group
 
 
 def train_step(

@@ -1,0 +1,103 @@
+"""The parts every training loop here is made of (trainer.py's fine-tuning, refit.py, mlm.py's
+masked-LM phase): the batch order, micro-batch windows, the optimizer and its schedule, mixed
+precision, a tokenizer's special tokens. A leaf of the loops, so a phase can use them without
+importing the loop that runs it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
+
+from makam_worker.training import textprep
+from makam_worker.training.config import Hyperparameters
+from makam_worker.training.errors import TrainingError
+
+NORM_NAMES = ("norm", "ln_", "layernorm")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+SCHEDULES = {
+    "linear": get_linear_schedule_with_warmup,
+    "cosine": get_cosine_schedule_with_warmup,
+    "constant": lambda optimizer, warmup, _total: get_constant_schedule_with_warmup(optimizer, warmup),
+}
+
+
+def special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special tokens a tokenizer puts before and after a single text ([CLS] / [SEP], <s> / none)."""
+    try:
+        return textprep.special_affixes(tokenizer)
+    except ValueError as e:
+        raise TrainingError("invalid_model", str(e)) from None
+
+
+class EpochShuffle(torch.utils.data.Sampler[int]):
+    """A permutation per epoch that depends only on (seed, epoch), so a run resumed at epoch k+1 sees
+    the batches an uninterrupted run would (one generator carried across epochs would not).
+
+    With `lengths` (group_by_length), the permutation is transformers' length-grouped one, as its
+    LengthGroupedSampler makes it: shuffled, cut into mega-batches of up to 50 batches, each sorted by
+    length, so a batch holds texts of similar length and pads little."""
+
+    def __init__(self, size: int, seed: int, lengths: list[int] | None = None, batch_size: int = 1) -> None:
+        self.size, self.seed, self.epoch = size, seed, 1
+        self.lengths, self.batch_size = lengths, batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        # seed < 2**32 and epoch <= 1000 < 2**20: every (seed, epoch) has its own generator seed.
+        generator = torch.Generator().manual_seed((self.seed << 20) + self.epoch)
+        if self.lengths is not None:
+            from transformers.trainer_pt_utils import get_length_grouped_indices
+
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+def optimizer_for(model: torch.nn.Module, hp: Hyperparameters, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and normalisation weights (any 1-d parameter, or one whose
+    name says norm). On CUDA the fused kernel: one launch for every parameter instead of a few per tensor."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_norm = any(n in name.lower() for n in NORM_NAMES)
+        (no_decay if param.ndim < 2 or name.endswith(".bias") or is_norm else decay).append(param)
+    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = device is not None and device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=hp.learning_rate, **({"fused": True} if fused else {}))
+
+
+def scheduler_for(optimizer: torch.optim.Optimizer, hp: Hyperparameters, total_steps: int) -> Any:
+    warmup = hp.warmup_steps if hp.warmup_steps > 0 else math.ceil(hp.warmup_ratio * total_steps)
+    return SCHEDULES[hp.lr_scheduler](optimizer, min(warmup, total_steps), total_steps)
+
+
+def autocast(device: torch.device, precision: str) -> Any:
+    if precision in AMP_DTYPES:
+        return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[precision])
+    return nullcontext()
+
+
+def windows(batches: Iterable[dict[str, torch.Tensor]], k: int) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """Groups micro-batches k at a time (the last group may be shorter): one group, one optimizer step."""
+    group: list[dict[str, torch.Tensor]] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == k:
+            yield group
+            group = []
+    if group:
+        yield group
