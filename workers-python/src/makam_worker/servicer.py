@@ -15,7 +15,7 @@ import grpc
 from makam.worker.v1 import worker_pb2, worker_pb2_grpc
 from makam_worker import logs
 from makam_worker.capabilities import FAMILIES, MODEL_FREE, capabilities, offered_devices
-from makam_worker.artifact_store import ArtifactStore
+from makam_worker.member_store import MemberStore
 from makam_worker.checkpoint_store import CheckpointStore, open_latest
 from makam_worker.convert import event_to_proto, spec_from_request, state_to_proto
 from makam_worker.datasets import DatasetStore, check_sha256
@@ -79,7 +79,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self.datasets = DatasetStore(state_dir, max_bytes=limits.max_dataset_bytes, cache_bytes=limits.dataset_cache_bytes,
                                      disk=disk, in_use=self.runs.datasets_in_use)
         self.checkpoints = CheckpointStore(state_dir, max_bytes=limits.max_checkpoint_bytes, disk=disk)
-        self.artifacts = ArtifactStore(state_dir, max_bytes=limits.max_checkpoint_bytes, disk=disk)
+        self.artifacts = MemberStore(state_dir, max_bytes=limits.max_checkpoint_bytes, disk=disk)
         self._stop_sweeping = threading.Event()
         self._sweeper: threading.Thread | None = None
 

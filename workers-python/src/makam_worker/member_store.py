@@ -1,4 +1,4 @@
-"""Finished jobs' model archives (.tar.gz) uploaded for an ensemble run of them, under
+"""An ensemble's members: finished jobs' model archives (.tar.gz) uploaded for an ensemble run of them, under
 `state_dir/artifacts/<sha256>.tar.gz`; swept like uploaded checkpoints once no run took them."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from makam_worker.checkpoint_store import CheckpointStore
 from makam_worker.store import ContentStore, DiskGuard
 
 
-def artifacts_dir(state_dir: Path) -> Path:
+def members_dir(state_dir: Path) -> Path:
     return state_dir / "artifacts"
 
 
-class ArtifactStore(ContentStore):
+class MemberStore(ContentStore):
     def __init__(self, state_dir: Path, *, max_bytes: int, disk: DiskGuard | None = None) -> None:
         # A model archive is about a checkpoint's size (weights without optimizer state), so one limit serves both.
-        super().__init__(artifacts_dir(state_dir), ".tar.gz", max_bytes=max_bytes,
+        super().__init__(members_dir(state_dir), ".tar.gz", max_bytes=max_bytes,
                          limit_setting="MAKAM_WORKER_MAX_CHECKPOINT_BYTES", disk=disk)
 
     # The same age rule as uploaded checkpoints: an archive no run took within the retention goes.
