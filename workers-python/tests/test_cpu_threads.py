@@ -83,3 +83,30 @@ def test_a_cold_run_uses_the_count_too(tmp_path, monkeypatch):
     proc = RunProcess.spawn(make_run(tmp_path, "cold", LONG), WarmProcess())  # never started: spawned cold
     assert proc.popen is not None
     assert threads_line(proc).endswith("CPU threads: 2, from MAKAM_WORKER_CPUS; torch uses 2")
+
+
+def test_the_ranks_of_a_run_on_several_devices_share_its_budget(monkeypatch):
+    import logging
+
+    import torch
+
+    from makam_worker.training import cpu_threads
+
+    from threadpoolctl import ThreadpoolController
+
+    before, pools = torch.get_num_threads(), ThreadpoolController().info()
+    monkeypatch.setenv("MAKAM_WORKER_CPUS", "4")
+    for name in cpu_threads.THREAD_ENV:
+        monkeypatch.setenv(name, "1")  # apply() rewrites them; monkeypatch puts them back
+    try:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # set by torchrun for each rank
+        assert cpu_threads.apply(logging.getLogger("test"), neural=True) == 2
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+        assert cpu_threads.apply(logging.getLogger("test"), neural=True) == 1
+        monkeypatch.delenv("LOCAL_WORLD_SIZE")
+        assert cpu_threads.apply(logging.getLogger("test"), neural=True) == 4
+    finally:  # this test's process goes on running other tests
+        torch.set_num_threads(before)
+        for pool in pools:
+            ThreadpoolController().select(internal_api=pool["internal_api"]).limit(limits=pool["num_threads"])

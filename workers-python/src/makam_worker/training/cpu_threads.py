@@ -19,6 +19,9 @@ def apply(log: Log, *, neural: bool) -> int:
     """Sizes this process's thread pools to the budget; returns it. For libraries loaded later (a cold
     run imports torch after this) the environment; for those loaded already, their own calls."""
     threads, source = settings.cpu_budget()
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's: a run on several devices of this host
+    if ranks > 1:  # the budget is the run's, shared by its ranks, so they do not oversubscribe the cores
+        threads, source = max(1, threads // ranks), f"{source}, shared by {ranks} ranks"
     for name in THREAD_ENV:
         os.environ[name] = str(threads)
     threadpool_limits(limits=threads)  # OpenMP and BLAS pools already loaded (NumPy, scikit-learn)
