@@ -12,6 +12,7 @@ import json
 import math
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,8 @@ def _invalid(message: str) -> TrainingError:
     return TrainingError("invalid_dataset", message, retryable=False)
 
 
-def read_jsonl(path: Path, name: str) -> tuple[list[str], list[str]]:
-    """Texts and label names, one JSON object per line; errors name the line, never its text."""
-    texts: list[str] = []
-    labels: list[str] = []
+def _json_lines(path: Path, name: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) of each non-blank line; errors name the line, never its text."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
@@ -79,11 +78,24 @@ def read_jsonl(path: Path, name: str) -> tuple[list[str], list[str]]:
             row = json.loads(line)
         except ValueError:
             raise _invalid(f"{name} dataset line {number} is not valid JSON") from None
+        yield number, row
+
+
+def _text_of(row: Any, name: str, number: int) -> str:
+    text = row.get("text") if isinstance(row, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise _invalid(f"{name} dataset line {number}: 'text' must be a non-empty string")
+    return text
+
+
+def read_jsonl(path: Path, name: str) -> tuple[list[str], list[str]]:
+    """Texts and label names, one JSON object per line; errors name the line, never its text."""
+    texts: list[str] = []
+    labels: list[str] = []
+    for number, row in _json_lines(path, name):
         if not isinstance(row, dict):
             raise _invalid(f'{name} dataset line {number} must be an object like {{"text": ..., "label": ...}}')
-        text, label = row.get("text"), row.get("label")
-        if not isinstance(text, str) or not text.strip():
-            raise _invalid(f"{name} dataset line {number}: 'text' must be a non-empty string")
+        text, label = _text_of(row, name, number), row.get("label")
         if isinstance(label, int) and not isinstance(label, bool):
             label = str(label)  # numeric labels become names; id2label maps back to these strings
         if not isinstance(label, str) or not label:
@@ -97,23 +109,7 @@ def read_jsonl(path: Path, name: str) -> tuple[list[str], list[str]]:
 
 def read_texts(path: Path, name: str) -> list[str]:
     """The texts of a text-only dataset (lines of {"text"}; a label is ignored); errors name the line."""
-    texts: list[str] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise _invalid(f"the {name} dataset is not UTF-8 (byte {e.start})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise _invalid(f"{name} dataset line {number} is not valid JSON") from None
-        text = row.get("text") if isinstance(row, dict) else None
-        if not isinstance(text, str) or not text.strip():
-            raise _invalid(f"{name} dataset line {number}: 'text' must be a non-empty string")
-        texts.append(text)
-    return texts
+    return [_text_of(row, name, number) for number, row in _json_lines(path, name)]
 
 
 def load_splits(

@@ -41,7 +41,7 @@ from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.metrics import classification_metrics, evaluation_report
-from makam_worker.training.report import TEXTPREP, _table, final_metrics
+from makam_worker.training.report import TEXTPREP, _table, evaluation_rows, final_metrics
 from makam_worker.training.textprep import OPTIONS
 from makam_worker.training.throughput import Meter
 
@@ -253,13 +253,7 @@ def model_card(manifest: dict[str, Any], summary: dict[str, Any], splits: Splits
         "",
         f"On the **{summary['evaluated_on']}** split ({evaluation['examples']} examples).",
         "",
-        *_table(["metric", "value"], [
-            ["accuracy", evaluation["accuracy"]],
-            ["macro F1 (over the labels in this split or predicted)", evaluation["macro_f1"]],
-            ["weighted F1", evaluation["weighted_f1"]],
-            [f"majority baseline accuracy (always {evaluation['majority_label']!r})", evaluation["majority_baseline_accuracy"]],
-            ["validation accuracy", summary["validation"]["accuracy"]],
-        ]),
+        *_table(["metric", "value"], [*evaluation_rows(evaluation), ["validation accuracy", summary["validation"]["accuracy"]]]),
         "",
         "### Per class",
         "",

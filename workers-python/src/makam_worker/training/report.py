@@ -120,6 +120,16 @@ def _f(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def evaluation_rows(evaluation: dict[str, Any]) -> list[list[Any]]:
+    """The model card's evaluation table (every family's card and the ensemble's)."""
+    return [
+        ["accuracy", evaluation["accuracy"]],
+        ["macro F1 (over the labels in this split or predicted)", evaluation["macro_f1"]],
+        ["weighted F1", evaluation["weighted_f1"]],
+        [f"majority baseline accuracy (always {evaluation['majority_label']!r})", evaluation["majority_baseline_accuracy"]],
+    ]
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [
         "| " + " | ".join(header) + " |",
@@ -163,13 +173,7 @@ def model_card(model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, summa
         "",
         f"On {where}.",
         "",
-        *_table(["metric", "value"], [
-            ["accuracy", evaluation["accuracy"]],
-            ["macro F1 (over the labels in this split or predicted)", evaluation["macro_f1"]],
-            ["weighted F1", evaluation["weighted_f1"]],
-            [f"majority baseline accuracy (always {evaluation['majority_label']!r})",
-             evaluation["majority_baseline_accuracy"]],
-        ]),
+        *_table(["metric", "value"], evaluation_rows(evaluation)),
         "",
         "### Per class",
         "",
