@@ -152,5 +152,20 @@ def test_a_cancel_stops_every_rank(tmp_path):
     assert log.count("cancelled; exiting for the server to record it") == DEVICES  # each rank stopped itself
 
 
+def test_a_stop_that_reaches_one_rank_stops_them_all_at_one_check(tmp_path):
+    # torchrun's SIGTERM reaches its ranks at slightly different moments: here only rank 1 gets one. A rank
+    # that stopped by itself would leave rank 0 to fail in the next step's collective (distributed.agreed).
+    run = with_devices(write_run_dir(tmp_path, "one-signalled", {**PER_DEVICE, "epochs": 1000}))
+    proc = spawn(run)
+    wait_for(lambda: len(so_far(run, "progress")) >= 1, "training under way")
+    pids = ranks(run)
+    os.kill(pids[1], signal.SIGTERM)
+    wait_for(lambda: all(gone(pid) for pid in pids.values()), "every rank to exit", timeout_s=60)
+    assert proc.done.wait(60)
+    log = (run / "train.log").read_text()
+    assert log.count("cancelled; exiting for the server to record it") == DEVICES, log[-3000:]
+    assert "rank stopped with the run around it" not in log
+
+
 def read_spec(run_dir: Path) -> dict:
     return json.loads((run_dir / "spec.json").read_text())

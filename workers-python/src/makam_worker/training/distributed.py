@@ -32,7 +32,7 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from makam_worker.layout import RunPaths
 
@@ -128,6 +128,39 @@ def lost_a_peer(error: BaseException, stop_requested: bool) -> bool:
         return True
     text = str(error).lower()
     return isinstance(error, RuntimeError) and any(s in text for s in ("gloo", "nccl", "connection", "peer"))
+
+
+def agreed(check_stop: Callable[[], None]) -> Callable[[], None]:
+    """`check_stop` that every rank of a run of several devices answers alike: each asks its own flag,
+    and all stop if any was asked to. torchrun's SIGTERM reaches the ranks at slightly different moments;
+    a rank that stopped alone would leave the other blocked in the next step's collective, to fail there
+    instead of stopping (tests/test_distributed.py). Every rank calls it at the same points (the loops
+    are the same code); rank 0's own work after the others are done uses `alone(check)`."""
+    if world_size() == 1:
+        return check_stop
+    import torch
+    import torch.distributed as dist
+
+    from makam_worker.training.errors import Cancelled
+
+    def check() -> None:
+        try:
+            check_stop()
+            mine = 0.0
+        except Cancelled:
+            mine = 1.0
+        flag = torch.tensor([mine], dtype=torch.float64)  # a CPU tensor: gloo, never a GPU sync
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item():
+            raise Cancelled()
+
+    check.alone = check_stop  # type: ignore[attr-defined]
+    return check
+
+
+def alone(check_stop: Callable[[], None]) -> Callable[[], None]:
+    """The rank's own `check_stop` behind an `agreed` one, for work no other rank joins."""
+    return getattr(check_stop, "alone", check_stop)
 
 
 # --- data --------------------------------------------------------------------------------------

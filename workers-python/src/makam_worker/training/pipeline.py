@@ -18,7 +18,7 @@ from makam_worker.run_spec import RunSpec
 from makam_worker.training.common import Log
 from makam_worker.training.data import Splits, load_splits
 from makam_worker.training.errors import Cancelled, TrainingError
-from makam_worker.training import spans
+from makam_worker.training import distributed, spans
 from makam_worker.training.textprep import OPTIONS
 
 
@@ -41,9 +41,11 @@ def train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Cal
 
 def _train_run(paths: RunPaths, spec: RunSpec, events: EventLog, should_stop: Callable[[], bool], log: Log,
                tracker: Any) -> dict:
-    def check_stop() -> None:
+    def stop_here() -> None:
         if should_stop():
             raise Cancelled()
+
+    check_stop = distributed.agreed(stop_here)  # the ranks of a run on several devices stop at one check
 
     hp = spec.hyperparameters
     spans.start(paths.dir, events)

@@ -304,6 +304,7 @@ def train_neural(
     refit: Callable[[BuildContext, LoopState, Meter, Resume | None], tuple[Built, dict[str, Any]]] | None = None,
     tracker: trackers.Tracker | None = None,
 ) -> dict:
+    rank_alone_stop = distributed.alone(check_stop)  # for the export, which rank 0 does by itself
     tracker = tracker or trackers.Tracker()  # pipeline.py opens the run's tracker; report.finish finishes it
     hf_logging.disable_progress_bar()  # tqdm bars would fill train.log
     hf_logging.set_verbosity_error()  # "sequence longer than the model's maximum": we truncate ourselves
@@ -485,7 +486,7 @@ def train_neural(
 
         onnx = export_onnx.export(model, built.tokenizer, paths.model, split=split, max_length=built.max_length,
                                   texts=splits.test_texts if split == "test" else splits.validation_texts,
-                                  truncation=hp.truncation, batch_size=hp.batch_size, log=log, check_stop=check_stop)
+                                  truncation=hp.truncation, batch_size=hp.batch_size, log=log, check_stop=rank_alone_stop)
     return report.finish(
         paths, spec, hp, splits, events, log,
         history=loop.history, best_epoch=loop.best_epoch, best_row=loop.best_row, stopped_early=loop.stopped_early,
