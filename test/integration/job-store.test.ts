@@ -48,6 +48,27 @@ test('transitions follow the status machine and log a status event', async () =>
   assert.deepEqual(events.data.map((e) => e.data.type === 'status' && e.data.status), ['queued', 'running', 'succeeded']);
 });
 
+test('a job\'s end is one step: its status, status event and end announcement in one script call', async () => {
+  const job = record();
+  await store.create(job);
+  await store.transition(job.id, 'running');
+  const monitor = await redis.monitor();
+  const seen: Array<{ argv: string[]; source: string }> = [];
+  monitor.on('monitor', (_time: string, argv: string[], source: string) => seen.push({ argv, source }));
+  assert.deepEqual(await store.transition(job.id, 'succeeded', { finished_at: 'now' }), { ok: true, from: 'running' });
+  await new Promise((r) => setTimeout(r, 200));
+  monitor.disconnect();
+  // What the client sent (a script's own calls come from source 'lua'): one script call, so a
+  // process that dies after it cannot leave the end unannounced, nor announce a job not ended.
+  const sent = seen.filter((c) => c.source !== 'lua').map((c) => c.argv[0]!.toLowerCase());
+  assert.deepEqual(sent.filter((c) => c !== 'eval'), ['evalsha'], `the client sent:\n${sent.join('\n')}`);
+  const inScript = seen.filter((c) => c.source === 'lua').map((c) => `${c.argv[0]!.toUpperCase()} ${c.argv[1]}`);
+  assert.ok(inScript.includes(`XADD ${keys.jobsFinished}`), `the announcement inside the script:\n${inScript.join('\n')}`);
+  assert.ok(inScript.includes(`XADD ${keys.jobEvents(job.id)}`), 'the status event inside the script');
+  const announced = (await redis.xrange(keys.jobsFinished, '-', '+')).filter(([, f]) => f[1] === job.id);
+  assert.deepEqual(announced.map(([, f]) => f), [['job', job.id, 'status', 'succeeded']]);
+});
+
 test('worker events are stored once each, even when a re-attached watcher resends them', async () => {
   const job = record();
   await store.create(job);

@@ -405,8 +405,8 @@ export class JobStore {
 
   /**
    * Moves the job to `to` if the status machine allows it from the current status, setting
-   * `fields` and logging a status event in the same step (lua/transition-2.lua). Returns the
-   * status it came from.
+   * `fields`, logging a status event and, for a terminal status, announcing the job's end on
+   * jobsFinished, in one step (lua/transition-4.lua). Returns the status it came from.
    */
   async transition(
     id: string,
@@ -417,21 +417,21 @@ export class JobStore {
     onlyFrom?: JobStatus[],
   ): Promise<{ ok: boolean; from: JobStatus | null }> {
     const from = sourcesOf(to).filter((s) => !onlyFrom || onlyFrom.includes(s));
-    const [ok, was] = (await runScript(this.redis, 'transition', [this.keys.job(id), this.keys.jobsEnded], [
+    const event: JobEvent = { type: 'status', status: to, ...(message ? { message } : {}), ...(fields.attempts ? { attempt: fields.attempts } : {}) };
+    // Every status change passes here, from the API and the dispatchers alike: the one place to
+    // announce a job's end (webhook deliveries are made from jobsFinished). In the script, so a
+    // process that dies after the move cannot lose the announcement.
+    const [ok, was] = (await runScript(this.redis, 'transition', [this.keys.job(id), this.keys.jobsEnded, this.keys.jobEvents(id), this.keys.jobsFinished], [
       from.join(','),
       to,
       isTerminal(to) ? '1' : '0',
       this.keys.tenantActivePrefix,
       id,
+      encodeEvent(event),
+      EVENTS_MAXLEN,
+      FINISHED_MAXLEN,
       ...encodeBounded({ ...fields, updated_at: new Date().toISOString() }),
     ])) as [number, string];
-    if (ok === 1) {
-      const event: JobEvent = { type: 'status', status: to, ...(message ? { message } : {}), ...(fields.attempts ? { attempt: fields.attempts } : {}) };
-      await this.appendEvent(id, event);
-      // Every status change passes here, from the API and the dispatchers alike: the one place
-      // to announce a job's end (webhook deliveries are made from this stream).
-      if (isTerminal(to)) await this.redis.xadd(this.keys.jobsFinished, 'MAXLEN', '~', FINISHED_MAXLEN, '*', 'job', id, 'status', to);
-    }
     return { ok: ok === 1, from: (was || null) as JobStatus | null };
   }
 
