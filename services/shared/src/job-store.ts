@@ -373,7 +373,7 @@ export class JobStore {
       .zadd(this.keys.tenantJobsOfKind(record.tenant, record.kind), 0, record.id);
     // A tune job's trials run under its one place in the tenant's active-job limit.
     if (record.kind === 'trial') multi.zadd(this.keys.tuneTrials(record.parent), record.trial.number, record.id);
-    else multi.sadd(this.keys.tenantActive(record.tenant), record.id);
+    else multi.sadd(this.keys.tenantActive(record.tenant), record.id).zrem(this.keys.tenantReserving(record.tenant), record.id);
     return multi.xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', encodeEvent({ type: 'status', status: record.status }));
   }
 

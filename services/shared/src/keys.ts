@@ -18,6 +18,8 @@ export function redisKeys(prefix: string) {
     /** A tenant's jobs of one kind (finetune, tune, trial), for a filtered list. */
     tenantJobsOfKind: (tenant: string, kind: string) => `${prefix}:tenant:${tenant}:jobs:${kind}`,
     tenantActive: (tenant: string) => `${prefix}:tenant:${tenant}:active`,
+    /** Places in tenantActive taken for jobs not yet created, scored by their deadline (ms, Redis's clock). */
+    tenantReserving: (tenant: string) => `${prefix}:tenant:${tenant}:reserving`,
     tenantActivePrefix: `${prefix}:tenant:`,
   };
 }

@@ -187,7 +187,7 @@ async function checkTracker(app: FastifyInstance, hyperparameters: Record<string
  * Takes job `id`'s place in the tenant's active-job quota (or 429 too_many_active_jobs), checking in
  * the same step that its datasets are still there (or 400 dataset_not_found, the place not taken): a
  * dataset deleted since ownedDatasets read it is caught here, and once the place is taken its
- * delete refuses (lua/removeDataset-4.lua). One script, lua/reserveActiveJob-1.lua.
+ * delete refuses (lua/removeDataset-4.lua). One script, lua/reserveActiveJob-2.lua.
  */
 async function reserve(app: FastifyInstance, tenant: string, body: TrainJobBodyT, id: string): Promise<void> {
   const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
