@@ -28,7 +28,7 @@ EXPECTED = {
                 "layers": 4, "heads": 4, "d_model": 256, "ff_dim": 1024, "dropout": 0.1, "vocab_size": 8000,
                 "tokenizer_model": "bpe", "pooling": "mean",
                 "char_ngram_buckets": 0, "char_ngram_sizes": "3-5", **MLM},
-    "tfidf": {**DATA, "refit": True, "lowercase": "turkish", "word_ngram_max": 2, "char_ngram_min": 2, "char_ngram_max": 5,
+    "tfidf": {**DATA, "refit": True, "lowercase": "turkish", "class_weights": None, "word_ngram_max": 2, "char_ngram_min": 2, "char_ngram_max": 5,
               "C": 1.0, "classifier": "linear_svc", "max_features": None},
 }
 

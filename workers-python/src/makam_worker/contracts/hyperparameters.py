@@ -47,7 +47,7 @@ SPECS: dict[str, dict[str, Any]] = {
     "loss": {"type": "enum", "families": ("encoder", "decoder", "scratch"), "choices": ("cross_entropy", "focal",)},
     "focal_gamma": {"type": "number", "families": ("encoder", "decoder", "scratch"), "minimum": 0, "maximum": 10},
     "focal_alpha": {"type": "label_weights", "families": ("encoder", "decoder", "scratch"), "nullable": True},
-    "class_weights": {"type": "class_weights", "families": ("encoder", "decoder", "scratch"), "nullable": True},
+    "class_weights": {"type": "class_weights", "families": ("encoder", "decoder", "scratch", "tfidf"), "nullable": True},
     "early_stopping_patience": {"type": "integer", "families": ("encoder", "decoder", "scratch"), "minimum": 0, "maximum": 1000},
     "metric_for_best_model": {"type": "enum", "families": ("encoder", "decoder", "scratch"), "choices": ("macro_f1", "accuracy", "weighted_f1", "validation_loss",)},
     "truncation": {"type": "enum", "families": ("encoder", "decoder", "scratch"), "choices": ("head", "tail", "head+tail",)},
@@ -156,7 +156,7 @@ class Hyperparameters:
     focal_alpha: dict[str, float] | None = field(default=None, metadata=_meta("focal_alpha"))
     """Focal loss weight per label name ({label: weight}); labels left out weigh 1; null weighs all 1; needs loss focal."""
     class_weights: dict[str, float] | str | None = field(default=None, metadata=_meta("class_weights"))
-    """null, "balanced" (n / (labels × count), from the training split) or {label: weight} (others weigh 1)."""
+    """null, "balanced" (n / (labels × count), from the training split) or {label: weight} (others weigh 1); the loss weights of the neural families, scikit-learn's class_weight for tfidf."""
     early_stopping_patience: int = field(default=0, metadata=_meta("early_stopping_patience"))
     """Epochs without improvement of metric_for_best_model before training stops; 0 disables."""
     metric_for_best_model: str = field(default="macro_f1", metadata=_meta("metric_for_best_model"))

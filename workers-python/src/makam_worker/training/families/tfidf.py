@@ -58,6 +58,32 @@ def pipeline_for(hp: Hyperparameters) -> Any:
     return Pipeline([("features", features), ("classifier", classifier)])
 
 
+def sample_weights(hp: Hyperparameters, names: list[str], labels: list[int]) -> Any:
+    """class_weights as a weight per training example, which is what scikit-learn's class_weight does
+    inside LinearSVC and LogisticRegression (it scales C per example). Given here rather than as
+    class_weight because scikit-learn turns digit labels ("1", "2") into ints before looking them up
+    in a class_weight map, and then refuses it. "balanced" is scikit-learn's formula, counted on the
+    labels of this fit (the training split, or training + validation when refitting). None: unweighted."""
+    import numpy as np
+
+    if hp.class_weights is None:
+        return None
+    if hp.class_weights == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        present = np.unique(labels)
+        by_id = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=labels)))
+    else:
+        try:
+            weights = hp.label_weights("class_weights", names) or {}
+        except ValueError as e:
+            from makam_worker.training.errors import TrainingError
+
+            raise TrainingError("invalid_hyperparameters", str(e)) from None
+        by_id = {i: float(weights.get(name, 1.0)) for i, name in enumerate(names)}
+    return np.array([by_id[i] for i in labels], dtype=np.float64)
+
+
 def _float32() -> Any:
     import numpy as np
 
@@ -90,7 +116,7 @@ def train_tfidf(
     def fit(texts: list[str], labels: list[int]) -> Any:
         pipeline = pipeline_for(hp)
         started = time.perf_counter()
-        pipeline.fit(texts, [names[i] for i in labels])
+        pipeline.fit(texts, [names[i] for i in labels], classifier__sample_weight=sample_weights(hp, names, labels))
         meter.seconds += time.perf_counter() - started
         meter.samples += len(texts)
         meter.tokens += sum(len(t.split()) for t in texts)  # words, for tfidf
