@@ -1,7 +1,9 @@
 """The masked-LM phase (mlm_epochs, training/mlm.py): real tiny models, real runs through `execute`.
 It lowers the MLM loss on a config-built BERT and on scratch, reports it per epoch through `metrics`
-events (phase "mlm"), hands its encoder to fine-tuning, reads the training and unlabeled texts but
-never validation or test ones, and a run stopped mid-phase resumes in it as if never stopped."""
+events (phase "mlm") and its progress through `progress` events (phase "mlm"), checkpoints at the
+run's cadence, hands its encoder to fine-tuning, reads the training and unlabeled texts but never
+validation or test ones, runs from a local model directory with that model's own MLM head, and a run
+stopped mid-phase resumes in it as if never stopped."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import EXAMPLES, extract, jsonl, model_spec, read_events, write_run_dir
+from conftest import EXAMPLES, LABELS, extract, jsonl, model_spec, read_events, write_run_dir
 from makam_worker.run_spec import ModelSpec
 from makam_worker.training import mlm
 from makam_worker.training.child import EXIT_CANCELLED, EXIT_OK, execute
@@ -172,3 +174,126 @@ def test_the_refit_pretrains_its_fresh_model_too(tmp_path, caplog):
     phases = [r.getMessage() for r in caplog.records if r.getMessage().startswith("masked-LM phase:")]
     assert len(phases) == 2, phases  # the first pass's, then the refit's
     assert read_events(run_dir)[-1]["final_metrics"]["trained_on"] == "train+validation"
+
+
+# --- progress and checkpoint cadence in the phase ------------------------------------------------
+
+CADENCE = {**SMALL, "mlm_epochs": 3, "checkpoint_every_epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def cadence(tmp_path_factory):
+    """An encoder run with three MLM epochs and a checkpoint every second epoch."""
+    model, _ = RUNS["encoder"]
+    run_dir = with_unlabeled(write_run_dir(tmp_path_factory.mktemp("mlm-cadence"), "cadence", CADENCE, model=model),
+                             UNLABELED)
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    return run_dir
+
+
+def test_the_phase_sends_progress_events_as_fine_tuning_does(cadence):
+    events = read_events(cadence)
+    progress = [e for e in events if e["type"] == "progress"]
+    phase = [e for e in progress if e.get("phase") == "mlm"]
+    tuned = [e for e in progress if "phase" not in e]
+    assert phase and tuned
+    mlm_rows = [e for e in events if e["type"] == "metrics" and e.get("phase") == "mlm"]
+    steps_per_epoch = mlm_rows[0]["step"]
+    total = CADENCE["mlm_epochs"] * steps_per_epoch
+    # The phase's own count of steps, its first step and the last step of each epoch at least (the cadence).
+    assert {e["total_steps"] for e in phase} == {total}
+    assert phase[0]["step"] == 1 and phase[0]["epoch"] == 1
+    assert [(e["epoch"], e["step"]) for e in phase if e["step"] % steps_per_epoch == 0] == [
+        (epoch, epoch * steps_per_epoch) for epoch in range(1, CADENCE["mlm_epochs"] + 1)]
+    assert all(e["train_loss"] > 0 for e in phase)
+    # The phase's own schedule: mlm_learning_rate (1e-2) decaying, above the fine-tune's learning_rate (3e-3).
+    assert SMALL["learning_rate"] < phase[0]["learning_rate"] <= SMALL["mlm_learning_rate"]
+    # Each epoch's progress comes before its metrics row, and the whole phase before fine-tuning's.
+    for row in mlm_rows:
+        last = [e for e in phase if e["epoch"] == row["epoch"]][-1]
+        assert last["seq"] < row["seq"] and last["step"] == row["step"]
+    assert phase[-1]["seq"] < tuned[0]["seq"] and tuned[0]["step"] == 1
+    assert {e["total_steps"] for e in tuned} == {of_type(cadence, "started")[0]["total_steps"]}
+
+
+def test_the_phase_checkpoints_at_the_runs_cadence(cadence):
+    """checkpoint_every_epochs 2 over 3 MLM epochs: after MLM epochs 2 and 3 (the phase's last), not 1."""
+    order = [("mlm", e["epoch"]) if e["type"] == "metrics" and e.get("phase") == "mlm" else
+             ("tune", e["epoch"]) if e["type"] == "metrics" else ("checkpoint", e["epoch"])
+             for e in read_events(cadence) if e["type"] in ("metrics", "checkpoint")]
+    # A checkpoint is announced once whole: the one of MLM epoch 2 before epoch 3's row, the last before fine-tuning.
+    assert order == [("mlm", 1), ("mlm", 2), ("checkpoint", 0), ("mlm", 3), ("checkpoint", 0), ("tune", 1),
+                     ("checkpoint", 1)]
+
+
+# --- from a named model: a local directory ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_bert(tmp_path_factory) -> Path:
+    """A tiny BERT with its MLM head and tokenizer, save_pretrained into a model root, as a user's local model."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from conftest import TINY_BERT
+
+    from makam_worker.training.families.encoder import train_wordpiece
+
+    root = tmp_path_factory.mktemp("model-root")
+    tokenizer = train_wordpiece([e["text"] for e in EXAMPLES] + [u["text"] for u in UNLABELED],
+                                {"vocab_size": 300, "min_frequency": 0})
+    torch.manual_seed(11)
+    fields = {k: v for k, v in TINY_BERT.items() if k != "model_type"}
+    BertForMaskedLM(BertConfig(**fields, vocab_size=len(tokenizer))).save_pretrained(root / "tiny-bert")
+    tokenizer.save_pretrained(root / "tiny-bert")
+    return root / "tiny-bert"
+
+
+def test_the_phase_starts_from_a_named_models_own_mlm_head(saved_bert, tmp_path, monkeypatch):
+    from transformers import BertForMaskedLM
+
+    monkeypatch.setenv("MAKAM_MODEL_ROOTS", str(saved_bert.parent))
+    saved = BertForMaskedLM.from_pretrained(saved_bert).state_dict()
+    spec = ModelSpec.from_dict({"family": "encoder", "name": str(saved_bert), "config": None, "tokenizer": None})
+    from makam_worker.training.trainer import _builder
+
+    hp = Hyperparameters.from_dict({**RUNS["encoder"][1], "mlm_epochs": 1}, "encoder")
+    splits = load_splits(_written(tmp_path), None, hp.validation_fraction, hp.seed)
+    ctx = BuildContext(hp=hp, splits=splits, device=torch.device("cpu"), precision="fp32", work_dir=tmp_path / "w",
+                       log=__import__("logging").getLogger("test"))
+    built = _builder("encoder")(spec, ctx)
+    masked = mlm.masked_lm("encoder", spec, built.model)
+    head = [k for k in saved if k.startswith("cls.predictions.transform")]
+    assert head and all(torch.equal(masked.state_dict()[k], saved[k]) for k in head)  # pretrained, not drawn anew
+    encoder = built.model.base_model.state_dict()
+    assert all(torch.equal(v, encoder[k]) for k, v in masked.base_model.state_dict().items())
+
+
+def _written(tmp_path: Path) -> Path:
+    train = tmp_path / "train.jsonl"
+    train.write_bytes(jsonl(EXAMPLES))
+    return train
+
+
+def test_mlm_then_fine_tuning_from_a_local_model_directory(saved_bert, tmp_path, monkeypatch):
+    """model.name a local directory (not config-built): its tokenizer and MLM head pretrain it, then it is fine-tuned."""
+    from safetensors.torch import load_file
+    from transformers import BertForMaskedLM
+
+    monkeypatch.setenv("MAKAM_MODEL_ROOTS", str(saved_bert.parent))
+    spec = {"family": "encoder", "name": str(saved_bert), "config": None, "tokenizer": None}
+    hp = {**SMALL, "epochs": 2, "mlm_epochs": 4}
+    run_dir = with_unlabeled(write_run_dir(tmp_path, "named", hp, model=spec), UNLABELED)
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    rows = [e for e in of_type(run_dir, "metrics") if e.get("phase") == "mlm"]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and rows[-1]["mlm_loss"] < rows[0]["mlm_loss"], rows
+    assert [e["epoch"] for e in of_type(run_dir, "metrics") if "phase" not in e] == [1, 2]
+    assert any(e.get("phase") == "mlm" for e in of_type(run_dir, "progress"))
+    extract(run_dir / "model.tar.gz", tmp_path / "model")
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert str(saved_bert) in card and "masked-LM pretraining for 4 epoch(s)" in card
+    # The shipped classifier is the saved model's vocabulary and encoder, trained further by both phases.
+    shipped = load_file(tmp_path / "model" / "model.safetensors")
+    original = BertForMaskedLM.from_pretrained(saved_bert).state_dict()
+    name = "bert.embeddings.word_embeddings.weight"
+    assert shipped[name].shape == original[name].shape and not torch.equal(shipped[name], original[name])
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["id2label"] == {str(i): label for i, label in enumerate(LABELS)}

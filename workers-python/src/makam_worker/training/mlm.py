@@ -15,9 +15,12 @@ so a transformer without pretrained weights starts from more than random.
   here and never shipped.
 - Optimisation: AdamW as the fine-tune's, at mlm_learning_rate (else learning_rate), with warmup and
   a linear decay over the phase's own steps.
-- Events: after each epoch a `metrics` event with phase "mlm" and mlm_loss (the mean masked-token
-  cross-entropy of the epoch's steps) and a checkpoint (meta phase "mlm", epoch 0 of fine-tuning); a
-  run resumed from one goes on in this phase.
+- Events: `progress` events with phase "mlm" at the fine-tune's cadence (steps.ProgressReporter;
+  epoch, step and total_steps count the phase's own), so a long phase does not look frozen; after
+  each epoch a `metrics` event with phase "mlm" and mlm_loss (the mean masked-token cross-entropy of
+  the epoch's steps) and, at the run's checkpoint cadence (checkpoint_every_epochs or _minutes, and
+  after the phase's last epoch, through train_state.CheckpointWriter), a checkpoint (meta phase "mlm",
+  epoch 0 of fine-tuning); a run resumed from one goes on in this phase.
 """
 
 from __future__ import annotations
@@ -38,13 +41,12 @@ from transformers.modeling_outputs import MaskedLMOutput
 from makam_worker.events import EventLog
 from makam_worker.layout import RunPaths
 from makam_worker.run_spec import ModelSpec
-from makam_worker.training import train_state
 from makam_worker.training.common import Log
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.family import Built
-from makam_worker.training.train_state import LoopState, Resume
+from makam_worker.training.train_state import CheckpointWriter, LoopState, Resume
 
 PHASE = "mlm"
 
@@ -142,11 +144,14 @@ def pretrain(
     paths: RunPaths | None, model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, built: Built, events: EventLog | None,
     check_stop: Callable[[], None], log: Log, *, device: torch.device, precision: str, loop: LoopState,
     meta: dict[str, Any] | None = None, meter: Any = None, resume: Resume | None = None,
+    checkpoints: CheckpointWriter | None = None,
 ) -> None:
     """Runs the phase from loop.mlm_epoch (0, or where `resume`'s checkpoint ended) to hp.mlm_epochs, in
-    place on built.model; per epoch a metrics event and, with `meta` (and `paths`), a checkpoint. `events`
-    None: no events (the refit's phase, which is not checkpointed either: refit.py)."""
-    from makam_worker.training.steps import EpochShuffle, autocast, optimizer_for, windows
+    place on built.model; progress events, per epoch a metrics event and, with `meta` (and `paths`),
+    checkpoints at the run's cadence through `checkpoints` (trainer.py passes the fine-tune's own, so
+    checkpoint_every_minutes counts across both) or a writer of its own. `events` None: no events (the
+    refit's phase, which is not checkpointed either: refit.py)."""
+    from makam_worker.training.steps import EpochShuffle, ProgressReporter, autocast, optimizer_for, windows
 
     tokenizer = built.tokenizer
     if tokenizer.mask_token is None:
@@ -180,20 +185,31 @@ def pretrain(
     log.info("masked-LM phase: %d texts in %d pieces, %d steps at learning rate %s, from MLM epoch %d",
              len(texts_for(splits)), len(data), total_steps, hp.mlm_learning_rate or hp.learning_rate, loop.mlm_epoch)
 
+    reporter = ProgressReporter(events, total_steps, phase=PHASE) if events is not None else None
+    if events is None or meta is None or paths is None:
+        checkpoints = None
+    elif checkpoints is None:
+        checkpoints = CheckpointWriter(paths, events, log, every_epochs=hp.checkpoint_every_epochs,
+                                       every_minutes=hp.checkpoint_every_minutes)
+    if checkpoints is not None:
+        check_stop = checkpoints.guard(check_stop)
     mlm.train()
     for epoch in range(loop.mlm_epoch + 1, hp.mlm_epochs + 1):
         batches.sampler.set_epoch(epoch)
         losses = torch.zeros((), device=device, dtype=torch.float64)
         steps = 0
-        for window in windows(batches, hp.gradient_accumulation_steps):
+        for i, window in enumerate(windows(batches, hp.gradient_accumulation_steps)):
+            if checkpoints is not None:
+                checkpoints.poll()
             check_stop()
+            window_loss = torch.zeros((), device=device, dtype=torch.float64)
             optimizer.zero_grad(set_to_none=True)
             for batch in window:
                 inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with autocast(device, precision):
                     loss = mlm(**inputs).loss / len(window)
                 (scaler.scale(loss) if scaler is not None else loss).backward()
-                losses += loss.detach()
+                window_loss += loss.detach()
             if scaler is not None:
                 scaler.unscale_(optimizer)
             if hp.max_grad_norm > 0:
@@ -204,19 +220,26 @@ def pretrain(
             else:
                 optimizer.step()
             scheduler.step()
+            losses += window_loss
             steps += 1
             loop.mlm_step += 1
+            if reporter is not None:
+                reporter.step(epoch, loop.mlm_step, window_loss, scheduler.get_last_lr()[0],
+                              epoch_end=i == steps_per_epoch - 1)
+        if checkpoints is not None:
+            checkpoints.wait()  # the previous epoch's write: its event comes before this epoch's metrics
         row = {"epoch": epoch, "step": loop.mlm_step, "mlm_loss": float(losses) / max(steps, 1)}
         loop.mlm_epoch = epoch
         loop.mlm_history.append(row)
         log.info("MLM epoch %d/%d: loss %.4f", epoch, hp.mlm_epochs, row["mlm_loss"])
         if events is not None:
             events.append("metrics", phase=PHASE, **row)
-            if meta is not None and paths is not None:
-                saved = train_state.save(paths, meta={**phase_meta, "mlm_epoch": epoch}, model=mlm, optimizer=optimizer,
-                                         scheduler=scheduler, scaler=scaler, loop=loop, meter=meter, device=device,
-                                         derived=built.derived)
-                events.append("checkpoint", epoch=saved.epoch, step=saved.step)
+        if checkpoints is not None and checkpoints.due(epoch, last=epoch == hp.mlm_epochs):
+            checkpoints.save(meta={**phase_meta, "mlm_epoch": epoch}, derived=built.derived, model=mlm,
+                             optimizer=optimizer, scheduler=scheduler, scaler=scaler, loop=loop, meter=meter,
+                             device=device)
+    if checkpoints is not None:
+        checkpoints.wait()  # the phase's last write is whole before its model is let go
     check_stop()
     carry_back(hp.family, mlm, built.model)
     del mlm, optimizer, scheduler

@@ -1,11 +1,12 @@
 """The parts every training loop here is made of (trainer.py's fine-tuning, refit.py, mlm.py's
 masked-LM phase): the batch order, micro-batch windows, the optimizer and its schedule, mixed
-precision, a tokenizer's special tokens. A leaf of the loops, so a phase can use them without
+precision, a tokenizer's special tokens, the progress events. A leaf of the loops, so a phase can use them without
 importing the loop that runs it."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from typing import Any
@@ -17,10 +18,12 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from makam_worker.events import EventLog
 from makam_worker.training import textprep
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.errors import TrainingError
 
+PROGRESS_INTERVAL_S = 1.0
 NORM_NAMES = ("norm", "ln_", "layernorm")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 SCHEDULES = {
@@ -101,3 +104,30 @@ def windows(batches: Iterable[dict[str, torch.Tensor]], k: int) -> Iterator[list
             group = []
     if group:
         yield group
+
+
+class ProgressReporter:
+    """Emits `progress` at most about once per interval, and always on an epoch's last step and on the
+    run's first step (the event that marks training under way, for start-up measurements)."""
+
+    _first_sent = False
+
+    def __init__(self, events: EventLog, total_steps: int, interval_s: float = PROGRESS_INTERVAL_S,
+                 phase: str = "") -> None:
+        self.events, self.total_steps, self.interval_s = events, total_steps, interval_s
+        self.phase = {"phase": phase} if phase else {}  # Progress.phase: "refit" in refit.py, "mlm" in mlm.py
+        self._loss_sum: torch.Tensor | float = 0.0
+        self._count, self._last = 0, time.monotonic()
+
+    def step(self, epoch: int, step: int, loss: torch.Tensor | float, lr: float, *, epoch_end: bool) -> None:
+        """`loss` may be a tensor on the device: it is summed there and read once per progress event."""
+        self._loss_sum = self._loss_sum + loss
+        self._count += 1
+        now = time.monotonic()
+        if epoch_end or not self._first_sent or now - self._last >= self.interval_s:
+            self._first_sent = True
+            self.events.append(
+                "progress", epoch=epoch, step=step, total_steps=self.total_steps,
+                train_loss=float(self._loss_sum) / self._count, learning_rate=lr, **self.phase,
+            )
+            self._loss_sum, self._count, self._last = 0.0, 0, now

@@ -31,10 +31,10 @@ from makam_worker.training.losses import ClassificationLoss, balanced_weights, l
 from makam_worker.training.metrics import classification_metrics, evaluation_report
 from makam_worker.training.throughput import Meter
 from makam_worker.training.steps import (  # noqa: F401  (refit.py and tests use them as trainer.*)
-    AMP_DTYPES, NORM_NAMES, SCHEDULES, EpochShuffle, autocast, optimizer_for, scheduler_for, special_affixes, windows,
+    AMP_DTYPES, NORM_NAMES, PROGRESS_INTERVAL_S, SCHEDULES, EpochShuffle, ProgressReporter, autocast, optimizer_for,
+    scheduler_for, special_affixes, windows,
 )
 
-PROGRESS_INTERVAL_S = 1.0
 COMPILE_OPTIONS: dict[str, Any] = {}  # torch.compile's defaults (inductor); tests trace with the eager backend
 
 
@@ -248,33 +248,6 @@ def improved(metric: str, value: float, best: float | None) -> bool:
     return value < best if metric == "validation_loss" else value > best
 
 
-class ProgressReporter:
-    """Emits `progress` at most about once per interval, and always on an epoch's last step and on the
-    run's first step (the event that marks training under way, for start-up measurements)."""
-
-    _first_sent = False
-
-    def __init__(self, events: EventLog, total_steps: int, interval_s: float = PROGRESS_INTERVAL_S,
-                 phase: str = "") -> None:
-        self.events, self.total_steps, self.interval_s = events, total_steps, interval_s
-        self.phase = {"phase": phase} if phase else {}  # Progress.phase: "refit" in refit.py
-        self._loss_sum: torch.Tensor | float = 0.0
-        self._count, self._last = 0, time.monotonic()
-
-    def step(self, epoch: int, step: int, loss: torch.Tensor | float, lr: float, *, epoch_end: bool) -> None:
-        """`loss` may be a tensor on the device: it is summed there and read once per progress event."""
-        self._loss_sum = self._loss_sum + loss
-        self._count += 1
-        now = time.monotonic()
-        if epoch_end or not self._first_sent or now - self._last >= self.interval_s:
-            self._first_sent = True
-            self.events.append(
-                "progress", epoch=epoch, step=step, total_steps=self.total_steps,
-                train_loss=float(self._loss_sum) / self._count, learning_rate=lr, **self.phase,
-            )
-            self._loss_sum, self._count, self._last = 0.0, 0, now
-
-
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -379,16 +352,18 @@ def train_neural(
         "family": hp.family, "model": spec.model.to_dict(), "labels": splits.label_names, "total_steps": total_steps,
         "steps_per_epoch": steps_per_epoch, "precision": precision,
     }
+    # Every checkpoint_every_epochs epochs or minutes and after the last, written in the background; one
+    # writer for the masked-LM phase and fine-tuning, so the minutes count across both.
+    checkpoints = train_state.CheckpointWriter(paths, events, log, every_epochs=hp.checkpoint_every_epochs,
+                                               every_minutes=hp.checkpoint_every_minutes)
+    loop_began = time.monotonic()
     if hp.mlm_epochs and (resume is None or in_mlm):  # not after it: a fine-tune checkpoint holds its result
         from makam_worker.training import mlm
 
         mlm.pretrain(paths, spec.model, hp, splits, built, events, check_stop, log, device=device, precision=precision,
-                     loop=loop, meta=checkpoint_meta, meter=meter, resume=resume if in_mlm else None)
-    # Every checkpoint_every_epochs epochs or minutes and after the last, written in the background.
-    checkpoints = train_state.CheckpointWriter(paths, events, log, every_epochs=hp.checkpoint_every_epochs,
-                                               every_minutes=hp.checkpoint_every_minutes)
+                     loop=loop, meta=checkpoint_meta, meter=meter, resume=resume if in_mlm else None,
+                     checkpoints=checkpoints)
     check_stop = checkpoints.guard(check_stop)
-    loop_began = time.monotonic()
     model.train()
     trained = distributed.wrap(model, device)  # DDP in a run of several devices; checkpoints keep `model`
     for epoch in range(loop.epoch + 1, hp.epochs + 1):
