@@ -263,3 +263,32 @@ test('a tune job: submit --file with --dataset over its placeholder, watch shows
     if (t.status === 'pruned') assert.match(w.stdout, new RegExp(`^${t.job_id} {2}pruned: stopped by its tune job's pruner after epoch 1 \\(not an error`, 'm'));
   }
 }));
+
+test('an ensemble: jobs submit ensemble.yaml (kind: ensemble, members) and --watch to its result; training flags and placeholders refused', { timeout: 240_000 }, () => stack.withLogs(async () => {
+  // Two quick members on the same data hyperparameters (a test split, no refit: what an ensemble needs).
+  const members: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const r = await makam(['--json', 'jobs', 'submit', '--dataset', datasetId, '--family', 'tfidf', '--set', 'test_fraction=0.2', '--set', 'refit=false']);
+    assert.equal(r.code, 0, r.stderr);
+    members.push(JSON.parse(r.stdout).id);
+  }
+  await writeFile(path.join(dir, 'ensemble-draft.yaml'), toYaml({ kind: 'ensemble', members: [members[0], '<JOB_ID>'], method: 'average' }));
+  const placeholder = await makam(['jobs', 'submit', 'ensemble-draft.yaml']);
+  assert.equal(placeholder.code, 2);
+  assert.match(placeholder.stderr, /"members\.1" in ensemble-draft\.yaml is a placeholder \(<JOB_ID>\)/);
+  await writeFile(path.join(dir, 'ensemble.yaml'), toYaml({ kind: 'ensemble', members, method: 'average' }));
+  const flagged = await makam(['jobs', 'submit', 'ensemble.yaml', '--epochs', '3']);
+  assert.equal(flagged.code, 2);
+  assert.match(flagged.stderr, /--epochs is not for an ensemble job/);
+  for (const id of members) assert.equal((await stack.finished(id, 120_000)).status, 'succeeded', id);
+
+  const watched = await makam(['jobs', 'submit', 'ensemble.yaml', '--watch']);
+  assert.equal(watched.code, 0, `${watched.stdout}\n${watched.stderr}`);
+  const id = /^(job_\w+) {2}queued on /m.exec(watched.stderr)?.[1];
+  assert.ok(id, watched.stderr);
+  const job = (await stack.json(`/v1/jobs/${id}`)).body;
+  assert.equal(job.kind, 'ensemble');
+  assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
+  assert.deepEqual(job.result.ensemble.members.map((m: { job_id: string }) => m.job_id), members);
+  assert.match(watched.stdout, new RegExp(`^${id} {2}succeeded: accuracy ${job.result.accuracy.toFixed(3)}, macro_f1 ${job.result.macro_f1.toFixed(3)}`, 'm'));
+}));

@@ -136,6 +136,7 @@ export async function buildJobRequest(opts: SubmitOptions): Promise<Json> {
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw new CliError(EXIT.usage, `${opts.file} must hold one job object`);
   }
   body.kind ??= 'finetune';
+  if (body.kind === 'ensemble') return ensembleRequest(body, opts);
   if (opts.dataset) body.dataset = opts.dataset;
   if (opts.validationDataset) body.validation_dataset = opts.validationDataset;
   if (opts.testDataset) body.test_dataset = opts.testDataset;
@@ -168,6 +169,32 @@ export async function buildJobRequest(opts: SubmitOptions): Promise<Json> {
     if (typeof v === 'string' && /^<.*>$/.test(v)) throw new CliError(EXIT.usage, `"${param}" in ${opts.file ?? 'the request'} is a placeholder (${v}): give --${param.replace(/_/g, '-')} ds_...`);
   }
   if (!body.model?.family) throw new CliError(EXIT.usage, 'a job needs a model family: --family encoder (or model.family in the file)');
+  return body;
+}
+
+/** The flags that shape a training job, each with the request field it sets: an ensemble has none of them. */
+const TRAINING_FLAGS: Array<[keyof SubmitOptions, string]> = [
+  ['dataset', '--dataset'], ['validationDataset', '--validation-dataset'], ['testDataset', '--test-dataset'],
+  ['unlabeledDataset', '--unlabeled-dataset'], ['family', '--family'], ['model', '--model'], ['epochs', '--epochs'],
+  ['learningRate', '--learning-rate'], ['batchSize', '--batch-size'], ['set', '--set'], ['trials', '--trials'],
+  ['parallelism', '--parallelism'],
+];
+
+/** An ensemble request (kind: ensemble): its members' models, datasets and data hyperparameters are theirs. */
+function ensembleRequest(body: Json, opts: SubmitOptions): Json {
+  const where = opts.file ?? 'the request';
+  for (const [key, flag] of TRAINING_FLAGS) {
+    const v = opts[key];
+    if (v !== undefined && !(Array.isArray(v) && v.length === 0)) {
+      throw new CliError(EXIT.usage, `${flag} is not for an ensemble job: it trains nothing, and its model, datasets and hyperparameters are its members'; leave ${flag} out`);
+    }
+  }
+  if (opts.resourceClass) body.resource_class = opts.resourceClass;
+  const members = body.members;
+  if (!Array.isArray(members) || members.length === 0) throw new CliError(EXIT.usage, `an ensemble job needs "members" in ${where}: a list of 2 to 8 finished job ids (job_...)`);
+  members.forEach((m: unknown, i: number) => {
+    if (typeof m === 'string' && /^<.*>$/.test(m)) throw new CliError(EXIT.usage, `"members.${i}" in ${where} is a placeholder (${m}): put a finished job's id (job_...) there`);
+  });
   return body;
 }
 

@@ -37,7 +37,7 @@ datasets.command('get <id>').description('show a dataset').action(run((g, id: st
 const jobs = program.command('jobs').description('fine-tuning and tune jobs (and the trials of tune jobs)');
 jobs
   .command('submit [file]')
-  .description('submit a job from a JSON or YAML request file (a finetune or tune job, e.g. examples/jobs/tune-tiny-bert.json) and/or flags (flags win); prints its id')
+  .description('submit a job from a JSON or YAML request file (a finetune, tune or ensemble job, e.g. examples/jobs/tune-tiny-bert.json) and/or flags (flags win); prints its id')
   .option('-f, --file <file>', 'the request file (the same as the [file] argument)')
   .option('--dataset <id>', "the training dataset (replaces the file's, e.g. its <DATASET_ID> placeholder)")
   .option('--validation-dataset <id>', 'a validation dataset (else a split is carved)')
