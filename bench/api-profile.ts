@@ -16,8 +16,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { freePort } from '../test/support/ports.ts';
 import { createKey } from '../test/support/keys.ts';
+import { startLocalRedis } from '../test/support/redis.ts';
 import { ROOT } from '../test/support/stack.ts';
-import { closeClient, send, startRedisServer } from './support.ts';
+import { closeClient, send } from './support.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -129,7 +130,7 @@ function summarise(profile: CpuProfile, top: number, window: [number, number]): 
 
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
-const { url: redisUrl, child: redisChild } = await startRedisServer();
+const { url: redisUrl, stop: stopRedis } = await startLocalRedis();
 const profDir = args['keep-profile'] ?? (await mkdtemp(path.join(tmpdir(), 'makam-prof-')));
 const storeDir = await mkdtemp(path.join(tmpdir(), 'makam-prof-store-'));
 let api: ChildProcess | null = null;
@@ -242,7 +243,7 @@ try {
   if (api) api.kill('SIGKILL');
   if (floor) floor.kill('SIGTERM');
   redis.disconnect();
-  redisChild.kill('SIGTERM');
+  await stopRedis();
   if (!args['keep-profile']) await rm(profDir, { recursive: true, force: true });
   await rm(storeDir, { recursive: true, force: true });
 }

@@ -16,8 +16,9 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker, type ConnectionOptions } from 'bullmq';
 import { freePort } from '../test/support/ports.ts';
+import { startLocalRedis } from '../test/support/redis.ts';
 import { ROOT, startStack, type Stack } from '../test/support/stack.ts';
-import { closeClient, send, startRedisServer } from './support.ts';
+import { closeClient, send } from './support.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -245,7 +246,7 @@ process.env.MAKAM_TENANT_MAX_ACTIVE_JOBS = '1000000';
 
 const started = Date.now();
 const footer = () => `\n${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${cpus().length} cores, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}; ${((Date.now() - started) / 1000).toFixed(0)} s in all`;
-const redisServer = await startRedisServer(['--maxmemory-policy', 'noeviction']);
+const redisServer = await startLocalRedis();
 let stack: Stack | null = null;
 let floor: { url: string; child: ChildProcess } | null = null;
 // Options, not a connection: BullMQ then opens its own and closes them with the queue or worker.
@@ -257,7 +258,7 @@ const shutdown = (): Promise<void> =>
     closeClient();
     if (floor) await stopChild(floor.child);
     if (stack) await stack.stop();
-    await stopChild(redisServer.child);
+    await redisServer.stop();
   })());
 // Interrupted, it still stops what it started.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void shutdown().finally(() => process.exit(130)));

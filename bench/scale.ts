@@ -14,8 +14,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { trainJobOptions } from '../services/shared/src/queues.ts';
+import { startLocalRedis } from '../test/support/redis.ts';
 import { ROOT, startStack, type Stack } from '../test/support/stack.ts';
-import { closeClient, send, startRedisServer } from './support.ts';
+import { closeClient, send } from './support.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -114,7 +115,7 @@ async function main(): Promise<void> {
   process.env.MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE = '10000000';
   process.env.MAKAM_TENANT_MAX_ACTIVE_JOBS = '1000000';
   const started = Date.now();
-  const redisServer = await startRedisServer(['--maxmemory-policy', 'noeviction']);
+  const redisServer = await startLocalRedis();
   let stack: Stack | null = null;
   const conn = new Redis(redisServer.url);
   try {
@@ -143,6 +144,6 @@ async function main(): Promise<void> {
     closeClient();
     conn.disconnect();
     if (stack) await stack.stop();
-    await stopChild(redisServer.child);
+    await redisServer.stop();
   }
 }

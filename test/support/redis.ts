@@ -40,7 +40,9 @@ async function fromDocker(): Promise<TestRedis | null> {
   }
 }
 
-async function fromLocalServer(): Promise<TestRedis> {
+/** A throwaway redis-server of this process's own on a free local port (no persistence); the benches
+ * use it too, to measure against a Redis on this machine whatever REDIS_URL says. */
+export async function startLocalRedis(): Promise<TestRedis> {
   const port = await freePort();
   const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
   const url = `redis://127.0.0.1:${port}`;
@@ -48,15 +50,17 @@ async function fromLocalServer(): Promise<TestRedis> {
   return {
     url,
     stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return; // a second stop, or it died
+      const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      await exited;
     },
   };
 }
 
 export async function startRedis(): Promise<TestRedis> {
   if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} };
-  return (await fromDocker()) ?? (await fromLocalServer());
+  return (await fromDocker()) ?? (await startLocalRedis());
 }
 
 /** A prefix no other test shares, so tests never see each other's keys or queues. */
