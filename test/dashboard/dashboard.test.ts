@@ -256,3 +256,38 @@ test('a tune job page shows the study, its trials and the objective per trial, l
   await page.getByTestId('show-trials').check();
   assert.equal(await page.locator('tr[data-kind="trial"]').count(), 4);
 }));
+
+test('a job with a masked-LM phase: the progress names the phase while it runs, and its MLM loss per epoch is charted as the API has it', { timeout: 240_000, skip: !existsSync(CHROMIUM) && `no Chromium at ${CHROMIUM}` }, () => stack.withLogs(async () => {
+  const upload = await stack.uploadSample();
+  const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
+  request.dataset = upload.body.id;
+  Object.assign(request.hyperparameters, { epochs: 2, mlm_epochs: 4 });
+  await page.goto(`${stack.apiUrl}/dashboard/`);
+  await page.evaluate((key) => localStorage.setItem('makam.apiKey', key), stack.apiKey);
+  const submitted = await stack.json('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+  assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
+  const id: string = submitted.body.id;
+  await page.goto(`${stack.apiUrl}/dashboard/#/jobs/${id}`);
+  await page.getByTestId('progress').waitFor();
+  // Sampled from inside the page: (progress text, MLM points drawn).
+  await page.evaluate(`window.mlmSamples = []; setInterval(() => window.mlmSamples.push([document.querySelector('[data-testid="progress"]')?.textContent, ${pointsIn('mlm-chart')}]), 25)`);
+  await page.locator('h1 [data-testid="status"]', { hasText: 'succeeded' }).waitFor({ timeout: 180_000 });
+
+  // The chart: one point per MLM epoch, each the API's metric point.
+  const series = (await stack.json(`/v1/jobs/${id}/metrics`)).body.data as Array<{ phase?: string; epoch: number; mlm_loss: number }>;
+  const mlm = series.filter((p) => p.phase === 'mlm');
+  assert.deepEqual(mlm.map((p) => p.epoch), [1, 2, 3, 4]);
+  await page.waitForFunction(`${pointsIn('mlm-chart')} === 4`);
+  assert.deepEqual(await page.locator('[data-testid="mlm-chart"] .chart-point title').allTextContents(), mlm.map((p) => `epoch ${p.epoch}: ${p.mlm_loss.toFixed(4)}`));
+  // The fine-tune's loss curve has fine-tuning's steps only: its progress events and its 2 validation losses.
+  const events = (await stack.json(`/v1/jobs/${id}/events?limit=1000`)).body.data as Array<{ type: string; data: { phase?: string } }>;
+  const progress = events.filter((e) => e.type === 'progress');
+  assert.ok(progress.some((e) => e.data.phase === 'mlm'), 'the worker sent the phase its progress');
+  assert.equal(await points('loss-chart'), progress.filter((e) => e.data.phase !== 'mlm').length + 2);
+  // While it ran: the phase's own epochs and steps, then fine-tuning's; the points came epoch by epoch.
+  const samples = (await page.evaluate('window.mlmSamples')) as Array<[string, number]>;
+  assert.ok(samples.some(([text]) => /^masked-LM epoch [1-4]\/4 · step \d+\/\d+/.test(text)), `the progress named the phase: ${[...new Set(samples.map(([t]) => t))].slice(0, 5).join(' | ')}`);
+  const drawn = [...new Set(samples.map(([, n]) => n))];
+  assert.ok(drawn.length >= 3 && drawn.every((n, i) => i === 0 || n > drawn[i - 1]!), `the MLM points appeared one by one: ${drawn.join(' → ')}`);
+  assert.match((await page.getByTestId('progress').textContent()) ?? '', /^epoch 2\/2 · /);
+}));

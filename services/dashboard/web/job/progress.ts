@@ -26,7 +26,8 @@ export function progressPanel(): Panel {
         el.replaceChildren(bar(fraction), h('div', { class: 'progress-text', 'data-testid': 'study-progress' }, studyText(study, budget)));
         return;
       }
-      const epochs = Number(job.hyperparameters?.epochs ?? 0);
+      const mlm = live.phase === 'mlm';
+      const epochs = Number((mlm ? job.hyperparameters?.mlm_epochs : job.hyperparameters?.epochs) ?? 0);
       const total = live.total || job.progress?.total_steps || 0;
       const step = live.step || job.progress?.step || 0;
       const epoch = live.epoch || job.progress?.epoch || 0;
@@ -38,9 +39,9 @@ export function progressPanel(): Panel {
         h(
           'div',
           { class: 'progress-text', 'data-testid': 'progress' },
-          `epoch ${epoch}${epochs ? `/${epochs}` : ''} · step ${step}/${total || '?'} · ${Math.floor(100 * fraction)}%`,
+          `${mlm ? 'masked-LM epoch' : 'epoch'} ${epoch}${epochs ? `/${epochs}` : ''} · step ${step}/${total || '?'} · ${Math.floor(100 * fraction)}%`,
           Number.isFinite(eta) ? ` · ETA ${duration(eta)}` : '',
-          live.trainLoss.length ? ` · train loss ${fmt(live.trainLoss.at(-1)![1])}` : '',
+          !mlm && live.trainLoss.length ? ` · train loss ${fmt(live.trainLoss.at(-1)![1])}` : '',
         ),
       );
     },

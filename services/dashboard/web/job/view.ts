@@ -14,13 +14,17 @@ export interface Live {
   accuracy: Array<[number, number]>;
   macroF1: Array<[number, number]>;
   weightedF1: Array<[number, number]>;
+  /** The masked-LM phase (mlm_epochs): its loss per epoch (metrics phase "mlm"). */
+  mlmLoss: Array<[number, number]>;
+  /** The phase the latest progress event is of: "mlm" counts that phase's own epochs and steps. */
+  phase: string;
   /** (server time, step) of the attempt's first progress event, for the ETA. */
   first: [number, number] | null;
   lastAt: number;
   log: JobEvent[];
 }
 
-export const freshLive = (attempt = 0): Live => ({ attempt, epoch: 0, step: 0, total: 0, trainLoss: [], validationLoss: [], accuracy: [], macroF1: [], weightedF1: [], first: null, lastAt: 0, log: [] });
+export const freshLive = (attempt = 0): Live => ({ attempt, epoch: 0, step: 0, total: 0, trainLoss: [], validationLoss: [], accuracy: [], macroF1: [], weightedF1: [], mlmLoss: [], phase: '', first: null, lastAt: 0, log: [] });
 
 export interface JobView {
   readonly id: string;
@@ -52,15 +56,22 @@ export function applyEvent(view: JobView, e: JobEvent): void {
       live.total = d.total_steps;
       break;
     case 'progress':
+      // The masked-LM phase counts its own steps: off the fine-tune's loss curve, and its own ETA.
+      if ((d.phase === 'mlm') !== (live.phase === 'mlm')) live.first = null;
+      live.phase = d.phase ?? '';
       live.epoch = d.epoch;
       live.step = d.step;
       live.total = d.total_steps;
-      live.trainLoss.push([d.step, d.train_loss]);
+      if (d.phase !== 'mlm') live.trainLoss.push([d.step, d.train_loss]);
       live.first ??= [at, d.step];
       live.lastAt = at;
       break;
     case 'metrics':
-      if (d.phase === 'mlm') break; // an epoch of the masked-LM phase: no validation figures to chart
+      if (d.phase === 'mlm') {
+        live.mlmLoss.push([d.epoch, d.mlm_loss]); // an epoch of the masked-LM phase: no validation figures
+        break;
+      }
+      live.phase = '';
       live.epoch = d.epoch;
       live.validationLoss.push([d.step, d.validation_loss]);
       live.accuracy.push([d.epoch, d.accuracy]);
