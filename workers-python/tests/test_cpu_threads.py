@@ -11,7 +11,8 @@ import pytest
 from makam_worker.process import RunProcess
 from makam_worker.settings import cpu_budget
 from makam_worker.warm import WarmProcess
-from test_warm_process import HANG_GUARD_S, LONG, finished_of, forked, make_run, wait_event
+from test_warm_process import LONG, finished_of, forked, make_run, wait_event
+from test_warm_process import warm  # noqa: F401  (a fixture)
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -59,14 +60,6 @@ def threads_line(proc: RunProcess) -> str:
     lines = [line for line in proc.paths.train_log.read_text().splitlines() if "CPU threads:" in line]
     assert len(lines) == 1, proc.paths.train_log.read_text()[-3000:]
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def warm():
-    process = WarmProcess()
-    process.start()
-    assert process.wait_ready(HANG_GUARD_S), "the warm training process did not get ready"
-    return process
 
 
 def test_runs_forked_from_one_warm_process_each_use_the_count_they_were_given(warm, tmp_path, monkeypatch):
