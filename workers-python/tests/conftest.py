@@ -59,22 +59,25 @@ def model_spec() -> dict[str, Any]:
 
 
 def write_run_dir(root: Path, name: str, hyperparameters: dict[str, Any], *, model: dict[str, Any] | None = None,
-                  dataset: bytes = DATASET, validation: bytes | None = None) -> Path:
-    """A run dir as the server would create it: spec.json pointing at dataset files, no events yet."""
+                  dataset: bytes = DATASET, validation: bytes | None = None, test: bytes | None = None) -> Path:
+    """A run dir as the server would create it: spec.json pointing at dataset files (`validation` and
+    `test`: split datasets given with the job), no events yet."""
     root.mkdir(parents=True, exist_ok=True)
-    train = root / f"{name}-train.jsonl"
-    train.write_bytes(dataset)
-    val_path = None
-    if validation is not None:
-        val_path = root / f"{name}-validation.jsonl"
-        val_path.write_bytes(validation)
+    paths: dict[str, str | None] = {}
+    for split, rows in (("train", dataset), ("validation", validation), ("test", test)):
+        paths[split] = None
+        if rows is not None:
+            path = root / f"{name}-{split}.jsonl"
+            path.write_bytes(rows)
+            paths[split] = str(path)
     run_dir = root / name
     run_dir.mkdir()
     spec = {
         "run_id": name,
         "model": model or model_spec(),
-        "train_dataset": str(train),
-        "validation_dataset": str(val_path) if val_path else None,
+        "train_dataset": paths["train"],
+        "validation_dataset": paths["validation"],
+        "test_dataset": paths["test"],
         "hyperparameters": hyperparameters,
     }
     (run_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False))

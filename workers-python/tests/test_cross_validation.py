@@ -5,7 +5,6 @@ events and its test figures are those of the run without folds."""
 
 from __future__ import annotations
 
-import json
 import statistics
 
 from conftest import read_events, write_run_dir, jsonl
@@ -42,11 +41,7 @@ def test_folds_cover_train_and_validation_once_stratified_seeded_without_test():
 def run(root, family: str, name: str, **extra) -> tuple[int, list[dict]]:
     model, hp = RUNS[family]
     run_dir = write_run_dir(root, name, {**hp, "seed": 1, **extra}, model=dict(model), dataset=jsonl(TRAIN),
-                            validation=jsonl(VALIDATION))
-    spec = json.loads((run_dir / "spec.json").read_text())
-    (root / f"{name}-test.jsonl").write_bytes(jsonl(TEST))
-    spec["test_dataset"] = str(root / f"{name}-test.jsonl")
-    (run_dir / "spec.json").write_text(json.dumps(spec))
+                            validation=jsonl(VALIDATION), test=jsonl(TEST))
     return execute(run_dir), read_events(run_dir)
 
 
@@ -69,6 +64,7 @@ def test_tfidf_cross_validation_reports_each_fold_and_leaves_the_shipped_model_a
     # The folds train on validation's "kiraz" texts too, unlike the shipped model's first pass.
     assert cv["mean"]["accuracy"] != result["validation"]["accuracy"]
     # The shipped model, its metrics and its test figures are the plain run's.
+    assert result["evaluated_on"] == without["evaluated_on"] == "test"
     assert result["test"] == without["test"] and result["validation"] == without["validation"]
     assert len([e for e in events if e["type"] == "metrics"]) == len([e for e in plain if e["type"] == "metrics"]) == 1
     logs = [e["message"] for e in events if e["type"] == "log" and e["message"].startswith("cross-validation: fold")]

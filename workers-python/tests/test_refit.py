@@ -54,12 +54,7 @@ RUNS = {
 def run(root, family: str, name: str, *, test: bool = True, **extra) -> tuple:
     model, hp = RUNS[family]
     run_dir = write_run_dir(root, name, {**hp, "seed": 1, **extra}, model=dict(model), dataset=jsonl(TRAIN),
-                            validation=jsonl(VALIDATION))
-    if test:
-        spec = json.loads((run_dir / "spec.json").read_text())
-        (root / f"{name}-test.jsonl").write_bytes(jsonl(TEST))
-        spec["test_dataset"] = str(root / f"{name}-test.jsonl")
-        (run_dir / "spec.json").write_text(json.dumps(spec))
+                            validation=jsonl(VALIDATION), test=jsonl(TEST) if test else None)
     assert execute(run_dir) == EXIT_OK, (run_dir / "train.log").read_text()
     events = read_events(run_dir)
     return events, events[-1]["final_metrics"]
@@ -140,13 +135,8 @@ def test_the_decoder_refits_too(tmp_path):
 
 def refit_run_dir(root, name: str, family: str = "scratch", **extra):
     model, hp = RUNS[family]
-    run_dir = write_run_dir(root, name, {**hp, "seed": 1, "refit": True, **extra}, model=dict(model),
-                            dataset=jsonl(TRAIN), validation=jsonl(VALIDATION))
-    spec = json.loads((run_dir / "spec.json").read_text())
-    (root / f"{name}-test.jsonl").write_bytes(jsonl(TEST))
-    spec["test_dataset"] = str(root / f"{name}-test.jsonl")
-    (run_dir / "spec.json").write_text(json.dumps(spec))
-    return run_dir
+    return write_run_dir(root, name, {**hp, "seed": 1, "refit": True, **extra}, model=dict(model),
+                         dataset=jsonl(TRAIN), validation=jsonl(VALIDATION), test=jsonl(TEST))
 
 
 def of_type(run_dir, kind: str) -> list[dict]:
