@@ -292,3 +292,15 @@ test('an ensemble: jobs submit ensemble.yaml (kind: ensemble, members) and --wat
   assert.deepEqual(job.result.ensemble.members.map((m: { job_id: string }) => m.job_id), members);
   assert.match(watched.stdout, new RegExp(`^${id} {2}succeeded: accuracy ${job.result.accuracy.toFixed(3)}, macro_f1 ${job.result.macro_f1.toFixed(3)}`, 'm'));
 }));
+
+test('jobs watch names the masked-LM phase: its own epochs and steps, its loss per epoch, then fine-tuning', { timeout: 180_000 }, () => stack.withLogs(async () => {
+  const request = JSON.parse(await readFile(path.join(ROOT, 'examples/jobs/finetune-tiny-bert.json'), 'utf8'));
+  delete request.dataset;
+  await writeFile(path.join(dir, 'mlm.yaml'), toYaml(request));
+  const watched = await makam(['jobs', 'submit', 'mlm.yaml', '--dataset', datasetId, '--epochs', '1', '--set', 'mlm_epochs=2', '--watch']);
+  assert.equal(watched.code, 0, `${watched.stdout}\n${watched.stderr}`);
+  // Off a terminal: the first progress line (the phase's first step), each MLM epoch's loss, then fine-tuning's epoch.
+  assert.match(watched.stderr, /^masked-LM epoch 1\/2 {2}\[[█░]+\] {2}step 1\/\d+ /m);
+  assert.match(watched.stderr, /^masked-LM epoch 2: mlm_loss \d+\.\d{4}$/m);
+  assert.match(watched.stderr, /^epoch 1\/1 {2}\[█+\] {2}step (\d+)\/\1 {2}100% .*macro_f1/m);
+}));

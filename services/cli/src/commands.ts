@@ -311,12 +311,14 @@ export async function jobsWatch(g: Globals, id: string): Promise<number> {
   let loss: number | null = null;
   let latest: Json | null = null;
   let rate: { t0: number; s0: number } | null = null;
+  const mlmEpochs = Number(job.hyperparameters?.mlm_epochs ?? 0) || null;
+  let mlm = false; // progress of the masked-LM phase: its own epochs and steps, before fine-tuning's
 
   const render = (important: boolean) => {
     const fraction = total ? step / total : 0;
     const eta = rate && step > rate.s0 ? ((Date.now() - rate.t0) / 1000 / (step - rate.s0)) * (total - step) : NaN;
     const parts = [
-      `epoch ${epoch}${epochs ? `/${epochs}` : ''}`,
+      mlm ? `masked-LM epoch ${epoch}${mlmEpochs ? `/${mlmEpochs}` : ''}` : `epoch ${epoch}${epochs ? `/${epochs}` : ''}`,
       bar(fraction),
       `step ${step}/${total || '?'}`,
       `${Math.floor(fraction * 100)}%`,
@@ -355,6 +357,10 @@ export async function jobsWatch(g: Globals, id: string): Promise<number> {
         line.log(`training on ${d.device} (${d.worker}): ${d.train_examples} training, ${d.validation_examples} validation examples, ${d.total_steps} steps; labels ${(d.labels ?? []).join(', ')}`);
         break;
       case 'progress':
+        if ((d.phase === 'mlm') !== mlm) {
+          mlm = d.phase === 'mlm';
+          rate = null; // the steps count afresh in the next phase, so does the ETA
+        }
         epoch = d.epoch;
         step = d.step;
         total = d.total_steps;
@@ -369,6 +375,7 @@ export async function jobsWatch(g: Globals, id: string): Promise<number> {
           break;
         }
         latest = d;
+        mlm = false;
         epoch = d.epoch;
         step = d.step;
         render(true);
