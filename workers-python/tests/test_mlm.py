@@ -297,3 +297,13 @@ def test_mlm_then_fine_tuning_from_a_local_model_directory(saved_bert, tmp_path,
     name = "bert.embeddings.word_embeddings.weight"
     assert shipped[name].shape == original[name].shape and not torch.equal(shipped[name], original[name])
     assert json.loads((tmp_path / "model" / "config.json").read_text())["id2label"] == {str(i): label for i, label in enumerate(LABELS)}
+
+
+def test_the_phase_checkpoints_by_the_minute_too(tmp_path):
+    """checkpoint_every_epochs past the run: checkpoint_every_minutes decides, and the phase's last epoch has one."""
+    model, _ = RUNS["encoder"]
+    for name, minutes, expected in (("fast", 1e-6, [0, 0, 1]), ("slow", 600, [0, 1])):
+        hp = {**SMALL, "mlm_epochs": 2, "checkpoint_every_epochs": 1000, "checkpoint_every_minutes": minutes}
+        run_dir = write_run_dir(tmp_path, name, hp, model=model)
+        assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+        assert [c["epoch"] for c in of_type(run_dir, "checkpoint")] == expected, name
