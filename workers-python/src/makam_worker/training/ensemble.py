@@ -41,12 +41,13 @@ from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.metrics import classification_metrics, evaluation_report
-from makam_worker.training.report import TEXTPREP, _table, evaluation_rows, final_metrics
+from makam_worker.training.report import TEXTPREP, _table, evaluation_rows, final_metrics, loading_section
 from makam_worker.training.textprep import OPTIONS
 from makam_worker.training.throughput import Meter
 
 MEMBERS = Path(__file__).with_name("ensemble_members.py")
 LOADING = """\
+import sys
 sys.path.insert(0, d)
 import ensemble_members  # shipped in the artifact: loads each member as its card says and combines them
 labels = ensemble_members.predict(d, texts)"""
@@ -270,14 +271,6 @@ def model_card(manifest: dict[str, Any], summary: dict[str, Any], splits: Splits
         "- `ensemble.json`: the method, the weights and the members; `stacker.joblib` for method stack",
         "- `ensemble_members.py`, `textprep.py`, `preprocessing.json`: the loading code and the text preparation",
         "",
-        "## Loading",
-        "",
-        "```python",
-        'd = "path/to/unpacked/model"',
-        'texts = ["..."]',
-        "import sys",
-        LOADING,
-        "```",
-        "",
+        *loading_section(LOADING),
     ]
     return "\n".join(lines)

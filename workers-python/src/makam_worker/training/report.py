@@ -214,14 +214,13 @@ def model_card(model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, summa
         *(f"- {key}: {value}" for key, value in hp.to_dict().items()),
         "",
         *export_onnx.card_section(onnx, family=hp.family, max_length=max_length, truncation=hp.truncation),
-        "## Loading",
-        "",
-        "```python",
-        'd = "path/to/unpacked/model"',
-        'texts = ["..."]',
-        PREPARE,  # for scratch too: its tokenizer prepares again, which changes nothing, and encode is in textprep
-        loading,
-        "```",
-        "",
+        # PREPARE for scratch too: its tokenizer prepares again, which changes nothing, and encode is in textprep.
+        *loading_section(PREPARE + "\n" + loading),
     ]
     return "\n".join(lines)
+
+
+def loading_section(code: str) -> list[str]:
+    """The card's last section, "## Loading" (every family's card and the ensemble's): `code` after the
+    two placeholder lines a user fills in, `d` and `texts`; it must end by assigning the predicted labels."""
+    return ["## Loading", "", "```python", 'd = "path/to/unpacked/model"', 'texts = ["..."]', code, "```", ""]
