@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import json
 import random
-import re
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
+from card_blocks import run_card_loader
 from conftest import extract, jsonl, read_events, write_run_dir
 from makam_worker.training.child import EXIT_OK, execute
 
@@ -52,15 +49,6 @@ CASES = [(f, t, {}) for f in ("encoder", "decoder", "scratch") for t in ("head",
     ("tfidf", None, {}),
 ]
 IDS = ["-".join([f, *([t] if t else []), *map(str, extra.values())]) for f, t, extra in CASES]
-# Blocks makam in the loader's interpreter: the artifact must load with what it ships.
-BLOCK_MAKAM = """\
-import importlib.abc, sys
-class NoMakam(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in ("makam_worker", "makam", "makam_study"):
-            raise ImportError(f"{name}: makam is not installed here")
-sys.meta_path.insert(0, NoMakam())
-"""
 
 
 def make_rows(n: int, rng: random.Random) -> list[dict]:
@@ -80,29 +68,16 @@ RNG = random.Random(13)
 TRAIN, VALIDATION, TEST = make_rows(16, RNG), make_rows(6, RNG), make_rows(8, RNG)
 
 
-def loading_code(card: str) -> str:
-    """The card's only Python block under "## Loading", as printed."""
-    section = card.split("## Loading", 1)[1]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 1, section
-    return blocks[0]
-
-
-def run_card_loader(artifact, texts: list[str]) -> list[str]:
-    """The card's loader with only `d` and `texts` filled in, as a user would, in a fresh interpreter
-    that sees nothing but the unpacked artifact; returns the labels its last line assigns."""
-    code = loading_code((artifact / "README.md").read_text())
-    placeholders = ('d = "path/to/unpacked/model"\n', 'texts = ["..."]\n')
-    for line in placeholders:
-        assert code.count(line) == 1, code
-    code = code.replace(placeholders[0], f"d = {str(artifact)!r}\n").replace(placeholders[1], f"texts = {texts!r}\n")
-    result = code.strip().splitlines()[-1].split("=", 1)[0].strip()
-    script = BLOCK_MAKAM + code + f"import json\nprint(json.dumps({result}))\n"
-    done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=300,
-                          cwd=artifact.parent, env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                                                    "PATH": "/usr/bin:/bin", "HF_HOME": str(artifact.parent / "hf")})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def train_and_download(tmp_path, family: str, hp: dict) -> tuple:
+    """Trains `family` on TRAIN, VALIDATION and TEST given as split datasets; returns its run dir and
+    its artifact unpacked where a user would have it."""
+    model, _ = RUNS[family]
+    run_dir = write_run_dir(tmp_path, "run", hp, model=json.loads(json.dumps(model)), dataset=jsonl(TRAIN),
+                            validation=jsonl(VALIDATION), test=jsonl(TEST))
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    artifact = tmp_path / "downloaded" / "model"
+    extract(run_dir / "model.tar.gz", artifact)  # the packed files, as the user gets them
+    return run_dir, artifact
 
 
 @pytest.fixture()
@@ -125,22 +100,13 @@ def worker_predictions(monkeypatch):
 
 @pytest.mark.parametrize(("family", "truncation", "extra"), CASES, ids=IDS)
 def test_the_card_loader_predicts_what_the_worker_evaluated(tmp_path, worker_predictions, family, truncation, extra):
-    model, hp = RUNS[family]
-    hp = {**hp, **({"truncation": truncation} if truncation else {}), **extra}
-    run_dir = write_run_dir(tmp_path, "run", hp, model=json.loads(json.dumps(model)), dataset=jsonl(TRAIN),
-                            validation=jsonl(VALIDATION))
-    spec = json.loads((run_dir / "spec.json").read_text())
-    spec["test_dataset"] = str(tmp_path / "test.jsonl")
-    (tmp_path / "test.jsonl").write_bytes(jsonl(TEST))
-    (run_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False))
-    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    hp = {**RUNS[family][1], **({"truncation": truncation} if truncation else {}), **extra}
+    run_dir, artifact = train_and_download(tmp_path, family, hp)
     split, references, evaluated = worker_predictions[-1]
     assert split == "test" and references == [row["label"] for row in TEST]
     summary = read_events(run_dir)[-1]["final_metrics"]
     assert summary["accuracy"] == pytest.approx(sum(p == y for p, y in zip(evaluated, references)) / len(TEST))
 
-    artifact = tmp_path / "downloaded" / "model"
-    extract(run_dir / "model.tar.gz", artifact)  # the packed files, as the user gets them
     card = (artifact / "README.md").read_text()
     predicted = run_card_loader(artifact, [row["text"] for row in TEST])
     assert predicted == evaluated

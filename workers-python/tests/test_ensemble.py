@@ -12,9 +12,9 @@ import random
 import numpy as np
 import pytest
 
+from card_blocks import run_card_loader
 from conftest import KEYWORDS, extract, jsonl, read_events
 from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
-from test_artifact_parity import run_card_loader
 
 FILLER = "bugün yarın sabah akşam hava yol ev kapı masa kitap kalem çay kahve ekmek su pencere".split()
 COMMON = {"seed": 5, "lowercase": "turkish"}

@@ -10,17 +10,14 @@ so a serving path that truncated otherwise than training did would predict somet
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import extract, jsonl, read_events, write_run_dir
-from makam_worker.training.child import EXIT_OK, execute
+from card_blocks import card_block, filled, run_card_block
+from conftest import read_events
 from makam_worker.training.export_onnx import SKL2ONNX_MISSING, TOLERANCE
-from test_artifact_parity import BLOCK_MAKAM, ENDINGS, RUNS, TEST, TRAIN, VALIDATION, loading_code
+from test_artifact_parity import ENDINGS, RUNS, TEST, train_and_download
 from test_artifact_parity import worker_predictions  # noqa: F401  (a fixture)
 
 CASES = {
@@ -33,49 +30,15 @@ CASES = {
 
 
 def train(tmp_path, family: str, extra: dict) -> tuple:
-    model, hp = RUNS[family]
-    hp = {**hp, **({"truncation": "tail"} if family != "tfidf" else {}), **extra, "export_onnx": True}
-    run_dir = write_run_dir(tmp_path, "run", hp, model=json.loads(json.dumps(model)), dataset=jsonl(TRAIN),
-                            validation=jsonl(VALIDATION))
-    spec = json.loads((run_dir / "spec.json").read_text())
-    spec["test_dataset"] = str(tmp_path / "test.jsonl")
-    (tmp_path / "test.jsonl").write_bytes(jsonl(TEST))
-    (run_dir / "spec.json").write_text(json.dumps(spec, ensure_ascii=False))
-    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
-    artifact = tmp_path / "downloaded" / "model"
-    extract(run_dir / "model.tar.gz", artifact)
-    return run_dir, artifact
-
-
-def onnx_block(card: str) -> str:
-    section = card.split("## ONNX", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 1, section
-    return blocks[0]
-
-
-def run_onnx_block(artifact, texts: list[str]) -> dict:
-    """The card's ONNX code with `d` and `texts` filled in, in a fresh interpreter without makam."""
-    code = onnx_block((artifact / "README.md").read_text())
-    placeholders = ('d = "path/to/unpacked/model"\n', 'texts = ["..."]\n')
-    for line in placeholders:
-        assert code.count(line) == 1, code
-    code = code.replace(placeholders[0], f"d = {str(artifact)!r}\n").replace(placeholders[1], f"texts = {texts!r}\n")
-    script = BLOCK_MAKAM + code + "print(json.dumps({'predicted': predicted, 'probabilities': probabilities.tolist()}))\n"
-    done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=300,
-                          cwd=artifact.parent, env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                                                    "PATH": "/usr/bin:/bin", "HF_HOME": str(artifact.parent / "hf")})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    hp = {**RUNS[family][1], **({"truncation": "tail"} if family != "tfidf" else {}), **extra, "export_onnx": True}
+    return train_and_download(tmp_path, family, hp)
 
 
 def pytorch_probabilities(artifact, texts: list[str]) -> np.ndarray:
     """The shipped PyTorch model's probabilities, loaded by the card's own PyTorch loader."""
     import torch
 
-    code = loading_code((artifact / "README.md").read_text())
-    code = code.replace('d = "path/to/unpacked/model"\n', f"d = {str(artifact)!r}\n")
-    code = code.replace('texts = ["..."]\n', f"texts = {texts!r}\n")
+    code = filled(card_block((artifact / "README.md").read_text(), "Loading"), artifact, texts)
     scope: dict = {}
     exec(compile(code, "card", "exec"), scope)
     with torch.no_grad():
@@ -105,7 +68,8 @@ def test_onnx_predicts_what_pytorch_evaluated(tmp_path, worker_predictions, fami
 
     card = (artifact / "README.md").read_text()
     assert "| ONNX int8, dynamic quantization (model.int8.onnx) |" in card
-    served = run_onnx_block(artifact, texts)
+    served = run_card_block(artifact, "ONNX", texts,
+                            result="{'predicted': predicted, 'probabilities': probabilities.tolist()}")
     assert served["predicted"] == evaluated  # batched differently from the worker's evaluation, same labels
     reference = pytorch_probabilities(artifact, texts)
     assert np.abs(np.array(served["probabilities"]) - reference).max() <= TOLERANCE

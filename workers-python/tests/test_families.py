@@ -1,16 +1,14 @@
-"""Every family trains, evaluates on a test split, exports, and its export reloads the way the
-README says and predicts the same label names the worker evaluated; the same seed gives the same
+"""Every family trains, evaluates on a test split, exports, and its export, loaded by the code its
+model card prints, predicts the same label names the worker evaluated; the same seed gives the same
 metrics."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
+from card_blocks import run_card_loader
 from conftest import EXAMPLES, FRAMES, TINY_BERT, extract, jsonl, read_events, write_run_dir
 from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
 
@@ -111,82 +109,6 @@ def test_metrics_json_and_model_card_tell_the_whole_story(trained):
     assert json.loads((unpacked / "preprocessing.json").read_text())["drop_chord_lines"] is True
 
 
-LOADER = {
-    # The README's loaders, run in a fresh interpreter where makam cannot be imported.
-    "encoder": """
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        model = AutoModelForSequenceClassification.from_pretrained(d).eval()
-        tokenizer = AutoTokenizer.from_pretrained(d)
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-        labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]
-    """,
-    "decoder": """
-        import json, os
-        from peft import PeftConfig, PeftModel
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        names = json.load(open(f"{d}/labels.json"))
-        tokenizer = AutoTokenizer.from_pretrained(d)
-        base = f"{d}/base" if os.path.isdir(f"{d}/base") else PeftConfig.from_pretrained(d).base_model_name_or_path
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=len(names), id2label=dict(enumerate(names)),
-            label2id={l: i for i, l in enumerate(names)}, pad_token_id=tokenizer.pad_token_id)
-        model = PeftModel.from_pretrained(model, d).eval()
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-        labels = [names[i] for i in model(**batch).logits.argmax(-1).tolist()]
-    """,
-    "scratch": """
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        model = AutoModelForSequenceClassification.from_pretrained(d, trust_remote_code=True).eval()
-        tokenizer = AutoTokenizer.from_pretrained(d, trust_remote_code=True)
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
-        labels = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]
-    """,
-    "tfidf": """
-        import joblib
-        pipeline = joblib.load(f"{d}/model.joblib")
-        labels = list(pipeline.predict(texts))
-    """,
-}
-PREPARE = """
-    import json, sys
-    sys.path.insert(0, d)
-    import textprep
-    texts = [textprep.prepare_text(t, **json.load(open(f"{d}/preprocessing.json"))) for t in texts]
-"""
-BLOCK_MAKAM = """
-    import importlib.abc, sys
-    class NoMakam(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] in ("makam_worker", "makam"):
-                raise ImportError(f"{name}: makam is not installed here")
-    sys.meta_path.insert(0, NoMakam())
-"""
-
-
-def loader_script(family: str, directory, texts: list[str], loader: str | None = None) -> str:
-    """The README's loader for `family` as a function of its own, returning the predicted labels."""
-    body = "\n".join(textwrap.dedent(part) for part in (
-        f"d = {str(directory)!r}\ntexts = {texts!r}",
-        "" if family == "scratch" else PREPARE,  # the scratch tokenizer prepares raw text itself
-        loader or LOADER[family], "return labels",
-    ))
-    return "def predict():\n" + textwrap.indent(body, "    ") + "\n"
-
-
-def load_and_predict(artifacts: dict[str, tuple[str, object, str | None]], texts: list[str]) -> dict[str, list[str]]:
-    """Runs each loader in one fresh interpreter where makam cannot be imported."""
-    script = textwrap.dedent(BLOCK_MAKAM) + "import json\nout = {}\n"
-    for key, (family, directory, loader) in artifacts.items():
-        script += loader_script(family, directory, texts, loader) + f"out[{key!r}] = predict()\n"
-    script += "print(json.dumps(out))\n"
-    some_dir = next(iter(artifacts.values()))[1]
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
-                               "HF_HOME": str(some_dir.parent / "hf-home")})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def merged(tmp_path_factory):
     root = tmp_path_factory.mktemp("merged")
@@ -196,27 +118,23 @@ def merged(tmp_path_factory):
     return run_dir, root / "unpacked"
 
 
-@pytest.fixture(scope="module")
-def reloaded(tmp_path_factory, merged):
-    """Every family's artifact (and the merged decoder) loaded and run on the raw test texts."""
-    artifacts, runs = {}, {}
-    for family in FAMILY_RUNS:
-        code, run_dir, _ = run_family(tmp_path_factory.mktemp(f"{family}-reload"), family, "run")
-        assert code == EXIT_OK, read_events(run_dir)[-1]
-        extract(run_dir / "model.tar.gz", run_dir.parent / "unpacked")
-        artifacts[family], runs[family] = (family, run_dir.parent / "unpacked", None), run_dir
-    artifacts["decoder-merged"], runs["decoder-merged"] = ("decoder", merged[1], LOADER["encoder"]), merged[0]
-    return runs, load_and_predict(artifacts, [e["text"] for e in TEST])
-
-
-@pytest.mark.parametrize("key", [*FAMILY_RUNS, "decoder-merged"])
-def test_the_export_reloads_without_makam_and_predicts_what_was_evaluated(reloaded, key):
-    runs, predictions = reloaded
-    predicted = predictions[key]
+def assert_the_card_loader_predicts_what_was_evaluated(run_dir, unpacked, tolerance: float = 1e-9) -> None:
+    """The card's own loading block, run as printed without makam, on the raw test texts."""
+    predicted = run_card_loader(unpacked, [e["text"] for e in TEST])
     assert set(predicted) <= {"aşk", "doğa", "şehir"} and len(predicted) == len(TEST)
     accuracy = sum(p == e["label"] for p, e in zip(predicted, TEST)) / len(TEST)
+    assert accuracy == pytest.approx(final(run_dir)["accuracy"], abs=tolerance)
+
+
+def test_the_export_reloads_without_makam_and_predicts_what_was_evaluated(trained):
+    _, run_dir, unpacked = trained
+    assert_the_card_loader_predicts_what_was_evaluated(run_dir, unpacked)
+
+
+def test_the_merged_decoder_export_reloads_by_its_own_card(merged):
+    run_dir, unpacked = merged
     # Merging sums the LoRA product into the base weights: float noise may flip a near tie.
-    assert accuracy == pytest.approx(final(runs[key])["accuracy"], abs=1 / 18 if key == "decoder-merged" else 1e-9)
+    assert_the_card_loader_predicts_what_was_evaluated(run_dir, unpacked, tolerance=1 / 18)
 
 
 def test_the_same_seed_gives_the_same_metrics(trained, tmp_path):
