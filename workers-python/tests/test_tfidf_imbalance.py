@@ -8,6 +8,7 @@ class; weighted, it finds every rare validation text.
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -67,3 +68,72 @@ def test_a_weight_for_a_label_the_data_lacks_fails_the_run_naming_it(tmp_path):
     finished = read_events(run_dir)[-1]
     assert finished["error_code"] == "invalid_hyperparameters"
     assert "class_weights" in finished["error_message"] and "'caz'" in finished["error_message"]
+
+
+# --- decision_offsets: per-label score offsets fit on validation ------------------------------------------
+
+
+def run_with_test(tmp_path, name: str, **hp) -> tuple:
+    train, validation = dataset("bol", "nadir")
+    test = jsonl(rows(12, "bol", 5) + rows(4, "nadir", 6, own="zurna"))
+    run_dir = write_run_dir(tmp_path, name, {"C": 0.05, **hp}, model=dict(TFIDF), dataset=train,
+                            validation=validation, test=test)
+    code = execute(run_dir)
+    events = read_events(run_dir)
+    assert code == EXIT_OK, events[-1]
+    return run_dir, events
+
+
+@pytest.mark.parametrize("refit", [True, False])
+def test_decision_offsets_fit_on_validation_find_the_rare_class_on_test(tmp_path, refit):
+    _, plain = run_with_test(tmp_path, "plain", refit=refit)
+    run_dir, shifted = run_with_test(tmp_path, "offsets", refit=refit, decision_offsets="validation")
+    for events in (plain, shifted):
+        assert events[-1]["final_metrics"]["evaluated_on"] == "test"
+    assert plain[-1]["final_metrics"]["test"]["per_class"]["nadir"]["recall"] == 0.0
+    final = shifted[-1]["final_metrics"]
+    assert final["test"]["per_class"]["nadir"]["recall"] == 1.0
+    model = json.loads(next(run_dir.rglob("metrics.json")).read_text())["model"]
+    offsets = model["decision_offsets"]
+    assert set(offsets) == {"bol", "nadir"} and offsets["nadir"] - offsets["bol"] > 0
+    assert model["decision_offsets_fit_on"] == "validation" and "decision offsets" in model["source"]
+    # The validation figures stay those measured before the offsets (they were fit on that split).
+    metrics = [e for e in plain if e["type"] == "metrics"], [e for e in shifted if e["type"] == "metrics"]
+    assert [m["macro_f1"] for m in metrics[0]] == [m["macro_f1"] for m in metrics[1]]
+
+
+def test_the_shipped_pipeline_carries_the_offsets(tmp_path):
+    import joblib
+
+    run_dir, events = run_with_test(tmp_path, "offsets", decision_offsets="validation")
+    artifact = next(run_dir.rglob("model.joblib"))
+    texts = [r["text"] for r in rows(12, "bol", 5) + rows(4, "nadir", 6, own="zurna")]
+    predicted = list(joblib.load(artifact).predict(texts))  # plain scikit-learn, no makam code
+    assert predicted.count("nadir") == 4 and predicted[-4:] == ["nadir"] * 4
+
+
+def test_without_a_test_split_the_offsets_warn_that_the_figures_are_optimistic(tmp_path):
+    events = run(tmp_path, "offsets", decision_offsets="validation")
+    def warned(events: list[dict]) -> bool:
+        return any(e["type"] == "log" and e["message"].startswith("decision_offsets:") for e in events)
+
+    assert warned(events) and "optimistic" in next(e["message"] for e in events if e.get("message", "").startswith("decision_offsets:"))
+    assert not warned(run(tmp_path, "plain"))
+
+
+def test_fit_offsets_never_lowers_macro_f1_and_leaves_an_unhelpful_label_at_0():
+    import numpy as np
+
+    from makam_worker.training.families.tfidf import fit_offsets, macro_f1
+
+    rng = np.random.default_rng(0)
+    references = rng.choice(3, size=300, p=[0.8, 0.15, 0.05])
+    scores = rng.normal(size=(300, 3))
+    scores[np.arange(300), references] += 1.0
+    scores[:, 0] += 1.5  # the majority's scores run high, as an unweighted fit's do
+    offsets = fit_offsets(scores, references)
+    assert macro_f1(references, (scores + offsets).argmax(1)) > macro_f1(references, scores.argmax(1)) + 0.05
+    assert offsets[0] < 0 or (offsets[1] > 0 and offsets[2] > 0)
+    # A label that never appears and is never predicted gains nothing from an offset: it stays 0.
+    padded = np.column_stack([scores, np.full(300, -50.0)])
+    assert fit_offsets(padded, references)[3] == 0.0
