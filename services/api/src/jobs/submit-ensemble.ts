@@ -1,16 +1,16 @@
 // POST /v1/jobs with kind "ensemble": the members checked (check-ensemble.ts), their datasets still
-// the tenant's, then, once per Idempotency-Key, a place in the tenant's quota, the record and the
-// queue of the class it runs on, as a finetune job goes: the dispatcher sends the members' models to
-// the worker (transfers.ts) and the run follows the same path.
-import { JobTooLargeError, queuedJob } from '@makam/shared/job-store';
+// the tenant's, then, once per Idempotency-Key, the steps every kind shares (queue-new-job.ts): 413
+// before a quota place, the place with the datasets checked again, the record and the queue of the
+// class it runs on in one transaction. The dispatcher sends the members' models to the worker
+// (transfers.ts) and the run follows a finetune job's path.
+import { queuedJob } from '@makam/shared/job-store';
 import { newJobId } from '@makam/shared/ids';
-import { trainJobOptions } from '@makam/shared/queues';
-import { traceEnqueue } from '@makam/shared/tracing';
 import { fingerprintOf } from '../tenancy/idempotency-store.ts';
 import { ApiError } from '../errors.ts';
 import { withIdempotency } from '../idempotency.ts';
 import type { EnsembleJobBodyT } from '../schemas/jobs.ts';
 import { checkEnsemble, checkMemberIds, type CheckedEnsemble } from './check-ensemble.ts';
+import { queueNewJob } from './queue-new-job.ts';
 import type { SubmitDeps, SubmitRequest } from './submit-job.ts';
 
 export async function submitEnsemble(deps: SubmitDeps, req: Omit<SubmitRequest, 'body'> & { body: EnsembleJobBodyT }): Promise<{ status: number; body: unknown }> {
@@ -19,16 +19,11 @@ export async function submitEnsemble(deps: SubmitDeps, req: Omit<SubmitRequest, 
   checkMemberIds(body.members);
   const records = await Promise.all(body.members.map((id) => app.jobs.get(id)));
   const checked = checkEnsemble(tenant, body.members, records, app.resourceClasses, body.resource_class);
-  await checkDatasets(deps, tenant, checked);
+  const datasets = await checkDatasets(deps, tenant, checked);
   const key = req.idempotencyKey();
   return withIdempotency(app, tenant, 'jobs', key, key ? fingerprintOf(body) : '', async () => {
-    const id = newJobId();
-    const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
-    if ((await app.quotas.reserveActiveJob(tenant, id, limit)) !== null) {
-      throw new ApiError(429, 'too_many_active_jobs', `the tenant has ${limit} queued or running jobs, its limit; wait for one to finish or cancel one`, null);
-    }
     const job = queuedJob({
-      id,
+      id: newJobId(),
       tenant,
       kind: 'ensemble',
       method: body.method ?? 'average',
@@ -41,33 +36,25 @@ export async function submitEnsemble(deps: SubmitDeps, req: Omit<SubmitRequest, 
       resource_class: checked.resource_class,
       estimate: checked.estimate,
     });
-    try {
-      // Read again under the reservation: a dataset deleted since the first read is caught here,
-      // and while the reservation stands its delete is refused.
-      await checkDatasets(deps, tenant, checked);
-      await app.jobs.create(job);
-    } catch (err) {
-      await app.quotas.releaseActiveJob(tenant, id).catch(() => undefined);
-      if (err instanceof JobTooLargeError) throw new ApiError(413, 'job_too_large', err.message, 'body');
-      throw err;
-    }
-    try {
-      const queue = app.queues.get(checked.resource_class)!;
-      await traceEnqueue(queue.name, id, (trace) => queue.add('train', { jobId: id, trace }, trainJobOptions(id, app.config.MAKAM_JOB_ATTEMPTS)));
-    } catch (err) {
-      await app.jobs.transition(id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() });
-      throw err;
-    }
-    req.log.info({ jobId: id, resourceClass: checked.resource_class, members: body.members }, 'ensemble queued');
+    // The route's one log line names the job (routes/jobs/index.ts), as for every kind.
+    const queue = app.queues.get(checked.resource_class)!;
+    await queueNewJob(app, tenant, { job, queue, tune: false, datasets: datasets.map((id) => ({ key: app.keys.dataset(id), gone: () => datasetGone(id) })) });
     return { status: 202, body: job };
   });
 }
 
-/** The members' datasets are still the tenant's (a deleted one answers 400 naming the members). */
-async function checkDatasets(deps: SubmitDeps, tenant: string, checked: CheckedEnsemble): Promise<void> {
+const datasetGone = (id: string): ApiError =>
+  new ApiError(400, 'dataset_not_found', `the members' dataset ${id} is gone; an ensemble carves the members' splits again from their datasets`, 'members');
+
+/**
+ * The members' datasets, each still the tenant's (a deleted one answers 400 naming the members).
+ * Read once here; the quota reservation checks again that they are still there.
+ */
+async function checkDatasets(deps: SubmitDeps, tenant: string, checked: CheckedEnsemble): Promise<string[]> {
   const ids = [checked.dataset, checked.validation_dataset, checked.test_dataset].filter((d): d is string => Boolean(d));
   const records = await Promise.all(ids.map((d) => deps.app.datasets.get(d)));
   records.forEach((ds, i) => {
-    if (!ds || ds.tenant !== tenant) throw new ApiError(400, 'dataset_not_found', `the members' dataset ${ids[i]} is gone; an ensemble carves the members' splits again from their datasets`, 'members');
+    if (!ds || ds.tenant !== tenant) throw datasetGone(ids[i]!);
   });
+  return ids;
 }

@@ -1,22 +1,20 @@
 // POST /v1/jobs as named steps: check the request (kind, model, hyperparameters, search), read
 // its datasets, place it on a resource class, then, once per Idempotency-Key, reserve a place in
-// the tenant's quota, create the record and enqueue it, undoing what was done when a step fails.
+// the tenant's quota, create the record and enqueue it, undoing what was done when a step fails
+// (queue-new-job.ts, which an ensemble's submission shares).
 // The order of the steps is the order of the refusals a client sees, so it is kept as it was.
 // Redis round trips are most of a request's cost (bench/api-profile.ts), so after the front door's
 // one there are three: the datasets, the reservation with the datasets' re-check, and the record
 // with the queueing.
-import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { JobTooLargeError, encodeNewJob, queuedJob, type JobRecord } from '@makam/shared/job-store';
+import { queuedJob, type JobRecord } from '@makam/shared/job-store';
 import { ModelConfigError } from '../placement/model-shapes.ts';
 import { PlacementError, place, type Placement } from '../placement/resource-classes.ts';
 import { appliesTo, defaultsFor, misapplied } from '../placement/hyperparameters.ts';
 import { estimateMemory } from '../placement/memory-estimate.ts';
 import { fingerprintOf } from '../tenancy/idempotency-store.ts';
 import { newJobId } from '@makam/shared/ids';
-import { traceEnqueue } from '@makam/shared/tracing';
 import { Telemetry } from '@makam/shared/telemetry';
-import { addJobWith, trainJobOptions, tuneJobOptions, type TrainJobData } from '@makam/shared/queues';
 import type { DatasetRecord } from '@makam/shared/dataset-store';
 import type { Family } from '../contracts/hyperparameters.gen.ts';
 import type { Search } from '@makam/shared/tuning/search';
@@ -24,6 +22,7 @@ import { ApiError } from '../errors.ts';
 import { withIdempotency } from '../idempotency.ts';
 import type { CreateJobBodyT, TrainJobBodyT } from '../schemas/jobs.ts';
 import { submitEnsemble } from './submit-ensemble.ts';
+import { queueNewJob } from './queue-new-job.ts';
 import { checkHyperparameters } from './check-hyperparameters.ts';
 import { checkModel } from './check-model.ts';
 import { checkSearch, largestCorner } from './check-search.ts';
@@ -63,9 +62,8 @@ export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{
   return withIdempotency(app, tenant, 'jobs', key, key ? fingerprintOf(body) : '', async () => {
     const id = newJobId();
     const job = newJobRecord(id, tenant, body, hyperparameters, placement, search);
-    const hash = encodeOr413(job); // before the quota place: an oversized job changes nothing
-    await reserve(app, tenant, body, id);
-    await createAndEnqueue(app, tenant, job, hash, queue, search !== undefined);
+    const datasets = DATASET_PARAMS.filter((param) => body[param]).map((param) => ({ key: app.keys.dataset(body[param]!), gone: () => datasetNotFound(body, param) }));
+    await queueNewJob(app, tenant, { job, queue, tune: search !== undefined, datasets });
     return { status: 202, body: job };
   });
 }
@@ -183,22 +181,6 @@ async function checkTracker(app: FastifyInstance, hyperparameters: Record<string
   }
 }
 
-/**
- * Takes job `id`'s place in the tenant's active-job quota (or 429 too_many_active_jobs), checking in
- * the same step that its datasets are still there (or 400 dataset_not_found, the place not taken): a
- * dataset deleted since ownedDatasets read it is caught here, and once the place is taken its
- * delete refuses (lua/removeDataset-4.lua). One script, lua/reserveActiveJob-2.lua.
- */
-async function reserve(app: FastifyInstance, tenant: string, body: TrainJobBodyT, id: string): Promise<void> {
-  const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
-  const given = DATASET_PARAMS.filter((param) => body[param]);
-  const refused = await app.quotas.reserveActiveJob(tenant, id, limit, given.map((param) => app.keys.dataset(body[param]!)));
-  if (refused?.missing !== undefined) throw datasetNotFound(body, given[refused.missing]!);
-  if (refused) {
-    throw new ApiError(429, 'too_many_active_jobs', `the tenant has ${refused.active} queued or running jobs, its limit is ${limit}; wait for one to finish or cancel one`, null);
-  }
-}
-
 /** The queued record of the job; a tune job's study starts empty. */
 function newJobRecord(id: string, tenant: string, body: TrainJobBodyT, hyperparameters: Record<string, unknown>, placement: Placement, search: Search | undefined): JobRecord {
   const job = {
@@ -217,31 +199,4 @@ function newJobRecord(id: string, tenant: string, body: TrainJobBodyT, hyperpara
   // checkKind has matched kind and search: a tune job has one, a finetune job none.
   if (!search) return queuedJob({ ...job, kind: 'finetune' });
   return queuedJob({ ...job, kind: 'tune', search, study: { trials: search.trials, complete: 0, pruned: 0, failed: 0, running: 0, best: null }, best_trial: null, importances: null });
-}
-
-/** The record as createIn writes it, or 413 job_too_large. */
-function encodeOr413(job: JobRecord): Record<string, string> {
-  try {
-    return encodeNewJob(job);
-  } catch (err) {
-    if (err instanceof JobTooLargeError) throw new ApiError(413, 'job_too_large', err.message, 'body');
-    throw err;
-  }
-}
-
-/**
- * Stores the record (encoded by encodeOr413) and queues it in one transaction and round trip
- * (addJobWith). When the transaction fails, how far it got is unknown: a stored record is marked
- * failed, never left queued with nothing in the queue, and a place with no record is given back.
- */
-async function createAndEnqueue(app: FastifyInstance, tenant: string, job: JobRecord, hash: Record<string, string>, queue: Queue<TrainJobData>, tune: boolean): Promise<void> {
-  const [name, opts] = tune ? ['tune', tuneJobOptions(job.id)] : ['train', trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS)];
-  try {
-    // The enqueue span's context travels in the job's data to the dispatcher (no extra round trip; off, no field).
-    await traceEnqueue(queue.name, job.id, (trace) => addJobWith(queue, name, { jobId: job.id, trace }, opts, (multi) => app.jobs.createIn(multi, job, hash)));
-  } catch (err) {
-    const failed = await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() }).catch(() => null);
-    if (failed && failed.from === null) await app.quotas.releaseActiveJob(tenant, job.id).catch(() => undefined);
-    throw err;
-  }
 }
