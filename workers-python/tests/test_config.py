@@ -29,7 +29,8 @@ EXPECTED = {
                 "tokenizer_model": "bpe", "pooling": "mean",
                 "char_ngram_buckets": 0, "char_ngram_sizes": "3-5", **MLM},
     "tfidf": {**DATA, "refit": True, "lowercase": "turkish", "class_weights": None, "word_ngram_max": 2, "char_ngram_min": 2, "char_ngram_max": 5,
-              "C": 1.0, "classifier": "linear_svc", "decision_offsets": "none", "max_features": None},
+              "C": 1.0, "classifier": "linear_svc", "term_weighting": "sublinear_tfidf", "decision_offsets": "none",
+              "max_features": None},
 }
 
 

@@ -137,3 +137,21 @@ def test_fit_offsets_never_lowers_macro_f1_and_leaves_an_unhelpful_label_at_0():
     # A label that never appears and is never predicted gains nothing from an offset: it stays 0.
     padded = np.column_stack([scores, np.full(300, -50.0)])
     assert fit_offsets(padded, references)[3] == 0.0
+
+
+# --- term_weighting: binary presence features -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("weighting", ["sublinear_tfidf", "binary"])
+def test_term_weighting_binary_gives_unnormalised_presence(tmp_path, weighting):
+    import joblib
+
+    run(tmp_path, weighting, term_weighting=weighting)
+    pipeline = joblib.load(next((tmp_path / weighting).rglob("model.joblib")))
+    short, long = pipeline.named_steps["features"].transform(["zurna", "zurna zurna zurna gece yol deniz ay"]).toarray()
+    word = pipeline.named_steps["features"].transformer_list[0][1].vocabulary_["zurna"]
+    if weighting == "binary":
+        assert set(short) | set(long) == {0.0, 1.0}  # present or not, however often and however long the text
+        assert short[word] == long[word] == 1.0
+    else:
+        assert short[word] > long[word] > 0  # tf-idf, normalised per text: the longer text dilutes it

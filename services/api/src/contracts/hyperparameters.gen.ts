@@ -70,6 +70,7 @@ export const HYPERPARAMETER_TABLE: Readonly<Record<string, { readonly families: 
   char_ngram_max: { families: ["tfidf"], defaults: {"tfidf":5} },
   C: { families: ["tfidf"], defaults: {"tfidf":1} },
   classifier: { families: ["tfidf"], defaults: {"tfidf":"linear_svc"} },
+  term_weighting: { families: ["tfidf"], defaults: {"tfidf":"sublinear_tfidf"} },
   decision_offsets: { families: ["tfidf"], defaults: {"tfidf":"none"} },
   max_features: { families: ["tfidf"], defaults: {"tfidf":null} },
 };
@@ -150,6 +151,7 @@ export const HyperparametersSchema = Type.Object(
     char_ngram_max: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, description: "Longest character n-gram; at least char_ngram_min. Default: 5" })),
     C: Type.Optional(Type.Number({ maximum: 1000000, exclusiveMinimum: 0, description: "Inverse regularisation strength of the linear classifier. Default: 1" })),
     classifier: Type.Optional(Type.Union([Type.Literal("linear_svc"), Type.Literal("logreg")], { description: "LinearSVC or LogisticRegression. Default: \"linear_svc\"" })),
+    term_weighting: Type.Optional(Type.Union([Type.Literal("sublinear_tfidf"), Type.Literal("binary")], { description: "The n-gram features' values: sublinear_tfidf (1 + log tf, times idf, each vectorizer's row L2-normalised), or binary (1 where the n-gram occurs, else 0: no idf, no normalisation, so a long text's rare n-gram weighs as much as a short one's; suits labels that hinge on whether a word occurs at all, and a lower C, about 0.01-0.1). Default: \"sublinear_tfidf\"" })),
     decision_offsets: Type.Optional(Type.Union([Type.Literal("none"), Type.Literal("validation")], { description: "validation: after the first fit, add to each label's decision score the offset that maximises macro F1 on the validation split (for imbalanced data, where the default scores favour the majority); the shipped model carries them in its intercepts, a refit model gets the same offsets. The validation figures are reported as before the offsets; without a test split the final evaluation reads the split they were fit on, and says so. Default: \"none\"" })),
     max_features: Type.Optional(Type.Union([Type.Integer({ minimum: 100, maximum: 100000000, description: "Keep only the most frequent n-grams of each vectorizer (word, char); null keeps all. Default: null" }), Type.Null()])),
   },

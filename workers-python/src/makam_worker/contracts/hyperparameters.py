@@ -84,6 +84,7 @@ SPECS: dict[str, dict[str, Any]] = {
     "char_ngram_max": {"type": "integer", "families": ("tfidf",), "minimum": 1, "maximum": 10},
     "C": {"type": "number", "families": ("tfidf",), "maximum": 1000000, "exclusiveMinimum": 0},
     "classifier": {"type": "enum", "families": ("tfidf",), "choices": ("linear_svc", "logreg",)},
+    "term_weighting": {"type": "enum", "families": ("tfidf",), "choices": ("sublinear_tfidf", "binary",)},
     "decision_offsets": {"type": "enum", "families": ("tfidf",), "choices": ("none", "validation",)},
     "max_features": {"type": "integer", "families": ("tfidf",), "minimum": 100, "maximum": 100000000, "nullable": True},
 }
@@ -230,6 +231,8 @@ class Hyperparameters:
     """Inverse regularisation strength of the linear classifier."""
     classifier: str = field(default="linear_svc", metadata=_meta("classifier"))
     """LinearSVC or LogisticRegression."""
+    term_weighting: str = field(default="sublinear_tfidf", metadata=_meta("term_weighting"))
+    """The n-gram features' values: sublinear_tfidf (1 + log tf, times idf, each vectorizer's row L2-normalised), or binary (1 where the n-gram occurs, else 0: no idf, no normalisation, so a long text's rare n-gram weighs as much as a short one's; suits labels that hinge on whether a word occurs at all, and a lower C, about 0.01-0.1)."""
     decision_offsets: str = field(default="none", metadata=_meta("decision_offsets"))
     """validation: after the first fit, add to each label's decision score the offset that maximises macro F1 on the validation split (for imbalanced data, where the default scores favour the majority); the shipped model carries them in its intercepts, a refit model gets the same offsets. The validation figures are reported as before the offsets; without a test split the final evaluation reads the split they were fit on, and says so."""
     max_features: int | None = field(default=None, metadata=_meta("max_features"))

@@ -50,11 +50,15 @@ def pipeline_for(hp: Hyperparameters) -> Any:
     from sklearn.pipeline import FeatureUnion, Pipeline
     from sklearn.svm import LinearSVC
 
+    if hp.term_weighting == "binary":
+        weighting: dict[str, Any] = {"binary": True, "use_idf": False, "norm": None}
+    else:
+        weighting = {"sublinear_tf": True}
     features = FeatureUnion([
-        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, hp.word_ngram_max), sublinear_tf=True,
+        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, hp.word_ngram_max), **weighting,
                                  lowercase=False, max_features=hp.max_features, dtype=_float32())),
         ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(hp.char_ngram_min, hp.char_ngram_max),
-                                 sublinear_tf=True, lowercase=False, max_features=hp.max_features, dtype=_float32())),
+                                 **weighting, lowercase=False, max_features=hp.max_features, dtype=_float32())),
     ])
     if hp.classifier == "logreg":
         classifier = LogisticRegression(C=hp.C, max_iter=2000, random_state=hp.seed)
@@ -275,7 +279,7 @@ def train_tfidf(
         paths, spec, hp, splits, events, log,
         history=[row], best_epoch=1, best_row=row, stopped_early=False, evaluation=evaluation,
         throughput=throughput, source=f"TF-IDF (word 1-{hp.word_ngram_max}, char_wb {hp.char_ngram_min}-"
-                                      f"{hp.char_ngram_max}) + {hp.classifier}"
+                                      f"{hp.char_ngram_max}, {hp.term_weighting}) + {hp.classifier}"
                                       + (" + decision offsets fit on validation" if offsets is not None else ""),
         loading=LOADING, model_info={"features": vocabulary, **offsets_info}, refit=refitted, tracker=tracker,
         onnx=export_onnx.unavailable(export_onnx.tfidf_reason()) if hp.export_onnx else None,
