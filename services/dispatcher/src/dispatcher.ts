@@ -17,6 +17,7 @@ import { redisKeys } from '@makam/shared/keys';
 import type { Logger } from '@makam/shared/logger';
 import type { DispatcherConfig } from './config.ts';
 import { Detached, JobFailure, RetryableFailure } from './failures.ts';
+import { RedisErrorLog } from './redis-errors.ts';
 import { RunDriver, type RunOutcome } from './run-driver.ts';
 import { traceJob } from './tracing.ts';
 import { DispatcherTelemetry } from './telemetry.ts';
@@ -60,6 +61,7 @@ export class Dispatcher {
   private readonly study: StudyClient;
   private readonly trainQueue: Queue<TrainJobData>;
   private readonly coordinator: TuneCoordinator;
+  private readonly redisErrors: RedisErrorLog;
 
   constructor(config: DispatcherConfig, log: Logger) {
     this.config = config;
@@ -67,6 +69,9 @@ export class Dispatcher {
     // Writes wait for Redis to come back rather than fail: an outage pauses the relay, loses nothing.
     this.redis = createRedis(config, { blocking: true });
     this.subscriber = createRedis(config, { blocking: true });
+    this.redisErrors = new RedisErrorLog(this.log);
+    this.redis.on('error', this.redisErrors.listener('commands'));
+    this.subscriber.on('error', this.redisErrors.listener('cancel-subscriber'));
     const keys = redisKeys(config.MAKAM_REDIS_PREFIX);
     this.jobs = new JobStore(this.redis, keys);
     this.datasets = new DatasetStore(this.redis, keys);
@@ -78,13 +83,16 @@ export class Dispatcher {
     );
     this.subscriber.on('message', (_channel, jobId: string) => void this.cancel(jobId));
     this.keys = keys;
-    this.telemetry = new DispatcherTelemetry(config, this.log);
+    this.telemetry = new DispatcherTelemetry(config, this.log, this.redisErrors.listener('telemetry'));
     this.study = new StudyClient(config.MAKAM_STUDY_PYTHON ?? defaultStudyPython(), config, this.log);
     this.trainQueue = new Queue<TrainJobData>(queueName(config.MAKAM_CLASS), { connection: this.redis, prefix: config.MAKAM_QUEUE_PREFIX });
+    // The queue re-emits its connection's errors (this.redis's), and prints them without a listener.
+    this.trainQueue.on('error', this.redisErrors.listener('commands'));
     const workersSeen = new Telemetry(this.redis, config.MAKAM_REDIS_PREFIX);
     this.coordinator = new TuneCoordinator({
       config,
       log: this.log,
+      redisErrors: this.redisErrors,
       redis: this.redis,
       keys,
       jobs: this.jobs,
@@ -109,7 +117,7 @@ export class Dispatcher {
       lockDuration: this.config.MAKAM_LOCK_MS,
       stalledInterval: this.config.MAKAM_LOCK_MS,
     });
-    this.worker.on('error', (err) => this.log.error({ err: err.message }, 'queue worker error'));
+    this.worker.on('error', this.redisErrors.workerListener('train-worker', (err) => this.log.error({ err: err.message }, 'queue worker error')));
     // A failure's code travels on its class, no longer in its message.
     this.worker.on('failed', (job, err) => this.log.warn({ jobId: job?.id, code: err instanceof JobFailure || err instanceof RetryableFailure ? err.code : undefined, err: err.message, attemptsMade: job?.attemptsMade }, 'attempt failed'));
     this.coordinator.start();

@@ -24,11 +24,11 @@ export class DispatcherTelemetry {
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
 
-  constructor(config: DispatcherConfig, log: Logger) {
+  constructor(config: DispatcherConfig, log: Logger, onRedisError: (err: Error) => void) {
     this.cls = config.MAKAM_CLASS;
     this.log = log;
     this.redis = createRedis(config);
-    this.redis.on('error', () => {}); // the dispatcher's own connections report Redis trouble
+    this.redis.on('error', onRedisError);
     this.telemetry = new Telemetry(this.redis, config.MAKAM_REDIS_PREFIX);
     // Separate channels from the pool's, so a capabilities call never queues behind a transfer.
     this.clients = new Map(config.MAKAM_WORKERS.split(',').map((a) => [a, connectWorker(a)]));

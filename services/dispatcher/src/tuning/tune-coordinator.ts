@@ -22,10 +22,13 @@ import { NO_REPORTER, type RunReporter } from '../run-driver.ts';
 import type { StudyClient } from './study-client.ts';
 import { TrialReporter } from './trial-reporter.ts';
 import { traceJob } from '../tracing.ts';
+import { RedisErrorLog } from '../redis-errors.ts';
 
 export interface CoordinatorDeps {
   config: DispatcherConfig;
   log: Logger;
+  /** Where its Worker's connection errors are logged, rate-limited (redis-errors.ts); its own if not given. */
+  redisErrors?: RedisErrorLog;
   redis: Redis;
   keys: RedisKeys;
   jobs: JobStore;
@@ -60,7 +63,7 @@ export class TuneCoordinator {
       lockDuration: config.MAKAM_LOCK_MS,
       stalledInterval: config.MAKAM_LOCK_MS,
     });
-    this.worker.on('error', (err) => this.d.log.error({ err: err.message }, 'tune queue worker error'));
+    this.worker.on('error', (this.d.redisErrors ?? new RedisErrorLog(this.d.log)).workerListener('tune-worker', (err) => this.d.log.error({ err: err.message }, 'tune queue worker error')));
   }
 
   /** What a job's run reports to: a trial's study, which may prune it; nothing for other jobs. */
