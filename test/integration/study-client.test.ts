@@ -65,7 +65,7 @@ test('a call in flight when the child dies is refused, not left waiting; refusal
 
 test('a request outside contracts/study-protocol.json is refused before it is written', async () => {
   const key = studyKey(uniquePrefix(), 'job_01jd0000000000000000000003');
-  assert.throws(() => checkStudyRequest({ id: 1, op: 'delete', study: key }), /study bad_request: unknown op "delete"/);
+  assert.throws(() => checkStudyRequest({ id: 1, op: 'drop', study: key }), /study bad_request: unknown op "drop"/);
   assert.throws(() => checkStudyRequest({ id: 1, op: 'ask', study: key, extra: 1 }), /study bad_request: ask/);
   assert.throws(() => checkStudyRequest({ id: 1, op: 'tell', study: key, number: 0, state: 'done' }), /study bad_request: tell \/state/);
   assert.throws(() => checkStudyRequest({ id: 1, op: 'report', study: key, number: 0, step: 1 }), /study bad_request: report/);

@@ -366,6 +366,26 @@ def test_fail_running_keeps_only_those_kept(child: Child, key: str) -> None:
     assert states == ["COMPLETE", "RUNNING", "FAIL", "RUNNING", "FAIL"]
 
 
+def test_delete_removes_every_key_of_the_study_and_nothing_else(child: Child, key: str, redis_url: str) -> None:
+    other = f"{key}-other"
+    for k in (key, other):
+        child.ok("create", study=k, **config())
+        for _ in range(3):
+            child.ok("ask", study=k)
+        child.ok("tell", study=k, number=0, state="complete", value=1.0)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert len(client.keys(f"{key}:*")) > 3  # the journal's logs, its counter
+        assert child.ok("delete", study=key) == {"deleted": True}
+        assert client.keys(f"{key}:*") == []
+        assert len(client.keys(f"{other}:*")) > 3, "another study keeps its keys"
+        assert child.ok("delete", study=key) == {"deleted": False}  # removing twice is harmless
+        assert child.call("summary", study=key)["error"]["code"] == "not_found"  # not served from a cache
+        assert child.ok("summary", study=other)["trials"][0]["state"] == "COMPLETE"
+    finally:
+        client.close()
+
+
 def test_bad_requests_answered_and_the_loop_goes_on(child: Child, key: str) -> None:
     def code(reply: dict[str, Any]) -> str:
         assert reply["ok"] is False
@@ -408,8 +428,8 @@ def test_a_message_outside_the_contract_is_refused(studies: st.Studies, key: str
         reply = st.handle(studies, line)
         assert reply["ok"] is False and reply["error"]["code"] == "bad_request", op
         assert reply["error"]["message"] == f"{op}: unknown not_in_contract"
-    reply = st.handle(studies, json.dumps({"id": 4, "op": "delete", "study": key}))
-    assert reply == st.error(4, "bad_request", "unknown op 'delete'")
+    reply = st.handle(studies, json.dumps({"id": 4, "op": "drop", "study": key}))
+    assert reply == st.error(4, "bad_request", "unknown op 'drop'")
     monkeypatch.setitem(st.OPS, "ask", lambda _studies, _args: {"number": 0})  # no params
     reply = st.handle(studies, json.dumps({"id": 5, "op": "ask", "study": key}))
     assert reply == st.error(5, "internal", "ask: the result lacks params")

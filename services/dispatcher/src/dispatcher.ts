@@ -14,6 +14,7 @@ import { createRedis, type Redis } from '@makam/shared/redis';
 import { isTerminal } from '@makam/shared/job-state';
 import { queueName, type TrainJobData } from '@makam/shared/queues';
 import { redisKeys } from '@makam/shared/keys';
+import { studyKey } from '@makam/shared/tuning/search';
 import type { Logger } from '@makam/shared/logger';
 import type { DispatcherConfig } from './config.ts';
 import { Detached, JobFailure, RetryableFailure } from './failures.ts';
@@ -25,13 +26,18 @@ import { StudyClient, defaultStudyPython } from './tuning/study-client.ts';
 import { TuneCoordinator } from './tuning/tune-coordinator.ts';
 import { WorkerPool } from './worker-pool.ts';
 
-/** Removes every job that ended more than `retentionMs` ago, its model first; returns how many. */
-export async function sweepEndedJobs(jobs: JobStore, blobs: BlobStore, retentionMs: number, signal?: AbortSignal): Promise<number> {
+/**
+ * Removes every job that ended more than `retentionMs` ago, its model first, and a tune job's study
+ * (`removeStudy`, given its id) before its record, so a sweep cut short finds the id again; returns
+ * how many.
+ */
+export async function sweepEndedJobs(jobs: JobStore, blobs: BlobStore, retentionMs: number, signal?: AbortSignal, removeStudy?: (tuneJobId: string) => Promise<unknown>): Promise<number> {
   let removed = 0;
   for (;;) {
     const ids = await jobs.endedBefore(retentionMs, 100);
     for (const id of ids) {
       await rm(path.dirname(blobs.artifactPath(id)), { recursive: true, force: true });
+      if (removeStudy && (await jobs.kind(id)) === 'tune') await removeStudy(id);
       await jobs.remove(id);
     }
     removed += ids.length;
@@ -146,7 +152,8 @@ export class Dispatcher {
     if (this.sweeping) return;
     this.sweeping = true;
     try {
-      const removed = await sweepEndedJobs(this.jobs, this.blobs, this.config.MAKAM_JOB_RETENTION_DAYS * 24 * 3600_000, this.closing.signal);
+      const removeStudy = (id: string) => this.study.delete(studyKey(this.config.MAKAM_REDIS_PREFIX, id));
+      const removed = await sweepEndedJobs(this.jobs, this.blobs, this.config.MAKAM_JOB_RETENTION_DAYS * 24 * 3600_000, this.closing.signal, removeStudy);
       if (removed > 0) this.log.info({ jobs: removed }, 'ended jobs past their retention removed');
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'retention sweep failed; next time');

@@ -389,6 +389,12 @@ export class JobStore {
     return Object.keys(hash).length === 0 ? null : decode(hash);
   }
 
+  /** The job's kind, read alone (a record may be large); null for none. */
+  async kind(id: string): Promise<JobRecord['kind'] | null> {
+    const kind = await this.redis.hget(this.keys.job(id), 'kind');
+    return kind ? (JSON.parse(kind) as JobRecord['kind']) : null;
+  }
+
   async status(id: string): Promise<JobStatus | null> {
     return (await this.redis.hget(this.keys.job(id), 'status')) as JobStatus | null;
   }

@@ -12,7 +12,7 @@ line was not JSON, not an object, or had no integer id). Nothing else is written
 go to stderr). Numbers that are not finite are written as null. EOF on stdin: exit 0. The loop
 goes on after every error.
 
-The ops (ping, create, ask, report, tell, summary, fail_running), each one's args and result, and
+The ops (ping, create, ask, report, tell, summary, fail_running, delete), each one's args and result, and
 the error codes are written once, in contracts/study-protocol.json (JSON Schema with each op's
 description); scripts/gen-study-protocol.ts generates makam_study/protocol.py from it (the
 dispatcher's side: services/shared/src/tuning/study-protocol.gen.ts).

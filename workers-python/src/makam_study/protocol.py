@@ -16,6 +16,7 @@ ARGS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "tell": (frozenset({"study", "number", "state"}), frozenset({"value"})),
     "summary": (frozenset({"study"}), frozenset({"importances"})),
     "fail_running": (frozenset({"study", "keep"}), frozenset()),
+    "delete": (frozenset({"study"}), frozenset()),
 }
 
 # The keys each op's result always holds.
@@ -27,6 +28,7 @@ RESULT_KEYS: dict[str, frozenset[str]] = {
     "tell": frozenset({"told"}),
     "summary": frozenset({"trials", "best", "importances"}),
     "fail_running": frozenset({"failed"}),
+    "delete": frozenset({"deleted"}),
 }
 
 # Every arg (dotted for a nested one) whose value is one of a fixed set.
@@ -310,6 +312,16 @@ ARGS_SCHEMAS: dict[str, dict[str, Any]] = {
             },
         },
         "required": ["study", "keep"],
+        "additionalProperties": False,
+    },
+    "delete": {
+        "type": "object",
+        "properties": {
+            "study": {
+                "$ref": "#/$defs/StudyKey",
+            },
+        },
+        "required": ["study"],
         "additionalProperties": False,
     },
 }

@@ -292,6 +292,18 @@ class RedisJournal(JournalRedisBackend):
                         raise
                     return  # read again next time, as upstream does
 
+    def delete(self) -> bool:
+        """Removes the journal's keys: the logs first, the log counter last, so a delete cut short
+        is finished by the next (the counter still says how many logs there were). Whether there
+        was anything to remove."""
+        last = self._redis.get(f"{self._prefix}:log_number")
+        existed = last is not None or bool(self._redis.exists(f"{self._prefix}:snapshot"))
+        top = int(last) if last is not None else -1
+        for start in range(0, top + 1, LOG_BATCH):
+            self._redis.delete(*[self._key_log_id(n) for n in range(start, min(start + LOG_BATCH, top + 1))])
+        self._redis.delete(f"{self._prefix}:snapshot", f"{self._prefix}:log_number")
+        return existed
+
     def close(self) -> None:
         self._redis.close()
 
@@ -460,6 +472,15 @@ class Studies:
             failed.append(t.number)
         return {"failed": failed}
 
+    def delete(self, key: str) -> dict[str, Any]:
+        """Removes the study from Redis (its tune job's record goes; retention) and forgets it."""
+        self.forget(key)
+        journal = RedisJournal(self._target, key)
+        try:
+            return {"deleted": journal.delete()}
+        finally:
+            journal.close()
+
     def summary(self, key: str, importances: bool = False) -> dict[str, Any]:
         study, config = self._load(key)
         trials = study.get_trials(deepcopy=False)
@@ -559,6 +580,10 @@ def _op_fail_running(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
     return studies.fail_running(a["study"], a["keep"])
 
 
+def _op_delete(studies: Studies, a: dict[str, Any]) -> dict[str, Any]:
+    return studies.delete(a["study"])
+
+
 OPS: dict[str, Any] = {
     "ping": _op_ping,
     "create": _op_create,
@@ -567,6 +592,7 @@ OPS: dict[str, Any] = {
     "tell": _op_tell,
     "summary": _op_summary,
     "fail_running": _op_fail_running,
+    "delete": _op_delete,
 }
 assert OPS.keys() == protocol.ARGS.keys(), "ops differ from contracts/study-protocol.json"
 # Codes that say the request was wrong, not that the cached study may be damaged.

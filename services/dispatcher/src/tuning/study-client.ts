@@ -195,6 +195,11 @@ export class StudyClient {
     return this.call('fail_running', { study, keep });
   }
 
+  /** Removes the study's keys from Redis (its tune job's record is being removed) and forgets it. */
+  delete(study: string): Promise<{ deleted: boolean }> {
+    return this.call('delete', { study });
+  }
+
   close(): void {
     const child = this.child;
     this.child = null;

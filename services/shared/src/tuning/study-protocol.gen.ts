@@ -129,6 +129,15 @@ export interface StudyOps {
       failed: Array<number>;
     };
   };
+  /** Removes the study's keys from Redis (its tune job's record is being removed) and forgets it; deleted is false when there was none. A delete cut short is finished by the next. */
+  delete: {
+    args: {
+      study: StudyKey;
+    };
+    result: {
+      deleted: boolean;
+    };
+  };
 }
 export type StudyOp = keyof StudyOps;
 
@@ -554,6 +563,26 @@ export const STUDY_REQUEST_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
       "keep"
     ],
     "additionalProperties": false
+  },
+  "delete": {
+    "type": "object",
+    "properties": {
+      "id": {
+        "type": "integer"
+      },
+      "op": {
+        "const": "delete"
+      },
+      "study": {
+        "$ref": "#/$defs/StudyKey"
+      }
+    },
+    "required": [
+      "id",
+      "op",
+      "study"
+    ],
+    "additionalProperties": false
   }
 };
 
@@ -681,6 +710,17 @@ export const STUDY_RESULT_SCHEMAS: Record<StudyOp, Record<string, unknown>> = {
     },
     "required": [
       "failed"
+    ]
+  },
+  "delete": {
+    "type": "object",
+    "properties": {
+      "deleted": {
+        "type": "boolean"
+      }
+    },
+    "required": [
+      "deleted"
     ]
   }
 };
