@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startRedis, type TestRedis } from '../support/redis.ts';
-import { ROOT, startStack, type Stack } from '../support/stack.ts';
+import { ROOT, eventually, startStack, type Stack } from '../support/stack.ts';
 
 let redis: TestRedis;
 let stack: Stack;
@@ -50,6 +50,19 @@ test('a scratch job with mlm_epochs and an unlabeled dataset reports mlm_loss pe
   assert.equal(typeof job.metrics.accuracy, 'number');
   const card = await stack.api(`/v1/jobs/${job.id}/artifacts/model/files/README.md`);
   assert.match(await card.text(), /masked-LM pretraining for 2 epoch\(s\)/);
+}));
+
+test('while the masked-LM phase runs, the job record says so: its progress carries phase "mlm" and counts that phase', { timeout: 300_000 }, () => stack.withLogs(async () => {
+  const { status, body } = await submit({ model: { family: 'scratch' }, dataset: labelled, hyperparameters: { ...SCRATCH, mlm_epochs: 500 } });
+  assert.equal(status, 202, JSON.stringify(body));
+  const progress = await eventually('MLM progress in the job record', async () => {
+    const { body: job } = await stack.json(`/v1/jobs/${body.id}`);
+    return job.progress?.phase === 'mlm' ? job.progress : null;
+  }, 240_000, 100);
+  assert.ok(progress.step >= 1 && progress.total_steps > progress.step, JSON.stringify(progress));
+  assert.ok(progress.epoch >= 1 && progress.epoch <= 500, JSON.stringify(progress));
+  assert.equal((await stack.json(`/v1/jobs/${body.id}/cancel`, { method: 'POST' })).status, 200);
+  assert.equal((await stack.finished(body.id, 120_000)).status, 'cancelled');
 }));
 
 test('refusals name the field and the fix', { timeout: 60_000 }, () => stack.withLogs(async () => {

@@ -51,7 +51,10 @@ function progressLine(job: Job): string {
   const p = job.progress;
   const epochs = Number(job.hyperparameters?.epochs ?? 0) || null;
   const parts: string[] = [job.status];
-  if (p) parts.push(`epoch ${p.epoch}${epochs ? `/${epochs}` : ''}`, `step ${p.step}/${p.total_steps}`);
+  if (p?.phase === 'mlm') {
+    const mlmEpochs = Number(job.hyperparameters?.mlm_epochs ?? 0) || null;
+    parts.push(`masked-LM epoch ${p.epoch}${mlmEpochs ? `/${mlmEpochs}` : ''}`, `step ${p.step}/${p.total_steps}`);
+  } else if (p) parts.push(`${p.phase === 'refit' ? 'refit ' : ''}epoch ${p.epoch}${epochs ? `/${epochs}` : ''}`, `step ${p.step}/${p.total_steps}`);
   const m = job.metrics;
   if (m) parts.push(`val_loss ${fmt(m.validation_loss)} acc ${fmt(m.accuracy)} macro_f1 ${fmt(m.macro_f1)}`);
   return parts.join('  ');
@@ -230,7 +233,7 @@ export async function jobsList(g: Globals, opts: { limit: string; all?: boolean;
   }
   const rows = jobs.map((j) => {
     const kind: string = j.kind ?? 'finetune';
-    let progress = j.progress ? `${j.progress.step}/${j.progress.total_steps}` : '-';
+    let progress = j.progress ? `${j.progress.phase === 'mlm' ? 'MLM ' : ''}${j.progress.step}/${j.progress.total_steps}` : '-';
     let best: string;
     if (kind === 'tune') {
       const s = j.study;

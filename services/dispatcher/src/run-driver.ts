@@ -272,9 +272,9 @@ export class RunDriver {
       }
       case 'progress': {
         const v = e.value;
-        const progress = { epoch: v.epoch, step: v.step, total_steps: v.totalSteps };
+        const progress = { epoch: v.epoch, step: v.step, total_steps: v.totalSteps, ...(v.phase ? { phase: v.phase } : {}) };
         // phase "refit": the final refit on train + validation, numbered on from the first pass.
-        await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'progress', attempt, ...progress, train_loss: v.trainLoss, learning_rate: v.learningRate, ...(v.phase ? { phase: v.phase } : {}) }, { progress });
+        await this.ctx.jobs.appendWorkerEvent(this.jobId, seq, { type: 'progress', attempt, ...progress, train_loss: v.trainLoss, learning_rate: v.learningRate }, { progress });
         return null;
       }
       case 'metrics': {

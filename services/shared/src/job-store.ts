@@ -19,6 +19,8 @@ export interface Progress {
   epoch: number;
   step: number;
   total_steps: number;
+  /** The worker's Progress.phase when not plain fine-tuning: "mlm" counts that phase's own epochs and steps. */
+  phase?: string;
 }
 
 /** One evaluation on the validation split. */

@@ -144,7 +144,12 @@ export const EventsQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const Progress = Type.Object({ epoch: Type.Integer(), step: Type.Integer(), total_steps: Type.Integer() });
+const Progress = Type.Object({
+  epoch: Type.Integer(),
+  step: Type.Integer(),
+  total_steps: Type.Integer(),
+  phase: Type.Optional(Type.String({ description: 'absent while fine-tuning; "mlm" in the masked-LM phase (its own epochs and steps, out of mlm_epochs), "refit" in the final refit on train + validation' })),
+});
 // A fine-tuning evaluation, or (phase "mlm") an epoch of the masked-LM phase with only mlm_loss.
 const MetricPoint = Type.Object({
   epoch: Type.Integer(),
