@@ -28,6 +28,10 @@ export interface SentinelRedis {
   settings: RedisSettings;
   /** host:port of the data node the sentinels call primary now. */
   primary(): Promise<string>;
+  /** SIGSTOPs the data node on `port`: it neither applies nor acknowledges replication until resumed. */
+  pause(port: number): void;
+  /** SIGCONTs a paused data node. */
+  resume(port: number): void;
   /** SIGKILLs the data node on `port` (as a crash). */
   kill(port: number): Promise<void>;
   /** Starts the data node on `port` again, with its own AOF; the sentinels make it a replica. */
@@ -72,14 +76,19 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<v
   await exited;
 }
 
-export async function startSentinelRedis(dir: string): Promise<SentinelRedis> {
+export interface SentinelRedisOptions {
+  /** The data nodes' min-replicas-max-lag, in seconds (2; production's 10 for a test of that window). */
+  maxLagS?: number;
+}
+
+export async function startSentinelRedis(dir: string, { maxLagS }: SentinelRedisOptions = {}): Promise<SentinelRedis> {
   const nodes = new Map<number, Node>();
   const sentinels: ChildProcess[] = [];
   const [primaryPort, replicaPort] = [await freePort(), await freePort()];
   for (const port of [primaryPort, replicaPort]) {
     const nodeDir = path.join(dir, `node-${port}`);
     await mkdir(nodeDir, { recursive: true });
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', nodeDir, ...DATA_NODE_ARGS, ...(port === replicaPort ? ['--replicaof', '127.0.0.1', String(primaryPort)] : [])];
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', nodeDir, ...DATA_NODE_ARGS, ...(maxLagS ? ['--min-replicas-max-lag', String(maxLagS)] : []), ...(port === replicaPort ? ['--replicaof', '127.0.0.1', String(primaryPort)] : [])];
     nodes.set(port, { port, args, child: spawnNode(args) });
     await until(`redis-server on ${port}`, () => ask(port, (r) => r.ping()), 10_000);
   }
@@ -124,6 +133,8 @@ export async function startSentinelRedis(dir: string): Promise<SentinelRedis> {
     settings: { REDIS_URL: 'redis://', REDIS_SENTINELS: sentinelPorts.map((p) => `127.0.0.1:${p}`).join(','), REDIS_SENTINEL_NAME: SENTINEL_NAME },
     ports: { data: [primaryPort, replicaPort], sentinels: sentinelPorts },
     primary,
+    pause: (port) => void nodes.get(port)!.child.kill('SIGSTOP'),
+    resume: (port) => void nodes.get(port)!.child.kill('SIGCONT'),
     kill: async (port) => stopChild(nodes.get(port)!.child, 'SIGKILL'),
     restart: async (port) => {
       const node = nodes.get(port)!;
@@ -138,7 +149,10 @@ export async function startSentinelRedis(dir: string): Promise<SentinelRedis> {
         return role[0] === 'master' ? addr : null;
       }, timeoutMs),
     stop: async () => {
-      await Promise.all([...sentinels.map((c) => stopChild(c, 'SIGTERM')), ...[...nodes.values()].map((n) => stopChild(n.child, 'SIGTERM'))]);
+      await Promise.all([...sentinels.map((c) => stopChild(c, 'SIGTERM')), ...[...nodes.values()].map((n) => {
+        n.child.kill('SIGCONT'); // a paused node would hold SIGTERM until resumed
+        return stopChild(n.child, 'SIGTERM');
+      })]);
     },
   };
 }

@@ -63,6 +63,10 @@ export const ApiConfigProperties = {
   MAKAM_PRESSURE_RETRY_AFTER_S: Type.Integer({ default: 5, minimum: 1, maximum: 3600 }),
   /** Directories on the workers that model.name may name a path under, colon-separated; empty: hub ids only. */
   MAKAM_MODEL_ROOTS: Type.String({ default: '', pattern: '^(/[^:]*(:/[^:]*)*)?$' }),
+  /** Replicas that must have a write (Redis WAIT) before the API acknowledges it: job submits, dataset uploads, cancels; 0: off (no extra round trip). */
+  MAKAM_REDIS_WAIT_REPLICAS: Type.Integer({ default: 0, minimum: 0, maximum: 100 }),
+  /** How long that WAIT may take, in milliseconds; past it the request answers 503 not_replicated. */
+  MAKAM_REDIS_WAIT_MS: Type.Integer({ default: 1000, minimum: 1, maximum: 60_000 }),
   ...OpsConfigProperties,
 };
 

@@ -1,6 +1,14 @@
 // Idempotency-Key handling for the create routes.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from './errors.ts';
+import { awaitReplicas, waitsForReplicas, type WaitConnection } from './replication.ts';
+
+/** A create route's answer, and the connection that sent its last write (where WAIT must go). */
+export interface Written {
+  status: number;
+  body: unknown;
+  via: WaitConnection | Promise<WaitConnection>;
+}
 
 export function idempotencyKey(request: FastifyRequest): string | null {
   const key = request.headers['idempotency-key'];
@@ -14,6 +22,7 @@ export function idempotencyKey(request: FastifyRequest): string | null {
 /**
  * Runs `produce` once per (tenant, scope, key): a repeat with the same fingerprint gets the stored
  * answer, another fingerprint 409. A refusal frees the key so a corrected request can reuse it.
+ * With MAKAM_REDIS_WAIT_REPLICAS, no answer goes out before the replicas have it (replication.ts).
  */
 export async function withIdempotency(
   app: FastifyInstance,
@@ -21,19 +30,36 @@ export async function withIdempotency(
   scope: string,
   key: string | null,
   fingerprint: string,
-  produce: () => Promise<{ status: number; body: unknown }>,
+  produce: () => Promise<Written>,
 ): Promise<{ status: number; body: unknown }> {
-  if (!key) return produce();
+  if (!key) {
+    const { via, ...answer } = await produce();
+    await awaitReplicas(app.config, via);
+    return answer;
+  }
   const claim = await app.idempotency.claim(tenant, scope, key, fingerprint);
-  if (claim.kind === 'replay') return { status: claim.answer.status, body: claim.answer.body };
+  if (claim.kind === 'replay') {
+    if (waitsForReplicas(app.config)) {
+      // The first try may have answered 503 not_replicated: replay only once the replicas have it.
+      // Storing the answer again is a write after it on the store's connection, so WAIT covers it.
+      await app.idempotency.complete(tenant, scope, key, claim.answer);
+      await awaitReplicas(app.config, app.idempotency);
+    }
+    return { status: claim.answer.status, body: claim.answer.body };
+  }
   if (claim.kind === 'conflict') throw new ApiError(409, 'idempotency_key_reused', 'this Idempotency-Key was used with a different request; use a new key for a new request', 'Idempotency-Key');
   if (claim.kind === 'in_progress') throw new ApiError(409, 'idempotency_key_in_progress', 'a request with this Idempotency-Key is still being processed; retry shortly', 'Idempotency-Key');
+  let answer: { status: number; body: unknown };
   try {
-    const answer = await produce();
+    const { via: _, ...produced } = await produce();
+    answer = produced;
     await app.idempotency.complete(tenant, scope, key, { fingerprint, ...answer });
-    return answer;
   } catch (err) {
     await app.idempotency.release(tenant, scope, key);
     throw err;
   }
+  // One WAIT after the stored answer covers it and every write before it (the job, its queueing,
+  // its quota place). A 503 here keeps the answer, so a retry replays it: nothing made twice.
+  await awaitReplicas(app.config, app.idempotency);
+  return answer;
 }

@@ -8,6 +8,7 @@ import { JobTooLargeError, encodeNewJob, type JobRecord } from '@makam/shared/jo
 import { traceEnqueue } from '@makam/shared/tracing';
 import { addJobWith, trainJobOptions, tuneJobOptions, type TrainJobData } from '@makam/shared/queues';
 import { ApiError } from '../errors.ts';
+import type { WaitConnection } from '../replication.ts';
 
 /** A dataset record the job reads, and the refusal when it is gone by the time the place is taken. */
 export interface ReservedDataset {
@@ -29,6 +30,9 @@ export async function queueNewJob(app: FastifyInstance, tenant: string, { job, q
   await reserve(app, tenant, job.id, datasets);
   await createAndEnqueue(app, tenant, job, hash, queue, tune);
 }
+
+/** The connection addJobWith's transaction goes on (BullMQ types it without `wait`; it is ioredis). */
+export const queueConnection = (queue: Queue<TrainJobData>): Promise<WaitConnection> => queue.getBackend().client as unknown as Promise<WaitConnection>;
 
 /** The record as createIn writes it, or 413 job_too_large. */
 function encodeOr413(job: JobRecord): Record<string, string> {

@@ -44,6 +44,11 @@ export class IdempotencyStore {
     await this.redis.set(this.key(tenant, scope, idemKey), JSON.stringify(answer), 'EX', TTL_S);
   }
 
+  /** Redis WAIT on the connection complete() writes on (replication.ts). */
+  wait(numreplicas: number, timeout: number): Promise<number> {
+    return this.redis.wait(numreplicas, timeout);
+  }
+
   /** Frees the key after a refusal, so a corrected retry with the same key can go through. */
   async release(tenant: string, scope: string, idemKey: string): Promise<void> {
     await this.redis.del(this.key(tenant, scope, idemKey));

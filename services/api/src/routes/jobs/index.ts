@@ -5,6 +5,7 @@ import { isJobId } from '@makam/shared/ids';
 import { isTerminal } from '@makam/shared/job-state';
 import { requestCancel } from '@makam/shared/cancel';
 import { ApiError } from '../../errors.ts';
+import { awaitReplicas } from '../../replication.ts';
 import { errorResponses } from '../../schemas/common.ts';
 import { CreateJobBody, EventList, EventsQuery, Job, JobIdParams, JobList, ListJobsQuery, MetricSeries, TrialList } from '../../schemas/jobs.ts';
 import { parseModelRoots } from '../../jobs/check-model.ts';
@@ -74,10 +75,17 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const id = request.params.id;
       const job = await app.ownedJob(request.tenant, id);
-      if (job.status === 'cancelled' || job.status === 'cancelling') return job;
+      if (job.status === 'cancelled' || job.status === 'cancelling') {
+        // Maybe the repeat of a cancel answered 503 not_replicated. WAIT covers this connection's
+        // last write: the first cancel's when this API process made it (not one another made).
+        await awaitReplicas(app.config, app.redis);
+        return job;
+      }
       if (isTerminal(job.status)) throw new ApiError(409, 'job_finished', `the job has already ${job.status}; only queued and running jobs can be cancelled`, 'id');
       // A running tune job's coordinator sees the cancelling record and cancels its trials.
       await requestCancel(app.jobs, app.redis, app.keys, (job.kind === 'tune' ? app.tuneQueues : app.queues).get(job.resource_class), id);
+      // The record's transition went on app.redis (JobStore's connection): WAIT there.
+      await awaitReplicas(app.config, app.redis);
       return app.ownedJob(request.tenant, id);
     },
   );
