@@ -92,6 +92,25 @@ test('malformed job submissions: never a 5xx, always the error shape, nothing st
   assert.ok(refused > 1000, `most generated bodies are malformed (${refused} refused)`);
 });
 
+test('a wrong choice names the field and every choice the contract gives it', async () => {
+  const contract = JSON.parse(await readFile(path.join(ROOT, 'contracts/hyperparameters.json'), 'utf8')) as { hyperparameters: Array<{ name: string; type: string; choices?: string[] }> };
+  const enums = contract.hyperparameters.filter((h) => h.type === 'enum');
+  assert.ok(enums.length >= 8);
+  for (const h of enums) {
+    for (const wrong of ['not-a-choice', 3, ['x']]) {
+      const body = { ...valid(), hyperparameters: { [h.name]: wrong } };
+      const res = await app.inject({ method: 'POST', url: '/v1/jobs', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+      assert.equal(res.statusCode, 400, `${h.name}=${JSON.stringify(wrong)}: ${res.body}`);
+      const { error } = res.json();
+      assert.equal(error.param, `hyperparameters.${h.name}`);
+      for (const choice of h.choices!) assert.ok(error.message.includes(JSON.stringify(choice)), `${h.name}=${JSON.stringify(wrong)}: "${error.message}" does not offer ${choice}`);
+    }
+  }
+  // A value of a branch's shape that fails inside it is refused where it fails.
+  const res = await app.inject({ method: 'POST', url: '/v1/jobs', headers: { authorization: `Bearer ${key}` }, payload: { ...valid(), hyperparameters: { class_weights: { pop: -1 } } } });
+  assert.equal(res.json().error.param, 'hyperparameters.class_weights.pop', res.body);
+});
+
 test('malformed uploads, ids, paths and queries: never a 5xx, nothing stored', async () => {
   const request = fc.oneof(
     fc.record({ kind: fc.constant('upload'), type: fc.constantFrom('application/jsonl', 'text/csv', 'application/json', 'text/plain', ''), body: fc.oneof(fc.string({ maxLength: 300 }), fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)), fc.array(fc.dictionary(fc.constantFrom('text', 'label', 'x'), junk), { maxLength: 5 }).map((rows) => rows.map((r) => JSON.stringify(r)).join('\n'))) }),

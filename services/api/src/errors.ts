@@ -36,11 +36,46 @@ function dotted(context: string | undefined, instancePath: string): string {
   return context === 'body' || !context ? parts.join('.') : [context.replace(/string$/, ''), ...parts].join('.');
 }
 
+interface BranchSchema {
+  const?: unknown;
+  enum?: unknown[];
+  type?: string;
+  description?: string;
+  anyOf?: BranchSchema[];
+}
+
+/** What one branch of a union accepts, in words: a constant, "null", "a list", or its description. */
+function accepted(branch: BranchSchema): string[] {
+  if (branch.anyOf) return branch.anyOf.flatMap(accepted);
+  if (branch.const !== undefined) return [JSON.stringify(branch.const)];
+  if (branch.enum) return branch.enum.map((v) => JSON.stringify(v));
+  if (branch.type === 'null') return ['null'];
+  const noun = { object: 'an object', array: 'a list', string: 'a string', number: 'a number', integer: 'an integer', boolean: 'true or false' }[branch.type ?? ''] ?? 'a value';
+  return [branch.description ? `${noun} (${branch.description})` : noun];
+}
+
 /** Turns an ajv validation error into a message that names the field and what is accepted. */
 export function describeValidation(err: FastifyError): { message: string; param: string | null } {
-  const first = (err.validation?.[0] ?? null) as AjvError | null;
-  if (!first) return { message: err.message, param: null };
+  const errors = (err.validation ?? []) as unknown as AjvError[];
   const context = err.validationContext === 'body' ? 'body' : err.validationContext;
+  // A union (anyOf) fails last, after one error per branch; ajv's first error is then only the first
+  // branch's ("must be \"none\""), which hides the other choices.
+  const union = errors.at(-1)?.keyword === 'anyOf' ? errors.at(-1)! : null;
+  if (union) {
+    const deeper = errors.filter((e) => e.instancePath.length > union.instancePath.length);
+    if (deeper.length === 0) {
+      const param = dotted(context, union.instancePath);
+      const choices = accepted({ anyOf: (union.parentSchema as { anyOf?: BranchSchema[] } | undefined)?.anyOf ?? [] });
+      return { param: param || null, message: `'${param || context}' must be ${choices.length > 1 ? `one of: ${choices.join(', ')}` : choices[0] ?? 'valid'}` };
+    }
+    // The value had the shape of a branch (an object, a list) and failed inside it: say where.
+    return describeOne(deeper.reduce((a, b) => (b.instancePath.length > a.instancePath.length ? b : a)), context, err.message);
+  }
+  return describeOne(errors[0] ?? null, context, err.message);
+}
+
+function describeOne(first: AjvError | null, context: string | undefined, fallback: string): { message: string; param: string | null } {
+  if (!first) return { message: fallback, param: null };
   let param = dotted(context, first.instancePath);
   const join = (p: string, k: string) => (p ? `${p}.${k}` : k);
   switch (first.keyword) {
