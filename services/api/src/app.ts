@@ -31,13 +31,52 @@ import ownedJob from './jobs/owned-job.ts';
  * One log line per request rather than Fastify's two (pino's writes were ~6% of the API's CPU under
  * load in bench/api-profile.ts): no 'incoming request' line, and the completion line carries what it
  * had. Errors, 404s and stream faults are logged as Fastify logs them.
+ *
+ * With `summaryMs` > 0, a read that succeeded (GET or HEAD, status below 400) is counted instead,
+ * one 'requests summary' line a route, API key and status every `summaryMs` (its log line was ~11%
+ * of a GET's busy time; pollers send most of the requests and change nothing). Every write, refusal
+ * and error keeps its own line: they are the audit trail. The counts are bounded by routes × keys.
  */
 class OneLineLogController extends LogController {
+  private readonly summaryMs: number;
+  private reads = new Map<string, { fields: Record<string, string | number | null>; count: number; totalMs: number; maxMs: number }>();
+
+  constructor(summaryMs: number) {
+    super();
+    this.summaryMs = summaryMs;
+  }
+
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     if (error) return super.requestCompleted(error, request, reply);
+    if (this.summaryMs > 0 && reply.statusCode < 400 && (request.method === 'GET' || request.method === 'HEAD')) return this.countRead(request, reply);
     reply.log.info({ method: request.method, url: request.url, statusCode: reply.statusCode, remoteAddress: request.ip, responseTime: reply.elapsedTime }, 'request completed');
+  }
+
+  private countRead(request: FastifyRequest, reply: FastifyReply): void {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const key = `${request.method} ${route} ${reply.statusCode} ${request.apiKeyId}`;
+    const ms = reply.elapsedTime;
+    const seen = this.reads.get(key);
+    if (seen) {
+      seen.count++;
+      seen.totalMs += ms;
+      seen.maxMs = Math.max(seen.maxMs, ms);
+      return;
+    }
+    // The first read of its kind in the window: its own line too, so a new poller shows at once.
+    this.reads.set(key, { fields: { tenant: request.tenant, keyId: request.apiKeyId, method: request.method, route, statusCode: reply.statusCode }, count: 0, totalMs: 0, maxMs: 0 });
+    reply.log.info({ method: request.method, url: request.url, statusCode: reply.statusCode, remoteAddress: request.ip, responseTime: ms }, 'request completed');
+  }
+
+  /** Logs the reads counted since the last call (those after the first of each kind) and starts again. */
+  flushReads(log: FastifyBaseLogger): void {
+    const reads = this.reads;
+    this.reads = new Map();
+    for (const { fields, count, totalMs, maxMs } of reads.values()) {
+      if (count > 0) log.info({ ...fields, count, meanResponseTime: totalMs / count, maxResponseTime: maxMs, windowMs: this.summaryMs }, 'requests summary');
+    }
   }
 }
 
@@ -52,9 +91,10 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   if (config.MAKAM_REQUEST_TIMEOUT_MS > 0 && headersTimeout > config.MAKAM_REQUEST_TIMEOUT_MS) {
     throw new Error(`MAKAM_HEADERS_TIMEOUT_MS (${headersTimeout}) must not exceed MAKAM_REQUEST_TIMEOUT_MS (${config.MAKAM_REQUEST_TIMEOUT_MS}): headers are part of the request`);
   }
+  const logController = new OneLineLogController(config.MAKAM_READ_LOG_SUMMARY_MS);
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger | undefined,
-    logController: new OneLineLogController(),
+    logController,
     bodyLimit: 1024 * 1024,
     trustProxy: trustProxy(config.MAKAM_TRUST_PROXY),
     // Slow clients: headers must arrive within headersTimeout, the whole request within
@@ -87,6 +127,14 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
   registerErrorHandler(app);
+  if (config.MAKAM_READ_LOG_SUMMARY_MS > 0) {
+    const summary = setInterval(() => logController.flushReads(app.log), config.MAKAM_READ_LOG_SUMMARY_MS);
+    summary.unref();
+    app.addHook('onClose', async () => {
+      clearInterval(summary);
+      logController.flushReads(app.log);
+    });
+  }
   // Before any route, so every route is in the route table with its access.
   trackRoutes(app as unknown as FastifyInstance);
   // JSON bodies: too deep, a non-finite number or a prototype key answer 400 naming where.

@@ -59,6 +59,8 @@ export const ApiConfigProperties = {
   MAKAM_MAX_RSS_BYTES: Type.Integer({ default: 0, minimum: 0 }),
   /** How often the figures above are sampled, in milliseconds. */
   MAKAM_PRESSURE_SAMPLE_MS: Type.Integer({ default: 1000, minimum: 10, maximum: 60_000 }),
+  /** A successful GET or HEAD is counted into a 'requests summary' line this often rather than logged alone (the first of each route, API key and status in a window still is); 0: a line each. */
+  MAKAM_READ_LOG_SUMMARY_MS: Type.Integer({ default: 10_000, minimum: 0, maximum: 3_600_000 }),
   /** The Retry-After of an overload 503, in seconds. */
   MAKAM_PRESSURE_RETRY_AFTER_S: Type.Integer({ default: 5, minimum: 1, maximum: 3600 }),
   /** Directories on the workers that model.name may name a path under, colon-separated; empty: hub ids only. */
