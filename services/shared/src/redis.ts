@@ -68,13 +68,16 @@ function tlsOptions(settings: RedisSettings): RedisOptions['tls'] {
  * Opens a Redis connection. `blocking` connections (BullMQ Workers, stream readers) retry commands
  * forever, as BullMQ requires; request-serving connections fail fast so an API call answers 503
  * rather than hanging while Redis is away. A URL alone is a plaintext Redis, or a rediss:// one
- * whose certificate the system's CAs vouch for.
+ * whose certificate the system's CAs vouch for. `autoPipelining`: the commands issued in one tick
+ * go out in one write (ioredis's enableAutoPipelining; MULTI is never merged), for a connection
+ * many requests share; not for BullMQ's connections, whose authors advise against it.
  */
-export function createRedis(target: RedisSettings | string, { blocking = false }: { blocking?: boolean } = {}): Redis {
+export function createRedis(target: RedisSettings | string, { blocking = false, autoPipelining = false }: { blocking?: boolean; autoPipelining?: boolean } = {}): Redis {
   const settings = typeof target === 'string' ? { REDIS_URL: target } : target;
   const tls = tlsOptions(settings);
   const common: RedisOptions = {
     maxRetriesPerRequest: blocking ? null : 2,
+    enableAutoPipelining: autoPipelining,
     enableOfflineQueue: true,
     retryStrategy: (times) => Math.min(times * 200, 2000),
     // A connection still open to a primary that was demoted answers writes with READONLY, and a

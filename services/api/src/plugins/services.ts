@@ -30,7 +30,9 @@ declare module 'fastify' {
 }
 
 export default fp<{ config: ApiConfig }>(async (app, { config }) => {
-  const redis = createRedis(config);
+  // Every request's front-door script (and a POST's reads) goes through this one: under concurrency
+  // their commands share a write instead of one each (bench/orchestration.ts).
+  const redis = createRedis(config, { autoPipelining: true });
   redis.on('error', (err) => app.log.warn({ err: err.message }, 'redis connection error'));
   const keys = redisKeys(config.MAKAM_REDIS_PREFIX);
   const classes = resourceClasses(config);
