@@ -47,6 +47,10 @@ async function commandStats(redis: Redis): Promise<Map<string, number>> {
     const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
     if (m) out.set(m[1]!, Number(m[2]));
   }
+  // The reads Redis made from its clients' sockets: about one per write of the API (a pipeline or
+  // an auto-pipelined batch is one), whatever the commands in it.
+  const reads = /total_reads_processed:(\d+)/.exec(await redis.info('stats'));
+  if (reads) out.set('~reads', Number(reads[1]));
   return out;
 }
 
@@ -55,11 +59,12 @@ function perRequest(before: Map<string, number>, after: Map<string, number>, n: 
   let total = 0;
   for (const [cmd, calls] of after) {
     const d = calls - (before.get(cmd) ?? 0);
-    if (d <= 0 || cmd === 'info') continue;
+    if (d <= 0 || cmd === 'info' || cmd.startsWith('~')) continue;
     total += d;
     rows.push(`${cmd} ${(d / n).toFixed(2)}`);
   }
-  return `${(total / n).toFixed(2)} commands/request: ${rows.sort().join(', ')}`;
+  const reads = (after.get('~reads') ?? 0) - (before.get('~reads') ?? 0);
+  return `${(total / n).toFixed(2)} commands/request in ${(reads / n).toFixed(2)} socket reads of Redis/request: ${rows.sort().join(', ')}`;
 }
 
 interface ProfileNode {
