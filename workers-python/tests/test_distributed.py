@@ -21,6 +21,7 @@ from makam_worker.training import trainer
 from makam_worker.training.child import EXIT_OK, execute
 from makam_worker.warm import WarmProcess
 from test_checkpoint import of_type, resume_from
+from test_families import TINY_LLAMA
 
 DEVICES = 2
 # 54 training rows: 7 steps an epoch of a global batch of 8 (4 per device), the last of 6 (3 + 3).
@@ -83,18 +84,24 @@ def step_losses(run_dir: Path) -> list[float]:
     return [e["train_loss"] for e in of_type(run_dir, "progress")]
 
 
-def test_the_same_global_batch_gives_the_loss_curve_of_one_process(tmp_path, monkeypatch):
-    one = write_run_dir(tmp_path, "one", GLOBAL, model=MODEL)
+def train_both_ways(tmp_path, monkeypatch, hp: dict, model: dict) -> tuple[Path, Path]:
+    """The same run in one process (global batch) and on DEVICES ranks (its share per device)."""
+    one = write_run_dir(tmp_path, "one", hp, model=model)
     # A progress event after every step, in this process and (distributed_rank.py) in each rank.
     init = trainer.ProgressReporter.__init__
     monkeypatch.setattr(trainer.ProgressReporter, "__init__", lambda self, e, t, interval_s=0.0: init(self, e, t, 0.0))
     assert execute(one) == EXIT_OK, read_events(one)[-1]
 
-    two = with_devices(write_run_dir(tmp_path, "two", PER_DEVICE, model=MODEL))
+    two = with_devices(write_run_dir(tmp_path, "two", {**hp, "batch_size": hp["batch_size"] // DEVICES}, model=model))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={DEVICES}",
                str(Path(__file__).with_name("distributed_rank.py")), str(two)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return one, two
+
+
+def test_the_same_global_batch_gives_the_loss_curve_of_one_process(tmp_path, monkeypatch):
+    one, two = train_both_ways(tmp_path, monkeypatch, GLOBAL, MODEL)
 
     started = read_events(two)[0]
     assert started["total_steps"] == read_events(one)[0]["total_steps"] == 14
@@ -110,6 +117,26 @@ def test_the_same_global_batch_gives_the_loss_curve_of_one_process(tmp_path, mon
     assert throughput["samples"] == read_events(one)[-1]["final_metrics"]["throughput"]["samples"] == 54 * 2
     # Only rank 0 reports: rank 1 wrote into its own corner of the run dir.
     assert (two / "ranks" / "1" / "events.jsonl").exists() and (two / "model.tar.gz").exists()
+
+
+# Dropout 0 again (the ranks draw other masks than one process would); the decoder trains its LoRA
+# adapters and head under DDP, the scratch transformer all of itself.
+OTHER_FAMILIES = {
+    "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
+                {"layers": 2, "heads": 2, "d_model": 32, "ff_dim": 64, "vocab_size": 200, "dropout": 0.0}),
+    "decoder": ({"family": "decoder", "name": "", "config": dict(TINY_LLAMA), "tokenizer": {"vocab_size": 400}},
+                {"lora_dropout": 0.0, "lora_target_modules": ["q_proj", "v_proj"]}),
+}
+
+
+@pytest.mark.parametrize("family", list(OTHER_FAMILIES))
+def test_scratch_and_decoder_runs_on_two_devices_follow_the_loss_curve_of_one_process(tmp_path, monkeypatch, family):
+    model, extra = OTHER_FAMILIES[family]
+    one, two = train_both_ways(tmp_path, monkeypatch, {**GLOBAL, "epochs": 1, **extra}, model)
+    assert read_events(two)[-1]["state"] == "SUCCEEDED", read_events(two)[-1]
+    assert len(step_losses(two)) == len(step_losses(one)) == 7
+    assert step_losses(two) == pytest.approx(step_losses(one), rel=RTOL)
+    assert read_events(two)[-1]["final_metrics"]["throughput"]["devices"] == DEVICES
 
 
 def test_a_rank_killed_mid_run_is_a_worker_fault_and_the_resumed_run_trains_to_the_end(tmp_path):
