@@ -64,3 +64,13 @@ test('MAKAM_READ_LOG_SUMMARY_MS=0 logs every read', async () => {
   assert.equal(since().filter((l) => l.msg === 'request completed').length, 3);
   assert.equal(since().filter((l) => l.msg === 'requests summary').length, 0);
 });
+
+test('every line of an authenticated request, its completion line too, names the tenant and the key', async () => {
+  const { app, headers, dataset, since } = await appWith(0);
+  const res = await app.inject({ method: 'GET', url: `/v1/datasets/${dataset}`, headers });
+  assert.equal(res.statusCode, 200, res.body);
+  const completed = since().filter((l) => l.msg === 'request completed');
+  assert.equal(completed.length, 1, JSON.stringify(since()));
+  assert.equal(typeof completed[0]!.tenant, 'string', JSON.stringify(completed[0]));
+  assert.equal(typeof completed[0]!.keyId, 'string', JSON.stringify(completed[0]));
+});

@@ -15,6 +15,7 @@
 // A request that matches no route answers 404 whoever sends it.
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import { normalizeIP } from '@fastify/rate-limit';
 import { runScript } from '@makam/shared/lua/scripts';
 import { ApiKeyStore, sameSecret, type ApiKeyRecord } from '../tenancy/api-keys.ts';
@@ -142,7 +143,10 @@ export default fp(
       request.tenant = record.tenant;
       request.apiKeyId = record.id;
       request.admittedRead = admitted.read;
-      request.log = request.log.child({ tenant: record.tenant, keyId: record.id });
+      // Bound on the request's own child logger, which reply.log also is: a new child would miss the
+      // completion line. (Without a logger, Fastify's stand-in has no bindings to set.)
+      const log = request.log as Partial<Pick<Logger, 'setBindings'>>;
+      if (log.setBindings) log.setBindings({ tenant: record.tenant, keyId: record.id });
       if (admitted.step === 'tenant') {
         throw limited(reply, admitted.ttlInSeconds, `more than ${config.MAKAM_RATE_LIMIT_PER_MINUTE} requests a minute for tenant ${record.tenant} (all its keys together)`, null);
       }
