@@ -87,6 +87,7 @@ RUNS: dict[str, list[tuple[str, str, dict[str, Any] | list[dict[str, Any]]]]] = 
     "lyrics": [
         ("tfidf", "tfidf", TFIDF_LYRICS),
         ("tfidf+offsets chosen on validation", "tfidf", TFIDF_LYRICS_CANDIDATES),
+        ("tfidf+cross-fit offsets chosen on validation", "tfidf", TFIDF_LYRICS_CROSS_FIT_CANDIDATES),
         ("scratch cross-entropy", "scratch", SCRATCH_LYRICS),
         ("scratch focal (gamma 2)", "scratch", {**SCRATCH_LYRICS, "loss": "focal", "label_smoothing": 0.0}),
         ("scratch class_weights=balanced", "scratch", {**SCRATCH_LYRICS, "class_weights": "balanced"}),
