@@ -10,7 +10,7 @@ import { startRedis, type TestRedis } from '../support/redis.ts';
 import { ROOT, eventually, startStack, type Stack } from '../support/stack.ts';
 import { tally } from './tally.ts';
 
-const EPOCHS = 10;
+const EPOCHS = 20;
 let redis: TestRedis;
 let stack: Stack;
 

@@ -183,7 +183,7 @@ test('cancelling a tune job stops every running trial and leaves the study reada
 // Last: it leaves the second worker dead.
 test('a worker killed mid-trial leaves no trial running, and the study completes on the other', { timeout: 900_000 }, () => stack.withLogs(async () => {
   const id = await submitTune((r) => {
-    r.hyperparameters.epochs = 10; // still training when the worker dies (after their first epoch), even on a fast machine
+    r.hyperparameters.epochs = 25; // still training when the worker dies (after their first epoch), even on a fast machine
     r.search.trials = 3; // the third starts after the kill, on the worker left
     r.search.pruner = 'none';
   });

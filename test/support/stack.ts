@@ -124,10 +124,13 @@ export async function startStack(redis: string | RedisSettings, options: StackOp
   const modelsDir = path.join(dir, 'models');
   const common = { ...redisVars, MAKAM_MODEL_ROOTS: modelsDir, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: queuePrefix, MAKAM_STORE_DIR: storeDir, MAKAM_LOG_LEVEL: 'info', MAKAM_RESOURCE_CLASSES: 'cpu' };
   const procs: Proc[] = [];
+  // One CPU thread a worker: the API, the dispatchers, Redis and every worker share the test host's
+  // few cores, and a run given all of them oversubscribes it; torch's threads then wait on each other
+  // (a tiny encoder's 6 epochs took 22-34 s with 2 threads beside a busy process, 2.1 s with 1).
   const workerStateDir = path.join(dir, 'worker');
   workerAddresses.forEach((address, i) => {
     const name = i === 0 ? 'worker' : `worker${i + 1}`;
-    procs.push(start(name, PYTHON, ['-m', 'makam_worker', '--listen', address, '--state-dir', i === 0 ? workerStateDir : path.join(dir, name)], { PYTHONUNBUFFERED: '1', MAKAM_MODEL_ROOTS: modelsDir, HF_HUB_OFFLINE: '1', MAKAM_WORKER_WARM: '0', ...options.workerEnv }));
+    procs.push(start(name, PYTHON, ['-m', 'makam_worker', '--listen', address, '--state-dir', i === 0 ? workerStateDir : path.join(dir, name)], { PYTHONUNBUFFERED: '1', MAKAM_MODEL_ROOTS: modelsDir, HF_HUB_OFFLINE: '1', MAKAM_WORKER_WARM: '0', MAKAM_WORKER_CPUS: '1', ...options.workerEnv }));
   });
   const api = start('api', process.execPath, ['services/api/src/server.ts'], { ...common, MAKAM_API_PORT: String(apiPort), ...options.apiEnv });
   procs.push(api);
