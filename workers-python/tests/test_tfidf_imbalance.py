@@ -13,6 +13,7 @@ import random
 
 import pytest
 
+from card_blocks import run_card_loader
 from conftest import jsonl, read_events, write_run_dir
 from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
 
@@ -103,12 +104,10 @@ def test_decision_offsets_fit_on_validation_find_the_rare_class_on_test(tmp_path
 
 
 def test_the_shipped_pipeline_carries_the_offsets(tmp_path):
-    import joblib
-
     run_dir, events = run_with_test(tmp_path, "offsets", decision_offsets="validation")
-    artifact = next(run_dir.rglob("model.joblib"))
+    artifact = next(run_dir.rglob("model.joblib")).parent
     texts = [r["text"] for r in rows(12, "bol", 5) + rows(4, "nadir", 6, own="zurna")]
-    predicted = list(joblib.load(artifact).predict(texts))  # plain scikit-learn, no makam code
+    predicted = run_card_loader(artifact, texts)  # the card's own loading code, without makam
     assert predicted.count("nadir") == 4 and predicted[-4:] == ["nadir"] * 4
 
 
