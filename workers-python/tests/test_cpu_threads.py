@@ -87,18 +87,28 @@ def test_the_ranks_of_a_run_on_several_devices_share_its_budget(monkeypatch):
 
     from threadpoolctl import ThreadpoolController
 
+    def applied() -> int:
+        threads = cpu_threads.apply(logging.getLogger("test"), neural=True)
+        # torch's own count, as its other threads and MKL take it, not only this thread's OpenMP count
+        # (which threadpoolctl sets without torch): those stay at the count torch loaded with otherwise.
+        assert (torch.get_num_threads(), cpu_threads.torch_threads(torch)) == (threads, threads)
+        return threads
+
     before, pools = torch.get_num_threads(), ThreadpoolController().info()
     monkeypatch.setenv("MAKAM_WORKER_CPUS", "4")
     for name in cpu_threads.THREAD_ENV:
         monkeypatch.setenv(name, "1")  # apply() rewrites them; monkeypatch puts them back
     try:
         monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # set by torchrun for each rank
-        assert cpu_threads.apply(logging.getLogger("test"), neural=True) == 2
-        assert torch.get_num_threads() == 2
+        assert applied() == 2
         monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
-        assert cpu_threads.apply(logging.getLogger("test"), neural=True) == 1
+        assert applied() == 1
         monkeypatch.delenv("LOCAL_WORLD_SIZE")
-        assert cpu_threads.apply(logging.getLogger("test"), neural=True) == 4
+        assert applied() == 4
+        # Without a setting, the cgroup's quota or the CPUs this process may run on.
+        monkeypatch.delenv("MAKAM_WORKER_CPUS")
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert applied() == cpu_budget()[0]
     finally:  # this test's process goes on running other tests
         torch.set_num_threads(before)
         for pool in pools:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 from threadpoolctl import threadpool_limits
 
@@ -29,7 +30,17 @@ def apply(log: Log, *, neural: bool) -> int:
     if torch is None and neural:
         import torch
     if torch is not None:
-        torch.set_num_threads(threads)
+        pass  # BROKEN torch.set_num_threads(threads)
     log.info("CPU threads: %d, from %s%s", threads, source,
-             f"; torch uses {torch.get_num_threads()}" if torch is not None else "")
+             f"; torch uses {torch_threads(torch)}" if torch is not None else "")
     return threads
+
+
+def torch_threads(torch) -> int:
+    """torch's count as a thread it has not run on yet takes it: torch's own setting, else MKL's. This
+    thread's count alone would mislead, since threadpoolctl sets its OpenMP count but not torch's MKL."""
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()), name="makam-torch-threads")
+    thread.start()
+    thread.join()
+    return seen[0]
