@@ -1,7 +1,8 @@
 // MAKAM_REDIS_WAIT_REPLICAS: with the replica paused (SIGSTOP: it neither applies nor acknowledges
 // the replication stream), a job submit (keyed or not), a dataset upload and a cancel answer 503
 // not_replicated after about MAKAM_REDIS_WAIT_MS instead of an answer the failover could take back; once the replica is back, a retry with the same
-// Idempotency-Key answers 202 with the first request's job: one job, no quota place left over.
+// Idempotency-Key answers 202 with the first request's job: one job, no quota place left over. An
+// unkeyed 503 names the job or dataset the primary stored (job_id, dataset_id), to poll, not repeat.
 // Real redis-server processes (a primary, a replica, three sentinels: support/sentinel.ts).
 //
 // Not shown here: that without the setting such a 202 is lost when the primary dies. A paused
@@ -56,22 +57,32 @@ test('a submit, upload or cancel the replica has not confirmed answers 503 not_r
 
   const [, replicaPort] = redis.ports.data as [number, number];
   redis.pause(replicaPort);
+  let keyedId: string | undefined, unkeyedId: string;
   try {
     t0 = Date.now();
     const refused = await post(body, 'wait-key-1');
     const refusedMs = Date.now() - t0;
-    const error = (refused.body as { error: { code: string; message: string } }).error;
+    const error = (refused.body as { error: { code: string; message: string; job_id?: string } }).error;
     assert.equal(refused.status, 503, JSON.stringify(refused.body));
     assert.equal(error.code, 'not_replicated');
     assert.match(error.message, /same Idempotency-Key/);
+    keyedId = error.job_id;
     assert.ok(Number(refused.headers.get('retry-after')) >= 1, 'a Retry-After');
     assert.ok(refusedMs >= WAIT_MS && refusedMs < WAIT_MS + 2000, `answered after the WAIT's ${WAIT_MS} ms (took ${refusedMs} ms)`);
-    // Without a key the WAIT goes on the queue's connection, which sent the job's transaction.
+    // Without a key the WAIT goes on the queue's connection, which sent the job's transaction. The
+    // job is stored already: the answer names it, to be looked up rather than submitted again.
     const unkeyed = await post(body);
     assert.equal(unkeyed.status, 503, JSON.stringify(unkeyed.body));
+    unkeyedId = unkeyed.body.error.job_id as string;
+    assert.match(unkeyedId ?? '', /^job_/, JSON.stringify(unkeyed.body));
+    assert.ok(unkeyed.body.error.message.includes(`poll GET /v1/jobs/${unkeyedId} rather than repeating`), unkeyed.body.error.message);
+    const stored = await stack.json(`/v1/jobs/${unkeyedId}`);
+    assert.equal(stored.status, 200, JSON.stringify(stored.body));
     const upload = await stack.uploadSample();
     assert.equal(upload.status, 503, JSON.stringify(upload.body));
     assert.equal(upload.body.error.code, 'not_replicated');
+    const storedDataset = await stack.json(`/v1/datasets/${upload.body.error.dataset_id}`);
+    assert.equal(storedDataset.status, 200, JSON.stringify(upload.body));
     const cancel = await stack.json(`/v1/jobs/${parked.body.id}/cancel`, { method: 'POST' });
     assert.equal(cancel.status, 503, JSON.stringify(cancel.body));
     assert.equal(cancel.body.error.code, 'not_replicated');
@@ -88,6 +99,7 @@ test('a submit, upload or cancel the replica has not confirmed answers 503 not_r
   assert.equal(retried.status, 202, JSON.stringify(retried.body));
   console.log(`wait: the keyed retry after SIGCONT answered 202 in ${Date.now() - t0} ms`);
   const job = retried.body as { id: string };
+  assert.equal(job.id, keyedId, 'the keyed 503 named the job its retry answers');
   const cancelled = await stack.json(`/v1/jobs/${parked.body.id}/cancel`, { method: 'POST' });
   assert.equal(cancelled.status, 200, JSON.stringify(cancelled.body));
   assert.equal(cancelled.body.status, 'cancelled');
@@ -95,7 +107,8 @@ test('a submit, upload or cancel the replica has not confirmed answers 503 not_r
   // The healthy and parked jobs, the unkeyed one the primary kept although it answered 503, one for the key.
   const ids = ((await (await stack.api('/v1/jobs?limit=100')).json()) as { data: { id: string }[] }).data.map((j) => j.id);
   assert.equal(ids.length, 4, `four jobs: ${ids}`);
-  assert.ok([first.id, parked.body.id, job.id].every((id) => ids.includes(id)), `${first.id}, ${parked.body.id} and ${job.id} in ${ids}`);
+  const expected = [first.id, parked.body.id, unkeyedId, job.id];
+  assert.ok(expected.every((id) => ids.includes(id)), `${expected} in ${ids}`);
 
   // Every quota place held is a job's that exists (a second reservation for the key would be left over).
   const conn = createRedis(redis.settings);

@@ -11,13 +11,16 @@ export class ApiError extends Error {
   readonly param: string | null;
   /** Seconds for a Retry-After header (a 503 the client should retry). */
   readonly retryAfterS: number | null;
+  /** More fields of the error object (ErrorResponse lists them), such as the job a 503 not_replicated made. */
+  readonly fields: Record<string, string>;
 
-  constructor(statusCode: number, code: string, message: string, param: string | null = null, retryAfterS: number | null = null) {
+  constructor(statusCode: number, code: string, message: string, param: string | null = null, retryAfterS: number | null = null, fields: Record<string, string> = {}) {
     super(message);
     this.statusCode = statusCode;
     this.code = code;
     this.param = param;
     this.retryAfterS = retryAfterS;
+    this.fields = fields;
   }
 }
 
@@ -181,7 +184,7 @@ export function frameworkError(err: FastifyError, _request: FastifyRequest, repl
 /** Sends an ApiError in the one shape, whatever error handler the route's scope has. */
 export function sendApiError(reply: FastifyReply, err: ApiError): FastifyReply {
   if (err.retryAfterS !== null) reply.header('retry-after', String(err.retryAfterS));
-  return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message, param: err.param } });
+  return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message, param: err.param, ...err.fields } });
 }
 
 /** Socket error codes of a Redis that is down or out of reach (Node's own, on the error's `code`). */
@@ -200,10 +203,7 @@ export function isStoreUnavailable(err: unknown): boolean {
 
 export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
-    if (err instanceof ApiError) {
-      if (err.retryAfterS !== null) reply.header('retry-after', String(err.retryAfterS));
-      return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message, param: err.param } });
-    }
+    if (err instanceof ApiError) return sendApiError(reply, err);
     if ((err as FastifyError).validation) {
       const { message, param } = describeValidation(err as FastifyError);
       return reply.code(400).send({ error: { code: 'invalid_request', message, param } });

@@ -1,7 +1,7 @@
 // Idempotency-Key handling for the create routes.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from './errors.ts';
-import { awaitReplicas, waitsForReplicas, type WaitConnection } from './replication.ts';
+import { awaitReplicas, waitsForReplicas, type Made, type WaitConnection } from './replication.ts';
 
 /** A create route's answer, and the connection that sent its last write (where WAIT must go). */
 export interface Written {
@@ -27,14 +27,14 @@ export function idempotencyKey(request: FastifyRequest): string | null {
 export async function withIdempotency(
   app: FastifyInstance,
   tenant: string,
-  scope: string,
+  scope: 'jobs' | 'datasets',
   key: string | null,
   fingerprint: string,
   produce: () => Promise<Written>,
 ): Promise<{ status: number; body: unknown }> {
   if (!key) {
     const { via, ...answer } = await produce();
-    await awaitReplicas(app.config, via);
+    await awaitReplicas(app.config, via, made(scope, answer.body));
     return answer;
   }
   const claim = await app.idempotency.claim(tenant, scope, key, fingerprint);
@@ -43,7 +43,7 @@ export async function withIdempotency(
       // The first try may have answered 503 not_replicated: replay only once the replicas have it.
       // Storing the answer again is a write after it on the store's connection, so WAIT covers it.
       await app.idempotency.complete(tenant, scope, key, claim.answer);
-      await awaitReplicas(app.config, app.idempotency);
+      await awaitReplicas(app.config, app.idempotency, made(scope, claim.answer.body));
     }
     return { status: claim.answer.status, body: claim.answer.body };
   }
@@ -60,6 +60,13 @@ export async function withIdempotency(
   }
   // One WAIT after the stored answer covers it and every write before it (the job, its queueing,
   // its quota place). A 503 here keeps the answer, so a retry replays it: nothing made twice.
-  await awaitReplicas(app.config, app.idempotency);
+  await awaitReplicas(app.config, app.idempotency, made(scope, answer.body));
   return answer;
+}
+
+/** The job or dataset a create answer holds, for a 503 not_replicated to name. */
+function made(scope: 'jobs' | 'datasets', body: unknown): Made | undefined {
+  const id = (body as { id?: unknown } | null)?.id;
+  if (typeof id !== 'string') return undefined;
+  return scope === 'jobs' ? { field: 'job_id', id, path: `/v1/jobs/${id}` } : { field: 'dataset_id', id, path: `/v1/datasets/${id}` };
 }

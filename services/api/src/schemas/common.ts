@@ -6,6 +6,9 @@ export const ErrorResponse = Type.Object(
       code: Type.String(),
       message: Type.String(),
       param: Type.Union([Type.String(), Type.Null()]),
+      // A write the primary made and the replicas did not confirm: what to look up, not make again.
+      job_id: Type.Optional(Type.String({ description: '503 not_replicated of a job submit: the job the primary stored; GET /v1/jobs/{job_id} instead of submitting again' })),
+      dataset_id: Type.Optional(Type.String({ description: '503 not_replicated of a dataset upload: the dataset the primary stored; GET /v1/datasets/{dataset_id} instead of uploading again' })),
     }),
   },
   { $id: 'Error' },
