@@ -67,6 +67,8 @@ test('a submitted job has its record and its BullMQ job, written in one MULTI', 
   assert.equal(JSON.parse(queued.opts!).attempts, app.config.MAKAM_JOB_ATTEMPTS, "makam's job options, as Queue.add would store them");
   assert.ok((await redis.lrange(`${prefix}-q:train-cpu:wait`, 0, -1)).includes(id), 'waiting for a dispatcher');
   assert.ok(await redis.sismember(`${prefix}:tenant:tx:active`, id), 'its place in the quota');
+  // ioredis copies each script of the MULTI's connection onto the MULTI: its connection has BullMQ's add script alone, not the queue's ~60.
+  assert.deepEqual(Object.keys(app.submitConnection.scriptsSet).map((name) => name.split(':')[0]), ['addStandardJob']);
 });
 
 test('a queueing that Redis refuses marks the stored record failed and gives the quota place back', async () => {

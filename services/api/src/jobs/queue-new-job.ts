@@ -31,8 +31,8 @@ export async function queueNewJob(app: FastifyInstance, tenant: string, { job, q
   await createAndEnqueue(app, tenant, job, hash, queue, tune);
 }
 
-/** The connection addJobWith's transaction goes on (BullMQ types it without `wait`; it is ioredis). */
-export const queueConnection = (queue: Queue<TrainJobData>): Promise<WaitConnection> => queue.getBackend().client as unknown as Promise<WaitConnection>;
+/** The connection addJobWith's transaction goes on, which a WAIT for the replicas must use. */
+export const submitConnection = (app: FastifyInstance): WaitConnection => app.submitConnection;
 
 /** The record as createIn writes it, or 413 job_too_large. */
 function encodeOr413(job: JobRecord): Record<string, string> {
@@ -48,7 +48,7 @@ function encodeOr413(job: JobRecord): Record<string, string> {
  * Takes job `id`'s place in the tenant's active-job quota (or 429 too_many_active_jobs), checking in
  * the same step that its datasets are still there (or the dataset's `gone`, the place not taken): a
  * dataset deleted since the submission read it is caught here, and once the place is taken its
- * delete refuses (lua/removeDataset-4.lua). One script, lua/reserveActiveJob-2.lua.
+ * delete refuses (lua/removeDataset-5.lua). One script, lua/reserveActiveJob-2.lua.
  */
 async function reserve(app: FastifyInstance, tenant: string, id: string, datasets: readonly ReservedDataset[]): Promise<void> {
   const limit = app.config.MAKAM_TENANT_MAX_ACTIVE_JOBS;
@@ -68,7 +68,7 @@ async function createAndEnqueue(app: FastifyInstance, tenant: string, job: JobRe
   const [name, opts] = tune ? ['tune', tuneJobOptions(job.id)] : ['train', trainJobOptions(job.id, app.config.MAKAM_JOB_ATTEMPTS)];
   try {
     // The enqueue span's context travels in the job's data to the dispatcher (no extra round trip; off, no field).
-    await traceEnqueue(queue.name, job.id, (trace) => addJobWith(queue, name, { jobId: job.id, trace }, opts, (multi) => app.jobs.createIn(multi, job, hash)));
+    await traceEnqueue(queue.name, job.id, (trace) => addJobWith(queue, app.submitConnection, name, { jobId: job.id, trace }, opts, (multi) => app.jobs.createIn(multi, job, hash)));
   } catch (err) {
     const failed = await app.jobs.transition(job.id, 'failed', { error: { code: 'enqueue_failed', message: 'the job could not be queued' }, finished_at: new Date().toISOString() }).catch(() => null);
     if (failed && failed.from === null) await app.quotas.releaseActiveJob(tenant, job.id).catch(() => undefined);

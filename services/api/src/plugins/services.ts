@@ -22,6 +22,8 @@ declare module 'fastify' {
     datasets: DatasetStore;
     blobs: BlobStore;
     queues: Map<string, Queue<TrainJobData>>;
+    /** Where a new job's record and its queueing go, in one MULTI (queue-new-job.ts); its own, so a WAIT on it holds up no other request. */
+    submitConnection: Redis;
     tuneQueues: Map<string, Queue<TrainJobData>>;
     resourceClasses: ResourceClass[];
     idempotency: IdempotencyStore;
@@ -38,6 +40,9 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   const classes = resourceClasses(config);
   const queueConnection = createRedis(config);
   queueConnection.on('error', () => {}); // reported through `redis` above
+  // Not the queues' connection, on which BullMQ defines ~60 scripts that each MULTI would copy (queues.ts addJobWith).
+  const submitConnection = createRedis(config);
+  submitConnection.on('error', () => {});
   const queues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX);
   const tuneQueues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX, tuneQueueName);
   app.decorate('config', config);
@@ -53,6 +58,7 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   });
   app.decorate('blobs', new BlobStore(config.MAKAM_STORE_DIR));
   app.decorate('queues', queues);
+  app.decorate('submitConnection', submitConnection);
   app.decorate('tuneQueues', tuneQueues);
   app.decorate('resourceClasses', classes);
   app.decorate('idempotency', new IdempotencyStore(redis, config.MAKAM_REDIS_PREFIX));
@@ -60,6 +66,7 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   app.addHook('onClose', async () => {
     await Promise.all([...queues.values(), ...tuneQueues.values()].map((q) => q.close()));
     queueConnection.disconnect();
+    submitConnection.disconnect();
     redis.disconnect();
   });
 });
