@@ -21,6 +21,7 @@ let prefix: string;
 let key: string;
 let otherKey: string;
 let jobId: string;
+let submitted: string;
 
 before(async () => {
   server = await startRedis();
@@ -35,6 +36,7 @@ before(async () => {
   const res = await app.inject({ method: 'POST', url: '/v1/jobs', headers: auth, payload: { kind: 'finetune', model: { family: 'tfidf' }, dataset } });
   assert.equal(res.statusCode, 202, res.body);
   jobId = res.json().id;
+  submitted = res.body;
 });
 after(async () => {
   await app?.close();
@@ -68,6 +70,28 @@ test('a GET of a job is one round trip: the front door reads the record once the
   assert.equal(got.body.tenant, 'reader');
   assert.match(got.commands.join(' '), /^eval(sha)?$/, `one command, the front door's script: ${got.commands.join(' ')}`);
   assert.equal(got.reads, 1);
+});
+
+test('a GET answers the stored record field for field: a new one in the bytes of its submission\'s answer', async () => {
+  const auth = { authorization: `Bearer ${key}` };
+  const record = `${prefix}:job:${jobId}`;
+  // The record as stored: status and tenant as they are, every other field JSON, worker_seq the dispatcher's own.
+  const stored = async () => Object.fromEntries(Object.entries(await redis.hgetall(record)).filter(([k]) => k !== 'worker_seq').map(([k, v]) => [k, k === 'status' || k === 'tenant' ? v : JSON.parse(v)]));
+  const fresh = await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: auth });
+  assert.equal(fresh.statusCode, 200, fresh.body);
+  assert.equal(fresh.body, submitted);
+  assert.deepEqual(JSON.parse(fresh.body), await stored());
+  // Fields a run writes, with nesting, escapes and non-ASCII text; put back after.
+  const run = { progress: { epoch: 1, step: 7, total_steps: 20, phase: 'mlm' }, metrics: { epoch: 1, step: 7, train_loss: 0.25, accuracy: 1 }, result: { macro_f1: 0.5, note: 'türkü "q" \\ \n', per_class: { pop: [1, 2.5e-7, null] } }, artifact: { sha256: 'ab'.repeat(32), size_bytes: 1234 }, worker: 'w-1' };
+  const before = await redis.hgetall(record);
+  await redis.hset(record, Object.fromEntries(Object.entries(run).map(([k, v]) => [k, JSON.stringify(v)])));
+  try {
+    const got = await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: auth });
+    assert.equal(got.statusCode, 200, got.body);
+    assert.deepEqual(JSON.parse(got.body), await stored());
+  } finally {
+    await redis.hset(record, before);
+  }
 });
 
 test("another tenant's GET is the 404 of a missing job; a refused key or a missing one reads no record", async () => {

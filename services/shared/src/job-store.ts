@@ -339,9 +339,13 @@ function decode(hash: Record<string, string>): JobRecord {
 /** A record from HGETALL's reply as field/value pairs (what a Lua script returns of a hash); null for none. */
 export function decodeJobFields(pairs: readonly string[]): JobRecord | null {
   if (pairs.length === 0) return null;
-  const hash: Record<string, string> = {};
-  for (let i = 0; i < pairs.length; i += 2) hash[pairs[i]!] = pairs[i + 1]!;
-  return decode(hash);
+  // Straight from the pairs, as decode does from a hash: an object of them first took twice as long (every GET).
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < pairs.length; i += 2) {
+    const k = pairs[i]!;
+    if (k !== 'worker_seq') out[k] = PLAIN_FIELDS.has(k) ? pairs[i + 1]! : JSON.parse(pairs[i + 1]!);
+  }
+  return out as unknown as JobRecord;
 }
 
 const EVENTS_MAXLEN = 20_000;
