@@ -61,7 +61,7 @@ test('with hash-tagged prefixes a job goes through the whole stack on a cluster 
   const job = await stack.finished(done.body.id);
   assert.equal(job.status, 'succeeded', JSON.stringify(job.error));
   assert.ok((await stack.json(`/v1/jobs/${done.body.id}/metrics`)).body.data.length >= 1);
-  // A cancel (pub/sub and the cancelling transitions) and a removal (removeDataset-4) too.
+  // A cancel (pub/sub and the cancelling transitions) and a removal (removeDataset-5) too.
   const cancelled = await submit();
   assert.equal((await stack.json(`/v1/jobs/${cancelled.body.id}/cancel`, { method: 'POST' })).status < 300, true);
   assert.ok(['cancelled', 'succeeded'].includes((await stack.finished(cancelled.body.id)).status));

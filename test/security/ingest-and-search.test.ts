@@ -282,6 +282,19 @@ describe('the storage quota and dataset deletion', () => {
     assert.equal(submitting.status, 409);
     assert.ok((await errorOf(submitting)).message.includes('job_01jd0000000000000000000077'));
     await s.conn.srem(`${s.prefix}:tenant:acme:active`, 'job_01jd0000000000000000000077');
+    // One whose submitter died before writing the record: past its place's deadline the delete
+    // gives the place back and goes ahead, rather than waiting for the tenant's next submission.
+    await s.conn.sadd(`${s.prefix}:tenant:acme:active`, 'job_01jd0000000000000000000078');
+    await s.conn.zadd(`${s.prefix}:tenant:acme:reserving`, Date.now() + 60_000, 'job_01jd0000000000000000000078');
+    assert.equal((await s.api(`/v1/datasets/${a.id}`, { method: 'DELETE' })).status, 409, 'within its deadline the place holds the dataset');
+    await s.conn.zadd(`${s.prefix}:tenant:acme:reserving`, Date.now() - 1, 'job_01jd0000000000000000000078');
+    // And a queued job that reads it as its unlabeled_dataset (the masked-LM phase's texts) holds it.
+    const mlm = await s.job({ dataset: b.id, unlabeled_dataset: a.id });
+    const unlabeled = await s.api(`/v1/datasets/${a.id}`, { method: 'DELETE' });
+    assert.equal(unlabeled.status, 409);
+    assert.ok((await errorOf(unlabeled)).message.includes(mlm.id), 'the unlabeled_dataset job holds it, not the leaked place');
+    assert.equal(await s.conn.sismember(`${s.prefix}:tenant:acme:active`, 'job_01jd0000000000000000000078'), 0, 'the leaked place was given back');
+    await s.jobs.transition(mlm.id, 'cancelled', { finished_at: new Date().toISOString() });
 
     const gone = await s.api(`/v1/datasets/${a.id}`, { method: 'DELETE' });
     assert.equal(gone.status, 200);

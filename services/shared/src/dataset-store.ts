@@ -73,12 +73,12 @@ export class DatasetStore {
   }
 
   /**
-   * Removes the tenant's dataset `id` in one step (lua/removeDataset-4.lua): `bytesKey` is the tenant's
+   * Removes the tenant's dataset `id` in one step (lua/removeDataset-5.lua): `bytesKey` is the tenant's
    * stored-bytes counter. The blob is the caller's to drop when no reference is left.
    */
   async remove(id: string, tenant: string, bytesKey: string): Promise<RemoveResult> {
     await this.ensureRefs();
-    const keys = [this.keys.dataset(id), this.keys.datasets, bytesKey, this.keys.tenantActive(tenant)];
+    const keys = [this.keys.dataset(id), this.keys.datasets, bytesKey, this.keys.tenantActive(tenant), this.keys.tenantReserving(tenant)];
     const r = (await runScript(this.redis, 'removeDataset', keys, [id, tenant, this.keys.job(''), this.refsKey('')])) as [string, (string | number)?, number?];
     if (r[0] === 'busy') return { outcome: 'busy', job: String(r[1]) };
     if (r[0] === 'deleted') return { outcome: 'deleted', sha256: String(r[1]), references: Number(r[2]) };

@@ -2,7 +2,7 @@
   Joins the tenant's set of active jobs only while it holds fewer than the limit, and only while the
   datasets the job names are still there: the check and the join are one step, so simultaneous
   submissions cannot pass the limit together, and a dataset deleted after the submission first read
-  it is caught here (its delete refuses once the job is in the set: lua/removeDataset-4.lua). The
+  it is caught here (its delete refuses once the job is in the set: lua/removeDataset-5.lua). The
   submission has already read each dataset and checked it is the tenant's; a record never changes
   tenant and ids are never reused, so here it is enough that it still exists. The dataset records
   are named in ARGV, as many as the job has (the job kinds differ in how many datasets they take).

@@ -3,13 +3,16 @@
   its bytes back to the tenant's quota and drops its reference on the blob.
   Job hash fields are JSON-encoded, so a job naming the dataset holds the id in quotes. A member of
   the active set without a record is a job being submitted: it may name the dataset, so it blocks
-  too.
+  too, until its place's deadline has passed (its submitter died before writing the record): then
+  the place is given back here, as lua/reserveActiveJob-2.lua does, rather than blocking the delete
+  until the tenant's next submission.
 
   Input:
     KEYS[1] the dataset's record (JSON)
     KEYS[2] the index of datasets
     KEYS[3] the tenant's stored-bytes counter
     KEYS[4] the tenant's set of active jobs
+    KEYS[5] the tenant's places not yet created (sorted set, score: deadline in ms)
 
     ARGV[1] the dataset id
     ARGV[2] the tenant
@@ -25,10 +28,16 @@ local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing'} end
 local rec = cjson.decode(raw)
 if rec.tenant ~= ARGV[2] then return {'missing'} end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 100)) do
+  if redis.call('EXISTS', ARGV[3] .. id) == 0 then redis.call('SREM', KEYS[4], id) end
+  redis.call('ZREM', KEYS[5], id)
+end
 local quoted = '"' .. ARGV[1] .. '"'
 for _, job in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local f = redis.call('HMGET', ARGV[3] .. job, 'status', 'dataset', 'validation_dataset', 'test_dataset')
-  if not f[1] or f[2] == quoted or f[3] == quoted or f[4] == quoted then return {'busy', job} end
+  local f = redis.call('HMGET', ARGV[3] .. job, 'status', 'dataset', 'validation_dataset', 'test_dataset', 'unlabeled_dataset')
+  if not f[1] or f[2] == quoted or f[3] == quoted or f[4] == quoted or f[5] == quoted then return {'busy', job} end
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
