@@ -1,4 +1,5 @@
-"""Shared fixtures: a small Turkish dataset with three labels and a tiny BERT built from a config.
+"""Shared fixtures: a small Turkish dataset with three labels, and tiny BERT and Llama configs to build
+models from (the one copy the test files share).
 
 Each label has its own keywords; the sentence frames are shared, so a model has to learn the
 keywords to beat chance. Nothing is downloaded: the tokenizer is trained on the training split.
@@ -35,6 +36,15 @@ TINY_BERT: dict[str, Any] = {
     "hidden_size": 32,
     "num_hidden_layers": 2,
     "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 128,
+}
+TINY_LLAMA: dict[str, Any] = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
     "intermediate_size": 64,
     "max_position_embeddings": 128,
 }

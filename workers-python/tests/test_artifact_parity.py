@@ -15,7 +15,7 @@ import random
 import pytest
 
 from card_blocks import run_card_loader
-from conftest import extract, jsonl, read_events, write_run_dir
+from conftest import TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
 from makam_worker.training.child import EXIT_OK, execute
 
 # The evidence: the last words of a text name its label.
@@ -26,15 +26,11 @@ OPENINGS = {"aşk": "sevda", "doğa": "toprak", "şehir": "beton"}
 FILLER = ("bugün yarın sabah akşam hava yol ev kapı masa kitap kalem çay kahve ekmek su pencere duvar "
           "sokak köşe gün yıl saat dakika renk ses söz şarkı türkü ezgi").split()
 MAX_LENGTH = 32
-TINY_BERT = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-             "intermediate_size": 64, "max_position_embeddings": 64}
-TINY_LLAMA = {"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "num_key_value_heads": 1, "intermediate_size": 64, "max_position_embeddings": 64}
 COMMON = {"batch_size": 8, "max_length": MAX_LENGTH, "seed": 3, "validation_fraction": 0.25}
 RUNS = {
-    "encoder": ({"family": "encoder", "name": "", "config": TINY_BERT, "tokenizer": {"vocab_size": 300}},
+    "encoder": ({"family": "encoder", "name": "", "config": dict(TINY_BERT), "tokenizer": {"vocab_size": 300}},
                 {**COMMON, "epochs": 10, "learning_rate": 3e-3}),
-    "decoder": ({"family": "decoder", "name": "", "config": TINY_LLAMA, "tokenizer": {"vocab_size": 400}},
+    "decoder": ({"family": "decoder", "name": "", "config": dict(TINY_LLAMA), "tokenizer": {"vocab_size": 400}},
                 {**COMMON, "epochs": 4, "learning_rate": 5e-3, "lora_target_modules": [
                     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}),
     "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},

@@ -14,9 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import EXAMPLES, LEARNS, jsonl, model_spec, read_events, write_run_dir
+from conftest import EXAMPLES, LEARNS, TINY_LLAMA, jsonl, model_spec, read_events, write_run_dir
 from makam_worker.training.child import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
-from test_families import TINY_LLAMA
 
 EPOCHS, K = 6, 3
 RUNS = {

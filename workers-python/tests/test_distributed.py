@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LEARNS, model_spec, read_events, write_run_dir
+from conftest import LEARNS, TINY_LLAMA, model_spec, read_events, write_run_dir
 from makam_worker.layout import RunPaths
 from makam_worker.process import RunProcess
 from makam_worker.training import trainer
 from makam_worker.training.child import EXIT_OK, execute
 from makam_worker.warm import WarmProcess
 from test_checkpoint import of_type, resume_from
-from test_families import TINY_LLAMA
 
 DEVICES = 2
 # 54 training rows: 7 steps an epoch of a global batch of 8 (4 per device), the last of 6 (3 + 3).

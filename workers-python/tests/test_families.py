@@ -9,14 +9,10 @@ import json
 import pytest
 
 from card_blocks import run_card_loader
-from conftest import EXAMPLES, FRAMES, TINY_BERT, extract, jsonl, read_events, write_run_dir
+from conftest import EXAMPLES, FRAMES, TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
 from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
 
 SEED = 3
-TINY_LLAMA = {
-    "model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-    "num_key_value_heads": 1, "intermediate_size": 64, "max_position_embeddings": 128,
-}
 FAMILY_RUNS = {
     "encoder": ({"family": "encoder", "name": "", "config": dict(TINY_BERT), "tokenizer": {"vocab_size": 300}},
                 {"epochs": 15, "batch_size": 8, "learning_rate": 3e-3}),

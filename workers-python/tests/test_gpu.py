@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from conftest import LABELS, LEARNS, extract, read_events, write_run_dir
+from conftest import LABELS, LEARNS, TINY_LLAMA, extract, read_events, write_run_dir
 from makam_worker.training.child import EXIT_OK, execute
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -32,8 +32,6 @@ def test_capabilities_report_the_gpu():
 
 SCRATCH = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
 TINY_SCRATCH = {**LEARNS, "epochs": 10, "layers": 2, "heads": 2, "d_model": 32, "ff_dim": 64, "vocab_size": 200}
-TINY_LLAMA = {"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "num_key_value_heads": 1, "intermediate_size": 64, "max_position_embeddings": 128}
 
 
 @pytest.mark.parametrize("precision", ["auto", "fp16"])
@@ -54,7 +52,7 @@ def test_scratch_trains_on_cuda_in_mixed_precision(tmp_path, monkeypatch, precis
 
 def test_decoder_lora_trains_on_cuda_in_bf16_with_checkpointing(tmp_path, monkeypatch):
     monkeypatch.delenv("MAKAM_WORKER_DEVICE")
-    model = {"family": "decoder", "name": "", "config": TINY_LLAMA, "tokenizer": {"vocab_size": 400}}
+    model = {"family": "decoder", "name": "", "config": dict(TINY_LLAMA), "tokenizer": {"vocab_size": 400}}
     hp = {**LEARNS, "epochs": 5, "learning_rate": 5e-3, "gradient_checkpointing": True}
     run_dir = write_run_dir(tmp_path, "decoder", hp, model=model)
     assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]

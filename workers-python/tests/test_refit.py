@@ -15,10 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import extract, jsonl, read_events, write_run_dir
+from conftest import TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
 from makam_worker.convert import event_to_proto
 from makam_worker.training.child import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
-from test_families import TINY_LLAMA
 
 FRAMES = ["{} bu akşam geldi", "dün {} yedik", "pazarda {} var", "annem {} aldı", "sabah {} topladık",
           "bahçede {} büyür", "sepette {} kaldı", "masada {} duruyor", "yine {} istedik", "komşu {} getirdi",
@@ -37,15 +36,13 @@ VALIDATION = (
 TEST = [{"text": f.format("kiraz"), "label": "b"} for f in FRAMES[12:]] + [
     {"text": f.format("elma"), "label": "a"} for f in FRAMES[12:]]
 
-TINY_BERT = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-             "intermediate_size": 64, "max_position_embeddings": 64}
 RUNS = {
-    "encoder": ({"family": "encoder", "name": "", "config": TINY_BERT, "tokenizer": {"vocab_size": 200}},
+    "encoder": ({"family": "encoder", "name": "", "config": dict(TINY_BERT), "tokenizer": {"vocab_size": 200}},
                 {"epochs": 15, "batch_size": 8, "learning_rate": 3e-3}),
     "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
                 {"epochs": 15, "batch_size": 8, "learning_rate": 3e-3, "layers": 1, "heads": 2, "d_model": 32,
                  "ff_dim": 64, "vocab_size": 100, "max_length": 32}),
-    "decoder": ({"family": "decoder", "name": "", "config": TINY_LLAMA, "tokenizer": {"vocab_size": 200}},
+    "decoder": ({"family": "decoder", "name": "", "config": dict(TINY_LLAMA), "tokenizer": {"vocab_size": 200}},
                 {"epochs": 3, "batch_size": 8, "learning_rate": 5e-3, "lora_r": 4}),
     "tfidf": ({"family": "tfidf", "name": "", "config": None, "tokenizer": None}, {}),
 }
