@@ -1,44 +1,26 @@
 // The API against a real Redis (BullMQ's Lua scripts rule out mocks), called with inject.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
-import { buildApp } from '../../services/api/src/app.ts';
-import { loadApiConfig } from '../../services/api/src/config.ts';
 import { ROOT } from '../support/stack.ts';
-import { createKey } from '../support/keys.ts';
-import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
+import { startInjectApi, type InjectApi } from '../support/api-app.ts';
 
-let redis: TestRedis;
+let api: InjectApi;
 let app: FastifyInstance;
 let datasetId: string;
-let prefix: string;
-let key: string;
 /** inject with the test tenant's API key. */
-const call = (opts: InjectOptions) => app.inject({ ...opts, headers: { authorization: `Bearer ${key}`, ...opts.headers } });
+const call = (opts: InjectOptions) => api.call(opts);
 
 before(async () => {
-  redis = await startRedis();
-  prefix = uniquePrefix();
-  const config = loadApiConfig({
-    REDIS_URL: redis.url,
-    MAKAM_REDIS_PREFIX: prefix,
-    MAKAM_QUEUE_PREFIX: `${prefix}-q`,
-    MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-api-')),
-    MAKAM_MAX_DATASET_BYTES: '100000',
-  });
-  app = await buildApp(config);
-  key = await createKey(redis.url, prefix, 'acme');
-  const res = await call({ method: 'POST', url: '/v1/datasets?name=sample', headers: { 'content-type': 'application/jsonl' }, payload: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
-  assert.equal(res.statusCode, 201, res.body);
-  datasetId = res.json().id;
+  api = await startInjectApi({ env: { MAKAM_MAX_DATASET_BYTES: '100000' } });
+  app = api.app;
+  datasetId = await api.upload({ name: 'sample' });
 });
 
 after(async () => {
-  await app?.close();
-  await redis?.stop();
+  await api?.close();
 });
 
 const tinyJob = (extra: Record<string, unknown> = {}) => ({

@@ -3,47 +3,34 @@
 // taken, and one log line for the request, the completion line naming the job.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { createRedis, type Redis } from '@makam/shared/redis';
 import { newJobId } from '@makam/shared/ids';
 import { queuedJob } from '@makam/shared/job-store';
-import { buildApp } from '../../services/api/src/app.ts';
-import { loadApiConfig } from '../../services/api/src/config.ts';
-import { createKey } from '../support/keys.ts';
-import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
-import { ROOT } from '../support/stack.ts';
+import { startInjectApi, type InjectApi } from '../support/api-app.ts';
 
 const LIMIT = 3;
-let server: TestRedis;
+let api: InjectApi;
 let redis: Redis;
 let app: FastifyInstance;
 let prefix: string;
-let key: string;
 let dataset: string;
 let logs = '';
-const auth = () => ({ authorization: `Bearer ${key}` });
+const auth = () => ({ authorization: `Bearer ${api.key}` });
 const submit = (members: string[]) => app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: { kind: 'ensemble', members } });
 
 before(async () => {
-  server = await startRedis();
-  redis = createRedis(server.url);
-  prefix = uniquePrefix();
   const sink = new Writable({ write: (chunk, _e, cb) => ((logs += chunk.toString()), cb()) });
-  const config = loadApiConfig({ REDIS_URL: server.url, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-ens-tx-')), MAKAM_TENANT_MAX_ACTIVE_JOBS: String(LIMIT) });
-  app = await buildApp(config, pino({ level: 'info' }, sink));
-  key = await createKey(server.url, prefix, 'ens');
-  const sample = (await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl'), 'utf8')).split('\n').slice(0, 30).join('\n');
-  dataset = (await app.inject({ method: 'POST', url: '/v1/datasets?name=ens', headers: { ...auth(), 'content-type': 'application/jsonl' }, payload: sample })).json().id;
+  api = await startInjectApi({ tenant: 'ens', env: { MAKAM_TENANT_MAX_ACTIVE_JOBS: String(LIMIT) }, logger: pino({ level: 'info' }, sink) });
+  ({ app, prefix } = api);
+  redis = createRedis(api.redis.url);
+  dataset = await api.upload({ rows: 30, name: 'ens' });
 });
 after(async () => {
-  await app?.close();
   redis?.disconnect();
-  await server?.stop();
+  await api?.close();
 });
 
 /** A finished tfidf member, stored and finished as a dispatcher finishes one; `pad` makes its record larger. */

@@ -2,37 +2,22 @@
 // and queued for a coordinator; a bad one is refused naming the field, and nothing is stored.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Queue } from 'bullmq';
-import type { FastifyInstance, InjectOptions } from 'fastify';
+import type { InjectOptions } from 'fastify';
 import { Redis } from 'ioredis';
 import { tuneQueueName } from '@makam/shared/queues';
-import { buildApp } from '../../services/api/src/app.ts';
-import { loadApiConfig } from '../../services/api/src/config.ts';
-import { ROOT } from '../support/stack.ts';
-import { createKey } from '../support/keys.ts';
-import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
+import { startInjectApi, type InjectApi } from '../support/api-app.ts';
 
-let redis: TestRedis;
-let app: FastifyInstance;
+let api: InjectApi;
 let datasetId: string;
-let prefix: string;
-let key: string;
-const call = (opts: InjectOptions) => app.inject({ ...opts, headers: { authorization: `Bearer ${key}`, ...opts.headers } });
+const call = (opts: InjectOptions) => api.call(opts);
 
 before(async () => {
-  redis = await startRedis();
-  prefix = uniquePrefix();
-  app = await buildApp(loadApiConfig({ REDIS_URL: redis.url, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-api-')) }));
-  key = await createKey(redis.url, prefix, 'acme');
-  const res = await call({ method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'application/jsonl' }, payload: await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl')) });
-  datasetId = res.json().id;
+  api = await startInjectApi();
+  datasetId = await api.upload();
 });
 after(async () => {
-  await app?.close();
-  await redis?.stop();
+  await api?.close();
 });
 
 const scratch = (search: Record<string, unknown>, hyperparameters: Record<string, unknown> = {}) => ({
@@ -62,8 +47,8 @@ test("a tune job is stored with its search's defaults, without the searched valu
   assert.equal(job.hyperparameters.epochs, 2);
   assert.equal(job.hyperparameters.metric_for_best_model, 'macro_f1');
   assert.deepEqual(job.study, { trials: 20, complete: 0, pruned: 0, failed: 0, running: 0, best: null });
-  const connection = new Redis(redis.url);
-  const queue = new Queue(tuneQueueName(job.resource_class), { connection, prefix: `${prefix}-q` });
+  const connection = new Redis(api.redis.url);
+  const queue = new Queue(tuneQueueName(job.resource_class), { connection, prefix: `${api.prefix}-q` });
   assert.equal((await queue.getJob(job.id))?.name, 'tune');
   await queue.close();
   connection.disconnect();
