@@ -16,7 +16,7 @@ const call = (opts: InjectOptions) => api.call(opts);
 before(async () => {
   api = await startInjectApi({ env: { MAKAM_MAX_DATASET_BYTES: '100000' } });
   app = api.app;
-  datasetId = await api.upload({ name: 'sample' });
+  datasetId = (await api.upload({ name: 'sample' })).id;
 });
 
 after(async () => {

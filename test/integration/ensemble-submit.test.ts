@@ -26,7 +26,7 @@ before(async () => {
   api = await startInjectApi({ tenant: 'ens', env: { MAKAM_TENANT_MAX_ACTIVE_JOBS: String(LIMIT) }, logger: pino({ level: 'info' }, sink) });
   ({ app, prefix } = api);
   redis = createRedis(api.redis.url);
-  dataset = await api.upload({ rows: 30, name: 'ens' });
+  dataset = (await api.upload({ rows: 30, name: 'ens' })).id;
 });
 after(async () => {
   redis?.disconnect();

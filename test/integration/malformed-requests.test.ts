@@ -2,19 +2,15 @@
 // every refusal has the error shape, and none changes what is stored.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../services/api/src/app.ts';
-import { loadApiConfig } from '../../services/api/src/config.ts';
-import { createKey } from '../support/keys.ts';
 import { ROOT } from '../support/stack.ts';
-import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
+import { startInjectApi, type InjectApi } from '../support/api-app.ts';
 import { digest } from '../security/support.ts';
 
-let redis: TestRedis;
+let api: InjectApi;
 let app: FastifyInstance;
 let key: string;
 let datasetId: string;
@@ -22,27 +18,20 @@ let jobId: string;
 let prefix: string;
 
 before(async () => {
-  redis = await startRedis();
-  prefix = uniquePrefix();
-  app = await buildApp(
-    loadApiConfig({
-      REDIS_URL: redis.url,
-      MAKAM_REDIS_PREFIX: prefix,
-      MAKAM_QUEUE_PREFIX: `${prefix}-q`,
-      MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-fuzz-')),
+  api = await startInjectApi({
+    tenant: 'fuzz',
+    env: {
       MAKAM_RATE_LIMIT_PER_MINUTE: '1000000',
       MAKAM_RATE_LIMIT_PER_ADDRESS_PER_MINUTE: '1000000', // else the fuzz's last few hundred bodies meet a 429, not the validation
       MAKAM_MAX_DATASET_BYTES: '4096',
-    }),
-  );
-  key = await createKey(redis.url, prefix, 'fuzz');
-  const small = (await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl'), 'utf8')).split('\n').slice(0, 20).join('\n');
-  datasetId = (await app.inject({ method: 'POST', url: '/v1/datasets', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/jsonl' }, payload: small })).json().id;
-  jobId = (await app.inject({ method: 'POST', url: '/v1/jobs', headers: { authorization: `Bearer ${key}` }, payload: { kind: 'finetune', model: { family: 'tfidf' }, dataset: datasetId } })).json().id;
+    },
+  });
+  ({ app, key, prefix } = api);
+  datasetId = (await api.upload({ rows: 20 })).id;
+  jobId = (await api.call({ method: 'POST', url: '/v1/jobs', payload: { kind: 'finetune', model: { family: 'tfidf' }, dataset: datasetId } })).json().id;
 });
 after(async () => {
-  await app?.close();
-  await redis?.stop();
+  await api?.close();
 });
 
 // Everything makam and BullMQ store under the test's prefix (rate-limit counters excluded).

@@ -2,36 +2,23 @@
 // answers another tenant's job exactly as a missing one: the one owned-job guard.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { routeTable } from '../../services/api/src/access.ts';
-import { buildApp } from '../../services/api/src/app.ts';
-import { loadApiConfig } from '../../services/api/src/config.ts';
 import { ROOT } from '../support/stack.ts';
-import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
+import { startInjectApi, type InjectApi } from '../support/api-app.ts';
 
 const ADMIN = 'admin-secret-for-tests-0123456789';
-let redis: TestRedis;
+let api: InjectApi;
 let app: FastifyInstance;
 
 before(async () => {
-  redis = await startRedis();
-  const prefix = uniquePrefix();
-  app = await buildApp(
-    loadApiConfig({
-      REDIS_URL: redis.url,
-      MAKAM_REDIS_PREFIX: prefix,
-      MAKAM_QUEUE_PREFIX: `${prefix}-q`,
-      MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-owned-job-')),
-      MAKAM_ADMIN_KEY: ADMIN,
-    }),
-  );
+  api = await startInjectApi({ env: { MAKAM_ADMIN_KEY: ADMIN } });
+  app = api.app;
 });
 after(async () => {
-  await app?.close();
-  await redis?.stop();
+  await api?.close();
 });
 
 async function newKey(tenant: string): Promise<string> {

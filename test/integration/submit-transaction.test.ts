@@ -23,7 +23,7 @@ before(async () => {
   api = await startInjectApi({ tenant: 'tx', logger: pino({ level: 'info' }, sink) });
   ({ app, prefix } = api);
   redis = createRedis(api.redis.url);
-  dataset = await api.upload({ rows: 30, name: 'tx' });
+  dataset = (await api.upload({ rows: 30, name: 'tx' })).id;
 });
 after(async () => {
   redis?.disconnect();

@@ -14,7 +14,7 @@ const call = (opts: InjectOptions) => api.call(opts);
 
 before(async () => {
   api = await startInjectApi();
-  datasetId = await api.upload();
+  datasetId = (await api.upload()).id;
 });
 after(async () => {
   await api?.close();

@@ -13,9 +13,11 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../services/api/src/app.ts';
 import { loadApiConfig } from '../../services/api/src/config.ts';
 import { createKey } from '../support/keys.ts';
-import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
+import { uniquePrefix, type TestRedis } from '../support/redis.ts';
+import { startInjectApi, type InjectApi } from '../support/api-app.ts';
 import { PYTHON, ROOT } from '../support/stack.ts';
 
+let api: InjectApi;
 let redis: TestRedis;
 let app: FastifyInstance;
 let key: string;
@@ -24,31 +26,23 @@ let labels: number;
 const GiB = 1024 ** 3;
 
 before(async () => {
-  redis = await startRedis();
-  const prefix = uniquePrefix();
-  app = await buildApp(
-    loadApiConfig({
-      REDIS_URL: redis.url,
-      MAKAM_REDIS_PREFIX: prefix,
-      MAKAM_QUEUE_PREFIX: `${prefix}-q`,
-      MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-estimates-')),
+  api = await startInjectApi({
+    tenant: 'estimates',
+    env: {
       MAKAM_RATE_LIMIT_PER_MINUTE: '1000000',
       MAKAM_TENANT_MAX_ACTIVE_JOBS: '10000',
       MAKAM_MODEL_ROOTS: '/srv/models:/data/hf/',
       MAKAM_MAX_EVENT_LOOP_DELAY_MS: '0', // a busy test machine is no overload
-    }),
-  );
-  key = await createKey(redis.url, prefix, 'estimates');
-  const sample = (await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl'), 'utf8')).split('\n').slice(0, 40).join('\n');
-  const upload = (await app.inject({ method: 'POST', url: '/v1/datasets', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/jsonl' }, payload: sample })).json();
+    },
+  });
+  ({ app, redis, key } = api);
+  const upload = await api.upload({ rows: 40 });
   datasetId = upload.id;
   labels = upload.labels.length;
 });
 after(async () => {
-  await app?.close();
-  await redis?.stop();
+  await api?.close();
 });
-
 const submit = (model: object, extra: object = {}) =>
   app.inject({ method: 'POST', url: '/v1/jobs', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, payload: JSON.stringify({ kind: 'finetune', model, dataset: datasetId, hyperparameters: { epochs: 1 }, ...extra }) });
 

@@ -2,36 +2,22 @@
 // flight, and a request that passes every schema yet would make an oversized record.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../services/api/src/app.ts';
-import { loadApiConfig } from '../../services/api/src/config.ts';
-import { createKey } from '../support/keys.ts';
-import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
-import { ROOT } from '../support/stack.ts';
+import { startInjectApi, type InjectApi } from '../support/api-app.ts';
 
-let redis: TestRedis;
+let api: InjectApi;
 let app: FastifyInstance;
-let key: string;
-let sample: string;
-const auth = () => ({ authorization: `Bearer ${key}` });
+const auth = () => ({ authorization: `Bearer ${api.key}` });
 
 before(async () => {
-  redis = await startRedis();
-  const prefix = uniquePrefix();
-  app = await buildApp(loadApiConfig({ REDIS_URL: redis.url, MAKAM_REDIS_PREFIX: prefix, MAKAM_QUEUE_PREFIX: `${prefix}-q`, MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-races-')), MAKAM_LOG_LEVEL: 'warn' }));
-  key = await createKey(redis.url, prefix, 'races');
-  sample = (await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl'), 'utf8')).split('\n').slice(0, 30).join('\n');
+  api = await startInjectApi({ tenant: 'races', env: { MAKAM_LOG_LEVEL: 'warn' } });
+  app = api.app;
 });
 after(async () => {
-  await app?.close();
-  await redis?.stop();
+  await api?.close();
 });
 
-const upload = async (name: string) =>
-  (await app.inject({ method: 'POST', url: `/v1/datasets?name=${name}`, headers: { ...auth(), 'content-type': 'application/jsonl' }, payload: sample })).json().id as string;
+const upload = async (name: string) => (await api.upload({ rows: 30, name })).id;
 
 test('a dataset deleted between the submission\'s checks and its reservation is not trained on: 400, no record, the place given back', async () => {
   const datasetId = await upload('doomed');

@@ -19,8 +19,8 @@ export interface InjectApi {
   key: string;
   /** inject with the tenant's key. */
   call(opts: InjectOptions): Promise<LightMyRequestResponse>;
-  /** Uploads examples/data/lyrics-sample.jsonl (its first `rows` lines when given); the dataset's id. */
-  upload(opts?: { rows?: number; name?: string }): Promise<string>;
+  /** Uploads examples/data/lyrics-sample.jsonl (its first `rows` lines when given): the dataset's record. */
+  upload(opts?: { rows?: number; name?: string }): Promise<{ id: string; labels: string[] }>;
   close(): Promise<void>;
 }
 
@@ -49,7 +49,7 @@ export async function startInjectApi(opts: { tenant?: string; env?: Record<strin
     const payload = rows === undefined ? sample : sample.split('\n').slice(0, rows).join('\n');
     const res = await call({ method: 'POST', url: `/v1/datasets${name ? `?name=${name}` : ''}`, headers: { 'content-type': 'application/jsonl' }, payload });
     if (res.statusCode !== 201) throw new Error(`the sample upload answered ${res.statusCode}: ${res.body}`);
-    return res.json().id as string;
+    return res.json() as { id: string; labels: string[] };
   };
   return {
     app,
