@@ -86,6 +86,15 @@ test('a submit, upload or cancel the replica has not confirmed answers 503 not_r
     const cancel = await stack.json(`/v1/jobs/${parked.body.id}/cancel`, { method: 'POST' });
     assert.equal(cancel.status, 503, JSON.stringify(cancel.body));
     assert.equal(cancel.body.error.code, 'not_replicated');
+    // A request waiting for the replicas holds up no other: a read sent while the repeated cancel
+    // waits is answered before it (a WAIT on the requests' shared connection would hold the read).
+    let waited = false;
+    const repeat = stack.json(`/v1/jobs/${parked.body.id}/cancel`, { method: 'POST' }).finally(() => (waited = true));
+    await new Promise((r) => setTimeout(r, 50));
+    const read = await stack.json(`/v1/jobs/${first.id}`);
+    assert.equal(read.status, 200);
+    assert.equal(waited, false, 'the read was answered while the cancel still waited for the replica');
+    assert.equal((await repeat).status, 503);
     // A retry while the replica is still away replays nothing unconfirmed.
     const again = await post(body, 'wait-key-1');
     assert.equal(again.status, 503, JSON.stringify(again.body));

@@ -1,13 +1,12 @@
 // Idempotency-Key handling for the create routes.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from './errors.ts';
-import { awaitReplicas, waitsForReplicas, type Made, type WaitConnection } from './replication.ts';
+import { awaitReplicas, type Made } from './replication.ts';
 
-/** A create route's answer, and the connection that sent its last write (where WAIT must go). */
+/** A create route's answer. */
 export interface Written {
   status: number;
   body: unknown;
-  via: WaitConnection | Promise<WaitConnection>;
 }
 
 export function idempotencyKey(request: FastifyRequest): string | null {
@@ -33,26 +32,21 @@ export async function withIdempotency(
   produce: () => Promise<Written>,
 ): Promise<{ status: number; body: unknown }> {
   if (!key) {
-    const { via, ...answer } = await produce();
-    await awaitReplicas(app.config, via, made(scope, answer.body));
+    const answer = await produce();
+    await awaitReplicas(app.config, app.replicaWaits, made(scope, answer.body));
     return answer;
   }
   const claim = await app.idempotency.claim(tenant, scope, key, fingerprint);
   if (claim.kind === 'replay') {
-    if (waitsForReplicas(app.config)) {
-      // The first try may have answered 503 not_replicated: replay only once the replicas have it.
-      // Storing the answer again is a write after it on the store's connection, so WAIT covers it.
-      await app.idempotency.complete(tenant, scope, key, claim.answer);
-      await awaitReplicas(app.config, app.idempotency, made(scope, claim.answer.body));
-    }
+    // The first try may have answered 503 not_replicated: replay only once the replicas have it.
+    await awaitReplicas(app.config, app.replicaWaits, made(scope, claim.answer.body));
     return { status: claim.answer.status, body: claim.answer.body };
   }
   if (claim.kind === 'conflict') throw new ApiError(409, 'idempotency_key_reused', 'this Idempotency-Key was used with a different request; use a new key for a new request', 'Idempotency-Key');
   if (claim.kind === 'in_progress') throw new ApiError(409, 'idempotency_key_in_progress', 'a request with this Idempotency-Key is still being processed; retry shortly', 'Idempotency-Key');
   let answer: { status: number; body: unknown };
   try {
-    const { via: _, ...produced } = await produce();
-    answer = produced;
+    answer = await produce();
     await app.idempotency.complete(tenant, scope, key, { fingerprint, ...answer });
   } catch (err) {
     await app.idempotency.release(tenant, scope, key);
@@ -60,7 +54,7 @@ export async function withIdempotency(
   }
   // One WAIT after the stored answer covers it and every write before it (the job, its queueing,
   // its quota place). A 503 here keeps the answer, so a retry replays it: nothing made twice.
-  await awaitReplicas(app.config, app.idempotency, made(scope, answer.body));
+  await awaitReplicas(app.config, app.replicaWaits, made(scope, answer.body));
   return answer;
 }
 

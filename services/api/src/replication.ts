@@ -1,12 +1,8 @@
 // Opt-in: before the API acknowledges a write, Redis WAIT until that many replicas have it
 // (MAKAM_REDIS_WAIT_REPLICAS, MAKAM_REDIS_WAIT_MS). Replication is asynchronous, so without it a
 // write the primary acknowledged just before it died may be missing from the replica promoted.
+import type { Redis } from 'ioredis';
 import { ApiError } from './errors.ts';
-
-/** A connection that can WAIT (ioredis): WAIT covers the writes this connection sent before it. */
-export interface WaitConnection {
-  wait(numreplicas: number, timeout: number): Promise<number>;
-}
 
 export interface ReplicationSettings {
   MAKAM_REDIS_WAIT_REPLICAS: number;
@@ -41,13 +37,59 @@ export class NotReplicatedError extends ApiError {
 export const waitsForReplicas = (settings: ReplicationSettings): boolean => settings.MAKAM_REDIS_WAIT_REPLICAS > 0;
 
 /**
- * WAITs on `conn`, which must be the connection that sent the request's last write (WAIT counts
- * replicas up to that connection's last write; the replication stream is one ordered log, so that
- * covers every earlier write on any connection). Off (0 replicas): no round trip. `made`: what the
- * write created, named in the 503.
+ * WAIT as a group commit, on a connection of its own. WAIT blocks the connection it is sent on and
+ * counts replicas up to that connection's last write; so each round first writes a marker there and
+ * then WAITs (one round trip): the replication stream is one ordered log, and the marker comes after
+ * every write already acknowledged to anyone, on any connection or API process. Callers that arrive
+ * while a round is out join the next one, so a lagging replica holds up only the requests that wait
+ * for it, never another request's reads or writes, and one WAIT serves as many writes as arrive.
  */
-export async function awaitReplicas(settings: ReplicationSettings, conn: WaitConnection | Promise<WaitConnection>, made?: Made): Promise<void> {
-  if (!waitsForReplicas(settings)) return;
-  const acked = await (await conn).wait(settings.MAKAM_REDIS_WAIT_REPLICAS, settings.MAKAM_REDIS_WAIT_MS);
+export class ReplicaWaits {
+  private readonly conn: Redis;
+  private readonly markerKey: string;
+  private readonly settings: ReplicationSettings;
+  /** The round that has not sent its marker yet: callers join it. */
+  private pending: Promise<number> | null = null;
+  /** The round whose marker and WAIT are out. */
+  private inFlight: Promise<number> | null = null;
+
+  constructor(conn: Redis, markerKey: string, settings: ReplicationSettings) {
+    this.conn = conn;
+    this.markerKey = markerKey;
+    this.settings = settings;
+  }
+
+  /** How many replicas have every write acknowledged before this call (at most the setting). */
+  acked(): Promise<number> {
+    if (this.pending) return this.pending;
+    const previous = this.inFlight;
+    let round!: Promise<number>; // read inside the round, after its first await
+    round = (async (): Promise<number> => {
+      await previous?.catch(() => undefined);
+      // The marker goes out now: a write acknowledged from here on needs the next round.
+      this.pending = null;
+      this.inFlight = round;
+      try {
+        const replies = await this.conn.pipeline().set(this.markerKey, Date.now()).wait(this.settings.MAKAM_REDIS_WAIT_REPLICAS, this.settings.MAKAM_REDIS_WAIT_MS).exec();
+        const [err, acked] = replies?.at(-1) ?? [new Error('WAIT got no reply'), 0];
+        if (err) throw err;
+        return Number(acked);
+      } finally {
+        if (this.inFlight === round) this.inFlight = null;
+      }
+    })();
+    this.pending = round;
+    return round;
+  }
+}
+
+/**
+ * Waits until the replicas have every write this request was answered for (ReplicaWaits), or
+ * throws 503 not_replicated. Off (0 replicas): no round trip. `made`: what the write created,
+ * named in the 503.
+ */
+export async function awaitReplicas(settings: ReplicationSettings, waits: ReplicaWaits | null, made?: Made): Promise<void> {
+  if (!waitsForReplicas(settings) || !waits) return;
+  const acked = await waits.acked();
   if (acked < settings.MAKAM_REDIS_WAIT_REPLICAS) throw new NotReplicatedError(acked, settings, made);
 }

@@ -21,6 +21,8 @@ export function redisKeys(prefix: string) {
     /** Places in tenantActive taken for jobs not yet created, scored by their deadline (ms, Redis's clock). */
     tenantReserving: (tenant: string) => `${prefix}:tenant:${tenant}:reserving`,
     tenantActivePrefix: `${prefix}:tenant:`,
+    /** Written before each WAIT for replicas (the API's ReplicaWaits), so the WAIT covers every earlier write. */
+    replicationMarker: `${prefix}:replication:marker`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

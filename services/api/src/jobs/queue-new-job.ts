@@ -8,7 +8,6 @@ import { JobTooLargeError, encodeNewJob, type JobRecord } from '@makam/shared/jo
 import { traceEnqueue } from '@makam/shared/tracing';
 import { addJobWith, trainJobOptions, tuneJobOptions, type TrainJobData } from '@makam/shared/queues';
 import { ApiError } from '../errors.ts';
-import type { WaitConnection } from '../replication.ts';
 
 /** A dataset record the job reads, and the refusal when it is gone by the time the place is taken. */
 export interface ReservedDataset {
@@ -30,9 +29,6 @@ export async function queueNewJob(app: FastifyInstance, tenant: string, { job, q
   await reserve(app, tenant, job.id, datasets);
   await createAndEnqueue(app, tenant, job, hash, queue, tune);
 }
-
-/** The connection addJobWith's transaction goes on, which a WAIT for the replicas must use. */
-export const submitConnection = (app: FastifyInstance): WaitConnection => app.submitConnection;
 
 /** The record as createIn writes it, or 413 job_too_large. */
 function encodeOr413(job: JobRecord): Record<string, string> {

@@ -10,7 +10,7 @@ import { ApiError } from '../errors.ts';
 import { withIdempotency } from '../idempotency.ts';
 import type { EnsembleJobBodyT } from '../schemas/jobs.ts';
 import { checkEnsemble, checkMemberIds, type CheckedEnsemble } from './check-ensemble.ts';
-import { queueNewJob, submitConnection } from './queue-new-job.ts';
+import { queueNewJob } from './queue-new-job.ts';
 import type { SubmitDeps, SubmitRequest } from './submit-job.ts';
 
 export async function submitEnsemble(deps: SubmitDeps, req: Omit<SubmitRequest, 'body'> & { body: EnsembleJobBodyT }): Promise<{ status: number; body: unknown }> {
@@ -39,7 +39,7 @@ export async function submitEnsemble(deps: SubmitDeps, req: Omit<SubmitRequest, 
     // The route's one log line names the job (routes/jobs/index.ts), as for every kind.
     const queue = app.queues.get(checked.resource_class)!;
     await queueNewJob(app, tenant, { job, queue, tune: false, datasets: datasets.map((id) => ({ key: app.keys.dataset(id), gone: () => datasetGone(id) })) });
-    return { status: 202, body: job, via: submitConnection(app) };
+    return { status: 202, body: job };
   });
 }
 

@@ -22,7 +22,7 @@ import { ApiError } from '../errors.ts';
 import { withIdempotency } from '../idempotency.ts';
 import type { CreateJobBodyT, TrainJobBodyT } from '../schemas/jobs.ts';
 import { submitEnsemble } from './submit-ensemble.ts';
-import { queueNewJob, submitConnection } from './queue-new-job.ts';
+import { queueNewJob } from './queue-new-job.ts';
 import { checkHyperparameters } from './check-hyperparameters.ts';
 import { checkModel } from './check-model.ts';
 import { checkSearch, largestCorner } from './check-search.ts';
@@ -64,7 +64,7 @@ export async function submitJob(deps: SubmitDeps, req: SubmitRequest): Promise<{
     const job = newJobRecord(id, tenant, body, hyperparameters, placement, search);
     const datasets = DATASET_PARAMS.filter((param) => body[param]).map((param) => ({ key: app.keys.dataset(body[param]!), gone: () => datasetNotFound(body, param) }));
     await queueNewJob(app, tenant, { job, queue, tune: search !== undefined, datasets });
-    return { status: 202, body: job, via: submitConnection(app) };
+    return { status: 202, body: job };
   });
 }
 

@@ -12,6 +12,7 @@ import { createRedis, type Redis } from '@makam/shared/redis';
 import { redisKeys, type RedisKeys } from '@makam/shared/keys';
 import { resourceClasses, type ResourceClass } from '../placement/resource-classes.ts';
 import type { ApiConfig } from '../config.ts';
+import { ReplicaWaits, waitsForReplicas } from '../replication.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -22,8 +23,10 @@ declare module 'fastify' {
     datasets: DatasetStore;
     blobs: BlobStore;
     queues: Map<string, Queue<TrainJobData>>;
-    /** Where a new job's record and its queueing go, in one MULTI (queue-new-job.ts); its own, so a WAIT on it holds up no other request. */
+    /** Where a new job's record and its queueing go, in one MULTI (queue-new-job.ts). */
     submitConnection: Redis;
+    /** With MAKAM_REDIS_WAIT_REPLICAS, where a write waits for the replicas (replication.ts); else null. */
+    replicaWaits: ReplicaWaits | null;
     tuneQueues: Map<string, Queue<TrainJobData>>;
     resourceClasses: ResourceClass[];
     idempotency: IdempotencyStore;
@@ -59,6 +62,10 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   app.decorate('blobs', new BlobStore(config.MAKAM_STORE_DIR));
   app.decorate('queues', queues);
   app.decorate('submitConnection', submitConnection);
+  // Its own connection: a WAIT blocks the connection it is sent on.
+  const waitConnection = waitsForReplicas(config) ? createRedis(config) : null;
+  waitConnection?.on('error', () => {});
+  app.decorate('replicaWaits', waitConnection ? new ReplicaWaits(waitConnection, keys.replicationMarker, config) : null);
   app.decorate('tuneQueues', tuneQueues);
   app.decorate('resourceClasses', classes);
   app.decorate('idempotency', new IdempotencyStore(redis, config.MAKAM_REDIS_PREFIX));
@@ -67,6 +74,7 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
     await Promise.all([...queues.values(), ...tuneQueues.values()].map((q) => q.close()));
     queueConnection.disconnect();
     submitConnection.disconnect();
+    waitConnection?.disconnect();
     redis.disconnect();
   });
 });

@@ -90,7 +90,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
             throw err;
           }
           request.log.info({ datasetId: record.id, rows: record.rows, labels: record.labels.length }, 'dataset stored');
-          return { status: 201, body: record, via: app.redis };
+          return { status: 201, body: record };
         });
         return reply.code(answer.status).send(answer.body as never);
       } finally {

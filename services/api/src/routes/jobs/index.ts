@@ -79,16 +79,15 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const id = request.params.id;
       const job = await app.ownedJob(request.tenant, id);
       if (job.status === 'cancelled' || job.status === 'cancelling') {
-        // Maybe the repeat of a cancel answered 503 not_replicated. WAIT covers this connection's
-        // last write: the first cancel's when this API process made it (not one another made).
-        await awaitReplicas(app.config, app.redis);
+        // Maybe the repeat of a cancel answered 503 not_replicated: the first cancel, by whichever
+        // API process, was acknowledged before this WAIT's marker, so the WAIT covers it.
+        await awaitReplicas(app.config, app.replicaWaits);
         return job;
       }
       if (isTerminal(job.status)) throw new ApiError(409, 'job_finished', `the job has already ${job.status}; only queued and running jobs can be cancelled`, 'id');
       // A running tune job's coordinator sees the cancelling record and cancels its trials.
       await requestCancel(app.jobs, app.redis, app.keys, (job.kind === 'tune' ? app.tuneQueues : app.queues).get(job.resource_class), id);
-      // The record's transition went on app.redis (JobStore's connection): WAIT there.
-      await awaitReplicas(app.config, app.redis);
+      await awaitReplicas(app.config, app.replicaWaits);
       return app.ownedJob(request.tenant, id);
     },
   );
