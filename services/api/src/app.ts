@@ -157,6 +157,14 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
   // alive, restarting it would only lose its work, and operators need to see the load; /readyz
   // answers 503 like every other route, so a load balancer sends traffic elsewhere meanwhile.
   const retryAfter = config.MAKAM_PRESSURE_RETRY_AFTER_S;
+  // Its event-loop figures are sampled from registration on, so the first samples after start-up
+  // measure start-up itself (schemas compiled, plugins loaded: over a second on a loaded host, which
+  // reads as "blocked for the whole interval"). Until two samples past ready, they refuse nothing.
+  let readyAt = Infinity;
+  app.addHook('onReady', async () => {
+    readyAt = performance.now();
+  });
+  const startingUp = (type: string): boolean => (type === 'eventLoopDelay' || type === 'eventLoopUtilization') && performance.now() - readyAt < 2 * config.MAKAM_PRESSURE_SAMPLE_MS;
   await app.register(underPressure, {
     maxEventLoopDelay: config.MAKAM_MAX_EVENT_LOOP_DELAY_MS,
     maxEventLoopUtilization: config.MAKAM_MAX_EVENT_LOOP_UTILIZATION,
@@ -169,6 +177,7 @@ export async function buildApp(config: ApiConfig, logger?: Logger): Promise<Fast
     // so the 503 has the one error shape.
     pressureHandler: async (req, reply, type, value) => {
       if (req.routeOptions.url === '/healthz' || req.routeOptions.url === '/metrics') return; // served as usual
+      if (startingUp(type)) return;
       reply.header('retry-after', String(retryAfter));
       throw new ApiError(503, 'overloaded', `the server is overloaded (${pressureFigure(type, value, config)}); retry in ${retryAfter} s`, null);
     },
