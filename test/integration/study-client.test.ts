@@ -56,6 +56,9 @@ test('a study outlives its process: a killed child is replaced on the next call 
 test('a call in flight when the child dies is refused, not left waiting; refusals carry their code', async () => {
   const key = studyKey(uniquePrefix(), 'job_01jd0000000000000000000001');
   await client.create(key, search);
+  // Stopped first, so the call is surely in flight when the child dies: on a loaded host the parent
+  // can lose the CPU between the write and the kill for long enough that the child answers.
+  process.kill(client.pid!, 'SIGSTOP');
   const pending = client.summary(key, true);
   process.kill(client.pid!, 'SIGKILL');
   await assert.rejects(pending, /the study process exited/);
