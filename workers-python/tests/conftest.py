@@ -49,6 +49,8 @@ TINY_LLAMA: dict[str, Any] = {
     "max_position_embeddings": 128,
 }
 TOKENIZER = {"vocab_size": 300}
+# The scratch family builds its model from hyperparameters: no config, no tokenizer.
+SCRATCH: dict[str, Any] = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
 # Enough to learn the keywords: lr and epochs are far above what a real model would use.
 LEARNS = {"epochs": 25, "batch_size": 8, "learning_rate": 3e-3, "validation_fraction": 0.25, "seed": 3}
 QUICK = {**LEARNS, "epochs": 3}

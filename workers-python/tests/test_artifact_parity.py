@@ -15,7 +15,7 @@ import random
 import pytest
 
 from card_blocks import run_card_loader
-from conftest import TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
+from conftest import SCRATCH, TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
 from makam_worker.training.child import EXIT_OK, execute
 
 # The evidence: the last words of a text name its label.
@@ -33,7 +33,7 @@ RUNS = {
     "decoder": ({"family": "decoder", "name": "", "config": dict(TINY_LLAMA), "tokenizer": {"vocab_size": 400}},
                 {**COMMON, "epochs": 4, "learning_rate": 5e-3, "lora_target_modules": [
                     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}),
-    "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
+    "scratch": (dict(SCRATCH),
                 {**COMMON, "epochs": 6, "learning_rate": 3e-3, "layers": 2, "heads": 2, "d_model": 32,
                  "ff_dim": 64, "vocab_size": 200}),
     "tfidf": ({"family": "tfidf", "name": "", "config": None, "tokenizer": None}, {"seed": 3}),

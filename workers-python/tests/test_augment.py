@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import EXAMPLES, jsonl, read_events, write_run_dir
+from conftest import EXAMPLES, SCRATCH, jsonl, read_events, write_run_dir
 from makam_worker.training import augment, trainer
 from makam_worker.training.augment import Augmenter
 from makam_worker.training.child import EXIT_OK, execute
@@ -67,7 +67,6 @@ def test_the_mask_is_a_token_the_tokenizer_reads_as_one_id():
 
 TINY_SCRATCH = {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3, "layers": 1, "heads": 2, "d_model": 32,
                 "ff_dim": 64, "vocab_size": 120, "seed": 3, "validation_fraction": 0.25}
-SCRATCH = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
 AUGMENTS = {"augment_word_deletion": 0.2, "augment_word_swap": 0.2, "augment_span_mask": 0.2,
             "augment_line_shuffle": 0.5}
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from conftest import read_events, write_run_dir
+from conftest import SCRATCH, read_events, write_run_dir
 from makam_worker.training import trainer
 from makam_worker.training.child import EXIT_OK, execute
 from makam_worker.training.config import Hyperparameters
@@ -19,7 +19,6 @@ from makam_worker.training.families.hf_models import attention_notes, from_confi
 from makam_worker.training.losses import ClassificationLoss
 from makam_worker.training.modeling_makam_scratch import MakamScratchConfig, MakamScratchForSequenceClassification
 
-SCRATCH = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
 TINY = {"layers": 2, "heads": 2, "d_model": 32, "ff_dim": 64, "vocab_size": 200, "validation_fraction": 0.25, "seed": 3}
 CPU = torch.device("cpu")
 

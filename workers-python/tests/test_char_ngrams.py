@@ -11,14 +11,13 @@ import sys
 
 import pytest
 
-from conftest import extract, jsonl, read_events, write_run_dir
+from conftest import SCRATCH, extract, jsonl, read_events, write_run_dir
 from makam_worker.training import textprep
 from makam_worker.training.child import EXIT_OK, execute
 from makam_worker.training.config import Hyperparameters
 
 TINY = {"layers": 1, "heads": 2, "d_model": 16, "ff_dim": 32, "vocab_size": 120, "max_length": 32,
         "epochs": 8, "batch_size": 8, "learning_rate": 3e-3, "seed": 5, "validation_fraction": 0.25}
-SCRATCH = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
 # Label by the word's ending, on stems the tokenizer barely sees twice: what character n-grams are for.
 STEMS = ("kalem kitap masa kapı pencere duvar sokak köşe bahçe çiçek ağaç deniz göl nehir dağ tepe "
          "şarkı türkü ezgi ses söz yol ev oda").split()

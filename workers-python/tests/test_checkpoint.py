@@ -14,13 +14,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import EXAMPLES, LEARNS, TINY_LLAMA, jsonl, model_spec, read_events, write_run_dir
+from conftest import EXAMPLES, LEARNS, SCRATCH, TINY_LLAMA, jsonl, model_spec, read_events, write_run_dir
 from makam_worker.training.child import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
 
 EPOCHS, K = 6, 3
 RUNS = {
     "encoder": (model_spec(), {**LEARNS, "epochs": EPOCHS}),
-    "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
+    "scratch": (dict(SCRATCH),
                 {**LEARNS, "epochs": EPOCHS, "layers": 2, "heads": 2, "d_model": 32, "ff_dim": 64, "vocab_size": 200}),
     "decoder": ({"family": "decoder", "name": "", "config": dict(TINY_LLAMA), "tokenizer": {"vocab_size": 400}},
                 {**LEARNS, "epochs": EPOCHS, "learning_rate": 5e-3, "lora_r": 4}),

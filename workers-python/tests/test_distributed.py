@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LEARNS, TINY_LLAMA, model_spec, read_events, write_run_dir
+from conftest import LEARNS, SCRATCH, TINY_LLAMA, model_spec, read_events, write_run_dir
 from makam_worker.layout import RunPaths
 from makam_worker.process import RunProcess
 from makam_worker.training import trainer
@@ -121,7 +121,7 @@ def test_the_same_global_batch_gives_the_loss_curve_of_one_process(tmp_path, mon
 # Dropout 0 again (the ranks draw other masks than one process would); the decoder trains its LoRA
 # adapters and head under DDP, the scratch transformer all of itself.
 OTHER_FAMILIES = {
-    "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
+    "scratch": (dict(SCRATCH),
                 {"layers": 2, "heads": 2, "d_model": 32, "ff_dim": 64, "vocab_size": 200, "dropout": 0.0}),
     "decoder": ({"family": "decoder", "name": "", "config": dict(TINY_LLAMA), "tokenizer": {"vocab_size": 400}},
                 {"lora_dropout": 0.0, "lora_target_modules": ["q_proj", "v_proj"]}),

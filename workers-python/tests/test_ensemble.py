@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from card_blocks import run_card_loader
-from conftest import KEYWORDS, extract, jsonl, read_events
+from conftest import KEYWORDS, SCRATCH, extract, jsonl, read_events
 from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
 
 FILLER = "bugün yarın sabah akşam hava yol ev kapı masa kitap kalem çay kahve ekmek su pencere".split()
 COMMON = {"seed": 5, "lowercase": "turkish"}
 MEMBERS = {
     "tfidf": ({"family": "tfidf", "name": "", "config": None, "tokenizer": None}, {**COMMON, "refit": False}),
-    "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
+    "scratch": (dict(SCRATCH),
                 {**COMMON, "epochs": 4, "batch_size": 8, "learning_rate": 3e-3, "layers": 1, "heads": 2,
                  "d_model": 32, "ff_dim": 64, "vocab_size": 150, "max_length": 24}),
 }

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from card_blocks import run_card_loader
-from conftest import EXAMPLES, FRAMES, TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
+from conftest import EXAMPLES, FRAMES, SCRATCH, TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
 from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
 
 SEED = 3
@@ -19,7 +19,7 @@ FAMILY_RUNS = {
     "decoder": ({"family": "decoder", "name": "", "config": dict(TINY_LLAMA), "tokenizer": {"vocab_size": 400}},
                 {"epochs": 20, "batch_size": 8, "learning_rate": 5e-3, "lora_target_modules": [
                     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}),
-    "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
+    "scratch": (dict(SCRATCH),
                 {"epochs": 10, "batch_size": 8, "learning_rate": 3e-3, "layers": 2, "heads": 2, "d_model": 32,
                  "ff_dim": 64, "vocab_size": 200}),
     "tfidf": ({"family": "tfidf", "name": "", "config": None, "tokenizer": None}, {}),

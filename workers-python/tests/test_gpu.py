@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from conftest import LABELS, LEARNS, TINY_LLAMA, extract, read_events, write_run_dir
+from conftest import LABELS, LEARNS, SCRATCH, TINY_LLAMA, extract, read_events, write_run_dir
 from makam_worker.training.child import EXIT_OK, execute
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -30,7 +30,6 @@ def test_capabilities_report_the_gpu():
     assert caps.memory_total_bytes >= caps.memory_free_bytes > 0
 
 
-SCRATCH = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
 TINY_SCRATCH = {**LEARNS, "epochs": 10, "layers": 2, "heads": 2, "d_model": 32, "ff_dim": 64, "vocab_size": 200}
 
 

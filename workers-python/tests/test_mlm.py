@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import EXAMPLES, LABELS, extract, jsonl, model_spec, read_events, write_run_dir
+from conftest import EXAMPLES, LABELS, SCRATCH, extract, jsonl, model_spec, read_events, write_run_dir
 from makam_worker.run_spec import ModelSpec
 from makam_worker.training import mlm
 from makam_worker.training.child import EXIT_CANCELLED, EXIT_OK, execute
@@ -27,7 +27,6 @@ from makam_worker.training.train_state import LoopState
 
 UNLABELED = [{"text": f"{w} sabah erkenden yola çıktık, {w} akşam eve döndük"}
              for w in ("ağaçlar", "yollar", "denizler", "rüzgarlar", "şarkılar", "kuşlar", "dağlar", "evler")]
-SCRATCH = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
 SMALL = {"epochs": 1, "batch_size": 8, "learning_rate": 3e-3, "validation_fraction": 0.25, "seed": 3,
          "mlm_learning_rate": 1e-2, "warmup_ratio": 0.0}
 MLM_EPOCHS = 8

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
+from conftest import SCRATCH, TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
 from makam_worker.convert import event_to_proto
 from makam_worker.training.child import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
 
@@ -39,7 +39,7 @@ TEST = [{"text": f.format("kiraz"), "label": "b"} for f in FRAMES[12:]] + [
 RUNS = {
     "encoder": ({"family": "encoder", "name": "", "config": dict(TINY_BERT), "tokenizer": {"vocab_size": 200}},
                 {"epochs": 15, "batch_size": 8, "learning_rate": 3e-3}),
-    "scratch": ({"family": "scratch", "name": "", "config": None, "tokenizer": None},
+    "scratch": (dict(SCRATCH),
                 {"epochs": 15, "batch_size": 8, "learning_rate": 3e-3, "layers": 1, "heads": 2, "d_model": 32,
                  "ff_dim": 64, "vocab_size": 100, "max_length": 32}),
     "decoder": ({"family": "decoder", "name": "", "config": dict(TINY_LLAMA), "tokenizer": {"vocab_size": 200}},

@@ -12,11 +12,10 @@ import os
 
 import pytest
 
-from conftest import QUICK, extract, jsonl, read_events, write_run_dir
+from conftest import QUICK, SCRATCH, extract, jsonl, read_events, write_run_dir
 from makam_worker.training.child import EXIT_FAILED, EXIT_OK, execute
 from makam_worker.training.trackers import wandb_import_error
 
-SCRATCH = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
 TINY_SCRATCH = {"layers": 1, "heads": 2, "d_model": 16, "ff_dim": 32, "vocab_size": 120, "max_length": 32}
 
 

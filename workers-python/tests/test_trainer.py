@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import EXAMPLES, LABELS, LEARNS, read_events, write_run_dir
+from conftest import EXAMPLES, LABELS, LEARNS, SCRATCH, read_events, write_run_dir
 from makam_worker.training import trainer
 from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
@@ -20,7 +20,6 @@ from makam_worker.training.trainer import (
     TextEncoder, collate, loss_for, optimizer_for, resolve_precision, scheduler_for, train_step, truncate, windows,
 )
 
-SCRATCH = {"family": "scratch", "name": "", "config": None, "tokenizer": None}
 TINY = {"layers": 2, "heads": 2, "d_model": 32, "ff_dim": 64, "vocab_size": 200}
 
 
