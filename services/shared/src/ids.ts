@@ -1,12 +1,12 @@
-import { getRandomValues } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
 
 // ulid's own PRNG asks the system for one byte per character (16 calls an id); the same bytes
-// drawn from a refilled pool cost one call in 4096 (a POST's id was 3% of its busy time).
+// drawn from a refilled pool cost one call in 4096 (a POST's id was 3% of its busy time). Web
+// Crypto's global, not node:crypto: the dashboard's browser build imports this module too.
 const pool = new Uint8Array(4096);
 let next = pool.length;
 const prng = (): number => {
-  if (next === pool.length) getRandomValues(pool), (next = 0);
+  if (next === pool.length) crypto.getRandomValues(pool), (next = 0);
   return pool[next++]! / 256;
 };
 
