@@ -30,7 +30,7 @@ def apply(log: Log, *, neural: bool) -> int:
     if torch is None and neural:
         import torch
     if torch is not None:
-        pass  # BROKEN torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     log.info("CPU threads: %d, from %s%s", threads, source,
              f"; torch uses {torch_threads(torch)}" if torch is not None else "")
     return threads
