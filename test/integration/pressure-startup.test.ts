@@ -39,7 +39,7 @@ test('a loop blocked during start-up is no overload once ready; one blocked afte
     MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-pressure-')),
     MAKAM_LOG_LEVEL: 'silent',
     MAKAM_PRESSURE_SAMPLE_MS: String(SAMPLE_MS),
-    MAKAM_MAX_EVENT_LOOP_DELAY_MS: '200',
+    MAKAM_MAX_EVENT_LOOP_DELAY_MS: '50',
   });
   app = await buildApp(config);
   block(3 * SAMPLE_MS); // start-up's synchronous work on a slow host: the guard's first sample sees no tick
@@ -49,8 +49,14 @@ test('a loop blocked during start-up is no overload once ready; one blocked afte
   assert.equal(fresh.statusCode, 401, `just ready, the request is served (authentication answers), not refused: ${fresh.body}`);
 
   await sleep(3 * SAMPLE_MS); // past start-up's samples
-  block(3 * SAMPLE_MS);
-  await sleep(5);
+  // Busy for whole sample intervals, yielding only between 200 ms stretches: every tick the guard
+  // samples is late by about that much. (One long block is one late tick among many punctual ones,
+  // which a mean dilutes, or none at all, by where the block falls in the interval.)
+  const end = performance.now() + 3 * SAMPLE_MS;
+  while (performance.now() < end) {
+    block(200);
+    await new Promise((r) => setImmediate(r));
+  }
   const busy = await app.inject({ method: 'GET', url: '/v1/jobs' });
   assert.equal(busy.statusCode, 503, `blocked after start, the guard refuses: ${busy.body}`);
   assert.equal(busy.json().error.code, 'overloaded');
