@@ -2,27 +2,16 @@
 // registers, so the first ones after start measure start-up's own synchronous work (schemas,
 // plugins), which on a loaded host blocks the loop for a whole interval. A fresh API must not read
 // that as overload; a loop blocked after start still is.
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../services/api/src/app.ts';
-import { loadApiConfig } from '../../services/api/src/config.ts';
-import { startRedis, uniquePrefix, type TestRedis } from '../support/redis.ts';
+import { startInjectApi, type InjectApi } from '../support/api-app.ts';
 
 const SAMPLE_MS = 500;
-let redis: TestRedis;
-let app: FastifyInstance;
+let api: InjectApi | undefined;
 
-before(async () => {
-  redis = await startRedis();
-});
 after(async () => {
-  await app?.close();
-  await redis?.stop();
+  await api?.close();
 });
 
 const block = (ms: number): void => {
@@ -31,17 +20,8 @@ const block = (ms: number): void => {
 };
 
 test('a loop blocked during start-up is no overload once ready; one blocked after start is', { timeout: 30_000 }, async () => {
-  const prefix = uniquePrefix();
-  const config = loadApiConfig({
-    REDIS_URL: redis.url,
-    MAKAM_REDIS_PREFIX: prefix,
-    MAKAM_QUEUE_PREFIX: `${prefix}-q`,
-    MAKAM_STORE_DIR: await mkdtemp(path.join(tmpdir(), 'makam-pressure-')),
-    MAKAM_LOG_LEVEL: 'silent',
-    MAKAM_PRESSURE_SAMPLE_MS: String(SAMPLE_MS),
-    MAKAM_MAX_EVENT_LOOP_DELAY_MS: '50',
-  });
-  app = await buildApp(config);
+  api = await startInjectApi({ env: { MAKAM_LOG_LEVEL: 'silent', MAKAM_PRESSURE_SAMPLE_MS: String(SAMPLE_MS), MAKAM_MAX_EVENT_LOOP_DELAY_MS: '50' } });
+  const { app } = api;
   block(3 * SAMPLE_MS); // start-up's synchronous work on a slow host: the guard's first sample sees no tick
   await sleep(5); // its timer fires now, late
   await app.ready();
