@@ -71,9 +71,10 @@ export class ReplicaWaits {
       this.inFlight = round;
       try {
         const replies = await this.conn.pipeline().set(this.markerKey, Date.now()).wait(this.settings.MAKAM_REDIS_WAIT_REPLICAS, this.settings.MAKAM_REDIS_WAIT_MS).exec();
-        const [err, acked] = replies?.at(-1) ?? [new Error('WAIT got no reply'), 0];
-        if (err) throw err;
-        return Number(acked);
+        if (!replies) throw new Error('WAIT got no reply');
+        // A refused marker (NOREPLICAS, say) leaves the WAIT counting up to an older write: no answer.
+        for (const [err] of replies) if (err) throw err;
+        return Number(replies.at(-1)![1]);
       } finally {
         if (this.inFlight === round) this.inFlight = null;
       }
