@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { LruMap } from 'toad-cache';
 import type { BlobStore } from './blob-store.ts';
 import type { RedisKeys } from './keys.ts';
 import { runScript } from './lua/scripts.ts';
@@ -37,6 +38,24 @@ export class DatasetStore {
   async get(id: string): Promise<DatasetRecord | null> {
     const raw = await this.redis.get(this.keys.dataset(id));
     return raw ? (JSON.parse(raw) as DatasetRecord) : null;
+  }
+
+  // Records this process has read. A record never changes and ids are never reused, so a remembered
+  // one is what Redis holds, unless it has since been deleted: see recordOf.
+  private readonly seen = new LruMap<DatasetRecord>(1024);
+
+  /**
+   * The record of dataset `id`, from this process's memory when it has read it before (a job
+   * submission skips a round trip). It may have been deleted since (by another API process): only
+   * for callers that check again, in the step that relies on it, that it still exists (the quota
+   * reservation, lua/reserveActiveJob-2.lua). Never answers from memory that a dataset is missing.
+   */
+  async recordOf(id: string): Promise<DatasetRecord | null> {
+    const known = this.seen.get(id);
+    if (known) return known;
+    const record = await this.get(id);
+    if (record) this.seen.set(id, record);
+    return record;
   }
 
   /** The set of dataset ids whose normalized file is the blob `sha256` (records share a blob). */
@@ -80,6 +99,7 @@ export class DatasetStore {
     await this.ensureRefs();
     const keys = [this.keys.dataset(id), this.keys.datasets, bytesKey, this.keys.tenantActive(tenant), this.keys.tenantReserving(tenant)];
     const r = (await runScript(this.redis, 'removeDataset', keys, [id, tenant, this.keys.job(''), this.refsKey('')])) as [string, (string | number)?, number?];
+    if (r[0] !== 'busy') this.seen.delete(id);
     if (r[0] === 'busy') return { outcome: 'busy', job: String(r[1]) };
     if (r[0] === 'deleted') return { outcome: 'deleted', sha256: String(r[1]), references: Number(r[2]) };
     return { outcome: 'missing' };

@@ -52,7 +52,7 @@ const datasetGone = (id: string): ApiError =>
  */
 async function checkDatasets(deps: SubmitDeps, tenant: string, checked: CheckedEnsemble): Promise<string[]> {
   const ids = [checked.dataset, checked.validation_dataset, checked.test_dataset].filter((d): d is string => Boolean(d));
-  const records = await Promise.all(ids.map((d) => deps.app.datasets.get(d)));
+  const records = await Promise.all(ids.map((d) => deps.app.datasets.recordOf(d)));
   records.forEach((ds, i) => {
     if (!ds || ds.tenant !== tenant) throw datasetGone(ids[i]!);
   });

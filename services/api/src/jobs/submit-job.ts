@@ -4,8 +4,9 @@
 // (queue-new-job.ts, which an ensemble's submission shares).
 // The order of the steps is the order of the refusals a client sees, so it is kept as it was.
 // Redis round trips are most of a request's cost (bench/api-profile.ts), so after the front door's
-// one there are three: the datasets, the reservation with the datasets' re-check, and the record
-// with the queueing.
+// one there are at most three: the datasets (none for records this process has read before:
+// DatasetStore.recordOf), the reservation with the datasets' re-check, and the record with the
+// queueing.
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { queuedJob, type JobRecord } from '@makam/shared/job-store';
 import { ModelConfigError } from '../placement/model-shapes.ts';
@@ -110,11 +111,12 @@ function resolveHyperparameters(body: TrainJobBodyT): { hyperparameters: Record<
 
 /**
  * The job's datasets by parameter, or 400 dataset_not_found naming the first missing one in
- * parameter order (another tenant's is missing too). Read together: one round trip, not one each.
+ * parameter order (another tenant's is missing too). Read together: one round trip, not one each,
+ * and none for records remembered (the reservation checks again that they still exist).
  */
 async function ownedDatasets(app: FastifyInstance, tenant: string, body: TrainJobBodyT): Promise<Partial<Record<DatasetParam, DatasetRecord>>> {
   const given = DATASET_PARAMS.filter((param) => body[param]);
-  const records = await Promise.all(given.map((param) => app.datasets.get(body[param]!)));
+  const records = await Promise.all(given.map((param) => app.datasets.recordOf(body[param]!)));
   const datasets: Partial<Record<DatasetParam, DatasetRecord>> = {};
   given.forEach((param, i) => {
     const ds = records[i];

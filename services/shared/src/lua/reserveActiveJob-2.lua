@@ -2,7 +2,7 @@
   Joins the tenant's set of active jobs only while it holds fewer than the limit, and only while the
   datasets the job names are still there: the check and the join are one step, so simultaneous
   submissions cannot pass the limit together, and a dataset deleted after the submission first read
-  it is caught here (its delete refuses once the job is in the set: lua/removeDataset-5.lua). The
+  it (or read it from memory) is caught here (its delete refuses once the job is in the set: lua/removeDataset-5.lua). The
   submission has already read each dataset and checked it is the tenant's; a record never changes
   tenant and ids are never reused, so here it is enough that it still exists. The dataset records
   are named in ARGV, as many as the job has (the job kinds differ in how many datasets they take).
@@ -34,12 +34,14 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0
   if redis.call('EXISTS', ARGV[3] .. id) == 0 then redis.call('SREM', KEYS[1], id) end
   redis.call('ZREM', KEYS[2], id)
 end
+-- Datasets first: the submission may have read a record from its memory (DatasetStore.recordOf),
+-- and a gone dataset is refused before a full quota, as when it was read from Redis.
+for i = 5, #ARGV do
+  if redis.call('EXISTS', ARGV[i]) == 0 then return -2 - (i - 5) end
+end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then
   local n = redis.call('SCARD', KEYS[1])
   if n >= tonumber(ARGV[2]) then return n end
-end
-for i = 5, #ARGV do
-  if redis.call('EXISTS', ARGV[i]) == 0 then return -2 - (i - 5) end
 end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1]) end
 return -1
