@@ -50,7 +50,8 @@ test('an ensemble\'s record and its BullMQ job are written in one MULTI, and not
   await new Promise((r) => setTimeout(r, 500));
   const monitor = await redis.monitor();
   const seen: string[][] = [];
-  monitor.on('monitor', (_time: string, argv: string[], source: string) => source !== 'lua' && seen.push(argv));
+  const byScripts: string[] = [];
+  monitor.on('monitor', (_time: string, argv: string[], source: string) => (source !== 'lua' ? seen.push(argv) : byScripts.push(argv.slice(0, 2).join(' '))));
   const res = await submit(members);
   await new Promise((r) => setTimeout(r, 200));
   monitor.disconnect();
@@ -61,8 +62,9 @@ test('an ensemble\'s record and its BullMQ job are written in one MULTI, and not
   const exec = sent.indexOf('exec');
   assert.ok(multi >= 0 && exec > multi, sent.join('\n'));
   const inside = sent.slice(multi + 1, exec);
-  assert.ok(inside.includes(`hset ${prefix}:job:${id}`.toLowerCase()), `the record in the transaction:\n${inside.join('\n')}`);
-  assert.ok(inside.some((c) => /^eval(sha)? /.test(c)), `the queueing (BullMQ's add script) in the transaction:\n${inside.join('\n')}`);
+  // The record's script (lua/createJob-8.lua), then BullMQ's add script.
+  assert.equal(inside.filter((c) => /^eval(sha)? /.test(c)).length, 2, `the record's and the queueing's scripts in the transaction:\n${inside.join('\n')}`);
+  assert.ok(byScripts.includes(`HSET ${prefix}:job:${id}`), `the record written by a script:\n${byScripts.join('\n')}`);
   assert.deepEqual(sent.slice(exec + 1), [], 'nothing sent after the transaction');
   assert.equal(await redis.hget(`${prefix}:job:${id}`, 'status'), 'queued');
   assert.ok((await redis.lrange(`${prefix}-q:train-cpu:wait`, 0, -1)).includes(id), 'waiting for a dispatcher');

@@ -59,8 +59,8 @@ test('no Lua is sent inline from the services: every script is a file here', () 
 test('a script is defined once per connection and runs by its SHA', async () => {
   const scripts = loadScripts();
   const prefix = uniquePrefix();
-  const keys = [`${prefix}:active`, `${prefix}:reserving`];
-  const args = (id: string) => [id, '1', `${prefix}:job:`, '60000'];
+  const keys = [`${prefix}:bytes`, `${prefix}:refs`];
+  const args = (id: string) => ['10', '15', id];
   // Counted as differences, so a shared Redis (REDIS_URL) needs no reset.
   const calls = async (): Promise<Record<string, number>> => {
     const stats = (await redis.info('commandstats')).split('\r\n');
@@ -68,13 +68,13 @@ test('a script is defined once per connection and runs by its SHA', async () => 
     return { eval: of('eval'), evalsha: of('evalsha') };
   };
   const start = await calls();
-  assert.equal(await runScript(redis, 'reserveActiveJob', keys, args('a')), -1);
-  assert.equal(await runScript(redis, 'reserveActiveJob', keys, args('b')), 1);
-  assert.equal(await runScript(redis, 'reserveActiveJob', keys, args('a')), -1);
-  const sha = createHash('sha1').update(scripts.get('reserveActiveJob')!.lua).digest('hex');
+  assert.equal(await runScript(redis, 'reserveBytes', keys, args('a')), -1);
+  assert.equal(await runScript(redis, 'reserveBytes', keys, args('b')), 10);
+  assert.equal(await runScript(redis, 'reserveBytes', keys, args('c')), 10);
+  const sha = createHash('sha1').update(scripts.get('reserveBytes')!.lua).digest('hex');
   assert.deepEqual(await redis.script('EXISTS', sha), [1]);
   // ioredis sends the text once per socket (EVAL, which also caches it in Redis); after that, only the SHA.
   const now = await calls();
   assert.deepEqual({ eval: now.eval! - start.eval!, evalsha: now.evalsha! - start.evalsha! }, { eval: 1, evalsha: 2 });
-  await assert.rejects(runScript(redis, 'reserveActiveJob', [keys[0]!], args('c')), /takes 2 keys, given 1/);
+  await assert.rejects(runScript(redis, 'reserveBytes', [keys[0]!], args('d')), /takes 2 keys, given 1/);
 });

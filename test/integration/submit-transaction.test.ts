@@ -33,20 +33,23 @@ after(async () => {
 test('a submitted job has its record and its BullMQ job, written in one MULTI', async () => {
   const monitor = await redis.monitor();
   const seen: string[][] = [];
-  monitor.on('monitor', (_time: string, argv: string[]) => seen.push(argv));
+  const byScripts: string[] = [];
+  monitor.on('monitor', (_time: string, argv: string[], source: string) => (source !== 'lua' ? seen.push(argv) : byScripts.push(argv.slice(0, 2).join(' '))));
   const res = await submit();
   await new Promise((r) => setTimeout(r, 200));
   monitor.disconnect();
   assert.equal(res.statusCode, 202, res.body);
   const id = res.json().id as string;
-  // The transaction as the client sent it (MONITOR shows a script's own calls too: left out).
-  const sent = seen.filter((argv) => argv[0] === argv[0]!.toLowerCase()).map((argv) => argv.slice(0, 2).join(' ').slice(0, 80));
+  // The transaction as the client sent it (a script's own calls are in byScripts).
+  const sent = seen.map((argv) => argv.slice(0, 2).join(' ').toLowerCase().slice(0, 80));
   const multi = sent.indexOf('multi');
   const exec = sent.indexOf('exec');
   assert.ok(multi >= 0 && exec > multi, sent.join('\n'));
   const inside = sent.slice(multi + 1, exec);
-  assert.ok(inside.includes(`hset ${prefix}:job:${id}`), `the record in the transaction:\n${inside.join('\n')}`);
-  assert.ok(inside.some((c) => /^eval(sha)? /.test(c)), `the queueing (BullMQ's add script) in the transaction:\n${inside.join('\n')}`);
+  // The quota place, the record (lua/createJob-8.lua), then BullMQ's add script: the whole submission after the front door.
+  assert.equal(inside.filter((c) => /^eval(sha)? /.test(c)).length, 2, `the record's and the queueing's scripts in the transaction:\n${inside.join('\n')}`);
+  assert.equal(sent.slice(0, multi).filter((c) => /^eval(sha)? /.test(c)).length, 1, `one script before it, the front door's:\n${sent.slice(0, multi).join('\n')}`);
+  assert.ok(byScripts.includes(`HSET ${prefix}:job:${id}`), `the record written by a script:\n${byScripts.join('\n')}`);
   assert.equal(sent.slice(exec + 1).length, 0, `nothing sent after the transaction:\n${sent.slice(exec + 1).join('\n')}`);
   assert.equal(await redis.hget(`${prefix}:job:${id}`, 'status'), 'queued');
   const queued = await redis.hgetall(`${prefix}-q:train-cpu:${id}`);
@@ -55,8 +58,8 @@ test('a submitted job has its record and its BullMQ job, written in one MULTI', 
   assert.equal(JSON.parse(queued.opts!).attempts, app.config.MAKAM_JOB_ATTEMPTS, "makam's job options, as Queue.add would store them");
   assert.ok((await redis.lrange(`${prefix}-q:train-cpu:wait`, 0, -1)).includes(id), 'waiting for a dispatcher');
   assert.ok(await redis.sismember(`${prefix}:tenant:tx:active`, id), 'its place in the quota');
-  // ioredis copies each script of the MULTI's connection onto the MULTI: its connection has BullMQ's add script alone, not the queue's ~60.
-  assert.deepEqual(Object.keys(app.submitConnection.scriptsSet).map((name) => name.split(':')[0]), ['addStandardJob']);
+  // ioredis copies each script of the MULTI's connection onto the MULTI: its connection has BullMQ's add script and the record's alone, not the queue's ~60.
+  assert.deepEqual(Object.keys(app.submitConnection.scriptsSet).map((name) => (name.startsWith('makam:') ? name : name.split(':')[0])).sort(), ['addStandardJob', 'makam:createJob']);
 });
 
 test('a queueing that Redis refuses marks the stored record failed and gives the quota place back', async () => {

@@ -128,6 +128,7 @@ describe('limits', () => {
       assert.equal(third.statusCode, 429);
       assert.equal(third.json().error.code, 'too_many_active_jobs');
       assert.match(third.json().error.message, /limit is 2/);
+      assert.equal(await small.queues.get('cpu')!.getJobCountByTypes('wait', 'delayed', 'prioritized'), 2, 'the refused job is not queued');
       await small.inject({ method: 'POST', url: `/v1/jobs/${first.id}/cancel`, headers: { authorization: `Bearer ${key}` } });
       assert.equal((await submit()).statusCode, 202);
     } finally {

@@ -21,15 +21,16 @@ after(async () => {
 
 const upload = async (name: string) => (await api.upload({ rows: 30, name })).id;
 
-test('a dataset deleted between the submission\'s checks and its reservation is not trained on: 400, no record, the place given back', async () => {
+test('a dataset deleted between the submission\'s checks and its reservation is not trained on: 400, no record, no place, nothing queued', async () => {
   const datasetId = await upload('doomed');
-  const quotas = app.quotas;
-  const reserve = quotas.reserveActiveJob.bind(quotas);
+  const datasets = app.datasets;
+  const read = datasets.recordOf.bind(datasets);
   let deleted: number | null = null;
-  // The delete lands exactly in the window: after the route read the dataset, before it reserved.
-  quotas.reserveActiveJob = async (...args) => {
+  // The delete lands exactly in the window: after the route read the dataset, before the job's MULTI.
+  datasets.recordOf = async (id) => {
+    const record = await read(id);
     deleted = (await app.inject({ method: 'DELETE', url: `/v1/datasets/${datasetId}`, headers: auth() })).statusCode;
-    return reserve(...args);
+    return record;
   };
   try {
     const res = await app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(), payload: { kind: 'finetune', model: { family: 'tfidf' }, dataset: datasetId } });
@@ -38,9 +39,10 @@ test('a dataset deleted between the submission\'s checks and its reservation is 
     assert.equal(res.json().error.code, 'dataset_not_found');
     assert.equal(res.json().error.param, 'dataset');
   } finally {
-    quotas.reserveActiveJob = reserve;
+    datasets.recordOf = read;
   }
-  assert.equal(await quotas.activeJobs('races'), 0, 'the reserved place was given back');
+  assert.equal(await app.quotas.activeJobs('races'), 0, 'no place taken');
+  assert.equal(await app.queues.get('cpu')!.getJobCountByTypes('wait', 'delayed', 'prioritized'), 0, 'nothing queued');
   const list = (await app.inject({ method: 'GET', url: '/v1/jobs', headers: auth() })).json();
   assert.equal(list.data.length, 0, 'no job record refers to the deleted dataset');
 });

@@ -48,7 +48,7 @@ export class DatasetStore {
    * The record of dataset `id`, from this process's memory when it has read it before (a job
    * submission skips a round trip). It may have been deleted since (by another API process): only
    * for callers that check again, in the step that relies on it, that it still exists (the quota
-   * reservation, lua/reserveActiveJob-2.lua). Never answers from memory that a dataset is missing.
+   * reservation, lua/createJob-8.lua). Never answers from memory that a dataset is missing.
    */
   async recordOf(id: string): Promise<DatasetRecord | null> {
     const known = this.seen.get(id);

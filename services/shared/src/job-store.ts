@@ -3,7 +3,7 @@
 // Lua script; events and metrics are streams whose ids are the cursors clients page with.
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { RedisKeys } from './keys.ts';
-import { runScript } from './lua/scripts.ts';
+import { runScript, scriptIn } from './lua/scripts.ts';
 import { isTerminal, sourcesOf, type JobStatus } from './job-state.ts';
 import type { Search } from './tuning/search.ts';
 
@@ -302,17 +302,34 @@ function encode(fields: JobFields): string[] {
 }
 
 /**
- * A new record as the hash JobStore.createIn writes (the object form, which ioredis and BullMQ's
- * transactions both take); throws JobTooLargeError for one over MAX_NEW_JOB_BYTES. The API encodes
- * before it takes a quota place, so an oversized job is refused having changed nothing.
+ * A new record as the field/value pairs JobStore.createIn writes; throws JobTooLargeError for one over
+ * MAX_NEW_JOB_BYTES. The API encodes before anything is sent, so an oversized job changes nothing.
  */
-export function encodeNewJob(record: JobRecord): Record<string, string> {
+export function encodeNewJob(record: JobRecord): string[] {
   const fields = encode(record);
   const bytes = fields.reduce((n, f) => n + byteLength(f), 0);
   if (bytes > MAX_NEW_JOB_BYTES) throw new JobTooLargeError(bytes);
-  const hash: Record<string, string> = { worker_seq: '0' };
-  for (let i = 0; i < fields.length; i += 2) hash[fields[i]!] = fields[i + 1]!;
-  return hash;
+  fields.push('worker_seq', '0');
+  return fields;
+}
+
+/** What createIn checks before it writes a record that takes a place in the tenant's active-job limit. */
+export interface Admission {
+  limit: number;
+  /** The records of the job's datasets, each to be there still. */
+  datasetKeys: readonly string[];
+  /** The job's key in the queue its add (in the same MULTI, after createIn) goes to: written on a refusal, so that add adds nothing. */
+  queueJobKey: string;
+}
+
+/** Why createIn wrote no record: the tenant is at its limit, or a dataset (its index in datasetKeys) is gone. */
+export type Refusal = { active: number; missing?: undefined } | { missing: number; active?: undefined };
+
+/** createIn's reply (from the MULTI's replies) as a refusal; null when the record was written. */
+export function refusalOf(reply: unknown): Refusal | null {
+  const n = Number(reply);
+  if (n === -1) return null;
+  return n >= 0 ? { active: n } : { missing: -2 - n };
 }
 
 /** The fields a run adds to a record, each within its cap. */
@@ -362,25 +379,46 @@ export class JobStore {
   }
 
   async create(record: JobRecord): Promise<void> {
-    await this.createIn(this.redis.multi(), record).exec();
+    const multi = this.redis.multi();
+    this.createIn(multi, this.redis, record);
+    const replies = await multi.exec();
+    for (const [err] of replies ?? []) if (err) throw err;
   }
 
   /**
-   * Adds the writes that create `record` to `multi` (a MULTI on any connection to this Redis), so a
-   * caller can send them in one round trip with its own: the API queues the job in the same one.
-   * Throws JobTooLargeError, having added nothing, for a record over MAX_NEW_JOB_BYTES (encodeNewJob,
-   * which a caller may have run already and pass the hash of).
+   * Adds the script that creates `record` (lua/createJob-8.lua) to `multi`, a MULTI made from `via`,
+   * so a caller can send it in one round trip with its own commands: the API queues the job in the
+   * same one. With `admission`, the record is written only if the tenant is under its limit and the
+   * datasets are there: the script's reply says (refusalOf). Throws JobTooLargeError, having added
+   * nothing, for a record over MAX_NEW_JOB_BYTES (encodeNewJob, which a caller may have run already
+   * and pass the fields of).
    */
-  createIn(multi: ChainableCommander, record: JobRecord, hash: Record<string, string> = encodeNewJob(record)): ChainableCommander {
-    multi
-      .hset(this.keys.job(record.id), hash)
-      .zadd(this.keys.jobs, 0, record.id)
-      .zadd(this.keys.tenantJobs(record.tenant), 0, record.id)
-      .zadd(this.keys.tenantJobsOfKind(record.tenant, record.kind), 0, record.id);
+  createIn(multi: ChainableCommander, via: Redis, record: JobRecord, fields: readonly string[] = encodeNewJob(record), admission?: Admission): ChainableCommander {
     // A tune job's trials run under its one place in the tenant's active-job limit.
-    if (record.kind === 'trial') multi.zadd(this.keys.tuneTrials(record.parent), record.trial.number, record.id);
-    else multi.sadd(this.keys.tenantActive(record.tenant), record.id).zrem(this.keys.tenantReserving(record.tenant), record.id);
-    return multi.xadd(this.keys.jobEvents(record.id), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', encodeEvent({ type: 'status', status: record.status }));
+    const trial = record.kind === 'trial';
+    const keys = [
+      this.keys.job(record.id),
+      this.keys.jobs,
+      this.keys.tenantJobs(record.tenant),
+      this.keys.tenantJobsOfKind(record.tenant, record.kind),
+      this.keys.jobEvents(record.id),
+      trial ? this.keys.tuneTrials(record.parent) : this.keys.tenantActive(record.tenant),
+      this.keys.tenantReserving(record.tenant),
+      admission?.queueJobKey ?? this.keys.job(record.id), // written only on a refusal, which needs an admission
+    ];
+    const args = [
+      record.id,
+      trial ? String(record.trial.number) : '',
+      admission ? String(admission.limit) : '',
+      this.keys.job(''),
+      EVENTS_MAXLEN,
+      encodeEvent({ type: 'status', status: record.status }),
+      fields.length,
+      ...fields,
+      ...(admission?.datasetKeys ?? []),
+    ];
+    scriptIn(multi, via, 'createJob', keys, args);
+    return multi;
   }
 
   /** A tune job's trial jobs, by trial number. */

@@ -18,7 +18,7 @@ export function redisKeys(prefix: string) {
     /** A tenant's jobs of one kind (finetune, tune, trial), for a filtered list. */
     tenantJobsOfKind: (tenant: string, kind: string) => `${prefix}:tenant:${tenant}:jobs:${kind}`,
     tenantActive: (tenant: string) => `${prefix}:tenant:${tenant}:active`,
-    /** Places in tenantActive taken for jobs not yet created, scored by their deadline (ms, Redis's clock). */
+    /** Places in tenantActive taken for jobs not yet created, scored by their deadline (ms, Redis's clock): taken by API versions before lua/createJob-8.lua, which takes the place and writes the record in one step; still given back when past their deadline. */
     tenantReserving: (tenant: string) => `${prefix}:tenant:${tenant}:reserving`,
     tenantActivePrefix: `${prefix}:tenant:`,
     /** Written before each WAIT for replicas (the API's ReplicaWaits), so the WAIT covers every earlier write. */

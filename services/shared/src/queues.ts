@@ -44,9 +44,9 @@ export function createQueues(classes: string[], connection: ConnectionOptions, p
  * MULTI made from it, and BullMQ defines ~60 on the queue's (8% of a POST's busy time); `via` gets
  * only the one script the job needs, copied from the queue's connection. `writes` may throw, and
  * then nothing is sent. Throws the first command's error, or BullMQ's refusal of the job (a
- * negative code in its reply).
+ * negative code in its reply); else the replies, the writes' first.
  */
-export async function addJobWith<D>(queue: Queue<D>, via: Redis, name: string, data: D, opts: JobsOptions, writes: (multi: ChainableCommander) => void): Promise<void> {
+export async function addJobWith<D>(queue: Queue<D>, via: Redis, name: string, data: D, opts: JobsOptions, writes: (multi: ChainableCommander) => void): Promise<unknown[]> {
   const scripts = (await queue.getBackend().client) as unknown as Redis;
   const multi = via.multi();
   writes(multi);
@@ -63,6 +63,7 @@ export async function addJobWith<D>(queue: Queue<D>, via: Redis, name: string, d
   for (const [err] of replies) if (err) throw err;
   const code = replies.at(-1)![1];
   if (typeof code === 'number' && code < 0) throw new Error(`BullMQ refused job ${opts.jobId} (code ${code})`);
+  return replies.map(([, reply]) => reply);
 }
 
 type ScriptCommand = (this: ChainableCommander, args: unknown[]) => unknown;

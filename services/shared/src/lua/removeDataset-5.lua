@@ -2,10 +2,11 @@
   Deletes a tenant's dataset unless an active job of the tenant uses it, and in the same step gives
   its bytes back to the tenant's quota and drops its reference on the blob.
   Job hash fields are JSON-encoded, so a job naming the dataset holds the id in quotes. A member of
-  the active set without a record is a job being submitted: it may name the dataset, so it blocks
-  too, until its place's deadline has passed (its submitter died before writing the record): then
-  the place is given back here, as lua/reserveActiveJob-2.lua does, rather than blocking the delete
-  until the tenant's next submission.
+  the active set without a record is a job being submitted by an API of an earlier version (which
+  took the place before writing the record; lua/createJob-8.lua does both in one step): it may name
+  the dataset, so it blocks too, until its place's deadline has passed (its submitter died before
+  writing the record): then the place is given back here, as lua/createJob-8.lua does, rather than
+  blocking the delete until the tenant's next submission.
 
   Input:
     KEYS[1] the dataset's record (JSON)

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 
 // Redis Lua scripts live beside this file as `<name>-<numberOfKeys>.lua`, each with a header that
 // lists its KEYS and ARGV, as BullMQ keeps its commands. They are read once per process and
@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 // goes to Redis only when its script cache lacks it) rather than the whole script each time.
 
 /** Every script the services run; each must have its file here (checked when this module loads). */
-export const SCRIPT_NAMES = ['transition', 'appendWorkerEvent', 'reserveActiveJob', 'reserveBytes', 'releaseBytes', 'removeDataset', 'createWebhook', 'admit'] as const;
+export const SCRIPT_NAMES = ['createJob', 'transition', 'appendWorkerEvent', 'reserveBytes', 'releaseBytes', 'removeDataset', 'createWebhook', 'admit'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 export interface LuaScript {
@@ -50,4 +50,17 @@ export async function runScript(redis: Redis, name: ScriptName, keys: string[], 
   const commands = redis as unknown as Record<string, Command | undefined>;
   if (!commands[commandName(name)]) for (const [n, s] of SCRIPTS) redis.defineCommand(commandName(n as ScriptName), s);
   return commands[commandName(name)]!(...keys, ...args);
+}
+
+/**
+ * Adds a run of script `name` to `multi`, a MULTI made from `redis`, defining that script alone on
+ * `redis` if it is not yet: ioredis copies every script a connection has onto each MULTI made from
+ * it, and the connection a submission's MULTI goes on holds BullMQ's add script and this one only.
+ */
+export function scriptIn(multi: ChainableCommander, redis: Redis, name: ScriptName, keys: string[], args: Array<string | number>): void {
+  const script = SCRIPTS.get(name)!;
+  if (keys.length !== script.numberOfKeys) throw new Error(`Lua script ${name} takes ${script.numberOfKeys} keys, given ${keys.length}`);
+  const commands = redis as unknown as Record<string, ((this: ChainableCommander, ...args: Array<string | number>) => unknown) | undefined>;
+  if (!commands[commandName(name)]) redis.defineCommand(commandName(name), script);
+  commands[commandName(name)]!.call(multi, ...keys, ...args);
 }
