@@ -10,7 +10,7 @@ import { loadApiConfig } from './config.ts';
 
 const { positionals, values } = parseArgs({ allowPositionals: true, options: { tenant: { type: 'string' }, name: { type: 'string' } } });
 const config = loadApiConfig();
-const redis = createRedis(config);
+const redis = createRedis(config, { noReplicasWaitMs: config.MAKAM_REDIS_NOREPLICAS_WAIT_MS });
 const keys = new ApiKeyStore(redis, config.MAKAM_REDIS_PREFIX);
 const [group, command, arg] = positionals;
 try {

@@ -69,6 +69,8 @@ export const ApiConfigProperties = {
   MAKAM_REDIS_WAIT_REPLICAS: Type.Integer({ default: 0, minimum: 0, maximum: 100 }),
   /** How long that WAIT may take, in milliseconds; past it the request answers 503 not_replicated. */
   MAKAM_REDIS_WAIT_MS: Type.Integer({ default: 1000, minimum: 1, maximum: 60_000 }),
+  /** How long a request's write that Redis refuses with NOREPLICAS (min-replicas-to-write: no replica in reach) is sent again before the request answers 503 no_replicas, in milliseconds; 0: at once. */
+  MAKAM_REDIS_NOREPLICAS_WAIT_MS: Type.Integer({ default: 3000, minimum: 0, maximum: 60_000 }),
   ...OpsConfigProperties,
 };
 

@@ -201,6 +201,30 @@ export function isStoreUnavailable(err: unknown): boolean {
   return typeof code === 'string' && UNREACHABLE.has(code);
 }
 
+/**
+ * A write the primary Redis refused because no replica is in reach (min-replicas-to-write): the
+ * reply NOREPLICAS (a script's error keeps the code first), or a MULTI that EXECABORT discarded
+ * for it. Refused, so nothing of that write was stored.
+ */
+export function isNoReplicas(err: unknown): boolean {
+  const message = (err as Error | null)?.message;
+  if (typeof message !== 'string') return false;
+  if (message.startsWith('NOREPLICAS')) return true;
+  const previous = (err as { previousErrors?: unknown[] }).previousErrors;
+  return message.startsWith('EXECABORT') && Array.isArray(previous) && previous.some(isNoReplicas);
+}
+
+/** 503 no_replicas: what happened (a refused write), why, and what to do. */
+export function noReplicasError(waitMs: number): ApiError {
+  return new ApiError(
+    503,
+    'no_replicas',
+    `Redis refused to store this request's change: its primary has no replica in reach to take the write (min-replicas-to-write), and none came back within ${waitMs} ms (MAKAM_REDIS_NOREPLICAS_WAIT_MS). The refused write was not stored and nothing stored before is affected; retry after Retry-After (with the same Idempotency-Key a retry is safe). If it persists, the operator must bring a Redis replica back`,
+    null,
+    Math.max(5, Math.ceil(waitMs / 1000)),
+  );
+}
+
 export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
     if (err instanceof ApiError) return sendApiError(reply, err);
@@ -217,6 +241,10 @@ export function registerErrorHandler(app: FastifyInstance): void {
       // A bare status text ("Forbidden") says no fix: use ours.
       const message = fallback && err.message === HTTP_STATUS_TEXT[status] ? fallback.message : err.message;
       return reply.code(status).send({ error: { code: STATUS_CODES[status] ?? 'invalid_request', message, param: fallback?.param ?? null } });
+    }
+    if (isNoReplicas(err)) {
+      request.log.warn({ err: err.message }, 'redis refused a write: no replica in reach');
+      return sendApiError(reply, noReplicasError(app.config?.MAKAM_REDIS_NOREPLICAS_WAIT_MS ?? 0));
     }
     if (isStoreUnavailable(err)) {
       request.log.warn({ err: err.message }, 'redis unavailable');

@@ -65,14 +65,39 @@ function tlsOptions(settings: RedisSettings): RedisOptions['tls'] {
 }
 
 /**
+ * ioredis's reconnectOnError: 2 (reconnect, send again) for READONLY always, and for NOREPLICAS
+ * while this connection's spell of them is younger than `noReplicasWaitMs`; past that, false (the
+ * caller gets the refusal at once, until a spell ends: no NOREPLICAS for `noReplicasWaitMs`). A
+ * request waits at most about that long for a replica instead of as long as the replica is away.
+ */
+function resendRefusedWrites(noReplicasWaitMs: number | undefined): (err: Error) => 2 | false {
+  let spellSince = 0;
+  let lastRefusal = -Infinity;
+  return (err) => {
+    if (/^READONLY/.test(err.message)) return 2;
+    if (!/^NOREPLICAS/.test(err.message)) return false;
+    if (noReplicasWaitMs === undefined) return 2;
+    const now = Date.now();
+    if (now - lastRefusal > noReplicasWaitMs) spellSince = now;
+    lastRefusal = now;
+    return now - spellSince < noReplicasWaitMs ? 2 : false;
+  };
+}
+
+/**
  * Opens a Redis connection. `blocking` connections (BullMQ Workers, stream readers) retry commands
  * forever, as BullMQ requires; request-serving connections fail fast so an API call answers 503
  * rather than hanging while Redis is away. A URL alone is a plaintext Redis, or a rediss:// one
  * whose certificate the system's CAs vouch for. `autoPipelining`: the commands issued in one tick
  * go out in one write (ioredis's enableAutoPipelining; MULTI is never merged), for a connection
  * many requests share; not for BullMQ's connections, whose authors advise against it.
+ * `noReplicasWaitMs`: how long writes refused with NOREPLICAS are sent again before the refusal
+ * reaches the caller (unset: until a replica is back, as a dispatcher's progress and results must).
  */
-export function createRedis(target: RedisSettings | string, { blocking = false, autoPipelining = false }: { blocking?: boolean; autoPipelining?: boolean } = {}): Redis {
+export function createRedis(
+  target: RedisSettings | string,
+  { blocking = false, autoPipelining = false, noReplicasWaitMs }: { blocking?: boolean; autoPipelining?: boolean; noReplicasWaitMs?: number } = {},
+): Redis {
   const settings = typeof target === 'string' ? { REDIS_URL: target } : target;
   const tls = tlsOptions(settings);
   const common: RedisOptions = {
@@ -84,7 +109,7 @@ export function createRedis(target: RedisSettings | string, { blocking = false, 
     // primary without a replica in reach (min-replicas-to-write) with NOREPLICAS: reconnect
     // (through the sentinels, to whichever node is primary now) and send the command again, so a
     // write waits out a failover instead of failing the job that made it.
-    reconnectOnError: (err) => (/^(READONLY|NOREPLICAS)/.test(err.message) ? 2 : false),
+    reconnectOnError: resendRefusedWrites(noReplicasWaitMs),
     lazyConnect: false,
     tls,
   };

@@ -17,7 +17,7 @@ export default fp(
   async (app) => {
     const adminKey = app.config.MAKAM_ADMIN_KEY;
     if (!adminKey) return; // no admin key, no board
-    const conn = createRedis(app.config);
+    const conn = createRedis(app.config, { noReplicasWaitMs: app.config.MAKAM_REDIS_NOREPLICAS_WAIT_MS });
     conn.on('error', () => {});
     const webhookQueue = WebhookDelivery.queue(conn, app.config.MAKAM_QUEUE_PREFIX);
     const serverAdapter = new FastifyAdapter();

@@ -37,14 +37,17 @@ declare module 'fastify' {
 export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   // Every request's front-door script (and a POST's reads) goes through this one: under concurrency
   // their commands share a write instead of one each (bench/orchestration.ts).
-  const redis = createRedis(config, { autoPipelining: true });
+  // A write refused for want of a replica gives up after MAKAM_REDIS_NOREPLICAS_WAIT_MS: the
+  // request answers 503 no_replicas rather than hanging while the replica is away.
+  const noReplicasWaitMs = config.MAKAM_REDIS_NOREPLICAS_WAIT_MS;
+  const redis = createRedis(config, { autoPipelining: true, noReplicasWaitMs });
   redis.on('error', (err) => app.log.warn({ err: err.message }, 'redis connection error'));
   const keys = redisKeys(config.MAKAM_REDIS_PREFIX);
   const classes = resourceClasses(config);
-  const queueConnection = createRedis(config);
+  const queueConnection = createRedis(config, { noReplicasWaitMs });
   queueConnection.on('error', () => {}); // reported through `redis` above
   // Not the queues' connection, on which BullMQ defines ~60 scripts that each MULTI would copy (queues.ts addJobWith).
-  const submitConnection = createRedis(config);
+  const submitConnection = createRedis(config, { noReplicasWaitMs });
   submitConnection.on('error', () => {});
   const queues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX);
   const tuneQueues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX, tuneQueueName);
@@ -63,7 +66,7 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   app.decorate('queues', queues);
   app.decorate('submitConnection', submitConnection);
   // Its own connection: a WAIT blocks the connection it is sent on.
-  const waitConnection = waitsForReplicas(config) ? createRedis(config) : null;
+  const waitConnection = waitsForReplicas(config) ? createRedis(config, { noReplicasWaitMs }) : null;
   waitConnection?.on('error', () => {});
   app.decorate('replicaWaits', waitConnection ? new ReplicaWaits(waitConnection, keys.replicationMarker, config) : null);
   app.decorate('tuneQueues', tuneQueues);

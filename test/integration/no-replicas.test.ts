@@ -1,0 +1,124 @@
+// A primary with min-replicas-to-write and its replica away (SIGSTOP, past min-replicas-max-lag)
+// refuses every write with NOREPLICAS. The API's requests then answer 503 no_replicas after about
+// MAKAM_REDIS_NOREPLICAS_WAIT_MS instead of hanging as long as the replica is away; /healthz
+// answers meanwhile; once the replica is back the same requests succeed and what was stored before
+// is still there. Real redis-server processes: a primary, a replica, three sentinels (support/sentinel.ts).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyInstance, InjectOptions } from 'fastify';
+import { Redis } from 'ioredis';
+import { buildApp } from '../../services/api/src/app.ts';
+import { loadApiConfig } from '../../services/api/src/config.ts';
+import { isNoReplicas } from '../../services/api/src/errors.ts';
+import { createKey } from '../support/keys.ts';
+import { uniquePrefix } from '../support/redis.ts';
+import { startSentinelRedis, type SentinelRedis } from '../support/sentinel.ts';
+import { ROOT } from '../support/stack.ts';
+
+const WAIT_MS = 1500;
+let dir: string;
+let redis: SentinelRedis;
+let app: FastifyInstance;
+let key: string;
+let primary: Redis; // straight to the primary: no reconnect, no resend
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'makam-noreplicas-'));
+  redis = await startSentinelRedis(dir); // min-replicas-to-write 1, min-replicas-max-lag 2 s
+  const prefix = uniquePrefix();
+  const config = loadApiConfig({
+    ...redis.settings,
+    MAKAM_REDIS_PREFIX: prefix,
+    MAKAM_QUEUE_PREFIX: `${prefix}-q`,
+    MAKAM_STORE_DIR: path.join(dir, 'store'),
+    MAKAM_REDIS_NOREPLICAS_WAIT_MS: String(WAIT_MS),
+  });
+  app = await buildApp(config);
+  key = await createKey(redis.settings, prefix, 'acme');
+  primary = new Redis({ port: redis.ports.data[0]!, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+  primary.on('error', () => {});
+});
+after(async () => {
+  primary?.disconnect();
+  await app?.close();
+  await redis?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const call = (o: InjectOptions) => app.inject({ ...o, headers: { authorization: `Bearer ${key}`, ...o.headers } });
+/** The answer and how long it took; a request still unanswered well past the bound is a hang. */
+async function timed(o: InjectOptions): Promise<{ status: number; body: any; retryAfter: string | undefined; ms: number }> {
+  const t0 = Date.now();
+  const res = await Promise.race([call(o), sleep(WAIT_MS + 10_000).then(() => null)]);
+  const ms = Date.now() - t0;
+  assert.ok(res, `${o.method} ${o.url} still unanswered after ${ms} ms: it hangs while the replica is away`);
+  return { status: res.statusCode, body: res.json(), retryAfter: res.headers['retry-after'] as string | undefined, ms };
+}
+const primaryTakesWrites = async () => (await primary.set('noreplicas-test:probe', '1').then(() => true, (err: Error) => (isNoReplicas(err) ? false : Promise.reject(err))));
+async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+test('with no replica in reach a write answers 503 no_replicas within MAKAM_REDIS_NOREPLICAS_WAIT_MS; /healthz answers; once it is back the same request succeeds', { timeout: 120_000 }, async () => {
+  const sample = await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl'), 'utf8');
+  const upload: InjectOptions = { method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'application/jsonl', 'idempotency-key': 'noreplicas-upload' }, payload: sample };
+  const stored = await timed({ ...upload, headers: { ...upload.headers, 'idempotency-key': 'noreplicas-first' } });
+  assert.equal(stored.status, 201, JSON.stringify(stored.body));
+  const submit: InjectOptions = {
+    method: 'POST',
+    url: '/v1/jobs',
+    headers: { 'content-type': 'application/json', 'idempotency-key': 'noreplicas-submit' },
+    payload: { kind: 'finetune', model: { family: 'tfidf' }, dataset: stored.body.id, hyperparameters: { validation_fraction: 0.2 } },
+  };
+
+  const [, replicaPort] = redis.ports.data as [number, number];
+  redis.pause(replicaPort);
+  try {
+    await until('the primary to refuse writes (NOREPLICAS)', async () => !(await primaryTakesWrites()), 20_000);
+    // A MULTI the primary refuses is discarded whole (EXECABORT); known for what it is too.
+    const multi = await primary.multi().set('noreplicas-test:m', '1').exec().catch((err: Error) => err);
+    assert.ok(multi instanceof Error && isNoReplicas(multi), String(multi));
+
+    let submitAnswered = false;
+    const refusing = timed(submit).finally(() => (submitAnswered = true));
+    await sleep(200);
+    const health = await call({ method: 'GET', url: '/healthz' });
+    assert.equal(health.statusCode, 200);
+    assert.equal(submitAnswered, false, '/healthz answered while the submit waited');
+    const refused = await refusing;
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'no_replicas');
+    assert.match(refused.body.error.message, /no replica in reach/);
+    assert.match(refused.body.error.message, /MAKAM_REDIS_NOREPLICAS_WAIT_MS/);
+    assert.match(refused.body.error.message, /retry after Retry-After/);
+    assert.ok(Number(refused.retryAfter) >= 1, `a Retry-After (${refused.retryAfter})`);
+    assert.ok(refused.ms < WAIT_MS + 3000, `answered within the bound (${refused.ms} ms, MAKAM_REDIS_NOREPLICAS_WAIT_MS ${WAIT_MS})`);
+
+    const uploadRefused = await timed(upload);
+    assert.equal(uploadRefused.status, 503, JSON.stringify(uploadRefused.body));
+    assert.equal(uploadRefused.body.error.code, 'no_replicas');
+    assert.ok(uploadRefused.ms < WAIT_MS + 3000, `the upload answered within the bound (${uploadRefused.ms} ms)`);
+    console.log(`no replicas: the submit answered 503 in ${refused.ms} ms, the upload after it in ${uploadRefused.ms} ms (MAKAM_REDIS_NOREPLICAS_WAIT_MS ${WAIT_MS})`);
+  } finally {
+    redis.resume(replicaPort);
+  }
+
+  await until('the primary to take writes again', primaryTakesWrites, 20_000);
+  const accepted = await timed(submit);
+  assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+  const uploaded = await timed(upload);
+  assert.equal(uploaded.status, 201, JSON.stringify(uploaded.body));
+  // What was stored before the replica went away is still there.
+  const before = await timed({ method: 'GET', url: `/v1/datasets/${stored.body.id}` });
+  assert.equal(before.status, 200, JSON.stringify(before.body));
+  const job = await timed({ method: 'GET', url: `/v1/jobs/${accepted.body.id}` });
+  assert.equal(job.status, 200, JSON.stringify(job.body));
+});
