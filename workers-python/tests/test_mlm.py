@@ -163,16 +163,57 @@ def test_the_tokenizer_learns_the_unlabeled_text_and_evaluation_text_stays_out(f
     assert len(pieces) <= 2, pieces  # learnt as a word (or nearly), not spelt out letter by letter
 
 
-def test_the_refit_pretrains_its_fresh_model_too(tmp_path, caplog):
-    """refit trains a fresh model on train + validation: it gets its own phase, on those texts and the unlabeled."""
+REFIT_MLM_EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def refit_run(tmp_path_factory):
+    """A scratch run with refit: the fresh model on train + validation gets its own masked-LM phase."""
     model, hp = RUNS["scratch"]
-    run_dir = with_unlabeled(write_run_dir(tmp_path, "refit", {**hp, "mlm_epochs": 2, "refit": True, "test_fraction": 0.2},
+    run_dir = with_unlabeled(write_run_dir(tmp_path_factory.mktemp("mlm-refit"), "refit",
+                                           {**hp, "mlm_epochs": REFIT_MLM_EPOCHS, "refit": True, "test_fraction": 0.2},
                                            model=model), UNLABELED)
-    with caplog.at_level("INFO"):
+    with pytest.MonkeyPatch.context() as patch:
+        phases: list[str] = []
+        pretrain = mlm.pretrain
+        patch.setattr(mlm, "pretrain", lambda *a, **k: (phases.append(k.get("phase", mlm.PHASE)), pretrain(*a, **k))[1])
         assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
-    phases = [r.getMessage() for r in caplog.records if r.getMessage().startswith("masked-LM phase:")]
-    assert len(phases) == 2, phases  # the first pass's, then the refit's
+    return run_dir, phases
+
+
+def test_the_refit_pretrains_its_fresh_model_too(refit_run):
+    """refit trains a fresh model on train + validation: it gets its own phase, on those texts and the unlabeled."""
+    run_dir, phases = refit_run
+    assert phases == ["mlm", "refit_mlm"]  # the first pass's, then the refit's
     assert read_events(run_dir)[-1]["final_metrics"]["trained_on"] == "train+validation"
+
+
+def test_the_refits_phase_reports_progress_as_the_first_passs_does(refit_run):
+    """A user watching the job sees the refit's MLM phase move: progress events of phase "refit_mlm"
+    counting its own epochs and steps, and a log line per epoch (as the refit's fine-tuning does), between
+    the first pass and the refit's fine-tuning; the job's series keeps only the first pass's MLM epochs."""
+    run_dir, _ = refit_run
+    events = read_events(run_dir)
+    progress = [e for e in events if e["type"] == "progress"]
+    first = [e for e in progress if e.get("phase") == "mlm"]
+    phase = [e for e in progress if e.get("phase") == "refit_mlm"]
+    refit = [e for e in progress if e.get("phase") == "refit"]
+    assert first and phase and refit
+    assert first[-1]["seq"] < phase[0]["seq"] and phase[-1]["seq"] < refit[0]["seq"]
+    assert phase[0]["epoch"] == 1 and phase[0]["step"] == 1
+    total = phase[0]["total_steps"]
+    steps_per_epoch = total // REFIT_MLM_EPOCHS
+    # train + validation is more than the first pass's train split: more steps than its phase took.
+    assert {e["total_steps"] for e in phase} == {total} and total >= first[0]["total_steps"]
+    assert [(e["epoch"], e["step"]) for e in phase if e["step"] % steps_per_epoch == 0] == [
+        (epoch, epoch * steps_per_epoch) for epoch in range(1, REFIT_MLM_EPOCHS + 1)]
+    assert all(e["train_loss"] > 0 for e in phase)
+    lines = [e for e in events if e["type"] == "log" and e["message"].startswith("refit: masked-LM epoch")]
+    assert [e["message"].split(",")[0] for e in lines] == [f"refit: masked-LM epoch {epoch}/{REFIT_MLM_EPOCHS}"
+                                                           for epoch in range(1, REFIT_MLM_EPOCHS + 1)]
+    assert all(phase[0]["seq"] < e["seq"] < refit[0]["seq"] for e in lines)
+    series = [e for e in events if e["type"] == "metrics" and e.get("phase") == "mlm"]
+    assert [e["epoch"] for e in series] == list(range(1, REFIT_MLM_EPOCHS + 1))
 
 
 # --- progress and checkpoint cadence in the phase ------------------------------------------------

@@ -148,7 +148,7 @@ const Progress = Type.Object({
   epoch: Type.Integer(),
   step: Type.Integer(),
   total_steps: Type.Integer(),
-  phase: Type.Optional(Type.String({ description: 'absent while fine-tuning; "mlm" in the masked-LM phase (its own epochs and steps, out of mlm_epochs), "refit" in the final refit on train + validation' })),
+  phase: Type.Optional(Type.String({ description: 'absent while fine-tuning; "mlm" in the masked-LM phase (its own epochs and steps, out of mlm_epochs), "refit" in the final refit on train + validation, "refit_mlm" in the refit\'s own masked-LM phase before it (its own epochs and steps, as "mlm")' })),
 });
 // A fine-tuning evaluation, or (phase "mlm") an epoch of the masked-LM phase with only mlm_loss.
 const MetricPoint = Type.Object({

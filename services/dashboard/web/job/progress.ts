@@ -2,7 +2,7 @@
 // job's trials finished out of its budget.
 import { TERMINAL } from '@makam/client/jobs';
 import { duration, fmt, h, type Json } from '../dom.ts';
-import type { JobView, Panel } from './view.ts';
+import { maskedLm, type JobView, type Panel } from './view.ts';
 
 /** "3 of 8 trials finished: 2 complete · 1 pruned · 0 failed · 1 running". */
 function studyText(study: Json | null | undefined, budget: number): string {
@@ -26,7 +26,7 @@ export function progressPanel(): Panel {
         el.replaceChildren(bar(fraction), h('div', { class: 'progress-text', 'data-testid': 'study-progress' }, studyText(study, budget)));
         return;
       }
-      const mlm = live.phase === 'mlm';
+      const mlm = maskedLm(live.phase);
       const epochs = Number((mlm ? job.hyperparameters?.mlm_epochs : job.hyperparameters?.epochs) ?? 0);
       const total = live.total || job.progress?.total_steps || 0;
       const step = live.step || job.progress?.step || 0;
@@ -39,7 +39,7 @@ export function progressPanel(): Panel {
         h(
           'div',
           { class: 'progress-text', 'data-testid': 'progress' },
-          `${mlm ? 'masked-LM epoch' : 'epoch'} ${epoch}${epochs ? `/${epochs}` : ''} · step ${step}/${total || '?'} · ${Math.floor(100 * fraction)}%`,
+          `${mlm ? `${live.phase === 'refit_mlm' ? 'refit: ' : ''}masked-LM epoch` : 'epoch'} ${epoch}${epochs ? `/${epochs}` : ''} · step ${step}/${total || '?'} · ${Math.floor(100 * fraction)}%`,
           Number.isFinite(eta) ? ` · ETA ${duration(eta)}` : '',
           !mlm && live.trainLoss.length ? ` · train loss ${fmt(live.trainLoss.at(-1)![1])}` : '',
         ),

@@ -16,13 +16,16 @@ export interface Live {
   weightedF1: Array<[number, number]>;
   /** The masked-LM phase (mlm_epochs): its loss per epoch (metrics phase "mlm"). */
   mlmLoss: Array<[number, number]>;
-  /** The phase the latest progress event is of: "mlm" counts that phase's own epochs and steps. */
+  /** The phase the latest progress event is of: "mlm" and "refit_mlm" count that phase's own epochs and steps. */
   phase: string;
   /** (server time, step) of the attempt's first progress event, for the ETA. */
   first: [number, number] | null;
   lastAt: number;
   log: JobEvent[];
 }
+
+/** A masked-LM phase's progress ("mlm", or "refit_mlm": the refit's own): it counts its own epochs and steps. */
+export const maskedLm = (phase: string | undefined): boolean => phase === 'mlm' || phase === 'refit_mlm';
 
 export const freshLive = (attempt = 0): Live => ({ attempt, epoch: 0, step: 0, total: 0, trainLoss: [], validationLoss: [], accuracy: [], macroF1: [], weightedF1: [], mlmLoss: [], phase: '', first: null, lastAt: 0, log: [] });
 
@@ -57,12 +60,12 @@ export function applyEvent(view: JobView, e: JobEvent): void {
       break;
     case 'progress':
       // The masked-LM phase counts its own steps: off the fine-tune's loss curve, and its own ETA.
-      if ((d.phase === 'mlm') !== (live.phase === 'mlm')) live.first = null;
+      if (maskedLm(d.phase) !== maskedLm(live.phase)) live.first = null;
       live.phase = d.phase ?? '';
       live.epoch = d.epoch;
       live.step = d.step;
       live.total = d.total_steps;
-      if (d.phase !== 'mlm') live.trainLoss.push([d.step, d.train_loss]);
+      if (!maskedLm(d.phase)) live.trainLoss.push([d.step, d.train_loss]);
       live.first ??= [at, d.step];
       live.lastAt = at;
       break;

@@ -20,7 +20,10 @@ so a transformer without pretrained weights starts from more than random.
   each epoch a `metrics` event with phase "mlm" and mlm_loss (the mean masked-token cross-entropy of
   the epoch's steps) and, at the run's checkpoint cadence (checkpoint_every_epochs or _minutes, and
   after the phase's last epoch, through train_state.CheckpointWriter), a checkpoint (meta phase "mlm",
-  epoch 0 of fine-tuning); a run resumed from one goes on in this phase.
+  epoch 0 of fine-tuning); a run resumed from one goes on in this phase. The refit's own phase
+  (refit.py) sends `progress` events with phase "refit_mlm" (its own epochs and steps) and, per epoch,
+  a `log` line, as the refit's fine-tuning does: a `metrics` row would land in the job's series
+  beside the first pass's MLM epochs of the same numbers.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from makam_worker.training.family import Built
 from makam_worker.training.train_state import CheckpointWriter, LoopState, Resume
 
 PHASE = "mlm"
+REFIT_PHASE = "refit_mlm"
 
 
 def texts_for(splits: Splits) -> list[str]:
@@ -144,13 +148,14 @@ def pretrain(
     paths: RunPaths | None, model_spec: ModelSpec, hp: Hyperparameters, splits: Splits, built: Built, events: EventLog | None,
     check_stop: Callable[[], None], log: Log, *, device: torch.device, precision: str, loop: LoopState,
     meta: dict[str, Any] | None = None, meter: Any = None, resume: Resume | None = None,
-    checkpoints: CheckpointWriter | None = None,
+    checkpoints: CheckpointWriter | None = None, phase: str = PHASE,
 ) -> None:
     """Runs the phase from loop.mlm_epoch (0, or where `resume`'s checkpoint ended) to hp.mlm_epochs, in
     place on built.model; progress events, per epoch a metrics event and, with `meta` (and `paths`),
     checkpoints at the run's cadence through `checkpoints` (trainer.py passes the fine-tune's own, so
-    checkpoint_every_minutes counts across both) or a writer of its own. `events` None: no events (the
-    refit's phase, which is not checkpointed either: refit.py)."""
+    checkpoint_every_minutes counts across both) or a writer of its own. `events` None: no events.
+    `phase` REFIT_PHASE: the refit's phase (refit.py), with progress events of that phase and a log line
+    per epoch instead of a metrics event; not checkpointed (no `meta`)."""
     from makam_worker.training.steps import EpochShuffle, ProgressReporter, autocast, optimizer_for, windows
 
     tokenizer = built.tokenizer
@@ -185,7 +190,7 @@ def pretrain(
     log.info("masked-LM phase: %d texts in %d pieces, %d steps at learning rate %s, from MLM epoch %d",
              len(texts_for(splits)), len(data), total_steps, hp.mlm_learning_rate or hp.learning_rate, loop.mlm_epoch)
 
-    reporter = ProgressReporter(events, total_steps, phase=PHASE) if events is not None else None
+    reporter = ProgressReporter(events, total_steps, phase=phase) if events is not None else None
     if events is None or meta is None or paths is None:
         checkpoints = None
     elif checkpoints is None:
@@ -232,8 +237,10 @@ def pretrain(
         loop.mlm_epoch = epoch
         loop.mlm_history.append(row)
         log.info("MLM epoch %d/%d: loss %.4f", epoch, hp.mlm_epochs, row["mlm_loss"])
-        if events is not None:
+        if events is not None and phase == PHASE:
             events.append("metrics", phase=PHASE, **row)
+        elif events is not None:
+            events.append("log", level="info", message=f"refit: masked-LM epoch {epoch}/{hp.mlm_epochs}, loss {row['mlm_loss']:.4f}")
         if checkpoints is not None and checkpoints.due(epoch, last=epoch == hp.mlm_epochs):
             checkpoints.save(meta={**phase_meta, "mlm_epoch": epoch}, derived=built.derived, model=mlm,
                              optimizer=optimizer, scheduler=scheduler, scaler=scaler, loop=loop, meter=meter,

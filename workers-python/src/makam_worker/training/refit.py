@@ -84,8 +84,8 @@ def train_refit(
     if hp.mlm_epochs and refit_ctx.resume_dir is None:  # its own masked-LM phase on its texts (mlm.py); a refit checkpoint holds its result
         from makam_worker.training import mlm
 
-        mlm.pretrain(None, model_spec, hp, data, built, None, check_stop, ctx.log, device=device, precision=precision,
-                     loop=LoopState())
+        mlm.pretrain(None, model_spec, hp, data, built, events, check_stop, ctx.log, device=device, precision=precision,
+                     loop=LoopState(), phase=mlm.REFIT_PHASE)
 
     encode = trainer.TextEncoder(built.tokenizer, built.max_length, hp.truncation)
     ids, truncated = encode(data.train_texts)

@@ -115,7 +115,7 @@ class ProgressReporter:
     def __init__(self, events: EventLog, total_steps: int, interval_s: float = PROGRESS_INTERVAL_S,
                  phase: str = "") -> None:
         self.events, self.total_steps, self.interval_s = events, total_steps, interval_s
-        self.phase = {"phase": phase} if phase else {}  # Progress.phase: "refit" in refit.py, "mlm" in mlm.py
+        self.phase = {"phase": phase} if phase else {}  # Progress.phase: "refit" in refit.py, "mlm" and "refit_mlm" in mlm.py
         self._loss_sum: torch.Tensor | float = 0.0
         self._count, self._last = 0, time.monotonic()
 

@@ -800,7 +800,8 @@ export declare type Progress = Message<"makam.worker.v1.Progress"> & {
   /**
    * "" while training; "refit" in the final refit on train + validation, whose epochs and steps
    * go on from the first pass's (total_steps then counts both); "mlm" in the masked-LM phase
-   * before fine-tuning, whose epoch, step and total_steps count that phase's own.
+   * before fine-tuning, whose epoch, step and total_steps count that phase's own; "refit_mlm" in
+   * the refit's own masked-LM phase, counted the same way.
    *
    * @generated from field: string phase = 6;
    */
