@@ -42,6 +42,15 @@ test('every script file is named with its key count, lists its KEYS, ARGV and ou
   }
 });
 
+test('an include is put in place: each script as sent has its shared functions and no include line left', () => {
+  const scripts = loadScripts();
+  for (const name of ['createJob', 'removeDataset']) {
+    const lua = scripts.get(name)!.lua;
+    assert.doesNotMatch(lua, /@include/, name);
+    assert.match(lua, /local function giveBackExpiredPlaces\(/, name);
+  }
+});
+
 test('no Lua is sent inline from the services: every script is a file here', () => {
   const offenders: string[] = [];
   const walk = (dir: string): void => {

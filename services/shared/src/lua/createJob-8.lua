@@ -43,16 +43,13 @@
     n >= 0  the number of active jobs, when the set is full; nothing written but the placeholder
     -2 - i  the i-th dataset record (from 0) is gone; nothing written but the placeholder
 ]]
+--- @include "includes/giveBackExpiredPlaces"
+
 local id = ARGV[1]
 local n = tonumber(ARGV[7])
 if ARGV[3] ~= '' then
   local refused
-  local t = redis.call('TIME')
-  local now = t[1] * 1000 + math.floor(t[2] / 1000)
-  for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 100)) do
-    if redis.call('EXISTS', ARGV[4] .. old) == 0 then redis.call('SREM', KEYS[6], old) end
-    redis.call('ZREM', KEYS[7], old)
-  end
+  giveBackExpiredPlaces(KEYS[6], KEYS[7], ARGV[4])
   for i = 8 + n, #ARGV do
     if redis.call('EXISTS', ARGV[i]) == 0 then refused = -2 - (i - 8 - n); break end
   end

@@ -25,16 +25,13 @@
     {'busy', job id}                       an active job uses it; nothing changed
     {'deleted', sha256, references left}   deleted
 ]]
+--- @include "includes/giveBackExpiredPlaces"
+
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing'} end
 local rec = cjson.decode(raw)
 if rec.tenant ~= ARGV[2] then return {'missing'} end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 100)) do
-  if redis.call('EXISTS', ARGV[3] .. id) == 0 then redis.call('SREM', KEYS[4], id) end
-  redis.call('ZREM', KEYS[5], id)
-end
+giveBackExpiredPlaces(KEYS[4], KEYS[5], ARGV[3])
 local quoted = '"' .. ARGV[1] .. '"'
 for _, job in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   local f = redis.call('HMGET', ARGV[3] .. job, 'status', 'dataset', 'validation_dataset', 'test_dataset', 'unlabeled_dataset')

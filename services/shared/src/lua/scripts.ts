@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
 
 // Redis Lua scripts live beside this file as `<name>-<numberOfKeys>.lua`, each with a header that
-// lists its KEYS and ARGV, as BullMQ keeps its commands. They are read once per process and
+// lists its KEYS and ARGV, as BullMQ keeps its commands; a line `--- @include "includes/<name>"`
+// is replaced by includes/<name>.lua (a local function two scripts share), as in BullMQ's. They are read once per process and
 // registered once per connection with ioredis's defineCommand, so a call sends EVALSHA (the text
 // goes to Redis only when its script cache lacks it) rather than the whole script each time.
 
@@ -19,6 +20,12 @@ export interface LuaScript {
 
 export const LUA_DIR = path.dirname(fileURLToPath(import.meta.url));
 const FILE = /^([A-Za-z]\w*)-(\d+)\.lua$/;
+const INCLUDE = /^--- @include "(includes\/\w+)"$/gm;
+
+/** The script's text with its includes in place (one level: an include includes nothing). */
+function withIncludes(dir: string, text: string): string {
+  return text.replace(INCLUDE, (_, name: string) => readFileSync(path.join(dir, `${name}.lua`), 'utf8'));
+}
 
 /** The scripts in `dir`, by name; throws on a name used twice or a listed script with no file. */
 export function loadScripts(dir = LUA_DIR): Map<string, LuaScript> {
@@ -27,7 +34,7 @@ export function loadScripts(dir = LUA_DIR): Map<string, LuaScript> {
     const m = FILE.exec(file);
     if (!m) continue;
     if (scripts.has(m[1]!)) throw new Error(`Lua script ${m[1]} is in ${dir} twice`);
-    scripts.set(m[1]!, { numberOfKeys: Number(m[2]), lua: readFileSync(path.join(dir, file), 'utf8') });
+    scripts.set(m[1]!, { numberOfKeys: Number(m[2]), lua: withIncludes(dir, readFileSync(path.join(dir, file), 'utf8')) });
   }
   for (const name of SCRIPT_NAMES) if (!scripts.has(name)) throw new Error(`no Lua script ${name}-<keys>.lua in ${dir}`);
   return scripts;
