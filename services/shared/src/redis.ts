@@ -113,9 +113,9 @@ export function createRedis(
     lazyConnect: false,
     tls,
   };
-  if (!settings.REDIS_SENTINELS) return new Redis(settings.REDIS_URL, common);
+  if (!settings.REDIS_SENTINELS) return settleOnDisconnect(new Redis(settings.REDIS_URL, common));
   const url = new URL(settings.REDIS_URL);
-  return new Redis({
+  return settleOnDisconnect(new Redis({
     ...common,
     sentinels: parseSentinels(settings.REDIS_SENTINELS),
     name: settings.REDIS_SENTINEL_NAME || DEFAULT_SENTINEL_NAME,
@@ -131,7 +131,32 @@ export function createRedis(
     // test/chaos/sentinel-failover.test.ts). A dead primary's sockets close by themselves, and a
     // demoted one answers READONLY (above).
     sentinelRetryStrategy: (times) => Math.min(times * 200, 2000),
-  });
+  }));
+}
+
+/**
+ * ioredis 5.11: disconnect() while the connection waits to reconnect leaves the commands queued for
+ * the reconnect pending for ever (no close event comes to flush them; redis/ioredis#2169). A
+ * blocking read loop awaiting one then never ends, and neither does the close that awaits the loop
+ * (an API shut down just after a NOREPLICAS spell, whose resends reconnect each time). End them as a
+ * disconnect of a live connection does.
+ */
+function settleOnDisconnect(redis: Redis): Redis {
+  const disconnect = redis.disconnect.bind(redis);
+  redis.disconnect = (reconnect = false) => {
+    const stranded = !reconnect && redis.status === 'reconnecting';
+    disconnect(reconnect);
+    if (!stranded) return;
+    type Item = { command: { reject(err: Error): void } };
+    const internal = redis as unknown as { setStatus(status: string): void; flushQueue(err: Error): void; prevCommandQueue?: { shift(): Item | undefined } | null };
+    const err = new Error('Connection is closed.');
+    internal.setStatus('end');
+    internal.flushQueue(err);
+    // Commands in flight when the connection dropped wait there for the reconnect's resend.
+    for (let item = internal.prevCommandQueue?.shift(); item; item = internal.prevCommandQueue?.shift()) item.command.reject(err);
+    internal.prevCommandQueue = null;
+  };
+  return redis;
 }
 
 /** The Redis settings as environment variables, for a child process (the study process). */
