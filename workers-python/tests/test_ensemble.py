@@ -115,14 +115,17 @@ def test_average_fits_weights_on_validation_and_the_artifact_predicts_what_the_r
     assert [m["job_id"] for m in summary["ensemble"]["members"]] == ["job_tfidf", "job_scratch"]
     assert all(w >= 0 for w in weights) and sum(weights) == pytest.approx(1.0)
 
-    # The weights maximise the validation log-likelihood: no corner of the simplex, nor its middle,
-    # nor a step away from them, does better on validation.
+    # The weights maximise the validation log-likelihood of the members at their temperatures: no
+    # corner of the simplex, nor its middle, nor a step away from them, does better on validation.
     artifact = _artifact(tmp_path, run_dir)
     options = json.loads((artifact / "preprocessing.json").read_text())
     names = sorted(KEYWORDS)
     y = [names.index(r["label"]) for r in VALIDATION]
     prepared = [textprep.prepare_text(r["text"], **options) for r in VALIDATION]
-    probabilities = [ensemble_members.member_probabilities(artifact / "members" / j, prepared) for j in ("job_tfidf", "job_scratch")]
+    temperatures = summary["ensemble"]["temperatures"]
+    assert [m["temperature"] for m in summary["ensemble"]["members"]] == temperatures and all(t > 0 for t in temperatures)
+    probabilities = [ensemble_members.calibrated(ensemble_members.member_probabilities(artifact / "members" / j, prepared), t)
+                     for j, t in zip(("job_tfidf", "job_scratch"), temperatures)]
     fitted = _log_likelihood(sum(w * p for w, p in zip(weights, probabilities)), y)
     for w in (0.0, 0.5, 1.0, min(1.0, weights[0] + 0.1), max(0.0, weights[0] - 0.1)):
         assert fitted >= _log_likelihood(w * probabilities[0] + (1 - w) * probabilities[1], y) - 1e-6, (w, weights)
@@ -135,6 +138,31 @@ def test_average_fits_weights_on_validation_and_the_artifact_predicts_what_the_r
     assert metrics["confusion_matrix"]["labels"] == names and metrics["ensemble"]["weights"] == weights
     for j in ("job_tfidf", "job_scratch"):
         assert (artifact / "members" / j / "README.md").is_file()  # each member as it was, its own card inside
+
+
+def test_a_members_probability_scale_does_not_decide_its_weight(tmp_path, members, monkeypatch):
+    """A member as accurate but with flatter probabilities (a LinearSVC's softmaxed margins are flat
+    next to a network's) gets the same weight once its temperature is fit: without the temperatures,
+    flattening the tfidf member 5-fold moved its weight (on TTC-3600 such a member got weight 0)."""
+    from makam_worker.training import ensemble_members
+
+    def weights_and_accuracy(name: str) -> tuple[list[float], float]:
+        (tmp_path / name).mkdir()
+        run_dir = _ensemble(tmp_path / name, members, "average")
+        assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+        summary = read_events(run_dir)[-1]["final_metrics"]
+        return summary["ensemble"]["weights"], summary["accuracy"]
+
+    plain_weights, plain_accuracy = weights_and_accuracy("plain")
+    original = ensemble_members.member_probabilities
+
+    def flatter(d, texts):
+        p = original(d, texts)
+        return ensemble_members.calibrated(p, 5.0) if "job_tfidf" in str(d) else p
+
+    monkeypatch.setattr(ensemble_members, "member_probabilities", flatter)
+    flat_weights, flat_accuracy = weights_and_accuracy("flat")
+    assert flat_weights == pytest.approx(plain_weights, abs=1e-3) and flat_accuracy == plain_accuracy
 
 
 def test_stack_reports_out_of_fold_validation_and_the_artifact_predicts_what_the_report_says(tmp_path, members, evaluated):

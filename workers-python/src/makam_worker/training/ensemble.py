@@ -6,8 +6,13 @@ split and its text preparation are checked here too). Each member predicts proba
 validation and test splits through ensemble_members.py, the file the artifact ships, so the report
 and the downloaded artifact agree label for label. Then:
 
-- `average`: non-negative weights summing to 1 that maximise the validation log-likelihood (scipy's
-  SLSQP from equal weights). The validation figures are those of the weights fit on that split.
+- `average`: each member's probabilities first get a temperature (softmax(log p / T), T fit on
+  validation to maximise its log-likelihood, which leaves the member's predictions as they are), then
+  non-negative weights summing to 1 that maximise the validation log-likelihood of their mean
+  (scipy's SLSQP from equal weights). Without the temperatures a member's scale, not its accuracy,
+  decided its weight: a tfidf LinearSVC's softmaxed margins are flat (mean top probability 0.50 at
+  0.968 validation accuracy on TTC-3600), so it got weight 0 beside a sharper, less accurate
+  scratch model. The validation figures are those of the temperatures and weights fit on that split.
 - `stack`: a scikit-learn LogisticRegression on the members' validation probabilities side by side.
   Its validation figures are out-of-fold (stratified k-fold within validation, k up to 5), so they
   are honest; the stacker shipped is then fit on the whole validation split.
@@ -100,6 +105,28 @@ def fit_weights(probabilities: list[np.ndarray], labels: list[int]) -> list[floa
     return [float(x) for x in w / w.sum()]
 
 
+def fit_temperature(probabilities: np.ndarray, labels: list[int]) -> float:
+    """The temperature T (0.01-100) whose calibrated(probabilities, T) maximises the mean log-likelihood of `labels`."""
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(labels))
+
+    def loss(log_t: float) -> float:
+        picked = members_lib.calibrated(probabilities, float(np.exp(log_t)))[rows, labels]
+        return -float(np.mean(np.log(np.clip(picked, 1e-12, None))))
+
+    found = minimize_scalar(loss, bounds=(np.log(0.01), np.log(100.0)), method="bounded", options={"xatol": 1e-6})
+    return float(np.exp(found.x))
+
+
+def fit_average(probabilities: list[np.ndarray], labels: list[int]) -> tuple[list[float], list[float]]:
+    """(weights, temperatures) of method average: each member's temperature, then the weights of the
+    calibrated members, all fit on `labels` (validation)."""
+    temperatures = [fit_temperature(p, labels) for p in probabilities]
+    weights = fit_weights([members_lib.calibrated(p, t) for p, t in zip(probabilities, temperatures)], labels)
+    return weights, temperatures
+
+
 def _stacker(seed: int) -> Any:
     from sklearn.linear_model import LogisticRegression
 
@@ -169,23 +196,26 @@ def train_ensemble(paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: 
 
     y_val = splits.validation_labels
     stacker = None
+    temperatures = None
     if ensemble.method == "average":
-        weights = fit_weights(validation, y_val)
-        val_probabilities = members_lib.combine({"method": "average", "weights": weights, "labels": names}, validation)
-        for m, w in zip(members, weights):
-            m["weight"] = w
+        weights, temperatures = fit_average(validation, y_val)
+        val_probabilities = members_lib.combine(
+            {"method": "average", "weights": weights, "temperatures": temperatures, "labels": names}, validation)
+        for m, w, t in zip(members, weights, temperatures):
+            m["weight"], m["temperature"] = w, t
     else:
         weights = None
         stacker, val_probabilities = fit_stacker(validation, y_val, len(names), hp.seed)
-    manifest = {"format": 1, "method": ensemble.method, "labels": names, "weights": weights, "members": members}
+    manifest = {"format": 1, "method": ensemble.method, "labels": names, "weights": weights,
+                "temperatures": temperatures, "members": members}
 
     scores = classification_metrics(y_val, val_probabilities.argmax(1).tolist(), names)
     row = {"epoch": 1, "step": len(ensemble.members), "train_loss": None,
            "validation_loss": _log_loss(val_probabilities, y_val), "accuracy": scores["accuracy"],
            "weighted_f1": scores["weighted_f1"], "macro_f1": scores["macro_f1"]}
     events.append("metrics", **row)
-    log.info("ensemble (%s): validation accuracy %.4f, macro F1 %.4f, weights %s", ensemble.method,
-             row["accuracy"], row["macro_f1"], weights)
+    log.info("ensemble (%s): validation accuracy %.4f, macro F1 %.4f, weights %s, temperatures %s", ensemble.method,
+             row["accuracy"], row["macro_f1"], weights, temperatures)
 
     if splits.has_test:
         split, y = "test", splits.test_labels
@@ -202,7 +232,7 @@ def train_ensemble(paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: 
     summary = final_metrics(hp, splits, best_epoch=1, epochs_trained=1, stopped_early=False, best_row=row,
                             evaluation=evaluation, throughput=throughput)
     summary.update(family="ensemble", metric_for_best_model=None,
-                   ensemble={"method": ensemble.method, "weights": weights, "members": members,
+                   ensemble={"method": ensemble.method, "weights": weights, "temperatures": temperatures, "members": members,
                              "validation_figures": "weights fit on validation" if ensemble.method == "average"
                              else "out-of-fold within validation"})
     if split == "validation":
@@ -235,8 +265,8 @@ def model_card(manifest: dict[str, Any], summary: dict[str, Any], splits: Splits
     evaluation = summary["test"]
     labels = splits.label_names
     method = manifest["method"]
-    how = ("the members' probabilities averaged with non-negative weights summing to 1, fit on the validation "
-           "split to maximise its log-likelihood" if method == "average" else
+    how = ("each member's probabilities at a temperature (softmax(log p / T)), then averaged with non-negative "
+           "weights summing to 1; both fit on the validation split to maximise its log-likelihood" if method == "average" else
            "a logistic regression on the members' probabilities side by side, fit on the validation split "
            "(its validation figures are out-of-fold, 5-fold within validation)")
     lines = [
@@ -246,8 +276,8 @@ def model_card(manifest: dict[str, Any], summary: dict[str, Any], splits: Splits
         f"- Labels ({len(labels)}): {', '.join(labels)}",
         "- A tfidf member with LinearSVC gives no probabilities: its decision_function scores go through a softmax",
         "",
-        *_table(["member (job)", "family", "weight", "validation accuracy", "its own test accuracy"], [
-            [m["job_id"], m["family"], m.get("weight", "-"), m["validation_accuracy"],
+        *_table(["member (job)", "family", "weight", "temperature", "validation accuracy", "its own test accuracy"], [
+            [m["job_id"], m["family"], m.get("weight", "-"), m.get("temperature", "-"), m["validation_accuracy"],
              m["test_accuracy"] if m["test_accuracy"] is not None else "-"] for m in manifest["members"]]),
         "",
         "## Evaluation",
@@ -268,7 +298,7 @@ def model_card(manifest: dict[str, Any], summary: dict[str, Any], splits: Splits
         "## Files",
         "",
         "- `members/<job id>/`: each member's own artifact, unchanged (its own model card inside)",
-        "- `ensemble.json`: the method, the weights and the members; `stacker.joblib` for method stack",
+        "- `ensemble.json`: the method, the weights and temperatures and the members; `stacker.joblib` for method stack",
         "- `ensemble_members.py`, `textprep.py`, `preprocessing.json`: the loading code and the text preparation",
         "",
         *loading_section(LOADING),

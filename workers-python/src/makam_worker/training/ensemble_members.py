@@ -90,16 +90,24 @@ def _neural_probabilities(d: Path, family: str, labels: list[str], metrics: dict
     return np.concatenate(out) if out else np.zeros((0, len(labels)))
 
 
+def calibrated(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / temperature): the member's probabilities sharpened (< 1) or flattened (> 1),
+    its predictions unchanged."""
+    return softmax(np.log(np.clip(probabilities, 1e-12, None)) / temperature)
+
+
 def stacked_features(probabilities: list[np.ndarray]) -> np.ndarray:
     """The stacker's input: every member's probabilities side by side, in member order."""
     return np.concatenate(probabilities, axis=1)
 
 
 def combine(manifest: dict, probabilities: list[np.ndarray], stacker: Any = None) -> np.ndarray:
-    """The ensemble's probabilities from its members': the weighted mean (`average`) or the
-    stacker's predict_proba (`stack`), columns in label order."""
+    """The ensemble's probabilities from its members': the weighted mean (`average`, of each member's
+    probabilities at its temperature, when the manifest has them) or the stacker's predict_proba
+    (`stack`), columns in label order."""
     if manifest["method"] == "average":
-        return sum(w * p for w, p in zip(manifest["weights"], probabilities))
+        temperatures = manifest.get("temperatures") or [1.0] * len(probabilities)
+        return sum(w * calibrated(p, t) for w, t, p in zip(manifest["weights"], temperatures, probabilities))
     # The stacker knows only the labels the validation split has: the others get probability 0.
     out = np.zeros((len(probabilities[0]), len(manifest["labels"])))
     out[:, stacker.classes_] = stacker.predict_proba(stacked_features(probabilities))
