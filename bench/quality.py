@@ -29,6 +29,17 @@ that chooses between them (that figure is measured before the offsets).
     workers-python/.venv/bin/python bench/quality.py --only lyrics+title+artist --runs tfidf
     workers-python/.venv/bin/python bench/quality.py --only lyrics+title+artist \
         --runs "tfidf+cross-fit offsets chosen on validation"
+
+An ensemble run (family "ensemble") trains its members once per seed through the same child, each
+with `refit: false` (a refit member's validation probabilities would be in-sample), then runs the
+worker's own ensemble job on their model.tar.gz: the spec the dispatcher sends (the first member's
+model and hyperparameters, plus `ensemble`), so the worker's ensemble.py fits the temperatures and
+weights on validation and reads test once. The members' test figures come in their own reports (one
+each per seed, besides the ensemble's); the method is fixed in the run, never chosen on test. With
+`--work DIR` the runs stay in DIR, and a later run there reuses members that finished with the same
+spec (only the combination runs again).
+
+    workers-python/.venv/bin/python bench/quality.py --only ttc3600 --runs "ensemble tfidf+scratch char n-grams"
 """
 
 from __future__ import annotations
@@ -88,6 +99,13 @@ RUNS: dict[str, list[tuple[str, str, dict[str, Any] | list[dict[str, Any]]]]] = 
         # configuration: at load 5-7 an epoch took ~3 min, and a candidate list (sizes 2-5, a masked-LM
         # phase) did not fit the session (bench/README.md).
         ("scratch+char n-grams+refit", "scratch", {**SCRATCH_TTC, "char_ngram_buckets": 262144, "refit": True}),
+        # Issue 13's 0.96: the two best models' probabilities averaged with temperatures and weights
+        # fit on validation.
+        # Neither member is refit (the worker refuses one that is); `average` is fixed up front.
+        ("ensemble tfidf+scratch char n-grams", "ensemble", {"method": "average", "members": [
+            ("tfidf", "tfidf", {"refit": False}),
+            ("scratch-char", "scratch", {**SCRATCH_TTC, "char_ngram_buckets": 262144, "refit": False}),
+        ]}),
     ],
     "lyrics": [
         ("tfidf", "tfidf", TFIDF_LYRICS),
@@ -143,26 +161,40 @@ def datasets_of(dataset: str, tmp: Path) -> dict[str, Path]:
     return lyrics(tmp, with_title_artist=dataset == "lyrics+title+artist")
 
 
-def run(tmp: Path, name: str, family: str, datasets: dict[str, Path], hyperparameters: dict[str, Any]) -> dict:
+def run(tmp: Path, name: str, family: str, datasets: dict[str, Path], hyperparameters: dict[str, Any],
+        ensemble: dict[str, Any] | None = None, reuse: bool = False) -> dict:
+    """One run through the child; with `ensemble` (spec.json's: method, members' job ids and
+    model.tar.gz paths) the run is an ensemble job of those members, `family` and `hyperparameters`
+    being its first member's, as the dispatcher sends them. With `reuse`, a run in `tmp` that
+    finished with the same spec is read again instead of trained again."""
     from makam_worker.training.child import EXIT_OK, execute
 
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
-    run_dir = tmp / f"{slug}-{len(list(tmp.iterdir()))}"
-    run_dir.mkdir()
-    spec = {"run_id": run_dir.name, "model": {"family": family, **NO_MODEL},
+    spec = {"model": {"family": family, **NO_MODEL},
             "hyperparameters": hyperparameters, "validation_dataset": None, "test_dataset": None,
-            **{k: str(v) for k, v in datasets.items()}}
-    (run_dir / "spec.json").write_text(json.dumps(spec))
-    began = time.perf_counter()
-    code = execute(run_dir)
-    seconds = time.perf_counter() - began
+            **{k: str(v) for k, v in datasets.items()}, "ensemble": ensemble}
+    done = reuse and next((d for d in sorted(tmp.iterdir()) if (d / "bench-seconds").is_file()
+                           and {**json.loads((d / "spec.json").read_text()), "run_id": None} == {**spec, "run_id": None}), None)
+    if done:
+        run_dir, code, seconds = done, EXIT_OK, float((done / "bench-seconds").read_text())
+        print(f"... {name}: reusing {run_dir} (finished earlier, same spec)", file=sys.stderr, flush=True)
+    else:
+        run_dir = tmp / f"{slug}-{len(list(tmp.iterdir()))}"
+        run_dir.mkdir()
+        (run_dir / "spec.json").write_text(json.dumps({"run_id": run_dir.name, **spec}))
+        began = time.perf_counter()
+        code = execute(run_dir)
+        seconds = time.perf_counter() - began
+        if code == EXIT_OK:
+            (run_dir / "bench-seconds").write_text(f"{seconds}\n")
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line]
     finished = events[-1]
     if code != EXIT_OK:
         raise SystemExit(f"{name} failed: {finished.get('error_code')}: {finished.get('error_message')}")
     m = finished["final_metrics"]
     return {
-        "run": name, "family": family, "evaluated_on": m["evaluated_on"], "accuracy": m["accuracy"],
+        "run": name, "family": m.get("family", family), "run_dir": str(run_dir),
+        "evaluated_on": m["evaluated_on"], "accuracy": m["accuracy"],
         "macro_f1": m["macro_f1"], "weighted_f1": m["weighted_f1"],
         "majority_baseline_accuracy": m["majority_baseline_accuracy"], "best_epoch": m["best_epoch"],
         "epochs_trained": m["epochs_trained"], "seconds": seconds, "train_seconds": m["throughput"]["seconds"],
@@ -170,8 +202,33 @@ def run(tmp: Path, name: str, family: str, datasets: dict[str, Path], hyperparam
         "leaks": m["data"]["leaks"], "validation_accuracy": (m.get("validation") or {}).get("accuracy"),
         "validation_macro_f1": (m.get("validation") or {}).get("macro_f1"),
         "per_class_f1": {k: v["f1"] for k, v in m["test"]["per_class"].items()},
-        "hyperparameters": hyperparameters,
+        "hyperparameters": hyperparameters, **({"ensemble": m["ensemble"]} if ensemble else {}),
     }
+
+
+def run_ensemble(tmp: Path, dataset: str, name: str, datasets: dict[str, Path], ensemble: dict[str, Any],
+                 seed: int, scratch: dict[str, Any]) -> dict:
+    """Trains each member with this seed and `refit: false` (or reuses one that `--work` kept), then
+    the ensemble job on their archives. The row is the ensemble's; `seconds` is the whole seed's wall
+    time, members included (as first trained when reused)."""
+    members = []
+    for job, family, hp in ensemble["members"]:
+        hp = {**hp, **(scratch if family == "scratch" else {}), "seed": seed, "refit": False}
+        print(f"... {dataset}: {name}: seed {seed}: member {job}", file=sys.stderr, flush=True)
+        r = run(tmp, f"{dataset}-{name}-{job}", family, datasets, hp, reuse=True)
+        print(f"... {dataset}: {name}: seed {seed}: member {job}: validation accuracy {r['validation_accuracy']:.4f}, "
+              f"test accuracy {r['accuracy']:.4f} (its own report), best epoch {r['best_epoch']}, {r['seconds']:.0f} s",
+              file=sys.stderr, flush=True)
+        members.append({"job_id": f"job_{job}", **r})
+    spec = {"method": ensemble["method"],
+            "members": [{"job_id": m["job_id"], "artifact": str(Path(m.pop("run_dir")) / "model.tar.gz")} for m in members]}
+    first_family, first_hp = members[0]["family"], members[0]["hyperparameters"]
+    row = run(tmp, f"{dataset}-{name}", first_family, datasets, first_hp, ensemble=spec)
+    row.pop("run_dir")
+    row["ensemble_seconds"] = row["seconds"]
+    row["seconds"] = row["seconds"] + sum(m["seconds"] for m in members)
+    row["members"] = members
+    return row
 
 
 def choose(tmp: Path, dataset: str, name: str, family: str, datasets: dict[str, Path],
@@ -212,13 +269,17 @@ def main() -> int:
     parser.add_argument("--scratch", type=json.loads, default={}, help="JSON overrides for every scratch run")
     parser.add_argument("--seeds", default="42,43,44", help="comma-separated seeds; each chosen run trains once per seed")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--work", type=Path, help="keep the runs here (default: a temporary directory); an "
+                        "ensemble's members that finished there with the same spec are reused, not trained again")
     args = parser.parse_args()
     os.environ.setdefault("MAKAM_WORKER_DEVICE", "cpu")
     keep = {k.strip() for k in args.runs.split(",")} if args.runs else None
     seeds = [int(s) for s in args.seeds.split(",")]
     results = []
+    if args.work:
+        args.work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="makam-bench-") as tmp_name:
-        tmp = Path(tmp_name)
+        tmp = args.work or Path(tmp_name)
         for dataset, runs in RUNS.items():
             if args.only and dataset != args.only:
                 continue
@@ -235,15 +296,28 @@ def main() -> int:
                 rows = []
                 for seed in seeds:
                     print(f"... {dataset}: {name}: seed {seed}", file=sys.stderr, flush=True)
-                    rows.append(run(tmp, f"{dataset}-{name}", family, datasets, {**chosen, "seed": seed}))
+                    if family == "ensemble":
+                        rows.append(run_ensemble(tmp, dataset, name, datasets, chosen, seed, args.scratch))
+                    else:
+                        rows.append(run(tmp, f"{dataset}-{name}", family, datasets, {**chosen, "seed": seed}))
+                        rows[-1].pop("run_dir")
                     r = rows[-1]
+                    weights = f", weights {r['ensemble']['weights']}" if family == "ensemble" else ""
                     print(f"... {dataset}: {name}: seed {seed}: accuracy {r['accuracy']:.4f}, macro F1 "
-                          f"{r['macro_f1']:.4f}, best epoch {r['best_epoch']}, {r['seconds']:.0f} s",
-                          file=sys.stderr, flush=True)
+                          f"{r['macro_f1']:.4f}, validation accuracy {r['validation_accuracy']:.4f}, best epoch "
+                          f"{r['best_epoch']}{weights}, {r['seconds']:.0f} s", file=sys.stderr, flush=True)
                 results.append({"dataset": dataset, "run": name, "family": family, "hyperparameters": chosen,
                                 "candidates_on_validation": looked, "evaluated_on": rows[0]["evaluated_on"],
                                 "majority_baseline_accuracy": rows[0]["majority_baseline_accuracy"],
                                 **summarise(rows), "runs": rows})
+                if family == "ensemble":  # the members' own reports read test too, one figure each per seed
+                    results[-1].update(
+                        member_test_reads=sum(len(r["members"]) for r in rows),
+                        validation_accuracy={"mean": statistics.fmean(r["validation_accuracy"] for r in rows)},
+                        members={m["job_id"]: {"accuracy": statistics.fmean(r["members"][i]["accuracy"] for r in rows),
+                                               "weight": statistics.fmean(r["ensemble"]["weights"][i] for r in rows)
+                                               if chosen["method"] == "average" else None}
+                                 for i, m in enumerate(rows[0]["members"])})
     print()
     print(f"{'dataset':<19} {'run':<36} {'on':<5} {'accuracy':>15} {'macro F1':>15} {'majority':>8} "
           f"{'test reads':>10} {'seconds':>8}")
@@ -257,6 +331,12 @@ def main() -> int:
                   + ", ".join(f"{c['candidate']}: {next(v for k, v in c.items() if k.startswith('validation_')):.4f}"
                               for c in r["candidates_on_validation"]))
         print(f"{'':<19}   per-class F1 (mean): " + ", ".join(f"{k} {v:.3f}" for k, v in r["per_class_f1"].items()))
+        for s in r["runs"] if r["family"] == "ensemble" else []:
+            print(f"{'':<19}   seed {s['hyperparameters']['seed']}: ensemble validation {s['validation_accuracy']:.4f}"
+                  f" test {s['accuracy']:.4f} (macro F1 {s['macro_f1']:.4f}), " + ", ".join(
+                      f"{m['job_id']}{'' if w is None else f' weight {w:.4f}'} test {m['accuracy']:.4f}"
+                      for m, w in zip(s["members"], s["ensemble"]["weights"] or [None] * len(s["members"])))
+                  + f"; {s['seconds']:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     return 0
