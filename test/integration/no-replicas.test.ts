@@ -1,7 +1,7 @@
 // A primary with min-replicas-to-write and its replica away (SIGSTOP, past min-replicas-max-lag)
 // refuses every write with NOREPLICAS. The API's requests then answer 503 no_replicas after about
 // MAKAM_REDIS_NOREPLICAS_WAIT_MS instead of hanging as long as the replica is away; /healthz
-// answers meanwhile; once the replica is back the same requests succeed and what was stored before
+// and reads answer meanwhile; once the replica is back the same requests succeed and what was stored before
 // is still there. Real redis-server processes: a primary, a replica, three sentinels (support/sentinel.ts).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -68,7 +68,7 @@ async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number
   }
 }
 
-test('with no replica in reach a write answers 503 no_replicas within MAKAM_REDIS_NOREPLICAS_WAIT_MS; /healthz answers; once it is back the same request succeeds', { timeout: 120_000 }, async () => {
+test('with no replica in reach a write answers 503 no_replicas within MAKAM_REDIS_NOREPLICAS_WAIT_MS; /healthz and reads answer; once it is back the same request succeeds', { timeout: 120_000 }, async () => {
   const sample = await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl'), 'utf8');
   const upload: InjectOptions = { method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'application/jsonl', 'idempotency-key': 'noreplicas-upload' }, payload: sample };
   const stored = await timed({ ...upload, headers: { ...upload.headers, 'idempotency-key': 'noreplicas-first' } });
@@ -79,6 +79,9 @@ test('with no replica in reach a write answers 503 no_replicas within MAKAM_REDI
     headers: { 'content-type': 'application/json', 'idempotency-key': 'noreplicas-submit' },
     payload: { kind: 'finetune', model: { family: 'tfidf' }, dataset: stored.body.id, hyperparameters: { validation_fraction: 0.2 } },
   };
+
+  const earlier = await timed({ ...submit, headers: { 'content-type': 'application/json' } });
+  assert.equal(earlier.status, 202, JSON.stringify(earlier.body));
 
   const [, replicaPort] = redis.ports.data as [number, number];
   redis.pause(replicaPort);
@@ -107,6 +110,14 @@ test('with no replica in reach a write answers 503 no_replicas within MAKAM_REDI
     assert.equal(uploadRefused.status, 503, JSON.stringify(uploadRefused.body));
     assert.equal(uploadRefused.body.error.code, 'no_replicas');
     assert.ok(uploadRefused.ms < WAIT_MS + 3000, `the upload answered within the bound (${uploadRefused.ms} ms)`);
+
+    // Reads go on: the front door reads its counts instead of taking them (lua/admit-3.lua).
+    const read = await timed({ method: 'GET', url: `/v1/jobs/${earlier.body.id}` });
+    assert.equal(read.status, 200, JSON.stringify(read.body));
+    assert.equal(read.body.status, 'queued');
+    assert.ok(read.ms < WAIT_MS, `a read waits for no replica (${read.ms} ms)`);
+    const dataset = await timed({ method: 'GET', url: `/v1/datasets/${stored.body.id}` });
+    assert.equal(dataset.status, 200, JSON.stringify(dataset.body));
     console.log(`no replicas: the submit answered 503 in ${refused.ms} ms, the upload after it in ${uploadRefused.ms} ms (MAKAM_REDIS_NOREPLICAS_WAIT_MS ${WAIT_MS})`);
   } finally {
     redis.resume(replicaPort);

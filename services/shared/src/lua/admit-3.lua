@@ -3,7 +3,8 @@
   in the order the hook decides: the address's request count, then its failed authentications,
   then the API key's record, then the key's tenant's request count. Each count is a fixed window:
   INCR, and the window's expiry set by the INCR that made it 1 (as @fastify/rate-limit's store).
-  A step that refuses ends the script, so a later count is not taken.
+  A step that refuses ends the script, so a later count is not taken. While Redis refuses writes for
+  want of a replica, the counts are read, not taken (hit, below).
 
   Input:
     KEYS[1] the address's request counter
@@ -34,8 +35,17 @@
 ]]
 local window = tonumber(ARGV[1])
 
+-- A primary with min-replicas-to-write and no replica in reach refuses the INCR (NOREPLICAS): the
+-- request is then judged by the count as it stands, one more than stored, and not counted, so reads
+-- go on answering while the replica is away (a write's own command is still refused: 503
+-- no_replicas). Any other error is raised as it came.
 local function hit(key)
-  local n = redis.call('INCR', key)
+  local n = redis.pcall('INCR', key)
+  if type(n) == 'table' then
+    if not string.find(tostring(n.err), '^NOREPLICAS') then error(n) end
+    local left = redis.call('PTTL', key)
+    return tonumber(redis.call('GET', key) or '0') + 1, left > 0 and left or window
+  end
   if n == 1 then
     redis.call('PEXPIRE', key, window)
     return n, window
