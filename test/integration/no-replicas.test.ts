@@ -14,6 +14,10 @@ import { Redis } from 'ioredis';
 import { buildApp } from '../../services/api/src/app.ts';
 import { loadApiConfig } from '../../services/api/src/config.ts';
 import { isNoReplicas } from '../../services/api/src/errors.ts';
+import { JobStore, queuedJob } from '@makam/shared/job-store';
+import { newJobId } from '@makam/shared/ids';
+import { redisKeys } from '@makam/shared/keys';
+import { createRedis } from '@makam/shared/redis';
 import { createKey } from '../support/keys.ts';
 import { uniquePrefix } from '../support/redis.ts';
 import { startSentinelRedis, type SentinelRedis } from '../support/sentinel.ts';
@@ -25,11 +29,12 @@ let redis: SentinelRedis;
 let app: FastifyInstance;
 let key: string;
 let primary: Redis; // straight to the primary: no reconnect, no resend
+let prefix: string;
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'makam-noreplicas-'));
   redis = await startSentinelRedis(dir); // min-replicas-to-write 1, min-replicas-max-lag 2 s
-  const prefix = uniquePrefix();
+  prefix = uniquePrefix();
   const config = loadApiConfig({
     ...redis.settings,
     MAKAM_REDIS_PREFIX: prefix,
@@ -84,6 +89,7 @@ test('with no replica in reach a write answers 503 no_replicas within MAKAM_REDI
   assert.equal(earlier.status, 202, JSON.stringify(earlier.body));
 
   const [, replicaPort] = redis.ports.data as [number, number];
+  let dispatcherRedis: Redis | undefined;
   redis.pause(replicaPort);
   try {
     await until('the primary to refuse writes (NOREPLICAS)', async () => !(await primaryTakesWrites()), 20_000);
@@ -97,6 +103,14 @@ test('with no replica in reach a write answers 503 no_replicas within MAKAM_REDI
     const health = await call({ method: 'GET', url: '/healthz' });
     assert.equal(health.statusCode, 200);
     assert.equal(submitAnswered, false, '/healthz answered while the submit waited');
+    // A dispatcher's write (here a tune's trial record) waits for the replica rather than failing.
+    dispatcherRedis = createRedis(redis.settings);
+    dispatcherRedis.on('error', () => {});
+    const trialId = newJobId();
+    let trialCreated = false;
+    const creating = new JobStore(dispatcherRedis, redisKeys(prefix))
+      .create(queuedJob({ id: trialId, tenant: 'acme', kind: 'trial', parent: earlier.body.id, trial: { number: 0, params: {}, study: 'study', objective: { metric: 'accuracy', direction: 'maximize' }, state: 'running', value: null, told: false }, model: { family: 'tfidf' }, dataset: stored.body.id, validation_dataset: null, test_dataset: null, hyperparameters: {}, resource_class: 'cpu', estimate: null }))
+      .then(() => (trialCreated = true));
     const refused = await refusing;
     assert.equal(refused.status, 503, JSON.stringify(refused.body));
     assert.equal(refused.body.error.code, 'no_replicas');
@@ -119,8 +133,13 @@ test('with no replica in reach a write answers 503 no_replicas within MAKAM_REDI
     const dataset = await timed({ method: 'GET', url: `/v1/datasets/${stored.body.id}` });
     assert.equal(dataset.status, 200, JSON.stringify(dataset.body));
     console.log(`no replicas: the submit answered 503 in ${refused.ms} ms, the upload after it in ${uploadRefused.ms} ms (MAKAM_REDIS_NOREPLICAS_WAIT_MS ${WAIT_MS})`);
+    assert.equal(trialCreated, false, 'the trial record waits for the replica');
+    redis.resume(replicaPort);
+    await creating;
+    assert.equal(await primary.hget(`${prefix}:job:${trialId}`, 'status'), 'queued', 'written once the replica is back');
   } finally {
     redis.resume(replicaPort);
+    dispatcherRedis?.disconnect();
   }
 
   await until('the primary to take writes again', primaryTakesWrites, 20_000);

@@ -378,11 +378,14 @@ export class JobStore {
     this.keys = keys;
   }
 
+  /**
+   * Creates `record` with no limit checked (a tune's trials, which run under the tune's place). One
+   * script call, not a MULTI: a call refused while the primary has no replica (NOREPLICAS) is sent
+   * again by the connection (createRedis), where a MULTI would fail at once.
+   */
   async create(record: JobRecord): Promise<void> {
-    const multi = this.redis.multi();
-    this.createIn(multi, this.redis, record);
-    const replies = await multi.exec();
-    for (const [err] of replies ?? []) if (err) throw err;
+    const { keys, args } = this.createCall(record, encodeNewJob(record));
+    await runScript(this.redis, 'createJob', keys, args);
   }
 
   /**
@@ -394,6 +397,13 @@ export class JobStore {
    * and pass the fields of).
    */
   createIn(multi: ChainableCommander, via: Redis, record: JobRecord, fields: readonly string[] = encodeNewJob(record), admission?: Admission): ChainableCommander {
+    const { keys, args } = this.createCall(record, fields, admission);
+    scriptIn(multi, via, 'createJob', keys, args);
+    return multi;
+  }
+
+  /** lua/createJob-8.lua's keys and arguments for `record`. */
+  private createCall(record: JobRecord, fields: readonly string[], admission?: Admission): { keys: string[]; args: Array<string | number> } {
     // A tune job's trials run under its one place in the tenant's active-job limit.
     const trial = record.kind === 'trial';
     const keys = [
@@ -417,8 +427,7 @@ export class JobStore {
       ...fields,
       ...(admission?.datasetKeys ?? []),
     ];
-    scriptIn(multi, via, 'createJob', keys, args);
-    return multi;
+    return { keys, args };
   }
 
   /** A tune job's trial jobs, by trial number. */
