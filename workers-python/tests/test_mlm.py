@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import EXAMPLES, LABELS, SCRATCH, extract, jsonl, model_spec, read_events, write_run_dir
 from makam_worker.run_spec import ModelSpec
@@ -347,3 +348,92 @@ def test_the_phase_checkpoints_by_the_minute_too(tmp_path):
         run_dir = write_run_dir(tmp_path, name, hp, model=model)
         assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
         assert [c["epoch"] for c in of_type(run_dir, "checkpoint")] == expected, name
+
+
+# --- the MLM head at the masked positions only --------------------------------------------------
+
+VOCAB = 97
+
+
+def masked_batch(seed: int = 5) -> dict[str, torch.Tensor]:
+    """Three rows of 12 tokens, the last with 4 padding positions; ~25% of the real tokens masked."""
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, VOCAB, (3, 12), generator=g)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[2, 8:] = 0
+    input_ids[2, 8:] = 0
+    chosen = (torch.rand(input_ids.shape, generator=g) < 0.25) & attention_mask.bool()
+    chosen[0, 3] = chosen[1, 0] = True
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def loss_and_gradients(model: torch.nn.Module, loss_of) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    loss = loss_of()
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def full_vocabulary_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss as computed before: every position scored on the vocabulary, -100 ignored."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert logits.shape[:2] == batch["labels"].shape  # without labels, every position's logits
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].view(-1), ignore_index=-100)
+
+
+def assert_same_as_full_vocabulary(model: torch.nn.Module) -> None:
+    batch = masked_batch()
+    model.eval()  # no dropout: the two passes must see the same network
+    loss, grads = loss_and_gradients(model, lambda: model(**batch).loss)
+    full_loss, full_grads = loss_and_gradients(model, lambda: full_vocabulary_loss(model, batch))
+    masked = int((batch["labels"] != -100).sum())
+    assert model(**batch).logits.shape[-2:] == (masked, VOCAB)  # only the masked positions were scored
+    assert torch.allclose(loss, full_loss, rtol=1e-5, atol=1e-6), (loss, full_loss)
+    assert grads.keys() == full_grads.keys() and len(grads) > 4
+    for name, grad in grads.items():
+        assert torch.allclose(grad, full_grads[name], rtol=1e-4, atol=1e-7), name
+
+
+def test_the_scratch_head_at_masked_positions_gives_the_full_vocabulary_loss_and_gradients():
+    from makam_worker.training.modeling_makam_scratch import MakamScratchConfig, MakamScratchForSequenceClassification
+
+    torch.manual_seed(0)
+    config = MakamScratchConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=16, num_labels=3)
+    assert_same_as_full_vocabulary(mlm.ScratchForMaskedLM(MakamScratchForSequenceClassification(config)))
+
+
+TINY = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+        "max_position_embeddings": 32, "vocab_size": VOCAB}
+MASKED_LM_CONFIGS = {
+    "bert": TINY,
+    "roberta": {**TINY, "pad_token_id": 1},
+    "distilbert": {"dim": 16, "n_layers": 1, "n_heads": 2, "hidden_dim": 32, "max_position_embeddings": 32,
+                   "vocab_size": VOCAB},
+    "electra": {**TINY, "embedding_size": 8},
+    "albert": {**TINY, "embedding_size": 8},
+    "deberta-v2": {**TINY, "relative_attention": True, "position_buckets": 8, "pos_att_type": ["p2c", "c2p"]},
+    "modernbert": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+                   "max_position_embeddings": 32, "vocab_size": VOCAB, "pad_token_id": 0},
+}
+
+
+@pytest.mark.parametrize("model_type", list(MASKED_LM_CONFIGS))
+def test_an_encoders_head_at_masked_positions_gives_the_full_vocabulary_loss_and_gradients(model_type):
+    """The encoder family's *ForMaskedLM models (hooks, mlm.head_at_masked_positions), over the
+    architectures it is written for: their own MLM heads, tied or not, at the masked positions only."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(AutoConfig.for_model(model_type, **MASKED_LM_CONFIGS[model_type]))
+    assert_same_as_full_vocabulary(mlm.head_at_masked_positions(model))
+
+
+def test_the_encoder_familys_mlm_model_scores_the_masked_positions_only(tmp_path):
+    """masked_lm hands pretrain the hooked model."""
+    spec, hp, splits, built = build("encoder", tmp_path, [u["text"] for u in UNLABELED], mlm_epochs=1)
+    model = mlm.masked_lm("encoder", spec, built.model)
+    batch = {**masked_batch(), "input_ids": masked_batch()["input_ids"] % len(built.tokenizer)}
+    batch["labels"] = torch.where(batch["labels"] != -100, batch["input_ids"], batch["labels"])
+    assert model(**batch).logits.shape[:2] == (1, int((batch["labels"] != -100).sum()))

@@ -77,12 +77,21 @@ class ScratchForMaskedLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None) -> MaskedLMOutput:
-        hidden = self.transform(self.model.encode(input_ids, attention_mask))
-        logits = F.linear(hidden, self.model.embeddings.weight, self.bias)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
-        return MaskedLMOutput(loss=loss, logits=logits)
+        """With `labels`, the head runs at the masked positions only (labels != -100, ~mlm_probability
+        of them): `logits` is (masked tokens, vocab_size), in the order of labels[labels != -100], and
+        `loss` their mean cross-entropy, as over every position with ignore_index. Scoring every
+        position on the vocabulary was most of a step's time (bench/mlm_step.py). Without `labels`,
+        `logits` is (batch, tokens, vocab_size)."""
+        hidden = self.model.encode(input_ids, attention_mask)
+        if labels is None:
+            return MaskedLMOutput(logits=self.scores(hidden))
+        masked = labels != -100
+        logits = self.scores(hidden[masked])
+        return MaskedLMOutput(loss=F.cross_entropy(logits.float(), labels[masked]), logits=logits)
+
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The vocabulary's logits for hidden states of any leading shape."""
+        return F.linear(self.transform(hidden), self.model.embeddings.weight, self.bias)
 
 
 def masked_lm(family: str, model_spec: ModelSpec, model: nn.Module) -> nn.Module:
@@ -104,6 +113,45 @@ def masked_lm(family: str, model_spec: ModelSpec, model: nn.Module) -> nn.Module
         mlm = AutoModelForMaskedLM.from_config(model.config)
     mlm.to(next(model.parameters()).device)
     _copy_encoder(model, mlm)
+    head_at_masked_positions(mlm)
+    return mlm
+
+
+def head_at_masked_positions(mlm: nn.Module) -> nn.Module:
+    """Makes a Hugging Face *ForMaskedLM run its MLM head at the masked positions only when called with
+    `labels`, as ScratchForMaskedLM does; the same loss and gradients. Their forwards share one shape:
+    base model, its first output through a position-wise head, cross-entropy over labels.view(-1) with
+    -100 ignored. So a pre-hook keeps labels[labels != -100] (as (1, masked tokens)) and a hook on the
+    base model keeps the same positions of its first output: `logits` is (1, masked tokens, vocab).
+    Hooks, not a wrapper module: the state dict's names (checkpoints, _copy_encoder) stay the model's."""
+    selected: list[torch.Tensor] = []
+
+    def gather_labels(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        selected.clear()
+        labels = kwargs.get("labels")
+        if labels is not None:
+            masked = labels != -100
+            selected.append(masked)
+            kwargs = {**kwargs, "labels": labels[masked].unsqueeze(0)}
+        return args, kwargs
+
+    def gather_hidden(_module: nn.Module, _args: tuple, output: Any) -> Any:
+        if not selected:
+            return output
+        masked = selected.pop()
+        hidden = output[0]
+        if hidden.shape[:2] != masked.shape:  # a base model whose output is not one state a token
+            raise TrainingError("invalid_model", f"mlm_epochs: {type(mlm).__name__}'s encoder output "
+                                f"{tuple(hidden.shape)} does not match its input {tuple(masked.shape)}; set mlm_epochs to 0",
+                                retryable=False)
+        hidden = hidden[masked].unsqueeze(0)
+        if isinstance(output, tuple):
+            return (hidden, *output[1:])
+        output[next(iter(output.keys()))] = hidden
+        return output
+
+    mlm.register_forward_pre_hook(gather_labels, with_kwargs=True)
+    mlm.base_model.register_forward_hook(gather_hidden)
     return mlm
 
 
