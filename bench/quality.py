@@ -9,6 +9,8 @@ repository.
     workers-python/.venv/bin/python bench/quality.py --only ttc3600 --runs tfidf
     workers-python/.venv/bin/python bench/quality.py --json results.json  # also write the figures
     workers-python/.venv/bin/python bench/quality.py --seeds 42            # one seed (quick look)
+    workers-python/.venv/bin/python bench/quality.py --only ttc3600 --runs "scratch+char n-grams+mlm" \
+        --validation-only                                                  # candidates on validation, no test
 
 Blind measurement: a run with several candidate configurations trains each once (the first seed)
 and compares them on validation only; the test figures of the candidates it does not choose are
@@ -99,6 +101,9 @@ RUNS: dict[str, list[tuple[str, str, dict[str, Any] | list[dict[str, Any]]]]] = 
         # configuration: at load 5-7 an epoch took ~3 min, and a candidate list (sizes 2-5, a masked-LM
         # phase) did not fit the session (bench/README.md).
         ("scratch+char n-grams+refit", "scratch", {**SCRATCH_TTC, "char_ngram_buckets": 262144, "refit": True}),
+        # The same with a masked-LM phase first (on the training split's texts): looked at on validation
+        # only so far (--validation-only, bench/README.md).
+        ("scratch+char n-grams+mlm", "scratch", [{**SCRATCH_TTC, "char_ngram_buckets": 262144, "mlm_epochs": 10}]),
         # Issue 13's 0.96: the two best models' probabilities averaged with temperatures and weights
         # fit on validation.
         # Neither member is refit (the worker refuses one that is); `average` is fixed up front.
@@ -202,6 +207,7 @@ def run(tmp: Path, name: str, family: str, datasets: dict[str, Path], hyperparam
         "leaks": m["data"]["leaks"], "validation_accuracy": (m.get("validation") or {}).get("accuracy"),
         "validation_macro_f1": (m.get("validation") or {}).get("macro_f1"),
         "per_class_f1": {k: v["f1"] for k, v in m["test"]["per_class"].items()},
+        "mlm_loss": [e["mlm_loss"] for e in events if e["type"] == "metrics" and e.get("phase") == "mlm"],
         "hyperparameters": hyperparameters, **({"ensemble": m["ensemble"]} if ensemble else {}),
     }
 
@@ -241,9 +247,11 @@ def choose(tmp: Path, dataset: str, name: str, family: str, datasets: dict[str, 
         print(f"... {dataset}: {name}: candidate {i + 1}/{len(candidates)} (validation only)", file=sys.stderr, flush=True)
         # The refit leaves the validation figure (the first pass's) as it is: candidates skip it.
         r = run(tmp, f"{dataset}-{name}-candidate-{i}", family, datasets, {**hp, "seed": seed, "refit": False})
-        print(f"... {dataset}: {name}: candidate {i + 1}: {key} {r[key]:.4f}, best epoch {r['best_epoch']}, "
+        mlm = f", MLM loss by epoch {', '.join(f'{x:.3f}' for x in r['mlm_loss'])}" if r["mlm_loss"] else ""
+        print(f"... {dataset}: {name}: candidate {i + 1}: {key} {r[key]:.4f}, best epoch {r['best_epoch']}{mlm}, "
               f"{r['seconds']:.0f} s", file=sys.stderr, flush=True)
-        looked.append({"candidate": i, key: r[key], "best_epoch": r["best_epoch"], "hyperparameters": hp})
+        looked.append({"candidate": i, key: r[key], "best_epoch": r["best_epoch"], "mlm_loss": r["mlm_loss"],
+                       "seconds": r["seconds"], "hyperparameters": hp})
     best = max(looked, key=lambda c: c[key])
     return candidates[best["candidate"]], looked
 
@@ -269,6 +277,9 @@ def main() -> int:
     parser.add_argument("--scratch", type=json.loads, default={}, help="JSON overrides for every scratch run")
     parser.add_argument("--seeds", default="42,43,44", help="comma-separated seeds; each chosen run trains once per seed")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--validation-only", action="store_true", help="train each candidate of the kept runs once "
+                        "(the first seed) and print its validation figures, nothing else: on TTC-3600 the child gets "
+                        "no test split (on lyrics it evaluates its carved one, unread, as candidates do)")
     parser.add_argument("--work", type=Path, help="keep the runs here (default: a temporary directory); an "
                         "ensemble's members that finished there with the same spec are reused, not trained again")
     args = parser.parse_args()
@@ -284,12 +295,20 @@ def main() -> int:
             if args.only and dataset != args.only:
                 continue
             datasets = datasets_of(dataset, tmp)
+            if args.validation_only:  # the child then reports on validation: no test figure exists to read
+                datasets.pop("test_dataset", None)
             for name, family, hp in runs:
                 if keep and name not in keep and family not in keep:
                     continue
                 overrides = args.scratch if family == "scratch" else {}
                 candidates = [{**c, **overrides} for c in (hp if isinstance(hp, list) else [hp])]
                 looked: list[dict[str, Any]] = []
+                if args.validation_only:
+                    if family == "ensemble":
+                        raise SystemExit(f"{name}: --validation-only looks at candidates of one family, not an ensemble")
+                    _, looked = choose(tmp, dataset, name, family, datasets, candidates, seeds[0])
+                    results.append({"dataset": dataset, "run": name, "family": family, "candidates_on_validation": looked})
+                    continue
                 chosen = candidates[0]
                 if len(candidates) > 1:
                     chosen, looked = choose(tmp, dataset, name, family, datasets, candidates, seeds[0])
@@ -322,6 +341,11 @@ def main() -> int:
     print(f"{'dataset':<19} {'run':<36} {'on':<5} {'accuracy':>15} {'macro F1':>15} {'majority':>8} "
           f"{'test reads':>10} {'seconds':>8}")
     for r in results:
+        if "accuracy" not in r:  # --validation-only
+            for c in r["candidates_on_validation"]:
+                print(f"{r['dataset']:<19} {r['run'][:36]:<36} candidate {c['candidate']} on validation: " + ", ".join(
+                    f"{k} {v:.4f}" for k, v in c.items() if k.startswith("validation_")) + f", {c['seconds']:.0f} s")
+            continue
         acc, f1 = r["accuracy"], r["macro_f1"]
         print(f"{r['dataset']:<19} {r['run'][:36]:<36} {r['evaluated_on'][:5]:<5} "
               f"{acc['mean']:>8.4f} ±{acc['sd']:.4f} {f1['mean']:>8.4f} ±{f1['sd']:.4f} "
