@@ -17,7 +17,9 @@ import { isNoReplicas } from '../../services/api/src/errors.ts';
 import { JobStore, queuedJob } from '@makam/shared/job-store';
 import { newJobId } from '@makam/shared/ids';
 import { redisKeys } from '@makam/shared/keys';
-import { createRedis } from '@makam/shared/redis';
+import { createRedis, execTransaction } from '@makam/shared/redis';
+import { Telemetry, emptyLag, observeLag } from '@makam/shared/telemetry';
+import { WebhookStore } from '../../services/api/src/webhooks/webhook-store.ts';
 import { createKey } from '../support/keys.ts';
 import { uniquePrefix } from '../support/redis.ts';
 import { startSentinelRedis, type SentinelRedis } from '../support/sentinel.ts';
@@ -152,4 +154,74 @@ test('with no replica in reach a write answers 503 no_replicas within MAKAM_REDI
   assert.equal(before.status, 200, JSON.stringify(before.body));
   const job = await timed({ method: 'GET', url: `/v1/jobs/${accepted.body.id}` });
   assert.equal(job.status, 200, JSON.stringify(job.body));
+});
+
+test('a MULTI a dispatcher or the API\'s background sends while no replica is in reach is written once, whole, when it is back; a request\'s answers 503 no_replicas; heartbeats are skipped', { timeout: 120_000 }, async () => {
+  await until('the primary to take writes', primaryTakesWrites, 20_000);
+  const keys = redisKeys(prefix);
+  // Made before the outage: a job to remove and a webhook to log a delivery of.
+  const setup = createRedis(redis.settings);
+  setup.on('error', () => {});
+  const doomed = newJobId();
+  await new JobStore(setup, keys).create(queuedJob({ id: doomed, tenant: 'acme', kind: 'finetune', parent: null, model: { family: 'tfidf' }, dataset: 'ds_none', validation_dataset: null, test_dataset: null, hyperparameters: {}, resource_class: 'cpu', estimate: null }));
+  const { record: hook } = await new WebhookStore(setup, prefix).create('acme', 'https://example.com/hook', ['job.succeeded'], null);
+  setup.disconnect();
+  const sample = await readFile(path.join(ROOT, 'examples/data/lyrics-sample.jsonl'), 'utf8');
+  const uploaded = await timed({ method: 'POST', url: '/v1/datasets', headers: { 'content-type': 'application/jsonl' }, payload: sample });
+  assert.equal(uploaded.status, 201, JSON.stringify(uploaded.body));
+  const dataset = uploaded.body.id as string;
+  const counter = `${prefix}:noreplicas-test:counter`;
+  const list = `${prefix}:noreplicas-test:list`;
+
+  const [, replicaPort] = redis.ports.data as [number, number];
+  // Dispatchers' and background connections: no noReplicasWaitMs, they wait for the replica.
+  const waiting = createRedis(redis.settings);
+  waiting.on('error', () => {});
+  redis.pause(replicaPort);
+  try {
+    await until('the primary to refuse writes (NOREPLICAS)', async () => !(await primaryTakesWrites()), 20_000);
+    // Each one's outcome, so that a failure names which was lost.
+    const done = new Set<string>();
+    const track = (name: string, p: Promise<unknown>) => p.then(() => (done.add(name), 'written'), (err: Error) => `refused: ${err.message}`);
+    // Not idempotent: sent again after a refusal that had applied part of it, it would count twice.
+    const counted = track('incr', execTransaction(waiting, () => waiting.multi().incr(counter).rpush(list, 'x')));
+    const removed = track('remove', new JobStore(waiting, keys).remove(doomed));
+    const logged = track('log', new WebhookStore(waiting, prefix).logAttempt(hook.id, { object: 'webhook_delivery', event_id: 'evt_1', event_type: 'job.succeeded', job_id: doomed, attempt: 1, response_status: 200, error: null, ok: true, will_retry: false, duration_ms: 5, created_at: new Date().toISOString() }));
+
+    // Heartbeats are skipped, not waited for: a refused worker listing fails at once (the dispatcher
+    // logs it at debug and publishes again in 10 s) and a lag batch stays for the next flush.
+    const telemetry = new Telemetry(waiting, prefix);
+    const t0 = Date.now();
+    const published = await telemetry.publishWorker({ object: 'worker', address: 'w:1', resource_class: 'cpu', worker_id: 'w', device: 'cpu', gpu_name: '', memory_total_bytes: 0, memory_free_bytes: 0, active_runs: 0, families: [], versions: {}, seen_at: new Date().toISOString() }, 30).catch((err: Error) => err);
+    assert.ok(published instanceof Error && isNoReplicas(published), `a refused heartbeat fails at once (${String(published)})`);
+    const lag = emptyLag();
+    observeLag(lag, 0.1);
+    const flushed = await telemetry.addLag('cpu', lag).catch((err: Error) => err);
+    assert.ok(flushed instanceof Error && isNoReplicas(flushed), String(flushed));
+    assert.ok(Date.now() - t0 < WAIT_MS, `heartbeats do not wait (${Date.now() - t0} ms)`);
+
+    // A request's MULTI (a submission without Idempotency-Key: the record and the queueing) gives up
+    // after MAKAM_REDIS_NOREPLICAS_WAIT_MS with 503 no_replicas, like its single writes.
+    const submitted = await timed({ method: 'POST', url: '/v1/jobs', headers: { 'content-type': 'application/json' }, payload: { kind: 'finetune', model: { family: 'tfidf' }, dataset, hyperparameters: { validation_fraction: 0.2 } } });
+
+    await sleep(500);
+    assert.deepEqual([...done], [], 'the transactions wait for the replica');
+    assert.equal(await primary.get(counter), null);
+    assert.equal(await primary.exists(keys.job(doomed)), 1);
+    redis.resume(replicaPort);
+    assert.deepEqual({ counted: await counted, removed: await removed, logged: await logged }, { counted: 'written', removed: 'written', logged: 'written' });
+    assert.equal(submitted.status, 503, JSON.stringify(submitted.body));
+    assert.equal(submitted.body.error.code, 'no_replicas');
+    assert.ok(submitted.ms >= WAIT_MS - 200, `the submission waited for the replica first (${submitted.ms} ms)`);
+  } finally {
+    redis.resume(replicaPort);
+    waiting.disconnect();
+  }
+  assert.equal(await primary.get(counter), '1', 'the counting MULTI applied exactly once');
+  assert.deepEqual(await primary.lrange(list, 0, -1), ['x']);
+  assert.equal(await primary.exists(keys.job(doomed)), 0, 'the job removed once the replica is back');
+  assert.equal(await primary.zscore(keys.jobs, doomed), null);
+  const log = await new WebhookStore(primary, prefix).deliveries(hook.id, 10);
+  assert.deepEqual(log.map((d) => d.event_id), ['evt_1'], 'the delivery logged once');
+  assert.equal(await primary.exists(`${prefix}:worker:cpu:w:1`), 0, 'the skipped heartbeat was not written later');
 });

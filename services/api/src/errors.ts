@@ -3,6 +3,7 @@ import { STATUS_CODES as HTTP_STATUS_TEXT } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 // ioredis exports its error classes only from this path (its index exports ReplyError alone).
 import { MaxRetriesPerRequestError } from 'ioredis/built/errors/index.js';
+import { isNoReplicas } from '@makam/shared/redis';
 import { PATTERN_HINTS } from './schemas/common.ts';
 
 export class ApiError extends Error {
@@ -201,18 +202,8 @@ export function isStoreUnavailable(err: unknown): boolean {
   return typeof code === 'string' && UNREACHABLE.has(code);
 }
 
-/**
- * A write the primary Redis refused because no replica is in reach (min-replicas-to-write): the
- * reply NOREPLICAS (a script's error keeps the code first), or a MULTI that EXECABORT discarded
- * for it. Refused, so nothing of that write was stored.
- */
-export function isNoReplicas(err: unknown): boolean {
-  const message = (err as Error | null)?.message;
-  if (typeof message !== 'string') return false;
-  if (message.startsWith('NOREPLICAS')) return true;
-  const previous = (err as { previousErrors?: unknown[] }).previousErrors;
-  return message.startsWith('EXECABORT') && Array.isArray(previous) && previous.some(isNoReplicas);
-}
+/** A write the primary Redis refused because no replica is in reach (min-replicas-to-write); nothing of it was stored. */
+export { isNoReplicas };
 
 /** 503 no_replicas: what happened (a refused write), why, and what to do. */
 export function noReplicasError(waitMs: number): ApiError {

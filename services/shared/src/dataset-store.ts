@@ -3,6 +3,7 @@ import { LruMap } from 'toad-cache';
 import type { BlobStore } from './blob-store.ts';
 import type { RedisKeys } from './keys.ts';
 import { runScript } from './lua/scripts.ts';
+import { execTransaction } from './redis.ts';
 
 /** A stored dataset: normalized JSON lines of {"text", "label"} in the blob store under its sha256. */
 export interface DatasetRecord {
@@ -32,7 +33,7 @@ export class DatasetStore {
   }
 
   async create(record: DatasetRecord): Promise<void> {
-    await this.redis.multi().set(this.keys.dataset(record.id), JSON.stringify(record)).zadd(this.keys.datasets, 0, record.id).exec();
+    await execTransaction(this.redis, () => this.redis.multi().set(this.keys.dataset(record.id), JSON.stringify(record)).zadd(this.keys.datasets, 0, record.id));
   }
 
   async get(id: string): Promise<DatasetRecord | null> {
@@ -77,11 +78,13 @@ export class DatasetStore {
         const ids = await this.redis.zrange(this.keys.datasets, start, start + 499);
         if (ids.length === 0) break;
         const raws = await this.redis.mget(ids.map((id) => this.keys.dataset(id)));
-        const multi = this.redis.multi();
-        raws.forEach((raw, i) => {
-          if (raw) multi.sadd(this.refsKey((JSON.parse(raw) as DatasetRecord).sha256), ids[i]!);
+        await execTransaction(this.redis, () => {
+          const multi = this.redis.multi();
+          raws.forEach((raw, i) => {
+            if (raw) multi.sadd(this.refsKey((JSON.parse(raw) as DatasetRecord).sha256), ids[i]!);
+          });
+          return multi;
         });
-        await multi.exec();
       }
       await this.redis.set(marker, new Date().toISOString());
     })().catch((err: unknown) => {

@@ -3,6 +3,7 @@
 // Lua script; events and metrics are streams whose ids are the cursors clients page with.
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { RedisKeys } from './keys.ts';
+import { execTransaction } from './redis.ts';
 import { runScript, scriptIn } from './lua/scripts.ts';
 import { isTerminal, sourcesOf, type JobStatus } from './job-state.ts';
 import type { Search } from './tuning/search.ts';
@@ -545,14 +546,16 @@ export class JobStore {
    */
   async remove(id: string): Promise<void> {
     const [tenant = null, kind = null, parent = null] = await this.redis.hmget(this.keys.job(id), 'tenant', 'kind', 'parent');
-    const multi = this.redis.multi().del(this.keys.job(id), this.keys.jobEvents(id), this.keys.jobMetrics(id), this.keys.tuneTrials(id)).zrem(this.keys.jobs, id);
-    if (tenant !== null) {
-      multi.zrem(this.keys.tenantJobs(tenant), id);
-      if (kind) multi.zrem(this.keys.tenantJobsOfKind(tenant, JSON.parse(kind) as string), id);
-    }
     const parentId = parent ? (JSON.parse(parent) as string | null) : null;
-    if (parentId) multi.zrem(this.keys.tuneTrials(parentId), id);
-    await multi.zrem(this.keys.jobsEnded, id).exec();
+    await execTransaction(this.redis, () => {
+      const multi = this.redis.multi().del(this.keys.job(id), this.keys.jobEvents(id), this.keys.jobMetrics(id), this.keys.tuneTrials(id)).zrem(this.keys.jobs, id);
+      if (tenant !== null) {
+        multi.zrem(this.keys.tenantJobs(tenant), id);
+        if (kind) multi.zrem(this.keys.tenantJobsOfKind(tenant, JSON.parse(kind) as string), id);
+      }
+      if (parentId) multi.zrem(this.keys.tuneTrials(parentId), id);
+      return multi.zrem(this.keys.jobsEnded, id);
+    });
   }
 
   /** Events after the cursor `after` (a stream id), oldest first. */

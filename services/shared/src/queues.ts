@@ -1,6 +1,7 @@
 import type { TraceCarrier } from './tracing.ts';
 import { Job, Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
+import { execTransaction } from './redis.ts';
 
 /** The payload of a training job on a class's queue: the job record in Redis holds the rest. */
 export interface TrainJobData {
@@ -48,17 +49,20 @@ export function createQueues(classes: string[], connection: ConnectionOptions, p
  */
 export async function addJobWith<D>(queue: Queue<D>, via: Redis, name: string, data: D, opts: JobsOptions, writes: (multi: ChainableCommander) => void): Promise<unknown[]> {
   const scripts = (await queue.getBackend().client) as unknown as Redis;
-  const multi = via.multi();
-  writes(multi);
-  // What BullMQ's own transactions have (ioredis-client.js augmentTransaction), and all that Job.addJob calls.
-  const transaction = Object.assign(multi, {
-    runCommand: (command: string, args: unknown[]) => {
-      scriptOn(via, scripts, command).call(multi, args);
-      return transaction;
-    },
+  // Made anew for each send: a MULTI refused for want of a replica is sent again (execTransaction).
+  const replies = await execTransaction(via, async () => {
+    const multi = via.multi();
+    writes(multi);
+    // What BullMQ's own transactions have (ioredis-client.js augmentTransaction), and all that Job.addJob calls.
+    const transaction = Object.assign(multi, {
+      runCommand: (command: string, args: unknown[]) => {
+        scriptOn(via, scripts, command).call(multi, args);
+        return transaction;
+      },
+    });
+    await new Job(queue, name, data, { ...queue.defaultJobOptions, ...opts }, opts.jobId).addJob(transaction as unknown as Parameters<Job['addJob']>[0]);
+    return multi;
   });
-  await new Job(queue, name, data, { ...queue.defaultJobOptions, ...opts }, opts.jobId).addJob(transaction as unknown as Parameters<Job['addJob']>[0]);
-  const replies = await multi.exec();
   if (!replies) throw new Error(`the transaction queueing job ${opts.jobId} was aborted`);
   for (const [err] of replies) if (err) throw err;
   const code = replies.at(-1)![1];

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 
 /**
  * Where Redis is and how to reach it: the URL (`redis://` or `rediss://`, credentials in it) and,
@@ -113,9 +114,9 @@ export function createRedis(
     lazyConnect: false,
     tls,
   };
-  if (!settings.REDIS_SENTINELS) return settleOnDisconnect(new Redis(settings.REDIS_URL, common));
+  if (!settings.REDIS_SENTINELS) return made(new Redis(settings.REDIS_URL, common), noReplicasWaitMs);
   const url = new URL(settings.REDIS_URL);
-  return settleOnDisconnect(new Redis({
+  return made(new Redis({
     ...common,
     sentinels: parseSentinels(settings.REDIS_SENTINELS),
     name: settings.REDIS_SENTINEL_NAME || DEFAULT_SENTINEL_NAME,
@@ -131,7 +132,70 @@ export function createRedis(
     // test/chaos/sentinel-failover.test.ts). A dead primary's sockets close by themselves, and a
     // demoted one answers READONLY (above).
     sentinelRetryStrategy: (times) => Math.min(times * 200, 2000),
-  }));
+  }), noReplicasWaitMs);
+}
+
+// How long each connection createRedis made sends a write refused with NOREPLICAS again (waitMs
+// undefined: until a replica is back), for execTransaction.
+const noReplicasWaits = new WeakMap<Redis, { waitMs: number | undefined }>();
+
+function made(redis: Redis, noReplicasWaitMs: number | undefined): Redis {
+  noReplicasWaits.set(redis, { waitMs: noReplicasWaitMs });
+  return keepTransactionsWhole(settleOnDisconnect(redis));
+}
+
+/**
+ * A write the primary refused because no replica is in reach (min-replicas-to-write), so nothing of
+ * it was stored: the reply NOREPLICAS (a script's error keeps the code first), or the EXECABORT of a
+ * MULTI that Redis discarded whole for it, a queued command refused (in previousErrors) or the EXEC
+ * itself ("EXECABORT Transaction discarded because of: NOREPLICAS ...").
+ */
+export function isNoReplicas(err: unknown): boolean {
+  const message = (err as Error | null)?.message;
+  if (typeof message !== 'string') return false;
+  if (message.startsWith('NOREPLICAS')) return true;
+  if (!message.startsWith('EXECABORT')) return false;
+  const previous = (err as { previousErrors?: unknown[] }).previousErrors;
+  return /\bNOREPLICAS\b/.test(message) || (Array.isArray(previous) && previous.some(isNoReplicas));
+}
+
+/**
+ * ioredis resends a command refused with NOREPLICAS (reconnectOnError 2) alone, even one queued in a
+ * MULTI: outside its transaction, were it not that the reconnect then drops it, so the MULTI's
+ * EXECABORT lists "Command aborted due to connection close" and not why. Refuse such a command as
+ * itself: Redis discards the whole MULTI (redis-server 7: one refused queued command, or a refused
+ * EXEC, and nothing of it is applied), and execTransaction sends it again whole.
+ */
+function keepTransactionsWhole(redis: Redis): Redis {
+  type Item = { command: { inTransaction?: boolean; reject(err: Error): void } };
+  const internal = redis as unknown as { handleReconnection(err: Error, item: Item): void };
+  const handle = internal.handleReconnection.bind(redis);
+  internal.handleReconnection = (err, item) => {
+    if (item.command.inTransaction && /^NOREPLICAS/.test(err.message)) return item.command.reject(err);
+    handle(err, item);
+  };
+  return redis;
+}
+
+/**
+ * Sends the MULTI `build` makes (anew each time: an ioredis MULTI is sent once) and answers its
+ * replies. A MULTI refused for want of a replica (isNoReplicas: Redis applied none of it) is sent
+ * again, whole, for as long as `redis` sends a single refused write again (createRedis's
+ * noReplicasWaitMs; unset: until a replica is back, as a dispatcher's writes must); past that, or for
+ * a connection createRedis did not make, the refusal is thrown.
+ */
+export async function execTransaction(redis: Redis, build: () => ChainableCommander | Promise<ChainableCommander>): Promise<[Error | null, unknown][] | null> {
+  const waits = noReplicasWaits.get(redis);
+  const since = Date.now();
+  for (let tries = 0; ; tries++) {
+    const multi = await build();
+    try {
+      return await multi.exec();
+    } catch (err) {
+      if (!waits || !isNoReplicas(err) || (waits.waitMs !== undefined && Date.now() - since >= waits.waitMs)) throw err;
+      await sleep(Math.min(100 * 2 ** tries, 1000));
+    }
+  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { runScript } from '@makam/shared/lua/scripts';
+import { execTransaction } from '@makam/shared/redis';
 import { redisKeys, type RedisKeys } from '@makam/shared/keys';
 
 /** Per-tenant counters: active jobs (a set the status script keeps) and stored dataset bytes. */
@@ -23,7 +24,7 @@ export class TenantQuotas {
   }
 
   async releaseActiveJob(tenant: string, id: string): Promise<void> {
-    await this.redis.multi().srem(this.activeJobsKey(tenant), id).zrem(this.keys.tenantReserving(tenant), id).exec();
+    await execTransaction(this.redis, () => this.redis.multi().srem(this.activeJobsKey(tenant), id).zrem(this.keys.tenantReserving(tenant), id));
   }
 
   async storedBytes(tenant: string): Promise<number> {

@@ -232,7 +232,7 @@ export class WebhookDelivery {
       will_retry: !final,
       duration_ms: Date.now() - started,
       created_at: new Date(started).toISOString(),
-    });
+    }, this.queueConn!);
     this.o.onAttempt?.(ok ? 'delivered' : final ? 'gave_up' : 'retrying');
     if (ok) return 'delivered';
     if (never) throw new UnrecoverableError(error!);

@@ -5,6 +5,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
 import { runScript } from '@makam/shared/lua/scripts';
+import { execTransaction } from '@makam/shared/redis';
 
 const ulid = monotonicFactory();
 
@@ -123,14 +124,19 @@ export class WebhookStore {
   }
 
   async delete(record: WebhookRecord): Promise<void> {
-    await this.redis.multi().del(this.key(record.id), this.logKey(record.id)).srem(this.tenantKey(record.tenant), record.id).exec();
+    await execTransaction(this.redis, () => this.redis.multi().del(this.key(record.id), this.logKey(record.id)).srem(this.tenantKey(record.tenant), record.id));
   }
 
-  async logAttempt(id: string, attempt: DeliveryAttempt): Promise<void> {
+  /**
+   * Adds a delivery attempt to the webhook's log, through `via` (the delivery worker's own
+   * connection, which waits out a primary without a replica rather than give up as a request's does:
+   * a refused entry would be lost and the delivered event sent again).
+   */
+  async logAttempt(id: string, attempt: DeliveryAttempt, via: Redis = this.redis): Promise<void> {
     // A webhook deleted while a delivery was in flight keeps no log.
-    if (!(await this.redis.exists(this.key(id)))) return;
+    if (!(await via.exists(this.key(id)))) return;
     const entry = { ...attempt, error: attempt.error && attempt.error.length > DELIVERY_ERROR_MAX ? `${attempt.error.slice(0, DELIVERY_ERROR_MAX)}…` : attempt.error };
-    await this.redis.multi().lpush(this.logKey(id), JSON.stringify(entry)).ltrim(this.logKey(id), 0, DELIVERY_LOG_MAX - 1).exec();
+    await execTransaction(via, () => via.multi().lpush(this.logKey(id), JSON.stringify(entry)).ltrim(this.logKey(id), 0, DELIVERY_LOG_MAX - 1));
   }
 
   /** Delivery attempts, newest first. */
