@@ -32,6 +32,18 @@ const record = (fields: Partial<FinetuneJob> = {}): FinetuneJob => {
   };
 };
 
+test('a new record is stored byte for byte: every field as encoded, whatever characters its strings hold', async () => {
+  // Quotes, backslashes, control and line-separator characters, Turkish letters, astral symbols and
+  // escaped escapes, through lua/createJob-8.lua and back.
+  const tricky = ['"quoted" \\ back\\slash', 'line\nbreak\ttab\u0000nul\u2028sep', 'çğıöşü İĞŞ', '🎵 şarkı', '\\u0041 is not A', ''];
+  const job = record({ hyperparameters: { labels: tricky, nested: { [tricky[2]!]: tricky[3] } }, model: { family: 'encoder', name: tricky[0]! } });
+  await store.create(job);
+  assert.deepEqual(await store.get(job.id), job);
+  const stored = await redis.hgetall(keys.job(job.id));
+  assert.equal(stored.hyperparameters, JSON.stringify(job.hyperparameters));
+  assert.equal(stored.model, JSON.stringify(job.model));
+});
+
 test('transitions follow the status machine and log a status event', async () => {
   const job = record();
   await store.create(job);
