@@ -46,8 +46,9 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   const classes = resourceClasses(config);
   const queueConnection = createRedis(config, { noReplicasWaitMs });
   queueConnection.on('error', () => {}); // reported through `redis` above
-  // Not the queues' connection, on which BullMQ defines ~60 scripts that each MULTI would copy (queues.ts addJobWith).
-  const submitConnection = createRedis(config, { noReplicasWaitMs });
+  // Not the queues' connection, on which BullMQ defines ~60 scripts that each MULTI would copy (queues.ts addJobWith);
+  // the submissions of one tick leave in one write.
+  const submitConnection = createRedis(config, { noReplicasWaitMs, coalesceWrites: true });
   submitConnection.on('error', () => {});
   const queues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX);
   const tuneQueues = createQueues(classes.map((c) => c.name), queueConnection, config.MAKAM_QUEUE_PREFIX, tuneQueueName);
