@@ -3,6 +3,7 @@
 // MAKAM_REDIS_NOREPLICAS_WAIT_MS instead of hanging as long as the replica is away; /healthz
 // and reads answer meanwhile; once the replica is back the same requests succeed and what was stored before
 // is still there. Real redis-server processes: a primary, a replica, three sentinels (support/sentinel.ts).
+import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -20,6 +21,7 @@ import { redisKeys } from '@makam/shared/keys';
 import { createRedis, execTransaction } from '@makam/shared/redis';
 import { Telemetry, emptyLag, observeLag } from '@makam/shared/telemetry';
 import { WebhookStore } from '../../services/api/src/webhooks/webhook-store.ts';
+import { withIdempotency } from '../../services/api/src/idempotency.ts';
 import { createKey } from '../support/keys.ts';
 import { uniquePrefix } from '../support/redis.ts';
 import { startSentinelRedis, type SentinelRedis } from '../support/sentinel.ts';
@@ -224,4 +226,56 @@ test('a MULTI a dispatcher or the API\'s background sends while no replica is in
   const log = await new WebhookStore(primary, prefix).deliveries(hook.id, 10);
   assert.deepEqual(log.map((d) => d.event_id), ['evt_1'], 'the delivery logged once');
   assert.equal(await primary.exists(`${prefix}:worker:cpu:w:1`), 0, 'the skipped heartbeat was not written later');
+});
+
+test('an Idempotency-Key claimed just before the replica went away is freed once it is back after a refusal, and keeps a made answer for the retry to replay', { timeout: 120_000 }, async () => {
+  await until('the primary to take writes', primaryTakesWrites, 20_000);
+  const [, replicaPort] = redis.ports.data as [number, number];
+  const made = `${prefix}:noreplicas-test:made`;
+  const entryOf = (key: string) => primary.get(`${prefix}:idem:acme:jobs:${createHash('sha256').update(key).digest('hex')}`);
+  // The claim goes through; the replica goes away while the request works.
+  const outage = async () => {
+    redis.pause(replicaPort);
+    await until('the primary to refuse writes (NOREPLICAS)', async () => !(await primaryTakesWrites()), 20_000);
+  };
+  const back = async () => {
+    redis.resume(replicaPort);
+    await until('the primary to take writes again', primaryTakesWrites, 20_000);
+  };
+  try {
+    // 1. The request's own write is refused: the key is freed once the replica is back, not 120 s later.
+    const refused = await withIdempotency(app, 'acme', 'jobs', 'noreplicas-release', 'fp1', async () => {
+      await outage();
+      await app.redis.incr(made); // refused after MAKAM_REDIS_NOREPLICAS_WAIT_MS
+      return { status: 202, body: { id: 'never' } };
+    }).catch((err: Error) => err);
+    assert.ok(refused instanceof Error && isNoReplicas(refused), String(refused));
+    await back();
+    await until('the claim to be freed', async () => (await entryOf('noreplicas-release')) === null, 10_000);
+    const retried = await withIdempotency(app, 'acme', 'jobs', 'noreplicas-release', 'fp1', async () => ({ status: 202, body: { id: 'second' } }));
+    assert.deepEqual(retried, { status: 202, body: { id: 'second' } }, 'the retry goes through, not 409 in progress');
+    // A release that comes late (the claim expired, another request's took its place) frees nothing.
+    await app.idempotency.release('acme', 'jobs', 'noreplicas-release', JSON.stringify({ pending: true, fingerprint: 'fp1', claim: 'an-earlier-one' }));
+    assert.equal(JSON.parse((await entryOf('noreplicas-release'))!).body.id, 'second');
+
+    // 2. What the request made is kept, its answer refused: stored once the replica is back, so the
+    // retry replays it instead of making it again.
+    let produced = 0;
+    const produce = async () => {
+      produced++;
+      await app.redis.incr(made);
+      await outage();
+      return { status: 202, body: { id: 'made-once' } };
+    };
+    const kept = await withIdempotency(app, 'acme', 'jobs', 'noreplicas-complete', 'fp2', produce).catch((err: Error) => err);
+    assert.ok(kept instanceof Error && isNoReplicas(kept), String(kept));
+    await back();
+    await until('the answer to be stored', async () => JSON.parse((await entryOf('noreplicas-complete')) ?? '{"pending":true}').pending !== true, 10_000);
+    const replayed = await withIdempotency(app, 'acme', 'jobs', 'noreplicas-complete', 'fp2', produce);
+    assert.deepEqual(replayed, { status: 202, body: { id: 'made-once' } });
+    assert.equal(produced, 1, 'made once');
+    assert.equal(await primary.get(made), '1');
+  } finally {
+    redis.resume(replicaPort);
+  }
 });

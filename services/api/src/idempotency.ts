@@ -47,11 +47,12 @@ export async function withIdempotency(
   let answer: { status: number; body: unknown };
   try {
     answer = await produce();
-    await app.idempotency.complete(tenant, scope, key, { fingerprint, ...answer });
   } catch (err) {
-    await app.idempotency.release(tenant, scope, key);
+    await app.idempotency.release(tenant, scope, key, claim.claim);
     throw err;
   }
+  // Not released if this fails: what produce made stays, and a retry must replay it, not make it again.
+  await app.idempotency.complete(tenant, scope, key, { fingerprint, ...answer });
   // One WAIT after the stored answer covers it and every write before it (the job, its queueing,
   // its quota place). A 503 here keeps the answer, so a retry replays it: nothing made twice.
   await awaitReplicas(app.config, app.replicaWaits, made(scope, answer.body));

@@ -72,13 +72,17 @@ export default fp<{ config: ApiConfig }>(async (app, { config }) => {
   app.decorate('replicaWaits', waitConnection ? new ReplicaWaits(waitConnection, keys.replicationMarker, config) : null);
   app.decorate('tuneQueues', tuneQueues);
   app.decorate('resourceClasses', classes);
-  app.decorate('idempotency', new IdempotencyStore(redis, config.MAKAM_REDIS_PREFIX));
+  // No noReplicasWaitMs: it waits for a replica, for what a refused request leaves (idempotency-store.ts).
+  const background = createRedis(config);
+  background.on('error', () => {});
+  app.decorate('idempotency', new IdempotencyStore(redis, config.MAKAM_REDIS_PREFIX, background));
   app.decorate('quotas', new TenantQuotas(redis, config.MAKAM_REDIS_PREFIX));
   app.addHook('onClose', async () => {
     await Promise.all([...queues.values(), ...tuneQueues.values()].map((q) => q.close()));
     queueConnection.disconnect();
     submitConnection.disconnect();
     waitConnection?.disconnect();
+    background.disconnect();
     redis.disconnect();
   });
 });

@@ -1,7 +1,9 @@
 // Idempotency-Key: a repeat of a request with the same key and body gets the first answer; the
 // same key with another body gets 409. Answers are kept for a day.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { runScript } from '@makam/shared/lua/scripts';
+import { isNoReplicas } from '@makam/shared/redis';
 
 export interface StoredAnswer {
   fingerprint: string;
@@ -9,7 +11,8 @@ export interface StoredAnswer {
   body: unknown;
 }
 
-export type Claim = { kind: 'new' } | { kind: 'replay'; answer: StoredAnswer } | { kind: 'conflict' } | { kind: 'in_progress' };
+/** `new`: this request holds the key; `claim` is what release and complete need. */
+export type Claim = { kind: 'new'; claim: string } | { kind: 'replay'; answer: StoredAnswer } | { kind: 'conflict' } | { kind: 'in_progress' };
 
 const TTL_S = 24 * 3600;
 const PENDING_TTL_S = 120;
@@ -17,10 +20,16 @@ const PENDING_TTL_S = 120;
 export class IdempotencyStore {
   private readonly redis: Redis;
   private readonly prefix: string;
+  private readonly background: Redis | null;
 
-  constructor(redis: Redis, prefix: string) {
+  /**
+   * `background`: a connection that waits for a replica (createRedis without noReplicasWaitMs), for
+   * what a request refused for want of one leaves to do once it is back (release, complete).
+   */
+  constructor(redis: Redis, prefix: string, background: Redis | null = null) {
     this.redis = redis;
     this.prefix = prefix;
+    this.background = background;
   }
 
   private key(tenant: string, scope: string, idemKey: string): string {
@@ -30,8 +39,9 @@ export class IdempotencyStore {
   /** Claims the key for this request, or says what the first request with it answered. */
   async claim(tenant: string, scope: string, idemKey: string, fingerprint: string): Promise<Claim> {
     const k = this.key(tenant, scope, idemKey);
-    const pending = JSON.stringify({ pending: true, fingerprint });
-    if ((await this.redis.set(k, pending, 'EX', PENDING_TTL_S, 'NX')) === 'OK') return { kind: 'new' };
+    // Its own token: a late release frees this claim only (lua/releaseClaim-1.lua).
+    const pending = JSON.stringify({ pending: true, fingerprint, claim: randomUUID() });
+    if ((await this.redis.set(k, pending, 'EX', PENDING_TTL_S, 'NX')) === 'OK') return { kind: 'new', claim: pending };
     const raw = await this.redis.get(k);
     if (!raw) return this.claim(tenant, scope, idemKey, fingerprint);
     const stored = JSON.parse(raw) as StoredAnswer & { pending?: boolean };
@@ -40,8 +50,17 @@ export class IdempotencyStore {
     return { kind: 'replay', answer: stored };
   }
 
+  /**
+   * Stores the answer. Refused for want of a replica after the request's bound, it is stored by the
+   * background connection once a replica is back (a retry meanwhile: 409 in progress; after: the
+   * answer), and the refusal is thrown: what the request made is kept, so the key must not be freed.
+   */
   async complete(tenant: string, scope: string, idemKey: string, answer: StoredAnswer): Promise<void> {
-    await this.redis.set(this.key(tenant, scope, idemKey), JSON.stringify(answer), 'EX', TTL_S);
+    const store = (redis: Redis) => redis.set(this.key(tenant, scope, idemKey), JSON.stringify(answer), 'EX', TTL_S);
+    await store(this.redis).catch((err: unknown) => {
+      if (this.background && isNoReplicas(err)) void store(this.background).catch(() => undefined);
+      throw err;
+    });
   }
 
   /** Redis WAIT on the connection complete() writes on (replication.ts). */
@@ -49,9 +68,17 @@ export class IdempotencyStore {
     return this.redis.wait(numreplicas, timeout);
   }
 
-  /** Frees the key after a refusal, so a corrected retry with the same key can go through. */
-  async release(tenant: string, scope: string, idemKey: string): Promise<void> {
-    await this.redis.del(this.key(tenant, scope, idemKey));
+  /**
+   * Frees the key after a refusal, so a corrected retry with the same key can go through. Refused for
+   * want of a replica (the request has waited its bound already), the background connection frees it
+   * once one is back, not the claim's expiry PENDING_TTL_S later; the caller is not kept waiting.
+   */
+  async release(tenant: string, scope: string, idemKey: string, claim: string): Promise<void> {
+    const free = (redis: Redis) => runScript(redis, 'releaseClaim', [this.key(tenant, scope, idemKey)], [claim]);
+    await free(this.redis).catch((err: unknown) => {
+      if (!this.background || !isNoReplicas(err)) throw err;
+      void free(this.background).catch(() => undefined);
+    });
   }
 }
 

@@ -10,7 +10,7 @@ import type { ChainableCommander, Redis } from 'ioredis';
 // goes to Redis only when its script cache lacks it) rather than the whole script each time.
 
 /** Every script the services run; each must have its file here (checked when this module loads). */
-export const SCRIPT_NAMES = ['createJob', 'transition', 'appendWorkerEvent', 'reserveBytes', 'releaseBytes', 'removeDataset', 'createWebhook', 'admit'] as const;
+export const SCRIPT_NAMES = ['createJob', 'transition', 'appendWorkerEvent', 'reserveBytes', 'releaseBytes', 'removeDataset', 'createWebhook', 'admit', 'releaseClaim'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 export interface LuaScript {
