@@ -43,23 +43,26 @@ local function hit(key)
   local n = redis.pcall('INCR', key)
   if type(n) == 'table' then
     if not string.find(tostring(n.err), '^NOREPLICAS') then error(n) end
-    local left = redis.call('PTTL', key)
-    return tonumber(redis.call('GET', key) or '0') + 1, left > 0 and left or window
+    return tonumber(redis.call('GET', key) or '0') + 1
   end
-  if n == 1 then
-    redis.call('PEXPIRE', key, window)
-    return n, window
-  end
-  return n, redis.call('PTTL', key)
+  if n == 1 then redis.call('PEXPIRE', key, window) end
+  return n
+end
+
+-- The window a count has left, read only for an answer that names it (a refusal's Retry-After):
+-- an admitted request costs no PTTL.
+local function left(key)
+  local ms = redis.call('PTTL', key)
+  return ms > 0 and ms or window
 end
 
 if ARGV[4] == 'fail' then
-  local n, ttl = hit(KEYS[2])
-  return {'ok', n, ttl}
+  local n = hit(KEYS[2])
+  return {'ok', n, left(KEYS[2])}
 end
 
-local n, ttl = hit(KEYS[1])
-if n > tonumber(ARGV[2]) then return {'address', n, ttl} end
+local n = hit(KEYS[1])
+if n > tonumber(ARGV[2]) then return {'address', n, left(KEYS[1])} end
 if ARGV[4] == 'address' then return {'ok', 0, 0} end
 
 local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -73,7 +76,7 @@ local raw = redis.call('GET', KEYS[3])
 if not raw then return {'no_key'} end
 local record = cjson.decode(raw)
 if record.revoked_at ~= nil and record.revoked_at ~= cjson.null then return {'no_key'} end
-local t, tttl = hit(ARGV[5] .. record.tenant)
-if t > tonumber(ARGV[6]) then return {'tenant', t, tttl, raw} end
+local t = hit(ARGV[5] .. record.tenant)
+if t > tonumber(ARGV[6]) then return {'tenant', t, left(ARGV[5] .. record.tenant), raw} end
 if ARGV[7] and ARGV[7] ~= '' then return {'ok', 0, 0, raw, redis.call('HGETALL', ARGV[7])} end
 return {'ok', 0, 0, raw}
