@@ -3,7 +3,7 @@ import { STATUS_CODES as HTTP_STATUS_TEXT } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 // ioredis exports its error classes only from this path (its index exports ReplyError alone).
 import { MaxRetriesPerRequestError } from 'ioredis/built/errors/index.js';
-import { isNoReplicas } from '@makam/shared/redis';
+import { isNoReplicas, isReadOnly } from '@makam/shared/redis';
 import { PATTERN_HINTS } from './schemas/common.ts';
 
 export class ApiError extends Error {
@@ -205,6 +205,21 @@ export function isStoreUnavailable(err: unknown): boolean {
 /** A write the primary Redis refused because no replica is in reach (min-replicas-to-write); nothing of it was stored. */
 export { isNoReplicas };
 
+/**
+ * 503 no_primary: a write refused with READONLY past MAKAM_REDIS_NOREPLICAS_WAIT_MS. The node the
+ * connection reached is a replica (a primary demoted in a failover), and reconnecting found no
+ * other: the failover is still under way, or REDIS_URL names a node that is a replica for good.
+ */
+export function noPrimaryError(waitMs: number): ApiError {
+  return new ApiError(
+    503,
+    'no_primary',
+    `Redis refused to store this request's change: the node the API reached is a replica now (READONLY: a primary demoted in a failover), and no primary took the write within ${waitMs} ms (MAKAM_REDIS_NOREPLICAS_WAIT_MS). The refused write was not stored and nothing stored before is affected; retry after Retry-After (with the same Idempotency-Key a retry is safe). If it persists, the operator must check that REDIS_SENTINELS (or, without sentinels, REDIS_URL) leads to the primary`,
+    null,
+    Math.max(5, Math.ceil(waitMs / 1000)),
+  );
+}
+
 /** 503 no_replicas: what happened (a refused write), why, and what to do. */
 export function noReplicasError(waitMs: number): ApiError {
   return new ApiError(
@@ -236,6 +251,10 @@ export function registerErrorHandler(app: FastifyInstance): void {
     if (isNoReplicas(err)) {
       request.log.warn({ err: err.message }, 'redis refused a write: no replica in reach');
       return sendApiError(reply, noReplicasError(app.config?.MAKAM_REDIS_NOREPLICAS_WAIT_MS ?? 0));
+    }
+    if (isReadOnly(err)) {
+      request.log.warn({ err: err.message }, 'redis refused a write: the node is a replica');
+      return sendApiError(reply, noPrimaryError(app.config?.MAKAM_REDIS_NOREPLICAS_WAIT_MS ?? 0));
     }
     if (isStoreUnavailable(err)) {
       request.log.warn({ err: err.message }, 'redis unavailable');

@@ -66,17 +66,19 @@ function tlsOptions(settings: RedisSettings): RedisOptions['tls'] {
 }
 
 /**
- * ioredis's reconnectOnError: 2 (reconnect, send again) for READONLY always, and for NOREPLICAS
- * while this connection's spell of them is younger than `noReplicasWaitMs`; past that, false (the
- * caller gets the refusal at once, until a spell ends: no NOREPLICAS for `noReplicasWaitMs`). A
- * request waits at most about that long for a replica instead of as long as the replica is away.
+ * ioredis's reconnectOnError: 2 (reconnect, send again) for a write refused with READONLY (a node
+ * demoted to replica, until the reconnect finds the primary) or NOREPLICAS, always when
+ * `noReplicasWaitMs` is unset, else while this connection's spell of them is younger than
+ * `noReplicasWaitMs`; past that, false (the caller gets the refusal at once, until a spell ends: no
+ * refusal for `noReplicasWaitMs`). A request waits at most about that long for a primary that takes
+ * its writes instead of as long as none does (a READONLY lasts for ever on a URL that names a node
+ * demoted for good).
  */
 function resendRefusedWrites(noReplicasWaitMs: number | undefined): (err: Error) => 2 | false {
   let spellSince = 0;
   let lastRefusal = -Infinity;
   return (err) => {
-    if (/^READONLY/.test(err.message)) return 2;
-    if (!/^NOREPLICAS/.test(err.message)) return false;
+    if (!REFUSED_WRITE.test(err.message)) return false;
     if (noReplicasWaitMs === undefined) return 2;
     const now = Date.now();
     if (now - lastRefusal > noReplicasWaitMs) spellSince = now;
@@ -92,8 +94,9 @@ function resendRefusedWrites(noReplicasWaitMs: number | undefined): (err: Error)
  * whose certificate the system's CAs vouch for. `autoPipelining`: the commands issued in one tick
  * go out in one write (ioredis's enableAutoPipelining; MULTI is never merged), for a connection
  * many requests share; not for BullMQ's connections, whose authors advise against it.
- * `noReplicasWaitMs`: how long writes refused with NOREPLICAS are sent again before the refusal
- * reaches the caller (unset: until a replica is back, as a dispatcher's progress and results must).
+ * `noReplicasWaitMs`: how long writes refused with NOREPLICAS or READONLY are sent again before the
+ * refusal reaches the caller (unset: until a replica, or a primary, is back, as a dispatcher's
+ * progress and results must).
  * `coalesceWrites`: everything sent in one tick, MULTIs included, goes out in one socket write
  * (coalesceWrites below), for the API's submissions.
  */
@@ -175,8 +178,8 @@ function connect(
   }), noReplicasWaitMs);
 }
 
-// How long each connection createRedis made sends a write refused with NOREPLICAS again (waitMs
-// undefined: until a replica is back), for execTransaction.
+// How long each connection createRedis made sends a refused write (NOREPLICAS, READONLY) again
+// (waitMs undefined: until it is taken), for execTransaction.
 const noReplicasWaits = new WeakMap<Redis, { waitMs: number | undefined }>();
 
 function made(redis: Redis, noReplicasWaitMs: number | undefined): Redis {
@@ -184,24 +187,36 @@ function made(redis: Redis, noReplicasWaitMs: number | undefined): Redis {
   return keepTransactionsWhole(settleOnDisconnect(redis));
 }
 
-/**
- * A write the primary refused because no replica is in reach (min-replicas-to-write), so nothing of
- * it was stored: the reply NOREPLICAS (a script's error keeps the code first), or the EXECABORT of a
- * MULTI that Redis discarded whole for it, a queued command refused (in previousErrors) or the EXEC
- * itself ("EXECABORT Transaction discarded because of: NOREPLICAS ...").
- */
-export function isNoReplicas(err: unknown): boolean {
-  const message = (err as Error | null)?.message;
-  if (typeof message !== 'string') return false;
-  if (message.startsWith('NOREPLICAS')) return true;
-  if (!message.startsWith('EXECABORT')) return false;
-  const previous = (err as { previousErrors?: unknown[] }).previousErrors;
-  return /\bNOREPLICAS\b/.test(message) || (Array.isArray(previous) && previous.some(isNoReplicas));
-}
+// The replies of a write refused whole, nothing of it stored, that a connection sends again:
+// READONLY (the node is a replica: a primary demoted in a failover) and NOREPLICAS.
+const REFUSED_WRITE = /^(READONLY|NOREPLICAS)\b/;
 
 /**
- * ioredis resends a command refused with NOREPLICAS (reconnectOnError 2) alone, even one queued in a
- * MULTI: outside its transaction, were it not that the reconnect then drops it, so the MULTI's
+ * A write refused with a reply of `codes` (a script's error keeps the code first), so nothing of it
+ * was stored, or the EXECABORT of a MULTI that Redis discarded whole for it: a queued command refused
+ * (in previousErrors) or the EXEC itself ("EXECABORT Transaction discarded because of: READONLY ...").
+ */
+function refusedWith(err: unknown, codes: string): boolean {
+  const message = (err as Error | null)?.message;
+  if (typeof message !== 'string') return false;
+  if (new RegExp(`^(${codes})\\b`).test(message)) return true;
+  if (!message.startsWith('EXECABORT')) return false;
+  const previous = (err as { previousErrors?: unknown[] }).previousErrors;
+  return new RegExp(`\\b(${codes})\\b`).test(message) || (Array.isArray(previous) && previous.some((e) => refusedWith(e, codes)));
+}
+
+/** A write the primary refused because no replica is in reach (min-replicas-to-write); nothing of it was stored. */
+export const isNoReplicas = (err: unknown): boolean => refusedWith(err, 'NOREPLICAS');
+
+/** A write refused by a node that is a replica now (READONLY: a primary demoted in a failover); nothing of it was stored. */
+export const isReadOnly = (err: unknown): boolean => refusedWith(err, 'READONLY');
+
+/** A write refused whole that a createRedis connection sends again (READONLY or NOREPLICAS); nothing of it was stored. */
+export const isRefusedWrite = (err: unknown): boolean => refusedWith(err, 'READONLY|NOREPLICAS');
+
+/**
+ * ioredis resends a command refused with READONLY or NOREPLICAS (reconnectOnError 2) alone, even one
+ * queued in a MULTI: outside its transaction, were it not that the reconnect then drops it, so the MULTI's
  * EXECABORT lists "Command aborted due to connection close" and not why. Refuse such a command as
  * itself: Redis discards the whole MULTI (redis-server 7: one refused queued command, or a refused
  * EXEC, and nothing of it is applied), and execTransaction sends it again whole.
@@ -211,7 +226,7 @@ function keepTransactionsWhole(redis: Redis): Redis {
   const internal = redis as unknown as { handleReconnection(err: Error, item: Item): void };
   const handle = internal.handleReconnection.bind(redis);
   internal.handleReconnection = (err, item) => {
-    if (item.command.inTransaction && /^NOREPLICAS/.test(err.message)) return item.command.reject(err);
+    if (item.command.inTransaction && REFUSED_WRITE.test(err.message)) return item.command.reject(err);
     handle(err, item);
   };
   return redis;
@@ -219,10 +234,10 @@ function keepTransactionsWhole(redis: Redis): Redis {
 
 /**
  * Sends the MULTI `build` makes (anew each time: an ioredis MULTI is sent once) and answers its
- * replies. A MULTI refused for want of a replica (isNoReplicas: Redis applied none of it) is sent
- * again, whole, for as long as `redis` sends a single refused write again (createRedis's
- * noReplicasWaitMs; unset: until a replica is back, as a dispatcher's writes must); past that, or for
- * a connection createRedis did not make, the refusal is thrown.
+ * replies. A MULTI refused with NOREPLICAS or READONLY (isRefusedWrite: Redis applied none of it) is
+ * sent again, whole, for as long as `redis` sends a single refused write again (createRedis's
+ * noReplicasWaitMs; unset: until a primary takes it, as a dispatcher's writes must); past that, or
+ * for a connection createRedis did not make, the refusal is thrown.
  */
 export async function execTransaction(redis: Redis, build: () => ChainableCommander | Promise<ChainableCommander>): Promise<[Error | null, unknown][] | null> {
   const waits = noReplicasWaits.get(redis);
@@ -232,7 +247,7 @@ export async function execTransaction(redis: Redis, build: () => ChainableComman
     try {
       return await multi.exec();
     } catch (err) {
-      if (!waits || !isNoReplicas(err) || (waits.waitMs !== undefined && Date.now() - since >= waits.waitMs)) throw err;
+      if (!waits || !isRefusedWrite(err) || (waits.waitMs !== undefined && Date.now() - since >= waits.waitMs)) throw err;
       await sleep(Math.min(100 * 2 ** tries, 1000));
     }
   }

@@ -3,7 +3,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { runScript } from '@makam/shared/lua/scripts';
-import { isNoReplicas } from '@makam/shared/redis';
+import { isRefusedWrite } from '@makam/shared/redis';
 
 export interface StoredAnswer {
   fingerprint: string;
@@ -51,14 +51,15 @@ export class IdempotencyStore {
   }
 
   /**
-   * Stores the answer. Refused for want of a replica after the request's bound, it is stored by the
-   * background connection once a replica is back (a retry meanwhile: 409 in progress; after: the
-   * answer), and the refusal is thrown: what the request made is kept, so the key must not be freed.
+   * Stores the answer. Refused for want of a replica (or by a demoted primary) after the request's
+   * bound, it is stored by the background connection once a primary takes it (a retry meanwhile:
+   * 409 in progress; after: the answer), and the refusal is thrown: what the request made is kept,
+   * so the key must not be freed.
    */
   async complete(tenant: string, scope: string, idemKey: string, answer: StoredAnswer): Promise<void> {
     const store = (redis: Redis) => redis.set(this.key(tenant, scope, idemKey), JSON.stringify(answer), 'EX', TTL_S);
     await store(this.redis).catch((err: unknown) => {
-      if (this.background && isNoReplicas(err)) void store(this.background).catch(() => undefined);
+      if (this.background && isRefusedWrite(err)) void store(this.background).catch(() => undefined);
       throw err;
     });
   }
@@ -70,13 +71,14 @@ export class IdempotencyStore {
 
   /**
    * Frees the key after a refusal, so a corrected retry with the same key can go through. Refused for
-   * want of a replica (the request has waited its bound already), the background connection frees it
-   * once one is back, not the claim's expiry PENDING_TTL_S later; the caller is not kept waiting.
+   * want of a replica or by a demoted primary (the request has waited its bound already), the
+   * background connection frees it once a primary takes it, not the claim's expiry PENDING_TTL_S
+   * later; the caller is not kept waiting.
    */
   async release(tenant: string, scope: string, idemKey: string, claim: string): Promise<void> {
     const free = (redis: Redis) => runScript(redis, 'releaseClaim', [this.key(tenant, scope, idemKey)], [claim]);
     await free(this.redis).catch((err: unknown) => {
-      if (!this.background || !isNoReplicas(err)) throw err;
+      if (!this.background || !isRefusedWrite(err)) throw err;
       void free(this.background).catch(() => undefined);
     });
   }
