@@ -113,8 +113,9 @@ export function createRedis(
  * MULTIs of requests that reach their submission together (the front door's replies arrive
  * together, auto-pipelined) leave in one write and Redis reads them in one read: ioredis's
  * auto-pipelining merges single commands this way but never a MULTI. Measured on POST /v1/jobs
- * (bench/api-profile.ts, 16 clients): Redis's socket reads 0.56-0.60 -> 0.23-0.27 a request, API CPU
- * 375-398 -> 320-338 us. Each connect brings a new socket, so each gets the wrapper.
+ * (bench/api-profile.ts, 16 clients): Redis's socket reads 0.62-0.68 -> 0.39-0.45 a request on a quiet
+ * machine, the API's CPU unchanged there and lower only under load (README). Each connect brings a
+ * new socket, so each gets the wrapper.
  */
 function coalesceTickWrites(redis: Redis): Redis {
   redis.on('connect', () => {

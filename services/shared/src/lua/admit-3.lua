@@ -67,8 +67,7 @@ if ARGV[4] == 'address' then return {'ok', 0, 0} end
 
 local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
 if failures >= tonumber(ARGV[3]) then
-  local left = redis.call('PTTL', KEYS[2])
-  return {'failures', failures, left < 0 and 0 or left}
+  return {'failures', failures, left(KEYS[2])}
 end
 if ARGV[4] == 'failures' then return {'ok', 0, 0} end
 
