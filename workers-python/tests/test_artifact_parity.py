@@ -42,6 +42,8 @@ CASES = [(f, t, {}) for f in ("encoder", "decoder", "scratch") for t in ("head",
     ("decoder", "head+tail", {"export": "merged"}),  # the other decoder card: a plain model, adapter merged in
     # The character n-gram branch: its ids come from textprep.encode, truncated to the words training kept.
     ("scratch", "tail", {"char_ngram_buckets": 4096, "char_ngram_sizes": "2-4"}),
+    # ... and reading every word of a text (past max_length) with word pairs.
+    ("scratch", "head+tail", {"char_ngram_buckets": 4096, "char_ngram_max_words": 1000, "char_ngram_word_bigrams": True}),
     ("tfidf", None, {}),
 ]
 IDS = ["-".join([f, *([t] if t else []), *map(str, extra.values())]) for f, t, extra in CASES]

@@ -1,4 +1,5 @@
-"""The scratch model's character n-gram branch (`char_ngram_buckets`, `char_ngram_sizes`): off by
+"""The scratch model's character n-gram branch (`char_ngram_buckets`, `char_ngram_sizes`,
+`char_ngram_max_words`, `char_ngram_word_bigrams`): off by
 default with the model as it was, hashed ids that every process computes alike, and a run that
 trains with it and ships it (the card loader's parity is in test_artifact_parity.py)."""
 
@@ -51,6 +52,39 @@ def test_ngrams_of_a_word_are_fasttext_style():
     assert set(textprep.word_ngram_ids("kalem", 1 << 20, "3-5")) & set(textprep.word_ngram_ids("kalemler", 1 << 20, "3-5"))
     # Words kept as truncation keeps tokens: the last two words with "tail".
     assert textprep.char_ngram_ids("a b c", 100, "1-2", 2, "tail") == textprep.char_ngram_ids("b c", 100, "1-2", 2)
+
+
+def test_the_branch_reads_the_words_it_is_told_and_word_pairs():
+    words = "kalem kitap masa kapı sokak".split()
+    text = " ".join(words)
+    per_word = [list(textprep.word_ngram_ids(w, 1 << 20, "3-5")) for w in words]
+    assert textprep.char_ngram_ids(text, 1 << 20, "3-5", 2) == per_word[0] + per_word[1]
+    whole = textprep.char_ngram_ids(text, 1 << 20, "3-5", 100, "head", word_bigrams=True)
+    pairs = [textprep.word_pair_id(a, b, 1 << 20) for a, b in zip(words, words[1:])]
+    assert whole == sum(per_word, []) + pairs
+    # A pair is its own feature: not any n-gram of the words, and order matters.
+    assert not set(pairs) & set(sum(per_word, [])) and len(set(pairs)) == 4
+    assert textprep.word_pair_id("kitap", "kalem", 1 << 20) != pairs[0]
+
+
+def test_an_artifact_reads_as_many_words_as_its_run_did(tmp_path):
+    """max_words and word_bigrams travel in tokenizer_config.json, so textprep.encode on the download
+    reads a long text's n-grams as training did, past max_length words."""
+    from transformers import AutoTokenizer
+
+    long_text = " ".join(STEMS * 3)  # 72 words, max_length 32
+    hp = {**TINY, "epochs": 1, "char_ngram_buckets": 4096, "char_ngram_max_words": 1000, "char_ngram_word_bigrams": True}
+    run_dir = write_run_dir(tmp_path, "run", hp, model=SCRATCH, dataset=jsonl(ROWS))
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    model_dir = tmp_path / "model"
+    extract(run_dir / "model.tar.gz", model_dir)
+    assert json.loads((model_dir / "tokenizer_config.json").read_text())["char_ngrams"] == {
+        "buckets": 4096, "sizes": "3-5", "max_words": 1000, "word_bigrams": True}
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+    batch = textprep.encode(tokenizer, [long_text], max_length=32)
+    expected = textprep.char_ngram_ids(long_text, 4096, "3-5", 1000, "head", word_bigrams=True)
+    assert batch["char_ngram_ids"] == [expected]
+    assert len(expected) > len(textprep.char_ngram_ids(long_text, 4096, "3-5", 32)) + 71
 
 
 def test_off_by_default_gives_the_model_as_before():

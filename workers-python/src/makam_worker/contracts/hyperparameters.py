@@ -79,6 +79,8 @@ SPECS: dict[str, dict[str, Any]] = {
     "pooling": {"type": "enum", "families": ("scratch",), "choices": ("mean", "cls",)},
     "char_ngram_buckets": {"type": "integer", "families": ("scratch",), "minimum": 0, "maximum": 2097152},
     "char_ngram_sizes": {"type": "enum", "families": ("scratch",), "choices": ("2-4", "3-5", "3-6", "2-5", "1-4",)},
+    "char_ngram_max_words": {"type": "integer", "families": ("scratch",), "minimum": 1, "maximum": 1000000, "nullable": True},
+    "char_ngram_word_bigrams": {"type": "boolean", "families": ("scratch",)},
     "word_ngram_max": {"type": "integer", "families": ("tfidf",), "minimum": 1, "maximum": 5},
     "char_ngram_min": {"type": "integer", "families": ("tfidf",), "minimum": 1, "maximum": 10},
     "char_ngram_max": {"type": "integer", "families": ("tfidf",), "minimum": 1, "maximum": 10},
@@ -221,6 +223,10 @@ class Hyperparameters:
     """A character n-gram branch beside the subword one (fastText style): each word's n-grams of "<word>" are hashed into this many buckets, averaged by an embedding bag of d_model and concatenated with the pooled transformer output before the head; 0: off. 2^16 to 2^20 is usual; the table has (buckets + 1) × d_model weights, updated whole at every step."""
     char_ngram_sizes: str = field(default="3-5", metadata=_meta("char_ngram_sizes"))
     """Lengths of the character n-grams of the branch that char_ngram_buckets turns on, from-to, "<" and ">" marking a word's ends (a word longer than the longest length also counts whole)."""
+    char_ngram_max_words: int | None = field(default=None, metadata=_meta("char_ngram_max_words"))
+    """How many of a text's words the character n-gram branch reads, kept as truncation keeps tokens; null: max_length words, about the part the subword tokens see. A higher bound lets the branch read a long text whole: its cost grows with the text's length, not as attention's does."""
+    char_ngram_word_bigrams: bool = field(default=False, metadata=_meta("char_ngram_word_bigrams"))
+    """Also hash each pair of adjacent words (fastText's word bigrams) into the character n-gram branch's buckets."""
     word_ngram_max: int = field(default=2, metadata=_meta("word_ngram_max"))
     """Word n-grams from 1 to this."""
     char_ngram_min: int = field(default=2, metadata=_meta("char_ngram_min"))

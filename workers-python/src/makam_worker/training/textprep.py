@@ -132,13 +132,26 @@ def word_ngram_ids(word: str, buckets: int, sizes: str) -> tuple:
     )
 
 
-def char_ngram_ids(text: str, buckets: int, sizes: str, max_words: int, truncation: str = "head") -> list:
+@functools.lru_cache(maxsize=1 << 16)
+def word_pair_id(first: str, second: str, buckets: int) -> int:
+    """fastText's word bigram: two adjacent words hashed as "first second" into 1..buckets. A space
+    never occurs in a word's "<...>" n-grams, so a pair cannot share a character n-gram's string."""
+    digest = hashlib.blake2b(f"{first} {second}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return 1 + int.from_bytes(digest, "little") % buckets
+
+
+def char_ngram_ids(text: str, buckets: int, sizes: str, max_words: int, truncation: str = "head",
+                   word_bigrams: bool = False) -> list:
     """The hashed character n-gram ids of a text's words (split on white space), of at most
-    `max_words` words kept as `truncation` keeps tokens, so the n-grams see the part of a long text
-    the subword tokens see (a word is one token or more)."""
+    `max_words` words kept as `truncation` keeps tokens (by default the subword budget, so the
+    n-grams see the part of a long text the subword tokens see: a word is one token or more), then,
+    with `word_bigrams`, one id per pair of adjacent kept words."""
+    words = truncate(text.split(), max_words, truncation)
     ids: list = []
-    for word in truncate(text.split(), max_words, truncation):
+    for word in words:
         ids.extend(word_ngram_ids(word, buckets, sizes))
+    if word_bigrams:
+        ids.extend(word_pair_id(a, b, buckets) for a, b in zip(words, words[1:]))
     return ids
 
 
@@ -173,8 +186,10 @@ def encode_ids(tokenizer, texts: list, max_length: int, truncation: str = "head"
         out = EncodedIds(out)
         options = getattr(tokenizer, "preprocessing", None) or {}
         # Prepared as the tokenizer prepares (idempotent), so raw text gives the n-grams training saw.
+        # max_words and word_bigrams are written only when set (char_ngram_max_words, _word_bigrams).
+        max_words, bigrams = ngrams.get("max_words") or max_length, bool(ngrams.get("word_bigrams"))
         out.char_ngrams = [char_ngram_ids(prepare_text(t, **options), ngrams["buckets"], ngrams["sizes"],
-                                          max_length, truncation) for t in texts]
+                                          max_words, truncation, bigrams) for t in texts]
     return out, truncated
 
 

@@ -81,7 +81,13 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
         vocab_file.write_bytes(cached_sentencepiece(ctx.splits.tokenizer_texts, hp.vocab_size, hp.tokenizer_model))
     preprocessing = {name: getattr(hp, name) for name in OPTIONS}
     # The tokenizer carries the n-gram settings, so textprep.encode (the card's loader and the loop) adds them.
-    char_ngrams = {"buckets": hp.char_ngram_buckets, "sizes": hp.char_ngram_sizes} if hp.char_ngram_buckets else None
+    char_ngrams = None
+    if hp.char_ngram_buckets:  # the optional keys only when set: an artifact without them loads as before
+        char_ngrams = {"buckets": hp.char_ngram_buckets, "sizes": hp.char_ngram_sizes}
+        if hp.char_ngram_max_words is not None:
+            char_ngrams["max_words"] = hp.char_ngram_max_words
+        if hp.char_ngram_word_bigrams:
+            char_ngrams["word_bigrams"] = True
     tokenizer = MakamScratchTokenizer(vocab_file=str(vocab_file), preprocessing=preprocessing,
                                       char_ngrams=char_ngrams, model_max_length=hp.max_length)
     if hp.mlm_epochs:  # the masked-LM phase's mask token (mlm.py); a run without the phase keeps the vocabulary as it was
@@ -118,7 +124,10 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
         source=f"from scratch: {hp.layers} pre-norm blocks, d_model {hp.d_model}, {hp.heads} heads, "
                f"ff_dim {hp.ff_dim}, {POSITIONS} positions, {hp.pooling} pooling; "
                f"SentencePiece {hp.tokenizer_model} vocabulary of {len(tokenizer)}"
-               + (f"; character {hp.char_ngram_sizes}-grams of each word hashed into {hp.char_ngram_buckets} buckets"
+               + (f"; character {hp.char_ngram_sizes}-grams of each word"
+                  + (" and adjacent word pairs" if hp.char_ngram_word_bigrams else "")
+                  + f" hashed into {hp.char_ngram_buckets} buckets, over "
+                  + (f"at most {hp.char_ngram_max_words} words" if hp.char_ngram_max_words else f"at most {hp.max_length} words")
                   if hp.char_ngram_buckets else ""),
         loading=LOADING.format(max_length=hp.max_length, truncation=hp.truncation),
         info={**parameter_counts(model), "vocab_size": len(tokenizer)},
