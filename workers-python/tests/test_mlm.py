@@ -73,6 +73,16 @@ def test_the_phase_lowers_the_mlm_loss_and_reports_it_per_epoch(whole):
     assert [c["epoch"] for c in of_type(run_dir, "checkpoint")] == [0] * MLM_EPOCHS + [1]
 
 
+def test_a_batch_with_no_masked_token_adds_no_nan(tmp_path):
+    # At 2% of ~10 tokens a text and 2 texts a batch, about two batches in three mask nothing.
+    model, hp = RUNS["scratch"]
+    run_dir = write_run_dir(tmp_path, "sparse", {**hp, "mlm_epochs": 3, "mlm_probability": 0.02, "batch_size": 2},
+                            model=model)
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    losses = [e["mlm_loss"] for e in of_type(run_dir, "metrics") if e.get("phase") == "mlm"]
+    assert len(losses) == 3 and all(0 < loss < 20 for loss in losses), losses  # NaN fails both comparisons
+
+
 def test_the_report_and_model_card_mention_the_phase(whole):
     family, root, run_dir = whole
     extract(run_dir / "model.tar.gz", root / "model")

@@ -257,24 +257,29 @@ def pretrain(
             check_stop()
             window_loss = torch.zeros((), device=device, dtype=torch.float64)
             optimizer.zero_grad(set_to_none=True)
+            # A batch the collator masked no token of has no loss (a mean over nothing is NaN, which would
+            # be the epoch's reported loss): it is left out. Its labels are still on the host: no sync.
+            window = [batch for batch in window if bool((batch["labels"] != -100).any())]
             for batch in window:
                 inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with autocast(device, precision):
                     loss = mlm(**inputs).loss / len(window)
                 (scaler.scale(loss) if scaler is not None else loss).backward()
                 window_loss += loss.detach()
-            if scaler is not None:
+            if scaler is not None and window:
                 scaler.unscale_(optimizer)
-            if hp.max_grad_norm > 0:
+            if hp.max_grad_norm > 0 and window:
                 torch.nn.utils.clip_grad_norm_(mlm.parameters(), hp.max_grad_norm)
             if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
+                if window:  # GradScaler.step refuses a step with no gradient seen
+                    scaler.step(optimizer)
+                    scaler.update()
             else:
-                optimizer.step()
-            scheduler.step()
-            losses += window_loss
-            steps += 1
+                optimizer.step()  # with no gradient (grads None) AdamW changes nothing
+            scheduler.step()  # the schedule counts steps as planned, so a resumed phase lines up either way
+            if window:
+                losses += window_loss
+                steps += 1
             loop.mlm_step += 1
             if reporter is not None:
                 reporter.step(epoch, loop.mlm_step, window_loss, scheduler.get_last_lr()[0],
