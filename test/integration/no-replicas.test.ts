@@ -21,6 +21,7 @@ import { redisKeys } from '@makam/shared/keys';
 import { createRedis, execTransaction } from '@makam/shared/redis';
 import { Telemetry, emptyLag, observeLag } from '@makam/shared/telemetry';
 import { WebhookStore } from '../../services/api/src/webhooks/webhook-store.ts';
+import { ApiKeyStore } from '../../services/api/src/tenancy/api-keys.ts';
 import { withIdempotency } from '../../services/api/src/idempotency.ts';
 import { createKey } from '../support/keys.ts';
 import { uniquePrefix } from '../support/redis.ts';
@@ -176,6 +177,7 @@ test('a MULTI a dispatcher or the API\'s background sends while no replica is in
   const list = `${prefix}:noreplicas-test:list`;
 
   const [, replicaPort] = redis.ports.data as [number, number];
+  let minted: { key: string; record: { id: string } } | undefined;
   // Dispatchers' and background connections: no noReplicasWaitMs, they wait for the replica.
   const waiting = createRedis(redis.settings);
   waiting.on('error', () => {});
@@ -189,6 +191,8 @@ test('a MULTI a dispatcher or the API\'s background sends while no replica is in
     const counted = track('incr', execTransaction(waiting, () => waiting.multi().incr(counter).rpush(list, 'x')));
     const removed = track('remove', new JobStore(waiting, keys).remove(doomed));
     const logged = track('log', new WebhookStore(waiting, prefix).logAttempt(hook.id, { object: 'webhook_delivery', event_id: 'evt_1', event_type: 'job.succeeded', job_id: doomed, attempt: 1, response_status: 200, error: null, ok: true, will_retry: false, duration_ms: 5, created_at: new Date().toISOString() }));
+    // An admin minting a key (makam-admin keys create): its record and index entry, whole.
+    const keyed = track('apikey', new ApiKeyStore(waiting, prefix).create('acme', 'during-outage').then((k) => (minted = k)));
 
     // Heartbeats are skipped, not waited for: a refused worker listing fails at once (the dispatcher
     // logs it at debug and publishes again in 10 s) and a lag batch stays for the next flush.
@@ -211,7 +215,7 @@ test('a MULTI a dispatcher or the API\'s background sends while no replica is in
     assert.equal(await primary.get(counter), null);
     assert.equal(await primary.exists(keys.job(doomed)), 1);
     redis.resume(replicaPort);
-    assert.deepEqual({ counted: await counted, removed: await removed, logged: await logged }, { counted: 'written', removed: 'written', logged: 'written' });
+    assert.deepEqual({ counted: await counted, removed: await removed, logged: await logged, keyed: await keyed }, { counted: 'written', removed: 'written', logged: 'written', keyed: 'written' });
     assert.equal(submitted.status, 503, JSON.stringify(submitted.body));
     assert.equal(submitted.body.error.code, 'no_replicas');
     assert.ok(submitted.ms >= WAIT_MS - 200, `the submission waited for the replica first (${submitted.ms} ms)`);
@@ -226,6 +230,9 @@ test('a MULTI a dispatcher or the API\'s background sends while no replica is in
   const log = await new WebhookStore(primary, prefix).deliveries(hook.id, 10);
   assert.deepEqual(log.map((d) => d.event_id), ['evt_1'], 'the delivery logged once');
   assert.equal(await primary.exists(`${prefix}:worker:cpu:w:1`), 0, 'the skipped heartbeat was not written later');
+  const keys2 = new ApiKeyStore(primary, prefix);
+  assert.equal((await keys2.verify(minted!.key))?.id, minted!.record.id, 'the key minted during the outage works');
+  assert.ok((await keys2.list('acme')).some((k) => k.id === minted!.record.id), 'and is listed');
 });
 
 test('an Idempotency-Key claimed just before the replica went away is freed once it is back after a refusal, and keeps a made answer for the retry to replay', { timeout: 120_000 }, async () => {

@@ -3,6 +3,7 @@
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { monotonicFactory } from 'ulid';
+import { execTransaction } from '@makam/shared/redis';
 
 const ulid = monotonicFactory();
 
@@ -51,7 +52,8 @@ export class ApiKeyStore {
     const key = `mk_${randomBytes(32).toString('base64url')}`;
     const record: ApiKeyRecord = { id: `key_${ulid().toLowerCase()}`, object: 'api_key', tenant, name, prefix: key.slice(0, 7), created_at: new Date().toISOString(), revoked_at: null };
     const h = hashKey(key);
-    await this.redis.multi().set(this.byHash(h), JSON.stringify(record)).hset(this.index, record.id, h).exec();
+    // Sent again whole if a replica or a failover refuses it, as every MULTI is (execTransaction).
+    await execTransaction(this.redis, () => this.redis.multi().set(this.byHash(h), JSON.stringify(record)).hset(this.index, record.id, h));
     return { key, record };
   }
 
