@@ -1,5 +1,5 @@
 // An ensemble through the REST API on the real stack: two finished jobs of different families
-// (tfidf, a tiny scratch transformer) on the sample data, then an ensemble of them, which the
+// (tfidf refit on train + validation, a tiny scratch transformer) on the sample data, then an ensemble of them, which the
 // dispatcher runs on the worker as it runs a finetune job, the members' models sent up first. Its
 // report has the shape of every job's plus the weights; its artifact, unpacked, holds the members
 // and loads with its card's code in a fresh interpreter.
@@ -36,7 +36,8 @@ async function submit(body: object): Promise<string> {
 
 test('an ensemble of a tfidf and a scratch job reports on the test split with its weights, and its artifact loads as its card says', { timeout: 300_000 }, () => stack.withLogs(async () => {
   const data = { test_fraction: 0.2, seed: 3 };
-  const tfidf = await submit({ kind: 'finetune', model: { family: 'tfidf' }, dataset: datasetId, hyperparameters: { ...data, refit: false } });
+  // tfidf refit on train + validation (its default): the ensemble fits on its first model's validation probabilities.
+  const tfidf = await submit({ kind: 'finetune', model: { family: 'tfidf' }, dataset: datasetId, hyperparameters: data });
   const scratch = await submit({ kind: 'finetune', model: { family: 'scratch' }, dataset: datasetId, hyperparameters: { ...data, epochs: 2, layers: 1, d_model: 32, heads: 2, ff_dim: 64, vocab_size: 300, max_length: 64 } });
   for (const id of [tfidf, scratch]) assert.equal((await stack.finished(id, 240_000)).status, 'succeeded', id);
 
@@ -50,12 +51,14 @@ test('an ensemble of a tfidf and a scratch job reports on the test split with it
   assert.deepEqual(Object.keys(r.test.per_class).sort(), LABELS);
   assert.deepEqual(r.test.confusion_matrix.labels, LABELS);
   assert.equal(r.ensemble.method, 'average');
-  assert.deepEqual(r.ensemble.members.map((m: { job_id: string; family: string }) => [m.job_id, m.family]), [[tfidf, 'tfidf'], [scratch, 'scratch']]);
+  assert.deepEqual(r.ensemble.members.map((m: { job_id: string; family: string; refit: boolean }) => [m.job_id, m.family, m.refit]), [[tfidf, 'tfidf', true], [scratch, 'scratch', false]]);
   const weights = r.ensemble.weights as number[];
   assert.ok(weights.every((w) => w >= 0) && Math.abs(weights.reduce((a, b) => a + b, 0) - 1) < 1e-9, `weights ${weights}`);
   // The splits are the members' own: the same number of test examples.
   const member = (await stack.json(`/v1/jobs/${tfidf}`)).body;
   assert.equal(r.test_examples, member.result.test_examples);
+  assert.equal(member.result.refit.validation_probabilities, 'validation_probabilities.npy');
+  assert.equal(r.ensemble.members[0].validation_accuracy, member.result.validation.accuracy, "the tfidf member's first model on validation");
   const metrics = (await stack.json(`/v1/jobs/${id}/metrics`)).body;
   assert.equal(metrics.data.length, 1, 'one validation point: the fit of the weights');
 

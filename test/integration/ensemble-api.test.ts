@@ -45,13 +45,15 @@ after(async () => {
 const LABELS = ['arabesk', 'pop', 'rock', 'türkü'];
 
 /** A finetune job of `tenant`, submitted through the API and, unless `finish` is false, finished as a dispatcher finishes one. */
-async function job(tenant: string, body: Record<string, unknown>, finish: { refit?: boolean; labels?: string[] } | false = {}): Promise<string> {
+async function job(tenant: string, body: Record<string, unknown>, finish: { refit?: boolean | 'kept'; labels?: string[] } | false = {}): Promise<string> {
   const res = await call(tenant, { method: 'POST', url: '/v1/jobs', payload: { kind: 'finetune', dataset: datasets[tenant], ...body } });
   assert.equal(res.statusCode, 202, res.body);
   const id = res.json().id as string;
   if (finish === false) return id;
   assert.ok((await app.jobs.transition(id, 'running', { started_at: new Date().toISOString() })).ok);
-  const result = { accuracy: 0.5, refit: finish.refit ? { trained_on: 'train+validation', rows: 200, epochs: 1 } : null, test: { confusion_matrix: { labels: finish.labels ?? LABELS } } };
+  // 'kept': refit as the worker does now, its first model's validation probabilities in the artifact.
+  const kept = finish.refit === 'kept' ? { validation_probabilities: 'validation_probabilities.npy', validation_texts_sha256: 'b'.repeat(64) } : {};
+  const result = { accuracy: 0.5, refit: finish.refit ? { trained_on: 'train+validation', rows: 200, epochs: 1, ...kept } : null, test: { confusion_matrix: { labels: finish.labels ?? LABELS } } };
   assert.ok((await app.jobs.transition(id, 'succeeded', { result, artifact: { sha256: 'a'.repeat(64), size_bytes: 100 }, finished_at: new Date().toISOString() })).ok);
   return id;
 }
@@ -90,6 +92,10 @@ test('finished jobs on the same data are queued as an ensemble on the largest cl
   assert.deepEqual(listed.json().data.map((j: { id: string }) => j.id), [e.id]);
   const average = await call('acme', ensemble([b, a]));
   assert.equal(average.json().method, 'average', 'average by default');
+  // A refit member that keeps its first model's validation probabilities is taken.
+  const refit = await job('acme', { ...tfidf, hyperparameters: { refit: true, test_fraction: 0.2 } }, { refit: 'kept' });
+  const withRefit = await call('acme', ensemble([refit, b]));
+  assert.equal(withRefit.statusCode, 202, withRefit.body);
 });
 
 test('each refusal names the member and the field, and stores nothing', async () => {
@@ -110,7 +116,7 @@ test('each refusal names the member and the field, and stores nothing', async ()
     ['duplicate', ensemble([a, a]).payload, 400, 'invalid_request', 'members.1', /repeats .* \(members\.0\)/],
     ['not finished', ensemble([a, queued]).payload, 409, 'member_not_finished', 'members.1', /is queued/],
     ['a tune job', ensemble([tune, a]).payload, 400, 'invalid_member', 'members.0', /tune job.*best trial/],
-    ['refit on validation', ensemble([a, refit]).payload, 400, 'invalid_member', 'members.1', /refit.*"refit": false/],
+    ['refit, without its first model\'s validation probabilities', ensemble([a, refit]).payload, 400, 'invalid_member', 'members.1', /refit.*keeps no validation probabilities.*"refit": false/],
     ['another dataset', ensemble([a, otherData]).payload, 400, 'member_mismatch', 'members.1', /has dataset/],
     ['another text preparation', ensemble([a, lowercased]).payload, 400, 'member_mismatch', 'members.1', /hyperparameters\.lowercase "none".*"turkish"/],
     ['another seed', ensemble([a, seeded]).payload, 400, 'member_mismatch', 'members.1', /hyperparameters\.seed 7.*42/],

@@ -179,6 +179,83 @@ def test_stack_reports_out_of_fold_validation_and_the_artifact_predicts_what_the
     assert "Method: stack" in card and "job_tfidf" in card and "job_scratch" in card
 
 
+@pytest.fixture(scope="module")
+def refit_members(tmp_path_factory):
+    """The same two members with refit on: job id -> run dir."""
+    root = tmp_path_factory.mktemp("refit-members")
+    done = {}
+    for family, (model, hp) in MEMBERS.items():
+        run_dir = _run_dir(root, f"job_{family}_refit", model, {**hp, "refit": True})
+        assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+        done[f"job_{family}_refit"] = run_dir
+    return done
+
+
+def test_a_refit_member_keeps_its_first_models_validation_probabilities(tmp_path, members, refit_members):
+    """The refit run's first model is the run without refit (same seed): the probabilities its artifact
+    keeps are that model's on validation, not the refit model's, which learnt those texts."""
+    from makam_worker.training import ensemble_members, textprep
+
+    prepared = [textprep.prepare_text(r["text"], lowercase="turkish") for r in VALIDATION]
+    for family in MEMBERS:
+        refit_dir = _artifact(tmp_path / family, refit_members[f"job_{family}_refit"])
+        summary = json.loads((refit_dir / "metrics.json").read_text())["summary"]
+        assert summary["refit"]["validation_probabilities"] == "validation_probabilities.npy"
+        kept = np.load(refit_dir / "validation_probabilities.npy", allow_pickle=False)
+        first = ensemble_members.member_probabilities(_artifact(tmp_path / f"{family}-plain", members[f"job_{family}"]), prepared)
+        np.testing.assert_allclose(kept, first, atol=1e-5, err_msg=family)
+        refit_own = ensemble_members.member_probabilities(refit_dir, prepared)
+        assert not np.allclose(kept, refit_own, atol=1e-3), f"{family}: the kept probabilities are the refit model's"
+
+
+def test_an_ensemble_of_refit_members_fits_on_their_first_models_and_predicts_with_the_refit_ones(tmp_path, members, refit_members, evaluated):
+    from makam_worker.training import ensemble_members, textprep
+
+    order = ("job_tfidf_refit", "job_scratch_refit")
+    run_dir = _ensemble(tmp_path, refit_members, "average", order=order)
+    assert execute(run_dir) == EXIT_OK, read_events(run_dir)[-1]
+    summary = read_events(run_dir)[-1]["final_metrics"]
+    ensembled = summary["ensemble"]["members"]
+    assert [m["refit"] for m in ensembled] == [True, True]
+    # Each member's validation figure is its first model's, as its own report gives it.
+    for m, j in zip(ensembled, order):
+        own = read_events(refit_members[j])[-1]["final_metrics"]["validation"]["accuracy"]
+        assert m["validation_accuracy"] == pytest.approx(own), j
+    # The same temperatures and weights as the ensemble of the runs without refit (their validation
+    # probabilities are the same), applied to the refit models on test.
+    (tmp_path / "plain").mkdir()
+    plain = _ensemble(tmp_path / "plain", members, "average")
+    assert execute(plain) == EXIT_OK
+    plain_summary = read_events(plain)[-1]["final_metrics"]
+    assert summary["ensemble"]["weights"] == pytest.approx(plain_summary["ensemble"]["weights"], abs=1e-4)
+    assert summary["ensemble"]["temperatures"] == pytest.approx(plain_summary["ensemble"]["temperatures"], rel=1e-3)
+    artifact = _artifact(tmp_path, run_dir)
+    _, predictions = evaluated[-2]  # the refit ensemble's, before the plain one's
+    assert run_card_loader(artifact, [r["text"] for r in TEST]) == predictions
+    options = json.loads((artifact / "preprocessing.json").read_text())
+    prepared = [textprep.prepare_text(r["text"], **options) for r in TEST]
+    combined = ensemble_members.combine(summary["ensemble"] | {"labels": sorted(KEYWORDS)},
+                                        [ensemble_members.member_probabilities(artifact / "members" / j, prepared) for j in order])
+    assert [sorted(KEYWORDS)[i] for i in combined.argmax(1)] == predictions
+    assert "refit member" in (artifact / "README.md").read_text()
+
+
+def test_a_refit_member_without_its_first_models_probabilities_fails_the_run_naming_it(tmp_path, refit_members):
+    import tarfile
+
+    source = refit_members["job_tfidf_refit"]
+    old = tmp_path / "job_old"
+    old.mkdir()
+    with tarfile.open(source / "model.tar.gz") as src, tarfile.open(old / "model.tar.gz", "w:gz") as dst:
+        for member in src.getmembers():  # the artifact of a refit run from before they were kept
+            if not member.name.endswith("validation_probabilities.npy"):
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    run_dir = _ensemble(tmp_path, {**refit_members, "job_old": old}, "average", order=("job_scratch_refit", "job_old"))
+    assert execute(run_dir) == EXIT_FAILED
+    finished = read_events(run_dir)[-1]
+    assert finished["error_code"] == "invalid_member" and "member job_old was refit" in finished["error_message"]
+
+
 def test_a_member_prepared_otherwise_fails_the_run_naming_it(tmp_path, members):
     model, hp = MEMBERS["tfidf"]
     other = _run_dir(tmp_path, "job_other", model, {**hp, "lowercase": "none"})

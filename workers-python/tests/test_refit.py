@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from conftest import SCRATCH, TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
 from makam_worker.convert import event_to_proto
 from makam_worker.training.child import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
+from makam_worker.training.refit import texts_digest
 
 FRAMES = ["{} bu akşam geldi", "dün {} yedik", "pazarda {} var", "annem {} aldı", "sabah {} topladık",
           "bahçede {} büyür", "sepette {} kaldı", "masada {} duruyor", "yine {} istedik", "komşu {} getirdi",
@@ -69,6 +70,11 @@ def pair(request, tmp_path_factory):
     return family, root, run(root, family, "first"), run(root, family, "refit", refit=True)
 
 
+# The first model's validation probabilities, kept for ensembles (test_ensemble.py reads them).
+KEPT = {"validation_probabilities": "validation_probabilities.npy",
+        "validation_texts_sha256": texts_digest([r["text"] for r in VALIDATION])}
+
+
 def test_refit_ships_a_model_trained_on_train_and_validation(pair):
     family, root, (_, first), (events, refit) = pair
     assert first["trained_on"] == "train" and first["refit"] is None
@@ -77,7 +83,7 @@ def test_refit_ships_a_model_trained_on_train_and_validation(pair):
     assert refit["refit"] == {
         "trained_on": "train+validation", "rows": len(TRAIN) + len(VALIDATION), "train_rows": len(TRAIN),
         "validation_rows": len(VALIDATION), "epochs": best, "train_loss": refit["refit"]["train_loss"],
-        "train_texts_truncated": 0}
+        "train_texts_truncated": 0, **KEPT}
     # The first pass is the same run with or without a refit: its history and validation figures stay.
     assert refit["validation"] == first["validation"] and best == first["best_epoch"]
     assert refit["train_examples"] == len(TRAIN) and refit["evaluated_on"] == "test"
@@ -109,7 +115,7 @@ def test_the_shipped_model_is_the_refit_one_with_a_tokenizer_learnt_on_its_text(
 def test_tfidf_refits_by_default_and_not_with_refit_false(tmp_path):
     _, default = run(tmp_path, "tfidf", "default")
     assert default["refit"] == {"trained_on": "train+validation", "rows": len(TRAIN) + len(VALIDATION),
-                                "train_rows": len(TRAIN), "validation_rows": len(VALIDATION), "epochs": 1}
+                                "train_rows": len(TRAIN), "validation_rows": len(VALIDATION), "epochs": 1, **KEPT}
     assert kiraz_recall(default) == 1.0
     _, kept = run(tmp_path, "tfidf", "kept", refit=False)
     assert kept["trained_on"] == "train" and kept["refit"] is None and kiraz_recall(kept) == 0.0
@@ -203,6 +209,9 @@ def test_a_run_stopped_in_the_refit_resumes_the_refit_and_ends_as_an_uninterrupt
     assert without_timing(resumed) == without_timing(whole)
     a, b = load_file(whole / "model" / "model.safetensors"), load_file(resumed / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # The first model's validation probabilities (for ensembles) came through the refit checkpoint.
+    kept = "validation_probabilities.npy"
+    assert (resumed / "model" / kept).read_bytes() == (whole / "model" / kept).read_bytes()
 
 
 def test_a_refit_checkpoint_does_not_resume_a_run_without_refit(killed_in_refit, tmp_path):

@@ -1,5 +1,5 @@
 // What makes finished jobs an ensemble: each is the tenant's own succeeded finetune or trial job with
-// a model, none listed twice, none refit on its validation split, and all trained on the same
+// a model, none listed twice, none refit without its first model's validation probabilities, and all trained on the same
 // datasets with the same data hyperparameters (DATA_HYPERPARAMETERS, from the contract), so the
 // ensemble's run carves the very splits every member was measured on. Each refusal names the member.
 // It runs on the largest of its members' classes (GPU classes first, then by memory).
@@ -50,8 +50,11 @@ export function checkEnsemble(tenant: string, ids: readonly string[], records: R
       throw new ApiError(409, 'member_not_finished', `members.${i}: ${id} is ${job.status}; an ensemble takes jobs that succeeded, so wait for it or choose another`, param(i));
     }
     const result = job.result ?? {};
-    if (result.refit) {
-      throw new ApiError(400, 'invalid_member', `members.${i}: ${id} was refit on train + validation (refit), so its validation predictions would fit the ensemble to texts it learnt; train it with "refit": false`, param(i));
+    // A refit member keeps its first model's validation probabilities (the worker's refit.py) for the
+    // ensemble to fit on; one refit before makam kept them would fit it to texts it learnt.
+    const refit = result.refit as { validation_probabilities?: unknown } | null | undefined;
+    if (refit && !refit.validation_probabilities) {
+      throw new ApiError(400, 'invalid_member', `members.${i}: ${id} was refit on train + validation (refit) and keeps no validation probabilities of its first model (it finished before makam kept them), so its own validation predictions would fit the ensemble to texts it learnt; train it again, or with "refit": false`, param(i));
     }
     jobs.push(job);
     members.push({ job_id: id, family: job.model.family, artifact: job.artifact, model: job.model, hyperparameters: job.hyperparameters });

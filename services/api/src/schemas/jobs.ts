@@ -107,7 +107,7 @@ export type TrainJobBodyT = Static<typeof TrainJobBody>;
 export const EnsembleJobBody = Type.Object(
   {
     kind: Type.Literal('ensemble', { description: 'ensemble: finished jobs\' models combined on the splits they share' }),
-    members: Type.Array(Type.String({ pattern: JOB_ID_PATTERN }), { minItems: 2, maxItems: 8, description: 'Finished finetune or trial jobs of this tenant, on the same datasets, labels and data hyperparameters (seed, fractions, text preparation), none refit' }),
+    members: Type.Array(Type.String({ pattern: JOB_ID_PATTERN }), { minItems: 2, maxItems: 8, description: 'Finished finetune or trial jobs of this tenant, on the same datasets, labels and data hyperparameters (seed, fractions, text preparation); a refit member is fit on the validation probabilities of its first model, which its artifact keeps' }),
     method: Type.Optional(Type.Enum(['average', 'stack'], { description: 'average: probabilities averaged with weights fit on validation; stack: a logistic regression fit on validation (average)' })),
     resource_class: Type.Optional(Type.String({ pattern: '^[a-z0-9-]+$', description: 'The class to run on; by default the largest of its members\' classes' })),
   },

@@ -17,9 +17,14 @@ and the downloaded artifact agree label for label. Then:
   Its validation figures are out-of-fold (stratified k-fold within validation, k up to 5), so they
   are honest; the stacker shipped is then fit on the whole validation split.
 
-A member refit on train + validation saw the validation split, so its probabilities there are not
-what it would give unseen data; the API refuses such members (`refit` must be false). The test
-split, as everywhere, is read once, for the report.
+A member refit on train + validation saw the validation split, so its own probabilities there are
+not what it would give unseen data. Such a member ships the probabilities its first model (trained
+on train alone, chosen on validation) gave the validation split (refit.py's FIRST_PASS_VALIDATION,
+tied to the split by a digest of its texts): the temperatures, weights or stacker are fit on those,
+and the test split is predicted by the refit model the artifact holds, so the ensemble learns from
+all the labelled data as its refit members do. The fit assumes the refit model's scale is its first
+model's (same epochs, 1/(1 - validation share) more data). The test split, as everywhere, is read
+once, for the report.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.metrics import classification_metrics, evaluation_report
+from makam_worker.training.refit import texts_digest
 from makam_worker.training.report import TEXTPREP, _table, evaluation_rows, final_metrics, loading_section
 from makam_worker.training.textprep import OPTIONS
 from makam_worker.training.throughput import Meter
@@ -80,10 +86,25 @@ def _check_member(d: Path, job_id: str, splits: Splits, hp: Hyperparameters) -> 
         if metrics["hyperparameters"].get(name) != getattr(hp, name):
             raise TrainingError("invalid_member", f"member {job_id} has {name} {metrics['hyperparameters'].get(name)!r}, "
                                 f"the ensemble {getattr(hp, name)!r}: every member must share the data hyperparameters")
-    if (metrics.get("summary") or {}).get("refit"):
-        raise TrainingError("invalid_member", f"member {job_id} was refit on train + validation, so its validation "
-                            "probabilities would fit the ensemble to data it saw; train it with refit false")
     return metrics
+
+
+def _first_pass_validation(d: Path, job_id: str, refit: dict[str, Any], splits: Splits) -> np.ndarray:
+    """A refit member's first model's validation probabilities (the file its artifact ships)."""
+    name = refit.get("validation_probabilities")
+    if not name or not (d / name).is_file():
+        raise TrainingError("invalid_member", f"member {job_id} was refit on train + validation and its artifact "
+                            "keeps no validation probabilities of its first model (a makam before they were kept): "
+                            "its own validation predictions would fit the ensemble to texts it learnt; train it again, "
+                            "or with refit false")
+    if refit.get("validation_texts_sha256") != texts_digest(splits.validation_texts):
+        raise TrainingError("invalid_member", f"member {job_id}'s first-model validation probabilities were read on "
+                            "other validation texts than the ensemble carves")
+    probabilities = np.load(d / name, allow_pickle=False)
+    if probabilities.shape != (len(splits.validation_texts), len(splits.label_names)):
+        raise TrainingError("invalid_member", f"member {job_id}'s {name} has shape {probabilities.shape}, expected "
+                            f"{(len(splits.validation_texts), len(splits.label_names))}")
+    return probabilities.astype(np.float64)
 
 
 def fit_weights(probabilities: list[np.ndarray], labels: list[int]) -> list[float]:
@@ -182,11 +203,15 @@ def train_ensemble(paths: RunPaths, spec: RunSpec, hp: Hyperparameters, splits: 
         d = model_dir / rel
         _unpack(member.artifact, d)
         metrics = _check_member(d, member.job_id, splits, hp)
-        validation.append(members_lib.member_probabilities(d, splits.validation_texts))
-        test.append(members_lib.member_probabilities(d, splits.test_texts) if splits.has_test else validation[-1])
         summary = metrics.get("summary") or {}
+        refit = summary.get("refit")
+        if refit:  # only with a test split: a run without one refits nothing
+            validation.append(_first_pass_validation(d, member.job_id, refit, splits))
+        else:
+            validation.append(members_lib.member_probabilities(d, splits.validation_texts))
+        test.append(members_lib.member_probabilities(d, splits.test_texts) if splits.has_test else validation[-1])
         members.append({"job_id": member.job_id, "path": rel, "family": metrics["model"]["family"],
-                        "source": metrics["model"].get("source"),
+                        "source": metrics["model"].get("source"), "refit": bool(refit),
                         "validation_accuracy": classification_metrics(
                             splits.validation_labels, validation[-1].argmax(1).tolist(), names)["accuracy"],
                         "test_accuracy": summary.get("accuracy") if summary.get("evaluated_on") == "test" else None})
@@ -275,10 +300,13 @@ def model_card(manifest: dict[str, Any], summary: dict[str, Any], splits: Splits
         f"- Method: {method}: {how}",
         f"- Labels ({len(labels)}): {', '.join(labels)}",
         "- A tfidf member with LinearSVC gives no probabilities: its decision_function scores go through a softmax",
+        *(["- A refit member (trained on train + validation) is fit on the validation probabilities of its first model, "
+           "trained on train alone, which its artifact keeps; its refit model predicts"]
+          if any(m.get("refit") for m in manifest["members"]) else []),
         "",
-        *_table(["member (job)", "family", "weight", "temperature", "validation accuracy", "its own test accuracy"], [
-            [m["job_id"], m["family"], m.get("weight", "-"), m.get("temperature", "-"), m["validation_accuracy"],
-             m["test_accuracy"] if m["test_accuracy"] is not None else "-"] for m in manifest["members"]]),
+        *_table(["member (job)", "family", "refit", "weight", "temperature", "validation accuracy", "its own test accuracy"], [
+            [m["job_id"], m["family"], "yes" if m.get("refit") else "no", m.get("weight", "-"), m.get("temperature", "-"),
+             m["validation_accuracy"], m["test_accuracy"] if m["test_accuracy"] is not None else "-"] for m in manifest["members"]]),
         "",
         "## Evaluation",
         "",

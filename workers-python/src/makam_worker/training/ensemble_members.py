@@ -48,18 +48,22 @@ def member_probabilities(d: str | os.PathLike, texts: list[str]) -> np.ndarray:
     if family == "tfidf":
         import joblib
 
-        pipeline = joblib.load(d / "model.joblib")
-        if hasattr(pipeline, "predict_proba") and hasattr(pipeline.named_steps["classifier"], "predict_proba"):
-            scores = pipeline.predict_proba(texts)
-            probabilities = scores
-        else:
-            scores = np.asarray(pipeline.decision_function(texts), dtype=np.float64)
-            if scores.ndim == 1:
-                scores = np.stack([np.zeros_like(scores), scores], axis=1)
-            probabilities = softmax(scores)
-        order = [list(pipeline.classes_).index(name) for name in labels]
-        return np.asarray(probabilities, dtype=np.float64)[:, order]
+        return pipeline_probabilities(joblib.load(d / "model.joblib"), labels, texts)
     return _neural_probabilities(d, family, labels, metrics, texts)
+
+
+def pipeline_probabilities(pipeline: Any, labels: list[str], texts: list[str]) -> np.ndarray:
+    """A tfidf pipeline's probabilities (its decision scores softmaxed, for a LinearSVC), columns in
+    `labels` order; also what a refit tfidf run keeps of its first model on validation."""
+    if hasattr(pipeline, "predict_proba") and hasattr(pipeline.named_steps["classifier"], "predict_proba"):
+        probabilities = pipeline.predict_proba(texts)
+    else:
+        scores = np.asarray(pipeline.decision_function(texts), dtype=np.float64)
+        if scores.ndim == 1:
+            scores = np.stack([np.zeros_like(scores), scores], axis=1)
+        probabilities = softmax(scores)
+    order = [list(pipeline.classes_).index(name) for name in labels]
+    return np.asarray(probabilities, dtype=np.float64)[:, order]
 
 
 def _neural_probabilities(d: Path, family: str, labels: list[str], metrics: dict, texts: list[str]) -> np.ndarray:

@@ -37,6 +37,40 @@ if TYPE_CHECKING:  # torch's: tfidf imports this module for `merged` and `summar
     from makam_worker.training.train_state import LoopState, Resume
 
 PHASE = "refit"
+# The first pass's model's class probabilities on the validation split (rows in its order, columns in
+# label order), kept beside the refit model in the artifact: the validation predictions of a model that
+# never saw those texts, so an ensemble (ensemble.py) can fit its weights on them and still combine the
+# refit models. A refit checkpoint carries the file (a derived file), so a resumed refit ships it too.
+FIRST_PASS_VALIDATION = "validation_probabilities.npy"
+
+
+def texts_digest(texts: list[str]) -> str:
+    """sha256 of the texts in order: ties the probabilities' rows to the split they were read on."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
+
+
+def keep_first_pass(path, probabilities: Any, splits: Splits) -> dict[str, Any]:
+    """Writes the first pass's validation probabilities to `path`; returns what the refit's summary
+    says of them."""
+    import numpy as np
+
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape != (len(splits.validation_texts), len(splits.label_names)):
+        raise ValueError(f"first-pass validation probabilities of shape {probabilities.shape}, expected "
+                         f"{(len(splits.validation_texts), len(splits.label_names))}")
+    np.save(path, probabilities, allow_pickle=False)
+    return first_pass_note(splits)
+
+
+def first_pass_note(splits: Splits) -> dict[str, Any]:
+    return {"validation_probabilities": FIRST_PASS_VALIDATION,
+            "validation_texts_sha256": texts_digest(splits.validation_texts)}
 
 
 def merged(splits: Splits) -> Splits:
@@ -78,7 +112,14 @@ def train_refit(
     refit_ctx = dataclasses.replace(ctx, splits=data, work_dir=ctx.work_dir / "refit",
                                     resume_dir=resume.derived if resume is not None else None)
     refit_ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    first_pass_file = ctx.work_dir / FIRST_PASS_VALIDATION  # trainer.py wrote it; a resumed refit has it in its checkpoint
+    if resume is not None and (resume.derived / FIRST_PASS_VALIDATION).is_file():
+        import shutil
+
+        shutil.copyfile(resume.derived / FIRST_PASS_VALIDATION, first_pass_file)
     built = trainer._builder(hp.family)(model_spec, refit_ctx)
+    if first_pass_file.is_file():
+        built.derived[FIRST_PASS_VALIDATION] = first_pass_file
     model = built.model
     check_stop()
     if hp.mlm_epochs and refit_ctx.resume_dir is None:  # its own masked-LM phase on its texts (mlm.py); a refit checkpoint holds its result
@@ -166,5 +207,6 @@ def train_refit(
     checkpoints.wait()
     checkpoints.report(time.monotonic() - loop_began, prefix="refit: ")
     model.eval()
+    kept = first_pass_note(ctx.splits) if first_pass_file.is_file() else {}
     return built, summary(ctx.splits, epochs, train_loss=loop.history[-1]["train_loss"] if loop.history else None,
-                          train_texts_truncated=truncated)
+                          train_texts_truncated=truncated, **kept)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -242,6 +243,22 @@ def evaluate(model: torch.nn.Module, data: DataLoader, device: torch.device, pre
             torch.cat(reference)[order].tolist())
 
 
+def probabilities(model: torch.nn.Module, data: DataLoader, device: torch.device, precision: str = "fp32") -> torch.Tensor:
+    """softmax of the logits, (examples, labels) in float64 on the CPU, in the split's order: what
+    ensemble_members.py computes from the saved model."""
+    was_training = model.training
+    model.eval()
+    indices, rows = [], []
+    with torch.no_grad():
+        for batch in data:
+            with autocast(device, precision):
+                logits = model(**model_inputs(batch, device)).logits
+            rows.append(torch.softmax(logits.float(), dim=-1).double().cpu())
+            indices.append(batch["index"])
+    model.train(was_training)
+    return torch.cat(rows)[torch.cat(indices).argsort()]
+
+
 def improved(metric: str, value: float, best: float | None) -> bool:
     if best is None:
         return True
@@ -431,6 +448,12 @@ def train_neural(
 
     restore(model, loop.best_weights)
     refitted = None
+    if refit is not None and not (resume is not None and resume.refit):
+        # Kept for ensembles: the refit model's own validation predictions would be of texts it learnt.
+        from makam_worker.training.refit import FIRST_PASS_VALIDATION, keep_first_pass
+
+        keep_first_pass(ctx.work_dir / FIRST_PASS_VALIDATION,
+                        probabilities(model, val_loader, device, precision).numpy(), splits)
     if refit is not None:
         # refit.py: a fresh model on train + validation for the best epoch's count replaces this one, which
         # is let go first (a GPU may not hold both).
@@ -455,6 +478,8 @@ def train_neural(
         built.tokenizer.init_kwargs["truncation_side"] = "left"
     paths.model.mkdir(parents=True, exist_ok=True)
     built.save(paths.model)
+    if refitted is not None and refitted.get("validation_probabilities"):
+        shutil.copyfile(ctx.work_dir / refitted["validation_probabilities"], paths.model / refitted["validation_probabilities"])
     onnx = None
     if hp.export_onnx and distributed.rank() == 0:  # last: it merges a LoRA model and moves it to the CPU in fp32
         from makam_worker.training import export_onnx
