@@ -140,6 +140,28 @@ def test_average_fits_weights_on_validation_and_the_artifact_predicts_what_the_r
         assert (artifact / "members" / j / "README.md").is_file()  # each member as it was, its own card inside
 
 
+def test_the_weights_reach_the_optimum_even_where_the_log_likelihood_is_flat():
+    """At the optimum of the mean log-likelihood on the simplex, every member with weight > 0 has the
+    same gradient component, and none with weight 0 a lower one (KKT). Random members of similar
+    accuracy put it near equal weights, where the loss is flat: SLSQP's default tolerance stopped at
+    the starting point there."""
+    from makam_worker.training.ensemble import fit_weights
+
+    rng = np.random.default_rng(0)
+    for case in range(40):
+        n, k, n_labels = 300, int(rng.integers(2, 4)), 4
+        y = rng.integers(0, n_labels, n)
+        members = []
+        for _ in range(k):
+            logits = rng.normal(0, 1, (n, n_labels))
+            logits[np.arange(n), y] += rng.uniform(1.5, 2.5)
+            members.append(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
+        w = np.array(fit_weights(members, y.tolist()))
+        picked = np.stack([p[np.arange(n), y] for p in members], axis=1)
+        gradient = -np.mean(picked / (picked @ w)[:, None], axis=0)
+        assert gradient[w > 1e-6].max() - gradient.min() < 1e-5, (case, w, gradient)
+
+
 def test_a_members_probability_scale_does_not_decide_its_weight(tmp_path, members, monkeypatch):
     """A member as accurate but with flatter probabilities (a LinearSVC's softmaxed margins are flat
     next to a network's) gets the same weight once its temperature is fit: without the temperatures,
