@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from conftest import SCRATCH, TINY_BERT, TINY_LLAMA, extract, jsonl, read_events, write_run_dir
 from makam_worker.convert import event_to_proto
 from makam_worker.training.child import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, execute
-from makam_worker.training.refit import texts_digest
+from makam_worker.training.first_pass import texts_digest
 
 FRAMES = ["{} bu akşam geldi", "dün {} yedik", "pazarda {} var", "annem {} aldı", "sabah {} topladık",
           "bahçede {} büyür", "sepette {} kaldı", "masada {} duruyor", "yine {} istedik", "komşu {} getirdi",

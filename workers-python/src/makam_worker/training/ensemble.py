@@ -51,7 +51,7 @@ from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
 from makam_worker.training.errors import TrainingError
 from makam_worker.training.metrics import classification_metrics, evaluation_report
-from makam_worker.training.refit import texts_digest
+from makam_worker.training.first_pass import texts_digest
 from makam_worker.training.report import TEXTPREP, _table, evaluation_rows, final_metrics, loading_section
 from makam_worker.training.textprep import OPTIONS
 from makam_worker.training.throughput import Meter

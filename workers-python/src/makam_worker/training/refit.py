@@ -30,6 +30,7 @@ from makam_worker.events import EventLog
 from makam_worker.run_spec import ModelSpec
 from makam_worker.layout import RunPaths
 from makam_worker.training.data import Splits
+from makam_worker.training.first_pass import FIRST_PASS_VALIDATION, first_pass_note
 
 if TYPE_CHECKING:  # torch's: tfidf imports this module for `merged` and `summary` and never loads torch
     from makam_worker.training.family import BuildContext, Built
@@ -37,40 +38,6 @@ if TYPE_CHECKING:  # torch's: tfidf imports this module for `merged` and `summar
     from makam_worker.training.train_state import LoopState, Resume
 
 PHASE = "refit"
-# The first pass's model's class probabilities on the validation split (rows in its order, columns in
-# label order), kept beside the refit model in the artifact: the validation predictions of a model that
-# never saw those texts, so an ensemble (ensemble.py) can fit its weights on them and still combine the
-# refit models. A refit checkpoint carries the file (a derived file), so a resumed refit ships it too.
-FIRST_PASS_VALIDATION = "validation_probabilities.npy"
-
-
-def texts_digest(texts: list[str]) -> str:
-    """sha256 of the texts in order: ties the probabilities' rows to the split they were read on."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for text in texts:
-        data = text.encode("utf-8", "surrogatepass")
-        h.update(len(data).to_bytes(8, "little") + data)
-    return h.hexdigest()
-
-
-def keep_first_pass(path, probabilities: Any, splits: Splits) -> dict[str, Any]:
-    """Writes the first pass's validation probabilities to `path`; returns what the refit's summary
-    says of them."""
-    import numpy as np
-
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.shape != (len(splits.validation_texts), len(splits.label_names)):
-        raise ValueError(f"first-pass validation probabilities of shape {probabilities.shape}, expected "
-                         f"{(len(splits.validation_texts), len(splits.label_names))}")
-    np.save(path, probabilities, allow_pickle=False)
-    return first_pass_note(splits)
-
-
-def first_pass_note(splits: Splits) -> dict[str, Any]:
-    return {"validation_probabilities": FIRST_PASS_VALIDATION,
-            "validation_texts_sha256": texts_digest(splits.validation_texts)}
 
 
 def merged(splits: Splits) -> Splits:

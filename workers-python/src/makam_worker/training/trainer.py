@@ -450,7 +450,7 @@ def train_neural(
     refitted = None
     if refit is not None and not (resume is not None and resume.refit):
         # Kept for ensembles: the refit model's own validation predictions would be of texts it learnt.
-        from makam_worker.training.refit import FIRST_PASS_VALIDATION, keep_first_pass
+        from makam_worker.training.first_pass import FIRST_PASS_VALIDATION, keep_first_pass
 
         keep_first_pass(ctx.work_dir / FIRST_PASS_VALIDATION,
                         probabilities(model, val_loader, device, precision).numpy(), splits)

@@ -40,7 +40,8 @@ from makam_worker.training.config import Hyperparameters
 from makam_worker.training.data import Splits
 from makam_worker.training.metrics import classification_metrics, evaluation_report
 from makam_worker.training.ensemble_members import pipeline_probabilities
-from makam_worker.training.refit import FIRST_PASS_VALIDATION, keep_first_pass, merged, summary
+from makam_worker.training.first_pass import FIRST_PASS_VALIDATION, keep_first_pass
+from makam_worker.training.refit import merged, summary
 from makam_worker.training.throughput import Meter
 
 LOADING = """\
