@@ -19,7 +19,7 @@ and the downloaded artifact agree label for label. Then:
 
 A member refit on train + validation saw the validation split, so its own probabilities there are
 not what it would give unseen data. Such a member ships the probabilities its first model (trained
-on train alone, chosen on validation) gave the validation split (refit.py's FIRST_PASS_VALIDATION,
+on train alone, chosen on validation) gave the validation split (first_pass.py's file,
 tied to the split by a digest of its texts): the temperatures, weights or stacker are fit on those,
 and the test split is predicted by the refit model the artifact holds, so the ensemble learns from
 all the labelled data as its refit members do. The fit assumes the refit model's scale is its first

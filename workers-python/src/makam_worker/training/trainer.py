@@ -243,18 +243,18 @@ def evaluate(model: torch.nn.Module, data: DataLoader, device: torch.device, pre
             torch.cat(reference)[order].tolist())
 
 
+@torch.no_grad()
 def probabilities(model: torch.nn.Module, data: DataLoader, device: torch.device, precision: str = "fp32") -> torch.Tensor:
     """softmax of the logits, (examples, labels) in float64 on the CPU, in the split's order: what
     ensemble_members.py computes from the saved model."""
     was_training = model.training
     model.eval()
     indices, rows = [], []
-    with torch.no_grad():
-        for batch in data:
-            with autocast(device, precision):
-                logits = model(**model_inputs(batch, device)).logits
-            rows.append(torch.softmax(logits.float(), dim=-1).double().cpu())
-            indices.append(batch["index"])
+    for batch in data:
+        with autocast(device, precision):
+            logits = model(**model_inputs(batch, device)).logits
+        rows.append(torch.softmax(logits.float(), dim=-1).double().cpu())
+        indices.append(batch["index"])
     model.train(was_training)
     return torch.cat(rows)[torch.cat(indices).argsort()]
 

@@ -126,8 +126,7 @@ def build(model_spec: ModelSpec, ctx: BuildContext) -> Built:
                f"SentencePiece {hp.tokenizer_model} vocabulary of {len(tokenizer)}"
                + (f"; character {hp.char_ngram_sizes}-grams of each word"
                   + (" and adjacent word pairs" if hp.char_ngram_word_bigrams else "")
-                  + f" hashed into {hp.char_ngram_buckets} buckets, over "
-                  + (f"at most {hp.char_ngram_max_words} words" if hp.char_ngram_max_words else f"at most {hp.max_length} words")
+                  + f" hashed into {hp.char_ngram_buckets} buckets, over at most {hp.char_ngram_max_words or hp.max_length} words"
                   if hp.char_ngram_buckets else ""),
         loading=LOADING.format(max_length=hp.max_length, truncation=hp.truncation),
         info={**parameter_counts(model), "vocab_size": len(tokenizer)},

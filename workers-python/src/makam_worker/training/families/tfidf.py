@@ -25,7 +25,6 @@ Turkish casing stays right).
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -307,7 +306,7 @@ def train_tfidf(
     refitted = None
     if splits.has_test:
         if hp.refit:
-            # The first model's validation probabilities, kept for ensembles (refit.py's FIRST_PASS_VALIDATION).
+            # The first model's validation probabilities, kept for ensembles (first_pass.py).
             first_pass = pipeline_probabilities(pipeline, names, splits.validation_texts)
             data = merged(splits)
             with spans.phase("refit", epochs=1):
@@ -317,8 +316,8 @@ def train_tfidf(
                 # option applied offsets from a smaller fit to a larger one and they kept their gain.
                 offsets = aligned(fitted, fit_labels, pipeline.classes_)
                 shift_intercepts(pipeline, offsets)
-            paths.work.mkdir(parents=True, exist_ok=True)
-            refitted = summary(splits, 1, **keep_first_pass(paths.work / FIRST_PASS_VALIDATION, first_pass, splits))
+            paths.model.mkdir(parents=True, exist_ok=True)
+            refitted = summary(splits, 1, **keep_first_pass(paths.model / FIRST_PASS_VALIDATION, first_pass, splits))
             log.info("tfidf: refit on training + validation for the test evaluation")
         split, texts, labels = "test", splits.test_texts, splits.test_labels
         with spans.phase("evaluation", split="test", final=True):
@@ -336,8 +335,6 @@ def train_tfidf(
 
     paths.model.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, paths.model / "model.joblib")
-    if refitted is not None:
-        shutil.copyfile(paths.work / FIRST_PASS_VALIDATION, paths.model / FIRST_PASS_VALIDATION)
     vocabulary = sum(len(t.vocabulary_) for _, t in pipeline.named_steps["features"].transformer_list)
     offsets_info = {} if offsets is None else {
         "decision_offsets": {str(label): float(v) for label, v in zip(pipeline.classes_, offsets)},
